@@ -1,0 +1,108 @@
+/**
+ * The compute backend interface: a small typed set of tensor ops, in the spirit of ggml's
+ * `ggml_backend_i`. Model code (src/model) drives a forward pass through these calls and never
+ * touches CUDA, koffi or typed-array layouts; backends never know what a "layer" is.
+ *
+ * Conventions:
+ * - Activations are f32 row-major matrices `[rows, cols]`; a batch of T tokens is `rows = T`.
+ * - Weights are uploaded once at load time; handles are opaque to the caller.
+ * - Ops write into caller-provided outputs (allocated once, llama2.c `RunState` style), so a
+ *   decode step allocates nothing.
+ * - The CPU backend is the oracle: every other backend is tested op by op against it.
+ */
+import type { GptqLinearHost } from '../formats/gptqTypes.js';
+
+/** An activation matrix living on the backend. */
+export interface Activation {
+  readonly rows: number;
+  readonly cols: number;
+}
+
+/** A weight matrix of a linear layer `y = x Wᵀ (+ b)`, `W: [outFeatures, inFeatures]`. */
+export interface LinearWeight {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+}
+
+/** A 1-D f32 parameter (norm weights). */
+export interface VectorWeight {
+  readonly length: number;
+}
+
+/** An embedding table `[vocab, dim]` (fp16 on the host). */
+export interface EmbeddingWeight {
+  readonly vocab: number;
+  readonly dim: number;
+}
+
+/** The KV cache of all layers: `[layers, maxSeq, kvHeads, headDim]` for K and for V. */
+export interface KvCache {
+  readonly layers: number;
+  readonly maxSeq: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
+/** A dense fp16 matrix on the host, `[outFeatures, inFeatures]` row-major, raw IEEE half bits. */
+export interface DenseLinearHost {
+  readonly kind: 'dense';
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+  readonly data: Uint16Array;
+  readonly bias?: Uint16Array;
+}
+
+export type LinearHost = DenseLinearHost | GptqLinearHost;
+
+/** Geometry of one attention call. */
+export interface AttentionShape {
+  readonly layer: number;
+  /** position of the first query row in the sequence (= tokens already in the cache) */
+  readonly startPos: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
+export interface Backend {
+  readonly name: string;
+
+  // --- memory ---------------------------------------------------------------------------
+  allocActivation(rows: number, cols: number): Activation;
+  /** Copy host data into an activation (`data.length === rows * cols`). */
+  writeActivation(dst: Activation, data: Float32Array): void;
+  /** Copy an activation (or its first `rows` rows) back to the host. */
+  readActivation(src: Activation, rows?: number): Float32Array;
+
+  uploadLinear(weight: LinearHost): LinearWeight;
+  uploadVector(data: Float32Array): VectorWeight;
+  uploadEmbedding(data: Uint16Array, vocab: number, dim: number): EmbeddingWeight;
+  allocKvCache(layers: number, maxSeq: number, kvHeads: number, headDim: number): KvCache;
+
+  // --- ops (all act on the first `rows` rows of their operands) --------------------------
+  /** out[t, :] = table[ids[t], :] */
+  embed(out: Activation, table: EmbeddingWeight, ids: Int32Array): void;
+  /** out[t, :] = x[t, :] / sqrt(mean(x[t, :]²) + eps) * weight */
+  rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void;
+  /** out[t, :] = x[t, :] Wᵀ + b */
+  linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void;
+  /**
+   * Rotary embedding, Hugging Face convention (rotate halves): for each head, pairs
+   * (i, i + headDim/2) rotate by angle pos · theta^(-2i/headDim), pos = startPos + t.
+   */
+  rope(x: Activation, heads: number, headDim: number, startPos: number, theta: number, rows: number): void;
+  /** Store rows of K and V ([rows, kvHeads*headDim]) at positions startPos.. of `layer`. */
+  writeKv(cache: KvCache, layer: number, startPos: number, k: Activation, v: Activation, rows: number): void;
+  /**
+   * Causal attention of `rows` query rows (q: [rows, heads*headDim]) over cache positions
+   * 0..startPos+t for row t; grouped KV heads (head h reads kv head h / (heads/kvHeads)).
+   */
+  attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void;
+  /** out = silu(gate) * up, elementwise */
+  swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void;
+  /** x += y, elementwise */
+  addInPlace(x: Activation, y: Activation, rows: number): void;
+
+  /** Release everything this backend allocated. */
+  dispose(): void;
+}
