@@ -1,0 +1,15 @@
+/**
+ * What generation needs from a model: feed tokens, get next-token logits. Implemented by
+ * `LlamaModel` (src/model/llama.ts) on any backend; generation code depends only on this.
+ */
+export interface CausalLm {
+  readonly vocabSize: number;
+  /** maximum sequence length (max_position_embeddings, or --ctx) */
+  readonly contextLength: number;
+  /**
+   * Feed `tokens` at positions startPos..startPos+n-1. The KV cache must already hold positions
+   * 0..startPos-1 of the same sequence (later positions are overwritten). Returns the logits of
+   * the last fed position, `[vocabSize]` f32. Throws ContextOverflowError past contextLength.
+   */
+  forward(tokens: readonly number[], startPos: number): Promise<Float32Array>;
+}
