@@ -103,6 +103,18 @@ export interface Backend {
   /** x += y, elementwise */
   addInPlace(x: Activation, y: Activation, rows: number): void;
 
+  // --- optional fast paths ---------------------------------------------------------------
+  /**
+   * Run the ops that `record` issues as one captured graph, keyed by `key` (e.g. 'decode').
+   * Backends that support it capture on the first call and replay afterwards; inside `record`,
+   * the `startPos` and `ids` that ops receive must be read from device memory that this call
+   * refreshes from `step` before each replay, so replays with new values are valid.
+   * Backends without graphs leave this undefined and the model calls the ops directly.
+   */
+  runGraph?(key: string, step: { readonly startPos: number; readonly ids: Int32Array }, record: () => void): void;
+  /** argmax of row 0 of `x`, computed on the device so only an id comes back. */
+  argmax?(x: Activation): number;
+
   /** Release everything this backend allocated. */
   dispose(): void;
 }
