@@ -100,6 +100,8 @@ export interface Backend {
   attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void;
   /** out = silu(gate) * up, elementwise */
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void;
+  /** dst[0..rows) = src[srcRow..srcRow+rows) (e.g. the last position before the lm_head) */
+  copyRows(dst: Activation, src: Activation, srcRow: number, rows: number): void;
   /** x += y, elementwise */
   addInPlace(x: Activation, y: Activation, rows: number): void;
 
