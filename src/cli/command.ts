@@ -74,7 +74,10 @@ function parse(spec: CommandSpec, argv: string[]): { values: OptionValues; posit
     throw new UsageError(`unexpected argument "${parsed.positionals[max]}"\nusage: ${spec.usage}`);
   }
   const values: Record<string, string | boolean | string[] | undefined> = {};
-  for (const [name, def] of Object.entries(spec.options)) values[name] = parsed.values[name] ?? def.default;
+  for (const [name, def] of Object.entries(spec.options)) {
+    const v = parsed.values[name];
+    values[name] = Array.isArray(v) ? v.map(String) : (v ?? def.default);
+  }
   return { values, positionals: parsed.positionals };
 }
 

@@ -67,8 +67,10 @@ export class CpuBackend implements Backend {
   uploadLinear(weight: LinearHost): LinearWeight {
     const bias = weight.bias ? halfArrayToFloat(weight.bias) : undefined;
     const { inFeatures, outFeatures } = weight;
-    if (weight.kind === 'dense') return { kind: 'dense', inFeatures, outFeatures, w: halfArrayToFloat(weight.data), bias } satisfies CpuLinear;
-    return { kind: 'gptq', inFeatures, outFeatures, g: prepareGptq(weight, unpackQweight), bias } satisfies CpuLinear;
+    const linear: CpuLinear = weight.kind === 'dense'
+      ? { kind: 'dense', inFeatures, outFeatures, w: halfArrayToFloat(weight.data), bias }
+      : { kind: 'gptq', inFeatures, outFeatures, g: prepareGptq(weight, unpackQweight), bias };
+    return linear;
   }
 
   uploadVector(data: Float32Array): VectorWeight {

@@ -1,0 +1,26 @@
+import { parseBackendKind } from '../backends/select.js';
+import { LoadedModel } from '../engine/loadedModel.js';
+import { numberOpt, stringOpt, type OptionValues } from './command.js';
+import { EMBEDDED_MODEL_DIR } from './defaultModel.js';
+
+/**
+ * Loads the model the MODEL_OPTIONS flags name. Without --model it is the embedded
+ * tiny-vicuna-4k, which was trained on StableVicuna's `### Human:` format, so that template is
+ * its default (its folder name alone would suggest Vicuna v0).
+ */
+export async function loadFromFlags(values: OptionValues, log: (line: string) => void): Promise<LoadedModel> {
+  const dir = stringOpt(values, 'model');
+  return LoadedModel.load({
+    dir: dir ?? EMBEDDED_MODEL_DIR,
+    weights: stringOpt(values, 'weights'),
+    backend: parseBackendKind(stringOpt(values, 'backend')),
+    contextLength: numberOpt(values, 'ctx', { min: 2, integer: true }),
+    template: stringOpt(values, 'template') ?? (dir === undefined ? 'stable-vicuna' : undefined),
+    log,
+  });
+}
+
+/** Progress and status lines go to stderr so stdout carries only the model's text. */
+export const logToStderr = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};

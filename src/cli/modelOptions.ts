@@ -1,0 +1,10 @@
+import type { OptionDefs } from './command.js';
+
+/** Flags shared by every command that loads a model. */
+export const MODEL_OPTIONS: OptionDefs = {
+  model: { type: 'string', short: 'm', value: 'dir', description: 'model folder (config.json, tokenizer, *.safetensors); default: the embedded tiny-vicuna-4k' },
+  weights: { type: 'string', value: 'file', description: 'weights file inside the folder, when it holds several' },
+  backend: { type: 'string', value: 'auto|cpu|cuda', description: 'compute backend', default: 'auto' },
+  ctx: { type: 'string', value: 'N', description: 'context length (default: the model\'s max_position_embeddings)' },
+  template: { type: 'string', value: 'name', description: 'chat template: stable-vicuna, vicuna-v0, vicuna-v1.1, alpaca, llama-2, jinja, none (default: picked from the model)' },
+};

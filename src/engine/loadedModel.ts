@@ -1,0 +1,64 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createBackend, type BackendKind } from '../backends/select.js';
+import { selectTemplate, type TemplateChoice } from '../chat/templateSelect.js';
+import type { KvCacheState } from '../generate/generator.js';
+import { LlamaModel } from '../model/llama.js';
+import { Tokenizer } from '../tokenizer/index.js';
+
+export interface LoadOptions {
+  readonly dir: string;
+  readonly weights?: string;
+  readonly backend?: BackendKind;
+  readonly contextLength?: number;
+  /** --template override */
+  readonly template?: string;
+  /** where progress lines go (stderr in the CLI) */
+  readonly log?: (line: string) => void;
+}
+
+/**
+ * A model ready to chat: weights on a backend, its tokenizer, its chat template and the record
+ * of what its KV cache holds. One per loaded model; shared by the CLI and the server.
+ */
+export class LoadedModel implements AsyncDisposable {
+  /** ids held in the model's KV cache (generation reuses the common prefix) */
+  readonly kv: KvCacheState = { cachedIds: [] };
+
+  private constructor(
+    readonly model: LlamaModel,
+    readonly tokenizer: Tokenizer,
+    readonly template: TemplateChoice,
+  ) {}
+
+  static async load(options: LoadOptions): Promise<LoadedModel> {
+    const log = options.log ?? (() => {});
+    const backend = await createBackend(options.backend ?? 'auto', log);
+    const started = performance.now();
+    const model = await LlamaModel.create(options.dir, { backend, weights: options.weights, contextLength: options.contextLength });
+    const tokenizer = await Tokenizer.fromModelDir(options.dir);
+    const tokenizerConfig = await readJson(path.join(options.dir, 'tokenizer_config.json'));
+    const config = await readJson(path.join(options.dir, 'config.json'));
+    const template = selectTemplate(path.resolve(options.dir), tokenizerConfig, { override: options.template, config });
+    const { info } = model;
+    const quant = info.gptq ? `GPTQ ${info.gptq.bits}-bit g${info.gptq.groupSize}${info.gptq.actOrder ? ' act-order' : ''}` : 'fp16';
+    log(`loaded ${path.basename(info.weightsPath)} (${quant}, ${info.config.numLayers} layers) on ${backend.name} in ${((performance.now() - started) / 1000).toFixed(1)} s; template ${template.name}`);
+    return new LoadedModel(model, tokenizer, template);
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+}
+
+async function readJson(file: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as unknown;
+  } catch {
+    return undefined; // optional side file; the loaders report real problems with required ones
+  }
+}
