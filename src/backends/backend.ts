@@ -114,6 +114,11 @@ export interface Backend {
    * Backends without graphs leave this undefined and the model calls the ops directly.
    */
   runGraph?(key: string, step: { readonly startPos: number; readonly ids: Int32Array }, record: () => void): void;
+  /**
+   * acc += x Wᵀ + b (a linear layer whose output is added to the residual stream). Backends that
+   * fuse the add into the matrix-vector kernel define it; callers fall back to linear + addInPlace.
+   */
+  linearAdd?(acc: Activation, x: Activation, weight: LinearWeight, rows: number): void;
   /** argmax of row 0 of `x`, computed on the device so only an id comes back. */
   argmax?(x: Activation): number;
 

@@ -12,6 +12,26 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   generate: async () => (await import('./commands/generate.js')).generateCommand,
   chat: async () => (await import('./commands/chat.js')).chatCommand,
   eval: async () => (await import('./commands/eval.js')).evalCommand,
+  serve: async () => (await import('./commands/serve.js')).serveCommand,
+  download: async () => (await import('./commands/download.js')).downloadCommand,
+  convert: async () => (await import('./commands/convert.js')).convertCommand,
+  'merge-delta': async () => (await import('./commands/mergeDelta.js')).mergeDeltaCommand,
+  'make-delta': async () => (await import('./commands/makeDelta.js')).makeDeltaCommand,
+  synth: async () => (await import('./commands/synth.js')).synthCommand,
+};
+
+/** One line per command for the top-level help (kept here so help needs no module loads). */
+const SUMMARIES: Readonly<Record<keyof typeof COMMANDS, string>> = {
+  info: 'show format, bits, groupsize, act-order, vocab, layers, template of a model',
+  generate: 'complete a prompt (streams; --json for ids)',
+  chat: 'interactive chat in the terminal',
+  eval: 'perplexity (eval ppl)',
+  serve: 'OpenAI-compatible HTTP API and web UI',
+  download: 'download user/repo[:branch] from the Hugging Face Hub',
+  convert: 'convert PyTorch .bin checkpoints to safetensors (safe unpickler)',
+  'merge-delta': 'add a delta (e.g. StableVicuna) to base LLaMA weights',
+  'make-delta': 'the inverse of merge-delta',
+  synth: 'random GPTQ checkpoint of LLaMA shapes, for benchmarks',
 };
 
 function usage(): string {
@@ -19,7 +39,7 @@ function usage(): string {
     'usage: qllama <command> [options]',
     '',
     'commands:',
-    ...Object.keys(COMMANDS).map((name) => `  ${name}`),
+    ...Object.entries(SUMMARIES).map(([name, summary]) => `  ${name.padEnd(12)} ${summary}`),
     '',
     "Run 'qllama <command> --help' for a command's options.",
     '',

@@ -1,7 +1,7 @@
 import { parseBackendKind } from '../backends/select.js';
 import { LoadedModel } from '../engine/loadedModel.js';
 import { numberOpt, stringOpt, type OptionValues } from './command.js';
-import { EMBEDDED_MODEL_DIR } from './defaultModel.js';
+import { EMBEDDED_MODEL_DIR, defaultTemplateFor } from './defaultModel.js';
 
 /**
  * Loads the model the MODEL_OPTIONS flags name. Without --model it is the embedded
@@ -15,7 +15,7 @@ export async function loadFromFlags(values: OptionValues, log: (line: string) =>
     weights: stringOpt(values, 'weights'),
     backend: parseBackendKind(stringOpt(values, 'backend')),
     contextLength: numberOpt(values, 'ctx', { min: 2, integer: true }),
-    template: stringOpt(values, 'template') ?? (dir === undefined ? 'stable-vicuna' : undefined),
+    template: stringOpt(values, 'template') ?? defaultTemplateFor(dir),
     log,
   });
 }

@@ -12,7 +12,7 @@ import { FIXTURE_NAMES, VARIANTS, firstNearTie, fixtureDir, loadReference } from
  * last-position logits within fp16 tolerance, and greedy ids equal up to the first near tie,
  * decoding incrementally through the KV cache (the reference recomputed everything each step).
  */
-const LOGIT_TOLERANCE = 0.06; // fp16 GPU arithmetic vs our f32: the README calls ≤ 0.05 rounding
+const LOGIT_TOLERANCE = 0.02; // observed ≤ 0.007 (fp16 GPU reference vs our f32); the README calls ≤ 0.05 rounding
 
 for (const fixture of FIXTURE_NAMES) {
   const ref = loadReference(fixture);

@@ -1,16 +1,17 @@
 import type { Backend } from '../backend.js';
-import { QllamaError } from '../../errors.js';
+import { CudaBackend, CudaUnavailableError } from './cudaBackend.js';
+import { cudaAvailable as probe } from './driver.js';
 
 /**
- * The CUDA backend's lazy entry point (imported only for --backend cuda|auto).
- * Placeholder until the CUDA backend lands: reports that no CUDA backend is available.
+ * The CUDA backend's lazy entry point (imported only for --backend cuda|auto): nothing here
+ * touches the driver until called, and `cudaAvailable` never throws.
  */
-export class CudaUnavailableError extends QllamaError {}
+export { CudaUnavailableError };
 
 export function cudaAvailable(): { ok: true } | { ok: false; reason: string } {
-  return { ok: false, reason: 'this build has no CUDA backend yet' };
+  return probe();
 }
 
 export async function createCudaBackend(): Promise<Backend> {
-  throw new CudaUnavailableError('this build of qllama has no CUDA backend yet: use --backend cpu');
+  return CudaBackend.create();
 }

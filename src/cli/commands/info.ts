@@ -2,7 +2,7 @@ import { discoverModel } from '../../formats/modelFolder.js';
 import { Tokenizer } from '../../tokenizer/index.js';
 import { selectTemplate } from '../../chat/templateSelect.js';
 import { defineCommand, boolOpt, stringOpt } from '../command.js';
-import { EMBEDDED_MODEL_DIR } from '../defaultModel.js';
+import { EMBEDDED_MODEL_DIR, defaultTemplateFor } from '../defaultModel.js';
 
 export const infoCommand = defineCommand({
   name: 'info',
@@ -17,7 +17,7 @@ export const infoCommand = defineCommand({
     const dir = positionals[0] ?? EMBEDDED_MODEL_DIR;
     const model = discoverModel(dir, { weights: stringOpt(values, 'weights') });
     const tokenizer = await Tokenizer.fromModelDir(dir);
-    const template = selectTemplate(model.dir, await readTokenizerConfig(model.dir));
+    const template = selectTemplate(model.dir, await readTokenizerConfig(model.dir), { override: defaultTemplateFor(dir) });
     const c = model.config;
     const info = {
       dir: model.dir,

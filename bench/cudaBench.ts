@@ -1,0 +1,71 @@
+/**
+ * `npm run bench:cuda [-- MODEL_DIR...]`: CUDA figures on this machine's GPU, each beside the
+ * bandwidth ceiling measured in the same run.
+ *   1. ceiling: a read kernel over 2 GiB (16-byte loads)
+ *   2. int4 GEMV at LLaMA-13B shapes (compat and act-order), GB/s and ratio to the ceiling
+ *   3. per model dir (e.g. from `qllama synth`): load time, prefill tok/s, decode tok/s at
+ *      context 1/512/2048 (graph replay, argmax on the device), peak GPU memory
+ * Ends with one JSON line of every figure.
+ */
+import { CudaBackend } from '../src/backends/cuda/cudaBackend.js';
+import { ptr, u64 } from '../src/backends/cuda/kernelArgs.js';
+import { randomQ4 } from './cudaBenchWeights.js';
+import { benchModel, type ModelFigures } from './cudaBenchModel.js';
+
+const b = CudaBackend.create();
+const figures: Record<string, unknown> = { card: b.deviceName, date: new Date().toISOString().slice(0, 10) };
+const cu = b.cu;
+const [e0, e1] = [cu.createEvent(), cu.createEvent()];
+
+/** Median over `rounds` of the mean time of `reps` calls of `fn`, in ms (events on the stream). */
+function timeMs(fn: () => void, reps: number, rounds = 5): number {
+  fn();
+  b.synchronize();
+  const t: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    cu.recordEvent(e0, b.stream);
+    for (let i = 0; i < reps; i++) fn();
+    cu.recordEvent(e1, b.stream);
+    cu.synchronizeEvent(e1);
+    t.push(cu.elapsedMs(e0, e1) / reps);
+  }
+  return t.sort((a, c) => a - c)[Math.floor(t.length / 2)];
+}
+
+// 1. the ceiling
+const bytes = 2 ** 31;
+const buf = b.mem.alloc(bytes);
+cu.memsetD32(buf, 0x12345678, bytes / 4, b.stream);
+const sink = b.mem.alloc(4 * b.smCount * 8 * 256);
+const ceilMs = timeMs(() => b.kernels.launch('read_bw', { x: b.smCount * 8 }, { x: 256 }, [ptr(buf), u64(bytes / 16), ptr(sink)]), 10);
+const ceiling = bytes / ceilMs / 1e6; // GB/s
+b.mem.free(buf);
+figures.ceilingGBs = Math.round(ceiling);
+console.log(`${b.deviceName}: read ceiling ${ceiling.toFixed(0)} GB/s (2 GiB, 16-byte loads)`);
+
+// 2. GEMV at 13B shapes; enough copies that the set exceeds L2, replayed as one graph
+const gemv: Record<string, unknown>[] = [];
+for (const actOrder of [false, true]) {
+  for (const [K, N] of [[5120, 5120], [5120, 13824], [13824, 5120]]) {
+    const copies = Math.max(4, Math.ceil(256e6 / (K * N / 2)));
+    const layers = Array.from({ length: copies }, () => b.uploadLinear(randomQ4(K, N, actOrder)));
+    const x = b.allocActivation(1, K), y = b.allocActivation(1, N);
+    b.writeActivation(x, Float32Array.from({ length: K }, () => Math.random() - 0.5));
+    const layerBytes = (K * N) / 2 + (K / 128) * N * 2 + (K / 128) * N / 8 * 4;
+    const key = `gemv-${K}-${N}-${actOrder}`;
+    const ms = timeMs(() => b.runGraph(key, { startPos: 0, ids: new Int32Array(1) }, () => {
+      for (const l of layers) b.linear(y, x, l, 1);
+    }), 20) / copies;
+    const gbs = layerBytes / ms / 1e6;
+    gemv.push({ K, N, actOrder, us: +(ms * 1000).toFixed(2), GBs: Math.round(gbs), ofCeiling: +(gbs / ceiling).toFixed(3) });
+    console.log(`gemv q4 g128 ${actOrder ? 'act-order' : 'compat   '} ${K}x${N}: ${(ms * 1000).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / ceiling).toFixed(1)}% of ceiling`);
+  }
+}
+figures.gemv = gemv;
+
+// 3. whole models
+const models: ModelFigures[] = [];
+for (const dir of process.argv.slice(2)) models.push(await benchModel(dir, ceiling, (line) => console.log(line)));
+figures.models = models;
+b.dispose();
+console.log(JSON.stringify(figures));

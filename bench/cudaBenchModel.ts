@@ -1,0 +1,73 @@
+/**
+ * Whole-model CUDA figures for one model folder: load time, prefill tokens/s, greedy decode
+ * tokens/s at context 1, 512 and 2048 (the model's graph-replayed decode step, argmax on the
+ * device), peak GPU memory, and decode as a share of the bandwidth ceiling.
+ */
+import { statSync } from 'node:fs';
+import { CudaBackend } from '../src/backends/cuda/cudaBackend.js';
+import { LlamaModel } from '../src/model/llama.js';
+
+export interface ModelFigures {
+  readonly dir: string;
+  readonly loadS: number;
+  readonly weightsGB: number;
+  readonly prefill: Record<string, number>;
+  readonly decode: Record<string, number>;
+  readonly decodeOfCeiling: Record<string, number>;
+  readonly peakAllocGB: number;
+  readonly usedGB: number;
+}
+
+export async function benchModel(dir: string, ceilingGBs: number, log: (l: string) => void): Promise<ModelFigures> {
+  const backend = CudaBackend.create();
+  const t0 = performance.now();
+  const model = await LlamaModel.create(dir, { backend, contextLength: 2048, chunkRows: 512 });
+  backend.synchronize();
+  const loadS = (performance.now() - t0) / 1000;
+  const weightsGB = statSync(model.info.weightsPath).size / 1e9;
+  log(`${dir}: loaded ${weightsGB.toFixed(2)} GB in ${loadS.toFixed(2)} s`);
+  const vocab = model.vocabSize;
+  const prompt = (n: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
+  const prefill: Record<string, number> = {};
+  for (const n of [512, 2048]) {
+    await model.forward(prompt(64), 0); // warm
+    const t = performance.now();
+    await model.forward(prompt(n), 0);
+    prefill[n] = Math.round(n / ((performance.now() - t) / 1000));
+    log(`  prefill ${n}: ${prefill[n]} tok/s`);
+  }
+  const decode: Record<string, number> = {};
+  const decodeOfCeiling: Record<string, number> = {};
+  // bytes a decode step must read: the weights file (minus the embedding table, read one row) + KV
+  const c = model.config;
+  const stepBytes = (ctx: number): number => weightsGB * 1e9 - c.vocabSize * c.hiddenSize * 2 + ctx * c.numLayers * 2 * c.hiddenSize * 2;
+  for (const ctx of [1, 512, 2048]) {
+    const start = ctx === 1 ? 0 : ctx - 33;
+    if (start > 0) await model.forward(prompt(start), 0);
+    let id = 1;
+    const steps = 32;
+    for (let i = 0; i < 2; i++) id = await greedy(model, id, start + i); // capture + warm
+    const t = performance.now();
+    for (let i = 2; i < steps; i++) id = await greedy(model, id, start + i);
+    const s = (performance.now() - t) / 1000;
+    decode[ctx] = +((steps - 2) / s).toFixed(1);
+    decodeOfCeiling[ctx] = +((decode[ctx] * stepBytes(ctx)) / (ceilingGBs * 1e9)).toFixed(3);
+    log(`  decode at context ${ctx}: ${decode[ctx]} tok/s (${(100 * decodeOfCeiling[ctx]).toFixed(1)}% of the ceiling)`);
+  }
+  const { free, total } = backend.cu.memInfo();
+  const fig: ModelFigures = {
+    dir, loadS: +loadS.toFixed(2), weightsGB: +weightsGB.toFixed(2), prefill, decode, decodeOfCeiling,
+    peakAllocGB: +(backend.mem.peak / 1e9).toFixed(2), usedGB: +((total - free) / 1e9).toFixed(2),
+  };
+  log(`  peak allocated ${fig.peakAllocGB} GB, in use on the card ${fig.usedGB} GB`);
+  model.dispose();
+  return fig;
+}
+
+/** One greedy step through the model's public path: logits come back, argmax on the host. */
+async function greedy(model: LlamaModel, id: number, pos: number): Promise<number> {
+  const logits = await model.forward([id], pos);
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  return best;
+}

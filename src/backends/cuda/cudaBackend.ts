@@ -1,0 +1,282 @@
+/**
+ * The CUDA backend: f32 activations and an fp16 KV cache in device memory, GPTQ weights in their
+ * packed form, one stream, kernels from qllama-kernels.fatbin. The decode step runs as a captured
+ * CUDA graph (`runGraph`): inside the capture, kernels read the position and token ids from a small
+ * device buffer that each replay refreshes, so one graph serves every position.
+ */
+import type {
+  Activation, AttentionShape, Backend, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
+} from '../backend.js';
+import { QllamaError } from '../../errors.js';
+import { planAttention } from './attentionLaunch.js';
+import {
+  DeviceAttribute, loadDriver, type CuContext, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
+} from './driver.js';
+import { f32, i32, ptr } from './kernelArgs.js';
+import { launchLinear } from './linearLaunch.js';
+import { uploadArray, uploadDense, uploadGptq, type CudaLinear } from './linearUpload.js';
+import { DeviceMemory } from './memory.js';
+import { KernelModule } from './module.js';
+
+export class CudaUnavailableError extends QllamaError {}
+export class CudaUnsupportedError extends QllamaError {}
+
+class CudaActivation implements Activation {
+  constructor(readonly rows: number, readonly cols: number, readonly ptr: DevicePtr) {}
+}
+class CudaVector implements VectorWeight {
+  constructor(readonly length: number, readonly ptr: DevicePtr) {}
+}
+class CudaEmbedding implements EmbeddingWeight {
+  constructor(readonly vocab: number, readonly dim: number, readonly ptr: DevicePtr) {}
+}
+class CudaKvCache implements KvCache {
+  constructor(readonly layers: number, readonly maxSeq: number, readonly kvHeads: number, readonly headDim: number,
+    readonly k: DevicePtr, readonly v: DevicePtr) {}
+  /** byte offset of one layer in k or v: [maxSeq, kvHeads·headDim] fp16 */
+  layerBytes(): number { return this.maxSeq * this.kvHeads * this.headDim * 2; }
+}
+
+/** A device buffer that only grows; growing invalidates captured graphs (they hold its address). */
+interface Scratch { ptr: DevicePtr | null; bytes: number }
+
+export class CudaBackend implements Backend {
+  readonly name = 'cuda';
+  readonly mem: DeviceMemory;
+  readonly kernels: KernelModule;
+  readonly smCount: number;
+  readonly deviceName: string;
+  private readonly graphs = new Map<string, { graph: CuGraph; exec: CuGraphExec }>();
+  private capturing = false;
+  private readonly step: Scratch = { ptr: null, bytes: 0 }; // int32 [startPos, ids...] for graph replays
+  private readonly ids: Scratch = { ptr: null, bytes: 0 }; // int32 ids of eager embed calls
+  private readonly attnPart: Scratch = { ptr: null, bytes: 0 };
+  private readonly argmaxOut: DevicePtr;
+  private readonly argmaxHost = new Int32Array(1);
+  private disposed = false;
+
+  private constructor(readonly cu: Driver, readonly device: number, private readonly ctx: CuContext, readonly stream: CuStream) {
+    this.mem = new DeviceMemory(cu);
+    this.kernels = new KernelModule(cu, stream);
+    this.smCount = cu.attribute(DeviceAttribute.MultiprocessorCount, device);
+    this.deviceName = cu.deviceName(device);
+    this.argmaxOut = this.mem.alloc(4);
+  }
+
+  /** Opens device `ordinal` (default $QLLAMA_CUDA_DEVICE or 0) with its primary context. */
+  static create(ordinal = Number(process.env.QLLAMA_CUDA_DEVICE ?? 0)): CudaBackend {
+    const cu = loadDriver();
+    if (typeof cu === 'string') throw new CudaUnavailableError(`${cu}`);
+    cu.init();
+    const count = cu.deviceCount();
+    if (count < 1) throw new CudaUnavailableError('the NVIDIA driver reports no CUDA device: use --backend cpu');
+    if (ordinal >= count) throw new CudaUnavailableError(`CUDA device ${ordinal} asked for, ${count} present`);
+    const dev = cu.device(ordinal);
+    const ctx = cu.retainPrimaryContext(dev);
+    cu.setCurrent(ctx);
+    return new CudaBackend(cu, dev, ctx, cu.createStream());
+  }
+
+  // --- memory ----------------------------------------------------------------------------
+  allocActivation(rows: number, cols: number): Activation {
+    return new CudaActivation(rows, cols, this.mem.alloc(rows * cols * 4));
+  }
+
+  writeActivation(dst: Activation, data: Float32Array): void {
+    const a = act(dst);
+    if (data.length > a.rows * a.cols) throw new RangeError(`writeActivation: ${data.length} values into [${a.rows}, ${a.cols}]`);
+    this.cu.copyHtoD(a.ptr, data, data.byteLength, this.stream);
+  }
+
+  readActivation(src: Activation, rows = src.rows): Float32Array {
+    const a = act(src);
+    const out = new Float32Array(rows * a.cols);
+    this.cu.copyDtoH(out, a.ptr, out.byteLength, this.stream);
+    this.cu.streamSynchronize(this.stream);
+    return out;
+  }
+
+  uploadLinear(weight: LinearHost): LinearWeight {
+    const ctx = { cu: this.cu, mem: this.mem, kernels: this.kernels, stream: this.stream };
+    return weight.kind === 'dense' ? uploadDense(ctx, weight) : uploadGptq(ctx, weight);
+  }
+
+  uploadVector(data: Float32Array): VectorWeight {
+    return new CudaVector(data.length, uploadArray(this, data));
+  }
+
+  uploadEmbedding(data: Uint16Array, vocab: number, dim: number): EmbeddingWeight {
+    return new CudaEmbedding(vocab, dim, uploadArray(this, data));
+  }
+
+  allocKvCache(layers: number, maxSeq: number, kvHeads: number, headDim: number): KvCache {
+    const bytes = layers * maxSeq * kvHeads * headDim * 2;
+    const k = this.mem.alloc(bytes), v = this.mem.alloc(bytes);
+    // poisoned with fp16 NaN: a read of a position nothing wrote shows up instead of passing silently
+    this.cu.memsetD32(k, 0x7e007e00, bytes / 4, this.stream);
+    this.cu.memsetD32(v, 0x7e007e00, bytes / 4, this.stream);
+    return new CudaKvCache(layers, maxSeq, kvHeads, headDim, k, v);
+  }
+
+  // --- ops -------------------------------------------------------------------------------
+  embed(out: Activation, table: EmbeddingWeight, ids: Int32Array): void {
+    const e = table as CudaEmbedding;
+    let idsPtr: DevicePtr;
+    if (this.capturing) {
+      idsPtr = (this.step.ptr! + 4n) as DevicePtr;
+    } else {
+      for (const id of ids) if (id < 0 || id >= e.vocab) throw new RangeError(`token id ${id} outside the vocabulary [0, ${e.vocab})`);
+      idsPtr = this.grow(this.ids, ids.byteLength);
+      this.cu.copyHtoD(idsPtr, ids, ids.byteLength, this.stream);
+    }
+    this.kernels.launch('embed_f16', { x: Math.ceil(e.dim / 256), y: ids.length }, { x: 256 },
+      [ptr(act(out).ptr), ptr(e.ptr), ptr(idsPtr), i32(e.dim), i32(e.vocab)]);
+  }
+
+  rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
+    this.kernels.launch('rmsnorm_f32', { x: rows }, { x: 1024 },
+      [ptr(act(out).ptr), ptr(act(x).ptr), ptr((weight as CudaVector).ptr), f32(eps), i32(x.cols)]);
+  }
+
+  linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
+    launchLinear(this.cu, this.kernels, this.stream, weight as CudaLinear, { y: act(out).ptr, x: act(x).ptr, rows, accumulate: false });
+  }
+
+  /** acc += x Wᵀ + b: the residual add fused into the GEMV (its atomics add straight into acc). */
+  linearAdd(acc: Activation, x: Activation, weight: LinearWeight, rows: number): void {
+    launchLinear(this.cu, this.kernels, this.stream, weight as CudaLinear, { y: act(acc).ptr, x: act(x).ptr, rows, accumulate: true });
+  }
+
+  rope(x: Activation, heads: number, headDim: number, startPos: number, theta: number, rows: number): void {
+    this.kernels.launch('rope_f32', { x: Math.ceil((heads * headDim) / 2 / 256), y: rows }, { x: 256 },
+      [ptr(act(x).ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(this.posPtr()), i32(startPos)]);
+  }
+
+  writeKv(cache: KvCache, layer: number, startPos: number, k: Activation, v: Activation, rows: number): void {
+    const c = cache as CudaKvCache;
+    if (!this.capturing && startPos + rows > c.maxSeq) throw new RangeError(`KV cache holds ${c.maxSeq} positions, asked for ${startPos + rows}`);
+    const width = c.kvHeads * c.headDim;
+    const off = BigInt(layer * c.layerBytes());
+    this.kernels.launch('kv_write', { x: Math.ceil(width / 256), y: rows }, { x: 256 },
+      [ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(act(k).ptr), ptr(act(v).ptr), i32(width), i32(c.maxSeq),
+        ptr(this.posPtr()), i32(startPos)]);
+  }
+
+  attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void {
+    const c = cache as CudaKvCache;
+    const d = shape.headDim;
+    if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
+    const maxPositions = this.capturing ? c.maxSeq : shape.startPos + rows;
+    const plan = planAttention(maxPositions, rows, shape.heads, this.smCount);
+    const part = this.grow(this.attnPart, rows * shape.heads * plan.splits * (d + 2) * 4);
+    const off = BigInt(shape.layer * c.layerBytes());
+    const pos = this.posPtr();
+    this.kernels.launch(`attn_split_${d}`, { x: shape.heads, y: plan.splits, z: rows }, { x: 128 },
+      [ptr(part), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
+        i32(shape.heads), i32(shape.kvHeads), i32(plan.chunk), i32(plan.splits), f32(1 / Math.sqrt(d))]);
+    this.kernels.launch('attn_combine', { x: shape.heads, y: rows }, { x: Math.min(d, 256) },
+      [ptr(act(out).ptr), ptr(part), i32(shape.heads), i32(d), i32(plan.chunk), i32(plan.splits), ptr(pos), i32(shape.startPos)]);
+  }
+
+  swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {
+    const n = rows * out.cols;
+    this.kernels.launch('swiglu_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 },
+      [ptr(act(out).ptr), ptr(act(gate).ptr), ptr(act(up).ptr), i32(n)]);
+  }
+
+  copyRows(dst: Activation, src: Activation, srcRow: number, rows: number): void {
+    const s = act(src);
+    this.cu.copyDtoD(act(dst).ptr, (s.ptr + BigInt(srcRow * s.cols * 4)) as DevicePtr, rows * s.cols * 4, this.stream);
+  }
+
+  addInPlace(x: Activation, y: Activation, rows: number): void {
+    const n = rows * x.cols;
+    this.kernels.launch('add_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 }, [ptr(act(x).ptr), ptr(act(y).ptr), i32(n)]);
+  }
+
+  // --- fast paths ------------------------------------------------------------------------
+  runGraph(key: string, step: { readonly startPos: number; readonly ids: Int32Array }, record: () => void): void {
+    const host = new Int32Array(1 + step.ids.length);
+    host[0] = step.startPos;
+    host.set(step.ids, 1);
+    const stepPtr = this.grow(this.step, host.byteLength);
+    this.cu.copyHtoD(stepPtr, host, host.byteLength, this.stream);
+    let g = this.graphs.get(key);
+    if (!g) {
+      this.cu.beginCapture(this.stream);
+      this.capturing = true;
+      let graph: CuGraph;
+      try {
+        record();
+      } finally {
+        this.capturing = false;
+        graph = this.cu.endCapture(this.stream);
+      }
+      g = { graph, exec: this.cu.instantiate(graph) };
+      this.graphs.set(key, g);
+    }
+    this.cu.launchGraph(g.exec, this.stream);
+  }
+
+  argmax(x: Activation): number {
+    const a = act(x);
+    this.kernels.launch('argmax_f32', { x: 1 }, { x: 1024 }, [ptr(this.argmaxOut), ptr(a.ptr), i32(a.cols)]);
+    this.cu.copyDtoH(this.argmaxHost, this.argmaxOut, 4, this.stream);
+    this.cu.streamSynchronize(this.stream);
+    return this.argmaxHost[0];
+  }
+
+  /** Waits for all queued work (benchmarks, tests). */
+  synchronize(): void {
+    this.cu.streamSynchronize(this.stream);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.cu.streamSynchronize(this.stream);
+    this.dropGraphs();
+    this.mem.freeAll();
+    this.kernels.dispose();
+    this.cu.destroyStream(this.stream);
+    this.cu.releasePrimaryContext(this.device);
+    void this.ctx;
+  }
+
+  // --- internals -------------------------------------------------------------------------
+  private posPtr(): DevicePtr | null {
+    return this.capturing ? this.step.ptr : null;
+  }
+
+  private grow(s: Scratch, bytes: number): DevicePtr {
+    if (s.ptr !== null && s.bytes >= bytes) return s.ptr;
+    if (this.capturing && s === this.step) throw new CudaUnsupportedError('step buffer grew during capture');
+    if (s.ptr !== null) {
+      if (this.capturing) {
+        // nodes captured so far may use the old buffer, and a capturing stream cannot be synchronized:
+        // keep it until dispose
+      } else {
+        this.cu.streamSynchronize(this.stream);
+        this.mem.free(s.ptr);
+        this.dropGraphs();
+      }
+    }
+    const size = Math.max(bytes, 2 * s.bytes, 256);
+    s.ptr = this.mem.alloc(size);
+    s.bytes = size;
+    return s.ptr;
+  }
+
+  private dropGraphs(): void {
+    for (const g of this.graphs.values()) {
+      this.cu.destroyGraphExec(g.exec);
+      this.cu.destroyGraph(g.graph);
+    }
+    this.graphs.clear();
+  }
+}
+
+function act(a: Activation): CudaActivation {
+  if (!(a instanceof CudaActivation)) throw new TypeError('activation was not allocated by the CUDA backend');
+  return a;
+}

@@ -1,0 +1,275 @@
+/**
+ * Typed bindings of the CUDA driver API (libcuda.so.1) through koffi. Only what the backend needs:
+ * init and primary context, memory, modules, launches, streams, events and stream capture into
+ * graphs. Every call is checked and fails with a `CudaError` naming the CUresult.
+ *
+ * koffi is loaded lazily through createRequire so that importing this file never fails on a
+ * machine without the native module; `cudaAvailable()` turns every such failure into a reason.
+ */
+import { createRequire } from 'node:module';
+import { QllamaError } from '../../errors.js';
+import { cuResultName } from './cuResult.js';
+
+/** A device address (CUdeviceptr). */
+export type DevicePtr = bigint & { readonly __brand: 'DevicePtr' };
+/** An opaque driver handle (context, module, function, stream, event, graph, graph exec). */
+export type Handle<K extends string> = bigint & { readonly __handle: K };
+export type CuContext = Handle<'context'>;
+export type CuModule = Handle<'module'>;
+export type CuFunction = Handle<'function'>;
+export type CuStream = Handle<'stream'>;
+export type CuEvent = Handle<'event'>;
+export type CuGraph = Handle<'graph'>;
+export type CuGraphExec = Handle<'graphExec'>;
+
+/** A host buffer the driver may read or write (typed arrays are passed by pointer, not copied). */
+export type HostBuffer = ArrayBufferView;
+
+/** A failed CUDA driver call; `code` is the CUresult, `result` its name. */
+export class CudaError extends QllamaError {
+  constructor(readonly call: string, readonly code: number, detail = '') {
+    super(`${call} failed: ${cuResultName(code)} (${code})${detail ? `: ${detail}` : ''}`);
+  }
+  get result(): string {
+    return cuResultName(this.code);
+  }
+}
+
+/** cuMemAlloc asked for more than the card has free. */
+export class CudaOutOfMemoryError extends CudaError {}
+
+type Fn = (...args: unknown[]) => unknown;
+interface KoffiLib { func(signature: string): Fn }
+interface Koffi { load(path: string): KoffiLib }
+
+const SIGNATURES = {
+  cuInit: 'int cuInit(unsigned int flags)',
+  cuDriverGetVersion: 'int cuDriverGetVersion(_Out_ int *v)',
+  cuDeviceGetCount: 'int cuDeviceGetCount(_Out_ int *n)',
+  cuDeviceGet: 'int cuDeviceGet(_Out_ int *dev, int ordinal)',
+  cuDeviceGetName: 'int cuDeviceGetName(_Out_ uint8_t *name, int len, int dev)',
+  cuDeviceGetAttribute: 'int cuDeviceGetAttribute(_Out_ int *v, int attrib, int dev)',
+  cuDeviceTotalMem: 'int cuDeviceTotalMem_v2(_Out_ size_t *bytes, int dev)',
+  cuDevicePrimaryCtxRetain: 'int cuDevicePrimaryCtxRetain(_Out_ void **ctx, int dev)',
+  cuDevicePrimaryCtxRelease: 'int cuDevicePrimaryCtxRelease_v2(int dev)',
+  cuCtxSetCurrent: 'int cuCtxSetCurrent(void *ctx)',
+  cuCtxSynchronize: 'int cuCtxSynchronize()',
+  cuMemAlloc: 'int cuMemAlloc_v2(_Out_ uint64_t *dptr, size_t bytes)',
+  cuMemFree: 'int cuMemFree_v2(uint64_t dptr)',
+  cuMemGetInfo: 'int cuMemGetInfo_v2(_Out_ size_t *free, _Out_ size_t *total)',
+  cuMemcpyHtoDAsync: 'int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t bytes, void *stream)',
+  cuMemcpyDtoHAsync: 'int cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t bytes, void *stream)',
+  cuMemcpyDtoDAsync: 'int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t bytes, void *stream)',
+  cuMemsetD32Async: 'int cuMemsetD32Async(uint64_t dst, unsigned int value, size_t n, void *stream)',
+  cuModuleLoadData: 'int cuModuleLoadData(_Out_ void **mod, const void *image)',
+  cuModuleUnload: 'int cuModuleUnload(void *mod)',
+  cuModuleGetFunction: 'int cuModuleGetFunction(_Out_ void **fn, void *mod, const char *name)',
+  cuFuncSetAttribute: 'int cuFuncSetAttribute(void *fn, int attrib, int value)',
+  cuLaunchKernel: 'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void **params, void **extra)',
+  cuStreamCreate: 'int cuStreamCreate(_Out_ void **s, unsigned int flags)',
+  cuStreamDestroy: 'int cuStreamDestroy_v2(void *s)',
+  cuStreamSynchronize: 'int cuStreamSynchronize(void *s)',
+  cuStreamBeginCapture: 'int cuStreamBeginCapture_v2(void *s, int mode)',
+  cuStreamEndCapture: 'int cuStreamEndCapture(void *s, _Out_ void **graph)',
+  cuGraphInstantiate: 'int cuGraphInstantiateWithFlags(_Out_ void **exec, void *graph, unsigned long long flags)',
+  cuGraphLaunch: 'int cuGraphLaunch(void *exec, void *stream)',
+  cuGraphExecUpdate: 'int cuGraphExecUpdate_v2(void *exec, void *graph, _Out_ uint8_t *info)',
+  cuGraphDestroy: 'int cuGraphDestroy(void *graph)',
+  cuGraphExecDestroy: 'int cuGraphExecDestroy(void *exec)',
+  cuEventCreate: 'int cuEventCreate(_Out_ void **ev, unsigned int flags)',
+  cuEventRecord: 'int cuEventRecord(void *ev, void *stream)',
+  cuEventSynchronize: 'int cuEventSynchronize(void *ev)',
+  cuEventElapsedTime: 'int cuEventElapsedTime(_Out_ float *ms, void *start, void *end)',
+  cuEventDestroy: 'int cuEventDestroy_v2(void *ev)',
+} as const;
+type Name = keyof typeof SIGNATURES;
+
+/** Device attributes the backend reads (CUdevice_attribute values). */
+export const enum DeviceAttribute {
+  MultiprocessorCount = 16,
+  ComputeCapabilityMajor = 75,
+  ComputeCapabilityMinor = 76,
+  MaxSharedMemoryPerBlockOptin = 97,
+}
+
+/** CUfunction_attribute: raise a kernel's dynamic shared memory limit above 48 KiB. */
+export const FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+const CU_STREAM_NON_BLOCKING = 1;
+const CU_STREAM_CAPTURE_MODE_RELAXED = 2;
+const CUDA_ERROR_OUT_OF_MEMORY = 2;
+
+let cached: Driver | undefined;
+let loadFailure: string | undefined;
+
+/** The driver bindings, or a reason why they cannot be had (no koffi, no libcuda). */
+export function loadDriver(): Driver | string {
+  if (cached) return cached;
+  if (loadFailure) return loadFailure;
+  let koffi: Koffi;
+  try {
+    koffi = createRequire(import.meta.url)('koffi') as Koffi;
+  } catch (e) {
+    return (loadFailure = `the koffi native module could not be loaded (${(e as Error).message.split('\n')[0]})`);
+  }
+  let lib: KoffiLib;
+  try {
+    lib = koffi.load('libcuda.so.1');
+  } catch {
+    return (loadFailure = 'no NVIDIA driver: libcuda.so.1 was not found (install the NVIDIA driver, or use --backend cpu)');
+  }
+  const fns = {} as Record<Name, Fn>;
+  for (const name of Object.keys(SIGNATURES) as Name[]) fns[name] = lib.func(SIGNATURES[name]);
+  cached = new Driver(fns);
+  return cached;
+}
+
+/** Probe for --backend auto: a driver that initializes and at least one device. Never throws. */
+export function cudaAvailable(): { ok: true } | { ok: false; reason: string } {
+  const d = loadDriver();
+  if (typeof d === 'string') return { ok: false, reason: d };
+  try {
+    d.init();
+    const n = d.deviceCount();
+    if (n < 1) return { ok: false, reason: 'the NVIDIA driver reports no CUDA device' };
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, reason: `the CUDA driver did not initialize: ${(e as Error).message}` };
+  }
+}
+
+/** Kernel launch geometry. */
+export interface Dim3 { readonly x: number; readonly y?: number; readonly z?: number }
+
+export class Driver {
+  constructor(private readonly f: Record<Name, Fn>) {}
+
+  private call(name: Name, ...args: unknown[]): void {
+    const rc = this.f[name](...args) as number;
+    if (rc !== 0) throw new CudaError(name, rc);
+  }
+
+  private out<T>(name: Name, make: (slot: unknown[]) => unknown[]): T {
+    const slot: unknown[] = [null];
+    this.call(name, ...make(slot));
+    return slot[0] as T;
+  }
+
+  init(): void { this.call('cuInit', 0); }
+  driverVersion(): number { return this.out<number>('cuDriverGetVersion', (s) => [s]); }
+  deviceCount(): number { return this.out<number>('cuDeviceGetCount', (s) => [s]); }
+  device(ordinal: number): number { return this.out<number>('cuDeviceGet', (s) => [s, ordinal]); }
+
+  deviceName(dev: number): string {
+    const buf = new Uint8Array(256);
+    this.call('cuDeviceGetName', buf, buf.length, dev);
+    const end = buf.indexOf(0);
+    return Buffer.from(buf.subarray(0, end < 0 ? buf.length : end)).toString('utf8');
+  }
+
+  attribute(attr: DeviceAttribute, dev: number): number {
+    return this.out<number>('cuDeviceGetAttribute', (s) => [s, attr, dev]);
+  }
+
+  totalMem(dev: number): number { return Number(this.out<number | bigint>('cuDeviceTotalMem', (s) => [s, dev])); }
+
+  retainPrimaryContext(dev: number): CuContext {
+    return BigInt(this.out<bigint>('cuDevicePrimaryCtxRetain', (s) => [s, dev])) as CuContext;
+  }
+  releasePrimaryContext(dev: number): void { this.call('cuDevicePrimaryCtxRelease', dev); }
+  setCurrent(ctx: CuContext): void { this.call('cuCtxSetCurrent', ctx); }
+  synchronize(): void { this.call('cuCtxSynchronize'); }
+
+  memInfo(): { free: number; total: number } {
+    const free: unknown[] = [0];
+    const total: unknown[] = [0];
+    this.call('cuMemGetInfo', free, total);
+    return { free: Number(free[0]), total: Number(total[0]) };
+  }
+
+  /** Allocates `bytes` of device memory; out of memory says how much was asked and is free. */
+  memAlloc(bytes: number): DevicePtr {
+    const slot: unknown[] = [0n];
+    const rc = this.f.cuMemAlloc(slot, Math.max(bytes, 1)) as number;
+    if (rc === CUDA_ERROR_OUT_OF_MEMORY) {
+      let detail = `asked for ${mib(bytes)}`;
+      try {
+        const { free, total } = this.memInfo();
+        detail += `, ${mib(free)} free of ${mib(total)}: use a smaller model or --ctx, or free the GPU`;
+      } catch { /* the report is best effort */ }
+      throw new CudaOutOfMemoryError('cuMemAlloc', rc, detail);
+    }
+    if (rc !== 0) throw new CudaError('cuMemAlloc', rc, `asked for ${mib(bytes)}`);
+    return BigInt(slot[0] as bigint | number) as DevicePtr;
+  }
+  memFree(ptr: DevicePtr): void { this.call('cuMemFree', ptr); }
+
+  copyHtoD(dst: DevicePtr, src: HostBuffer, bytes: number, stream: CuStream): void {
+    this.call('cuMemcpyHtoDAsync', dst, src, bytes, stream);
+  }
+  copyDtoH(dst: HostBuffer, src: DevicePtr, bytes: number, stream: CuStream): void {
+    this.call('cuMemcpyDtoHAsync', dst, src, bytes, stream);
+  }
+  copyDtoD(dst: DevicePtr, src: DevicePtr, bytes: number, stream: CuStream): void {
+    this.call('cuMemcpyDtoDAsync', dst, src, bytes, stream);
+  }
+  memsetD32(dst: DevicePtr, value: number, count: number, stream: CuStream): void {
+    this.call('cuMemsetD32Async', dst, value >>> 0, count, stream);
+  }
+
+  loadModule(image: Uint8Array): CuModule {
+    return BigInt(this.out<bigint>('cuModuleLoadData', (s) => [s, image])) as CuModule;
+  }
+  unloadModule(mod: CuModule): void { this.call('cuModuleUnload', mod); }
+  getFunction(mod: CuModule, name: string): CuFunction {
+    const slot: unknown[] = [null];
+    const rc = this.f.cuModuleGetFunction(slot, mod, name) as number;
+    if (rc !== 0) throw new CudaError('cuModuleGetFunction', rc, `kernel "${name}" (rebuild with npm run build:cuda)`);
+    return BigInt(slot[0] as bigint) as CuFunction;
+  }
+  setFunctionAttribute(fn: CuFunction, attr: number, value: number): void {
+    this.call('cuFuncSetAttribute', fn, attr, value);
+  }
+
+  /** `params` holds one buffer per kernel argument, each the argument's bytes. */
+  launch(fn: CuFunction, grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream, params: Buffer[], name = 'kernel'): void {
+    const rc = this.f.cuLaunchKernel(fn, grid.x, grid.y ?? 1, grid.z ?? 1, block.x, block.y ?? 1, block.z ?? 1,
+      sharedBytes, stream, params, null) as number;
+    if (rc !== 0) throw new CudaError('cuLaunchKernel', rc, `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1}`);
+  }
+
+  createStream(): CuStream {
+    return BigInt(this.out<bigint>('cuStreamCreate', (s) => [s, CU_STREAM_NON_BLOCKING])) as CuStream;
+  }
+  destroyStream(s: CuStream): void { this.call('cuStreamDestroy', s); }
+  streamSynchronize(s: CuStream): void { this.call('cuStreamSynchronize', s); }
+
+  /** Relaxed mode: allocations made while capturing are allowed (and must outlive the graph). */
+  beginCapture(s: CuStream): void { this.call('cuStreamBeginCapture', s, CU_STREAM_CAPTURE_MODE_RELAXED); }
+  endCapture(s: CuStream): CuGraph { return BigInt(this.out<bigint>('cuStreamEndCapture', (slot) => [s, slot])) as CuGraph; }
+  instantiate(g: CuGraph): CuGraphExec {
+    return BigInt(this.out<bigint>('cuGraphInstantiate', (s) => [s, g, 0n])) as CuGraphExec;
+  }
+  launchGraph(exec: CuGraphExec, s: CuStream): void { this.call('cuGraphLaunch', exec, s); }
+  /** Updates an instantiated graph in place from a topologically identical one; false if it cannot. */
+  updateGraph(exec: CuGraphExec, g: CuGraph): boolean {
+    const info = new Uint8Array(32);
+    const rc = this.f.cuGraphExecUpdate(exec, g, info) as number;
+    if (rc === 0) return true;
+    if (rc === 910 /* CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE */) return false;
+    throw new CudaError('cuGraphExecUpdate', rc);
+  }
+  destroyGraph(g: CuGraph): void { this.call('cuGraphDestroy', g); }
+  destroyGraphExec(e: CuGraphExec): void { this.call('cuGraphExecDestroy', e); }
+
+  createEvent(): CuEvent { return BigInt(this.out<bigint>('cuEventCreate', (s) => [s, 0])) as CuEvent; }
+  recordEvent(e: CuEvent, s: CuStream): void { this.call('cuEventRecord', e, s); }
+  synchronizeEvent(e: CuEvent): void { this.call('cuEventSynchronize', e); }
+  elapsedMs(start: CuEvent, end: CuEvent): number {
+    return this.out<number>('cuEventElapsedTime', (s) => [s, start, end]);
+  }
+  destroyEvent(e: CuEvent): void { this.call('cuEventDestroy', e); }
+}
+
+export function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}

@@ -1,0 +1,47 @@
+// Shared helpers for the qllama kernels. Every kernel is extern "C" so the host finds it by name.
+#pragma once
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+// Positions come either as an immediate (eager calls) or from device memory that the host
+// refreshes before each graph replay, so one captured decode step serves every position.
+__device__ __forceinline__ int read_pos(const int* pos_ptr, int pos_imm) {
+  return pos_ptr ? *pos_ptr : pos_imm;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over a block of up to 1024 threads; `scratch` holds 32 floats. Every thread gets the sum.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.f;
+  return warp_sum(v);
+}
+
+__device__ __forceinline__ half2 u32_as_half2(uint32_t u) {
+  return *reinterpret_cast<half2*>(&u);
+}
+
+// Extracts the `bits`-wide value at bit offset `bit` of a column packed along rows of `stride`
+// words (GPTQ qweight: value k of column n starts at bit k*bits of the column's word stream;
+// 3-bit values may straddle two words).
+__device__ __forceinline__ uint32_t extract_bits(const uint32_t* __restrict__ base, size_t stride, uint32_t bit, int bits) {
+  const uint32_t word = bit >> 5, shift = bit & 31;
+  uint32_t v = __ldg(base + (size_t)word * stride) >> shift;
+  if (shift + bits > 32) v |= __ldg(base + (size_t)(word + 1) * stride) << (32 - shift);
+  return v & ((1u << bits) - 1u);
+}

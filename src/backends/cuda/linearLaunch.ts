@@ -1,0 +1,49 @@
+/**
+ * Launches of `y (+)= x Wᵀ + b` for every weight kind and row count:
+ *   one row:  int4 fast GEMV (gemv_q4_rpg*), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
+ *   rows > 1: tensor-core GEMM with per-tile dequantization (gemm_gptq, gemm_f16)
+ * The GEMV kernels split K across blocks and add atomically, so plain outputs are zeroed first
+ * (a memset node inside graphs) and accumulating ones (the residual stream) are not.
+ */
+import type { CuStream, DevicePtr, Driver } from './driver.js';
+import { i32, ptr } from './kernelArgs.js';
+import type { CudaLinear } from './linearUpload.js';
+import type { KernelModule } from './module.js';
+
+export interface LinearCall {
+  readonly y: DevicePtr; // [rows, N] f32
+  readonly x: DevicePtr; // [rows, K] f32
+  readonly rows: number;
+  /** true: y += x Wᵀ (+ b); false: y = x Wᵀ (+ b) */
+  readonly accumulate: boolean;
+}
+
+export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream, w: CudaLinear, c: LinearCall): void {
+  const K = w.inFeatures, N = w.outFeatures;
+  if (w.kind === 'dense') {
+    if (c.rows === 1 && K % 8 === 0) {
+      kernels.launch('gemv_f16', { x: Math.ceil(N / 8) }, { x: 256 }, [ptr(c.y), ptr(c.x), ptr(w.w), i32(K), i32(N), i32(c.accumulate ? 1 : 0)]);
+    } else {
+      kernels.launch('gemm_f16', { x: Math.ceil(N / 64), y: Math.ceil(c.rows / 64) }, { x: 128 },
+        [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0), ptr(w.w)]);
+    }
+  } else if (c.rows === 1) {
+    if (!c.accumulate) cu.memsetD32(c.y, 0, N, stream);
+    if (w.layout === 'q4') {
+      kernels.launch(`gemv_q4_rpg${w.rowsPerGroup}`, { x: Math.ceil(N / 128), y: Math.ceil(K / 512) }, { x: 128 },
+        [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(K), i32(N), i32(w.groupSize)]);
+    } else {
+      const kPerSplit = 128;
+      kernels.launch('gemv_qn', { x: Math.ceil(N / 128), y: Math.ceil(K / kPerSplit) }, { x: 128 },
+        [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
+    }
+  } else {
+    kernels.launch('gemm_gptq', { x: Math.ceil(N / 64), y: Math.ceil(c.rows / 64) }, { x: 128 },
+      [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0),
+        ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), ptr(w.perm), i32(w.groupSize), i32(w.bits)]);
+  }
+  if (w.bias) {
+    const n = c.rows * N;
+    kernels.launch('add_bias_f16', { x: Math.min(Math.ceil(n / 256), 4096) }, { x: 256 }, [ptr(c.y), ptr(w.bias), i32(N), i32(n)]);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * The kernel module: loads qllama-kernels.fatbin (built by `npm run build:cuda`, shipped with the
+ * package) and launches kernels by name on one stream.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { QllamaError } from '../../errors.js';
+import type { CuFunction, CuModule, CuStream, Dim3, Driver } from './driver.js';
+
+export class CudaKernelsMissingError extends QllamaError {}
+
+const FATBIN = 'qllama-kernels.fatbin';
+
+/** Where the fatbin may be: $QLLAMA_CUDA_FATBIN, next to this file (dist), or in src/ of a checkout. */
+function fatbinPath(): string {
+  const candidates = [
+    process.env.QLLAMA_CUDA_FATBIN,
+    fileURLToPath(new URL(`./${FATBIN}`, import.meta.url)),
+    fileURLToPath(new URL(`../../../../src/backends/cuda/${FATBIN}`, import.meta.url)),
+  ].filter((p): p is string => !!p);
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new CudaKernelsMissingError(`the CUDA kernels (${FATBIN}) were not found at ${candidates.join(' or ')}: run npm run build:cuda`);
+  return found;
+}
+
+export class KernelModule {
+  private readonly fns = new Map<string, CuFunction>();
+  private readonly mod: CuModule;
+
+  constructor(private readonly cu: Driver, private readonly stream: CuStream) {
+    this.mod = cu.loadModule(readFileSync(fatbinPath()));
+  }
+
+  fn(name: string): CuFunction {
+    let f = this.fns.get(name);
+    if (f === undefined) {
+      f = this.cu.getFunction(this.mod, name);
+      this.fns.set(name, f);
+    }
+    return f;
+  }
+
+  launch(name: string, grid: Dim3, block: Dim3, args: Buffer[], sharedBytes = 0): void {
+    this.cu.launch(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
+  }
+
+  dispose(): void {
+    this.cu.unloadModule(this.mod);
+  }
+}

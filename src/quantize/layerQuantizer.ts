@@ -1,0 +1,136 @@
+import { gptqQuantize } from './gptq.js';
+import { HessianAccumulator } from './hessian.js';
+import { LINEAR_NAMES, linearShape, type LayerParams, type LayerRunner, type LinearName } from './layerRunner.js';
+import { rtnQuantize } from './rtn.js';
+import { dequantize, type QuantizedLinear, type QuantizeSettings } from './types.js';
+
+/** What the caller may look at after each linear is quantized (tests compute errors from it). */
+export interface LinearEvent {
+  readonly layer: number;
+  readonly name: LinearName;
+  /** original weights `[out, in]` */
+  readonly weight: Float32Array;
+  /** the Hessian GPTQ used, 2/n·ΣXXᵀ `[in, in]` (undamped) */
+  readonly hessian: Float64Array;
+  readonly nsamples: number;
+  readonly result: QuantizedLinear;
+}
+
+export interface LayerJob {
+  readonly runner: LayerRunner;
+  readonly settings: QuantizeSettings;
+  /** GPTQ-for-LLaMa --true-sequential: each sub-group sees the outputs of the quantized ones before it */
+  readonly trueSequential: boolean;
+  readonly layer: number;
+  readonly onLinear?: (e: LinearEvent) => void;
+  /** fraction of this layer done, and what is running */
+  readonly onProgress?: (fraction: number, what: string) => void;
+}
+
+/** Sub-groups in GPTQ-for-LLaMa's true-sequential order; members share one input, hence one Hessian. */
+const SUBGROUPS: readonly (readonly LinearName[])[] = [['k', 'v', 'q'], ['o'], ['up', 'gate'], ['down']];
+
+/**
+ * Quantizes one decoder layer with GPTQ on calibration activations and moves them through it:
+ * `acts[s]` (`[seqlen, dim]`, sample s's input to the layer) becomes the quantized layer's output.
+ * `spare[s]` is a second buffer of the same size (the attention output in true-sequential mode).
+ * Only the passes a sub-group needs run: [k,v,q] needs norm1(x); [o] the attention output, kept
+ * in `spare`; [up,gate] norm2(x + o(a)), after which x holds that residual; [down] the MLP hidden
+ * state; a last pass finishes x += down(·).
+ */
+export function quantizeLayer(job: LayerJob, params: LayerParams, acts: Float32Array[], spare: Float32Array[], seqlen: number): Record<LinearName, QuantizedLinear> {
+  const { runner, settings } = job;
+  const dims = runner.dims;
+  const n = acts.length;
+  const passes = job.trueSequential ? 5 : 2;
+  const units = passes * n + LINEAR_NAMES.length * Math.max(1, n / 2);
+  let done = 0;
+  const tick = (amount: number, what: string): void => {
+    done += amount;
+    job.onProgress?.(Math.min(1, done / units), what);
+  };
+  const results = {} as Record<LinearName, QuantizedLinear>;
+  const quantize = (names: readonly LinearName[], h: HessianAccumulator): void => {
+    const hessian = h.hessian();
+    for (const name of names) {
+      tick(0, `${name}_proj`);
+      const { out, in: inF } = linearShape(dims, name);
+      const weight = params.linear[name];
+      const result = gptqQuantize(weight, hessian, out, inF, settings);
+      results[name] = result;
+      params.linear[name] = dequantize(result);
+      job.onLinear?.({ layer: job.layer, name, weight, hessian, nsamples: h.nsamples, result });
+      tick(Math.max(1, n / 2), `${name}_proj`);
+    }
+  };
+  const hAttn = new HessianAccumulator(dims.dim);
+  const hO = new HessianAccumulator(dims.dim);
+  const hMlp = new HessianAccumulator(dims.dim);
+  const hDown = new HessianAccumulator(dims.ffn);
+
+  if (!job.trueSequential) {
+    // One pass through the original layer captures every input; then all seven are quantized.
+    const h = new Float32Array(seqlen * dims.dim);
+    for (let s = 0; s < n; s++) {
+      const xn = runner.attnInput(params, acts[s], seqlen);
+      hAttn.add(xn, seqlen);
+      const a = runner.attention(params, xn, seqlen);
+      hO.add(a, seqlen);
+      h.set(acts[s]);
+      runner.addAttentionOutput(params, h, a, seqlen);
+      const hn = runner.mlpInput(params, h, seqlen);
+      hMlp.add(hn, seqlen);
+      hDown.add(runner.mlpHidden(params, hn, seqlen), seqlen);
+      tick(1, 'capturing inputs');
+    }
+    quantize(SUBGROUPS[0], hAttn);
+    quantize(SUBGROUPS[1], hO);
+    quantize(SUBGROUPS[2], hMlp);
+    quantize(SUBGROUPS[3], hDown);
+    for (let s = 0; s < n; s++) {
+      runner.forward(params, acts[s], seqlen);
+      tick(1, 'layer outputs');
+    }
+    return results;
+  }
+
+  for (let s = 0; s < n; s++) {
+    hAttn.add(runner.attnInput(params, acts[s], seqlen), seqlen);
+    tick(1, 'inputs of k, v, q');
+  }
+  quantize(SUBGROUPS[0], hAttn);
+  for (let s = 0; s < n; s++) {
+    const a = runner.attention(params, runner.attnInput(params, acts[s], seqlen), seqlen);
+    hO.add(a, seqlen);
+    spare[s].set(a);
+    tick(1, 'inputs of o');
+  }
+  quantize(SUBGROUPS[1], hO);
+  for (let s = 0; s < n; s++) {
+    runner.addAttentionOutput(params, acts[s], spare[s], seqlen);
+    hMlp.add(runner.mlpInput(params, acts[s], seqlen), seqlen);
+    tick(1, 'inputs of up, gate');
+  }
+  quantize(SUBGROUPS[2], hMlp);
+  for (let s = 0; s < n; s++) {
+    hDown.add(runner.mlpHidden(params, runner.mlpInput(params, acts[s], seqlen), seqlen), seqlen);
+    tick(1, 'inputs of down');
+  }
+  quantize(SUBGROUPS[3], hDown);
+  for (let s = 0; s < n; s++) {
+    const m = runner.mlpHidden(params, runner.mlpInput(params, acts[s], seqlen), seqlen);
+    runner.addMlpOutput(params, acts[s], m, seqlen);
+    tick(1, 'layer outputs');
+  }
+  return results;
+}
+
+/** Round-to-nearest for a whole layer: no calibration data needed. */
+export function rtnLayer(params: LayerParams, dims: LayerRunner['dims'], settings: QuantizeSettings): Record<LinearName, QuantizedLinear> {
+  const results = {} as Record<LinearName, QuantizedLinear>;
+  for (const name of LINEAR_NAMES) {
+    const { out, in: inF } = linearShape(dims, name);
+    results[name] = rtnQuantize(params.linear[name], out, inF, settings);
+  }
+  return results;
+}

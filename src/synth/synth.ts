@@ -1,0 +1,131 @@
+/**
+ * `qllama synth`: a GPTQ checkpoint of real LLaMA shapes with random weights, for benchmarks
+ * (the GPU machine has no network). Layout as GPTQ-for-LLaMa / AutoGPTQ write it: qweight
+ * [K·bits/32, N] int32, qzeros [G, N·bits/32] (all zeros stored as 2^(bits−1) − 1), scales
+ * [G, N] fp16, g_idx [K] (shuffled for --act-order); fp16 embeddings, norms and lm_head.
+ */
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { UsageError } from '../errors.js';
+import { floatToHalf } from '../formats/safetensors.js';
+import { Xorshift, halfTable } from './random.js';
+import { writeSafetensors, type TensorSpec } from './safetensorsWriter.js';
+import { SHAPES, type LlamaShape } from './shapes.js';
+
+export interface SynthOptions {
+  readonly shape: LlamaShape;
+  readonly bits: 2 | 3 | 4 | 8;
+  readonly groupSize: number; // -1: one group
+  readonly actOrder: boolean;
+  readonly out: string;
+  readonly seed?: number;
+}
+
+const USAGE = 'qllama synth --shape llama-7b|llama-13b|llama-33b [--bits 4] [--groupsize 128] [--act-order] --out DIR';
+const TOKENIZER_FILES = ['tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json'];
+
+export async function runSynth(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      shape: { type: 'string' }, bits: { type: 'string', default: '4' }, groupsize: { type: 'string', default: '128' },
+      'act-order': { type: 'boolean', default: false }, out: { type: 'string' }, seed: { type: 'string' },
+    },
+  });
+  const shape = SHAPES[values.shape ?? ''];
+  if (!shape) throw new UsageError(`--shape must be one of ${Object.keys(SHAPES).join(', ')}\nusage: ${USAGE}`);
+  const bits = Number(values.bits);
+  if (bits !== 2 && bits !== 3 && bits !== 4 && bits !== 8) throw new UsageError(`--bits must be 2, 3, 4 or 8, got ${values.bits}`);
+  const groupSize = Number(values.groupsize);
+  if (!Number.isInteger(groupSize) || (groupSize !== -1 && (groupSize <= 0 || shape.hidden % groupSize || shape.ffn % groupSize))) {
+    throw new UsageError(`--groupsize must be -1 or divide ${shape.hidden} and ${shape.ffn}, got ${values.groupsize}`);
+  }
+  if (!values.out) throw new UsageError(`--out DIR is required\nusage: ${USAGE}`);
+  const t0 = performance.now();
+  const bytes = synthesize({ shape, bits, groupSize, actOrder: values['act-order'] ?? false, out: values.out, seed: Number(values.seed ?? 1) });
+  console.log(`synth: wrote ${values.shape} ${bits}-bit g${groupSize}${values['act-order'] ? ' act-order' : ''} to ${values.out} ` +
+    `(${(bytes / 1e9).toFixed(2)} GB in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  return 0;
+}
+
+/** Writes config.json, quantize_config.json, tokenizer files and model.safetensors; returns the weights' size. */
+export function synthesize(o: SynthOptions): number {
+  const { shape: s, bits } = o;
+  mkdirSync(o.out, { recursive: true });
+  writeFileSync(path.join(o.out, 'config.json'), JSON.stringify({
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: s.hidden, intermediate_size: s.ffn,
+    num_hidden_layers: s.layers, num_attention_heads: s.heads, num_key_value_heads: s.heads, vocab_size: s.vocab,
+    rms_norm_eps: 1e-6, max_position_embeddings: 2048, bos_token_id: 1, eos_token_id: 2, pad_token_id: 0,
+    hidden_act: 'silu', tie_word_embeddings: false, torch_dtype: 'float16', rope_theta: 10000.0,
+  }, null, 2));
+  writeFileSync(path.join(o.out, 'quantize_config.json'), JSON.stringify({
+    bits, group_size: o.groupSize, desc_act: o.actOrder, sym: false, true_sequential: true,
+  }, null, 2));
+  copyTokenizer(o.out);
+  const rng = new Xorshift(o.seed ?? 1);
+  const tensors: TensorSpec[] = [];
+  const scaleTable = halfTable(0.001, 0.003), embedTable = halfTable(-0.04, 0.04);
+  const one = floatToHalf(1);
+  const f16 = (name: string, shape: number[], table: Uint16Array | null): TensorSpec => ({
+    name, dtype: 'F16', shape,
+    fill: (out) => (table ? rng.fillHalves(out as Uint16Array, table) : (out as Uint16Array).fill(one)),
+  });
+  const zeroStored = (1 << (bits - 1)) - 1;
+  const gptq = (name: string, K: number, N: number): void => {
+    const gs = o.groupSize === -1 ? K : o.groupSize;
+    const G = K / gs;
+    const zeros = packedZeros(N, bits, zeroStored);
+    const gIdx = groupIndex(K, gs, o.actOrder, rng);
+    tensors.push(
+      { name: `${name}.qweight`, dtype: 'I32', shape: [(K * bits) / 32, N], fill: (out) => rng.fillWords(out as Int32Array) },
+      { name: `${name}.qzeros`, dtype: 'I32', shape: [G, (N * bits) / 32], fill: (out, off) => { for (let i = 0; i < out.length; i++) out[i] = zeros[(off + i) % zeros.length]; } },
+      { name: `${name}.scales`, dtype: 'F16', shape: [G, N], fill: (out) => rng.fillHalves(out as Uint16Array, scaleTable) },
+      { name: `${name}.g_idx`, dtype: 'I32', shape: [K], fill: (out, off) => (out as Int32Array).set(gIdx.subarray(off, off + out.length)) },
+    );
+  };
+  tensors.push(f16('model.embed_tokens.weight', [s.vocab, s.hidden], embedTable));
+  for (let l = 0; l < s.layers; l++) {
+    const p = `model.layers.${l}`;
+    for (const n of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) gptq(`${p}.self_attn.${n}`, s.hidden, s.hidden);
+    gptq(`${p}.mlp.gate_proj`, s.hidden, s.ffn);
+    gptq(`${p}.mlp.up_proj`, s.hidden, s.ffn);
+    gptq(`${p}.mlp.down_proj`, s.ffn, s.hidden);
+    tensors.push(f16(`${p}.input_layernorm.weight`, [s.hidden], null), f16(`${p}.post_attention_layernorm.weight`, [s.hidden], null));
+  }
+  tensors.push(f16('model.norm.weight', [s.hidden], null), f16('lm_head.weight', [s.vocab, s.hidden], embedTable));
+  return writeSafetensors(path.join(o.out, 'model.safetensors'), tensors, { format: 'pt', qllama: 'synth (random weights)' });
+}
+
+/** One row of qzeros: every column's zero stored as `stored`, packed LSB first. */
+function packedZeros(N: number, bits: number, stored: number): Int32Array {
+  const words = new Int32Array((N * bits) / 32);
+  for (let n = 0; n < N; n++) {
+    const bit = n * bits, w = bit >>> 5, sh = bit & 31;
+    words[w] |= stored << sh;
+    if (sh + bits > 32) words[w + 1] |= stored >>> (32 - sh);
+  }
+  return words;
+}
+
+/** g_idx: i / gs, or (act-order) the groups of a random column order, as GPTQ's desc_act leaves them. */
+function groupIndex(K: number, gs: number, actOrder: boolean, rng: Xorshift): Int32Array {
+  const g = new Int32Array(K);
+  if (!actOrder) {
+    for (let i = 0; i < K; i++) g[i] = Math.floor(i / gs);
+    return g;
+  }
+  const order = Int32Array.from({ length: K }, (_, i) => i);
+  for (let i = K - 1; i > 0; i--) {
+    const j = (rng.next() >>> 0) % (i + 1);
+    const t = order[i]; order[i] = order[j]; order[j] = t;
+  }
+  for (let i = 0; i < K; i++) g[order[i]] = Math.floor(i / gs);
+  return g;
+}
+
+function copyTokenizer(out: string): void {
+  const src = fileURLToPath(new URL('../../../models/tiny-vicuna-4k/', import.meta.url));
+  for (const f of TOKENIZER_FILES) if (existsSync(path.join(src, f))) copyFileSync(path.join(src, f), path.join(out, f));
+}

@@ -1,0 +1,160 @@
+/**
+ * Every CUDA op against the CPU backend (the oracle) on fresh random inputs, outputs poisoned
+ * first, compared by normalized error. Skipped, saying why, where no GPU answers (CI).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
+import type { Backend, LinearHost } from '../../src/backends/backend.js';
+import { gpu, input, normErr, poisoned, randHalf, randn, randomGptq, skipNoGpu } from './support.js';
+
+const cpu = new CpuBackend();
+/** fp16 activations inside the kernels (GEMV inputs, KV cache) bound the agreement to about 1e-3. */
+const HALF_TOL = 4e-3;
+const F32_TOL = 2e-5;
+
+function both<T>(f: (b: Backend) => T): [T, T] {
+  return [f(gpu()), f(cpu)];
+}
+
+test('embed', { skip: skipNoGpu }, () => {
+  const vocab = 300, dim = 320, ids = Int32Array.from([5, 0, 299, 17]);
+  const table = randHalf(vocab * dim);
+  const [g, c] = both((b) => {
+    const out = poisoned(b, 4, dim);
+    b.embed(out, b.uploadEmbedding(table, vocab, dim), ids);
+    return b.readActivation(out);
+  });
+  assert.ok(normErr(g, c) < F32_TOL, `embed err ${normErr(g, c)}`);
+});
+
+test('rmsNorm (out of place and in place)', { skip: skipNoGpu }, () => {
+  const rows = 3, dim = 5120, x = randn(rows * dim, 3), w = randn(dim);
+  for (const inPlace of [false, true]) {
+    const [g, c] = both((b) => {
+      const xa = input(b, rows, dim, x);
+      const out = inPlace ? xa : poisoned(b, rows, dim);
+      b.rmsNorm(out, xa, b.uploadVector(w), 1e-6, rows);
+      return b.readActivation(out);
+    });
+    assert.ok(normErr(g, c) < F32_TOL, `rmsnorm err ${normErr(g, c)}`);
+  }
+});
+
+test('rope at an offset, with grouped heads', { skip: skipNoGpu }, () => {
+  const rows = 3, heads = 8, headDim = 128, start = 1537;
+  const x = randn(rows * heads * headDim);
+  const [g, c] = both((b) => {
+    const a = input(b, rows, heads * headDim, x);
+    b.rope(a, heads, headDim, start, 10000, rows);
+    return b.readActivation(a);
+  });
+  assert.ok(normErr(g, c) < 1e-5, `rope err ${normErr(g, c)}`);
+});
+
+test('swiglu, addInPlace, copyRows', { skip: skipNoGpu }, () => {
+  const rows = 2, n = 13824, gate = randn(rows * n, 3), up = randn(rows * n), y = randn(rows * n);
+  const [g, c] = both((b) => {
+    const out = poisoned(b, rows, n);
+    b.swiglu(out, input(b, rows, n, gate), input(b, rows, n, up), rows);
+    b.addInPlace(out, input(b, rows, n, y), rows);
+    const last = poisoned(b, 1, n);
+    b.copyRows(last, out, 1, 1);
+    return [b.readActivation(out), b.readActivation(last)];
+  });
+  assert.ok(normErr(g[0], c[0]) < F32_TOL, `swiglu+add err ${normErr(g[0], c[0])}`);
+  assert.ok(normErr(g[1], c[1]) < F32_TOL, `copyRows err ${normErr(g[1], c[1])}`);
+});
+
+test('argmax on the device', { skip: skipNoGpu }, () => {
+  const b = gpu();
+  for (const n of [32000, 4096, 7]) {
+    const x = randn(n);
+    const want = x.indexOf(Math.max(...x));
+    assert.equal(b.argmax(input(b, 1, n, x)), want);
+  }
+});
+
+function checkLinear(name: string, w: LinearHost, rows: number, tol: number): void {
+  const x = randn(rows * w.inFeatures);
+  const resid = randn(rows * w.outFeatures);
+  const [g, c] = both((b) => {
+    const lw = b.uploadLinear(w);
+    const xa = input(b, rows, w.inFeatures, x);
+    const out = poisoned(b, rows, w.outFeatures);
+    b.linear(out, xa, lw, rows);
+    return b.readActivation(out);
+  });
+  const err = normErr(g, c);
+  assert.ok(err < tol, `${name} rows=${rows}: err ${err}`);
+  // the fused residual form: acc += x Wᵀ
+  const gb = gpu();
+  const acc = input(gb, rows, w.outFeatures, resid);
+  gb.linearAdd(acc, input(gb, rows, w.inFeatures, x), gb.uploadLinear(w), rows);
+  const want = Float32Array.from(c, (v, i) => v + resid[i]);
+  const errAdd = normErr(gb.readActivation(acc), want);
+  assert.ok(errAdd < tol, `${name} linearAdd rows=${rows}: err ${errAdd}`);
+}
+
+test('linear: GPTQ 4-bit, every group layout, GEMV and GEMM', { skip: skipNoGpu }, () => {
+  const cases: [number, number, number, boolean][] = [
+    [512, 384, 128, false], [512, 384, 128, true], [768, 256, 64, true], [256, 512, 32, false], [640, 128, -1, false],
+    [5120, 1024, 128, true], [200, 96, 40, false], // last: shapes the fast kernel refuses (generic path)
+  ];
+  for (const [k, n, gs, ao] of cases) {
+    const w = randomGptq(k, n, 4, gs, ao);
+    for (const rows of [1, 3, 70]) checkLinear(`q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`, w, rows, HALF_TOL);
+  }
+});
+
+test('linear: GPTQ 8, 3 and 2 bits', { skip: skipNoGpu }, () => {
+  for (const bits of [8, 3, 2] as const) {
+    for (const ao of [false, true]) {
+      const w = randomGptq(384, 256, bits, 128, ao);
+      for (const rows of [1, 5]) checkLinear(`q${bits}${ao ? ' act-order' : ''}`, w, rows, HALF_TOL);
+    }
+  }
+});
+
+test('linear: dense fp16 (lm_head), with and without bias', { skip: skipNoGpu }, () => {
+  for (const [k, n, bias] of [[512, 1000, false], [256, 130, true], [100, 64, false]] as const) {
+    const w: LinearHost = { kind: 'dense', inFeatures: k, outFeatures: n, data: randHalf(k * n, 0.05), bias: bias ? randHalf(n) : undefined };
+    for (const rows of [1, 9]) checkLinear(`dense ${k}x${n}${bias ? ' bias' : ''}`, w, rows, HALF_TOL);
+  }
+});
+
+test('writeKv + attention: decode over a long context, prefill, grouped KV heads', { skip: skipNoGpu }, () => {
+  for (const [heads, kvHeads, headDim] of [[8, 8, 128], [8, 2, 64], [4, 4, 256]]) {
+    const maxSeq = 1024, layers = 2, layer = 1;
+    const [g, c] = both((b) => {
+      const cache = b.allocKvCache(layers, maxSeq, kvHeads, headDim);
+      const results: Float32Array[] = [];
+      let pos = 0;
+      // a prefill of 700 rows in chunks, then single-token steps, checking attention each time
+      for (const rows of [300, 400, 1, 1, 5]) {
+        const k = input(b, rows, kvHeads * headDim, randnSeeded(rows * kvHeads * headDim, pos));
+        const v = input(b, rows, kvHeads * headDim, randnSeeded(rows * kvHeads * headDim, pos + 7777));
+        b.writeKv(cache, layer, pos, k, v, rows);
+        const q = input(b, rows, heads * headDim, randnSeeded(rows * heads * headDim, pos + 99));
+        const out = poisoned(b, rows, heads * headDim);
+        b.attention(out, q, cache, { layer, startPos: pos, heads, kvHeads, headDim }, rows);
+        results.push(b.readActivation(out));
+        pos += rows;
+      }
+      return results;
+    });
+    g.forEach((r, i) => {
+      const err = normErr(r, c[i]);
+      assert.ok(err < HALF_TOL, `attention ${heads}/${kvHeads}x${headDim} step ${i}: err ${err}`);
+    });
+  }
+});
+
+/** Deterministic per call site, so both backends see the same values. */
+const seeded = new Map<number, Float32Array>();
+function randnSeeded(n: number, key: number): Float32Array {
+  const k = n * 100003 + key;
+  let v = seeded.get(k);
+  if (!v) { v = randn(n); seeded.set(k, v); }
+  return v;
+}

@@ -1,0 +1,82 @@
+/**
+ * Shared pieces of the CUDA op tests: the GPU probe (tests skip with its reason when there is no
+ * GPU), random inputs, random GPTQ layers, and the normalized error ‖a − b‖ / ‖b‖.
+ */
+import type { Activation, Backend } from '../../src/backends/backend.js';
+import { CudaBackend } from '../../src/backends/cuda/cudaBackend.js';
+import { cudaAvailable } from '../../src/backends/cuda/driver.js';
+import { packGptq } from '../../src/formats/gptq.js';
+import type { GptqBits, GptqLinearHost } from '../../src/formats/gptqTypes.js';
+import { floatToHalf } from '../../src/formats/safetensors.js';
+
+const probe = cudaAvailable();
+/** false when a GPU answers, else the reason every CUDA test is skipped. */
+export const skipNoGpu: false | string = probe.ok ? false : `no CUDA GPU here (${probe.reason}); run npm run test:cuda on a GPU machine`;
+
+let shared: CudaBackend | undefined;
+export function gpu(): CudaBackend {
+  shared ??= CudaBackend.create();
+  return shared;
+}
+
+export function randn(n: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = 1 - Math.random(), v = Math.random();
+    const r = Math.sqrt(-2 * Math.log(u)) * scale;
+    out[i] = r * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
+export function randHalf(n: number, scale = 1): Uint16Array {
+  const f = randn(n, scale);
+  return Uint16Array.from(f, (v) => floatToHalf(v));
+}
+
+/** ‖a − b‖ / ‖b‖; NaN anywhere (an unwritten, poisoned output) gives Infinity. */
+export function normErr(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new RangeError(`lengths ${a.length} vs ${b.length}`);
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isFinite(a[i]) || !Number.isFinite(b[i])) return Infinity;
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+/** An activation on `b` holding `data` ([rows, cols]). */
+export function input(b: Backend, rows: number, cols: number, data: Float32Array): Activation {
+  const a = b.allocActivation(rows, cols);
+  b.writeActivation(a, data);
+  return a;
+}
+
+/** An output activation filled with NaN first, so an element the op never writes fails the check. */
+export function poisoned(b: Backend, rows: number, cols: number): Activation {
+  return input(b, rows, cols, new Float32Array(rows * cols).fill(NaN));
+}
+
+/** A random GPTQ layer; actOrder shuffles which rows belong to which group. */
+export function randomGptq(inF: number, outF: number, bits: GptqBits, groupSize: number, actOrder: boolean): GptqLinearHost {
+  const gs = groupSize > 0 ? groupSize : inF;
+  const groups = Math.ceil(inF / gs);
+  const levels = 1 << bits;
+  const q = Uint8Array.from({ length: inF * outF }, () => Math.floor(Math.random() * levels));
+  const zeros = Uint8Array.from({ length: groups * outF }, () => 1 + Math.floor(Math.random() * levels));
+  const scales = Float32Array.from({ length: groups * outF }, () => (0.5 + Math.random()) * 0.02);
+  let gIdx: Int32Array | undefined;
+  if (actOrder) {
+    const order = Int32Array.from({ length: inF }, (_, i) => i);
+    for (let i = inF - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    gIdx = new Int32Array(inF);
+    for (let i = 0; i < inF; i++) gIdx[order[i]] = Math.floor(i / gs);
+  }
+  const p = packGptq({ bits, groupSize: gs, q, zeros, scales, inFeatures: inF, outFeatures: outF, gIdx }, floatToHalf);
+  return { kind: 'gptq', inFeatures: inF, outFeatures: outF, bits, groupSize: gs, groups, actOrder, ...p };
+}
