@@ -111,9 +111,15 @@ export async function* generate(
   }
   if (request.maxNewTokens === 0) return result();
 
+  // Feed tokens and choose the next id. Plain greedy decoding on a backend with a device argmax
+  // brings back only the id, not the whole logits row.
+  const forwardArgmax = sampler.isPlainGreedy ? model.forwardArgmax?.bind(model) : undefined;
+  const feed = async (tokens: readonly number[], pos: number): Promise<number> =>
+    forwardArgmax ? forwardArgmax(tokens, pos) : sampler.sample(await model.forward(tokens, pos), history);
+
   // While forward runs, only positions before startPos are known to be valid.
   state.cachedIds = promptIds.slice(0, reuse);
-  let logits = await model.forward(promptIds.slice(reuse), reuse);
+  let id = await feed(promptIds.slice(reuse), reuse);
   state.cachedIds = [...promptIds];
 
   for (;;) {
@@ -121,7 +127,6 @@ export async function* generate(
       finishReason = 'aborted';
       break;
     }
-    const id = sampler.sample(logits, history);
     tokenIds.push(id);
     history.push(id);
 
@@ -154,8 +159,9 @@ export async function* generate(
       break;
     }
     const pos = history.length - 1;
-    logits = await model.forward([id], pos);
-    state.cachedIds.push(id);
+    const fed = id;
+    id = await feed([fed], pos);
+    state.cachedIds.push(fed);
   }
   return result();
 }

@@ -52,6 +52,13 @@ export class Sampler {
     this.counts = new Uint32Array(vocabSize);
   }
 
+  /** Greedy with no penalties: the choice is a plain argmax, which a backend can do on the device. */
+  get isPlainGreedy(): boolean {
+    const o = this.options;
+    return o.temperature === 0 && (o.repeatLastN === 0
+      || (o.repetitionPenalty === 1 && o.presencePenalty === 0 && o.frequencyPenalty === 0));
+  }
+
   /**
    * Choose the next id. `logits` ([vocab], not modified) are the model's raw scores;
    * `history` is every id so far (prompt then generated), read only for the penalties.

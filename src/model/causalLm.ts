@@ -12,4 +12,6 @@ export interface CausalLm {
    * the last fed position, `[vocabSize]` f32. Throws ContextOverflowError past contextLength.
    */
   forward(tokens: readonly number[], startPos: number): Promise<Float32Array>;
+  /** Like `forward`, but returns only argmax(logits) (lowest id on ties), computed where the logits are. */
+  forwardArgmax?(tokens: readonly number[], startPos: number): Promise<number>;
 }

@@ -1,4 +1,4 @@
-import type { Backend, KvCache } from '../backends/backend.js';
+import type { Activation, Backend, KvCache, LinearWeight } from '../backends/backend.js';
 import { CpuBackend } from '../backends/cpu/cpuBackend.js';
 import { ContextOverflowError } from '../errors.js';
 import type { LlamaConfig } from '../formats/hfConfig.js';
@@ -64,6 +64,23 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
 
   /** Logits of the last fed position, `[vocab]`. */
   async forward(tokens: readonly number[], startPos: number): Promise<Float32Array> {
+    this.lastLogits(tokens, startPos);
+    return this.backend.readActivation(this.state.logits, 1);
+  }
+
+  /** argmax of the last position's logits; on backends with a device argmax only the id comes back. */
+  async forwardArgmax(tokens: readonly number[], startPos: number): Promise<number> {
+    this.lastLogits(tokens, startPos);
+    const { backend, state } = this;
+    if (backend.argmax) return backend.argmax(state.logits);
+    const logits = backend.readActivation(state.logits, 1);
+    let best = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+    return best;
+  }
+
+  /** Runs the tokens through the model, leaving the last position's logits in state.logits row 0. */
+  private lastLogits(tokens: readonly number[], startPos: number): void {
     this.checkRange(tokens.length, startPos);
     let rows = 0;
     for (let done = 0; done < tokens.length; done += rows) {
@@ -74,7 +91,6 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
     backend.copyRows(state.last, state.x, rows - 1, 1);
     backend.rmsNorm(state.last, state.last, this.weights.norm, this.config.rmsNormEps, 1);
     backend.linear(state.logits, state.last, this.weights.lmHead, 1);
-    return backend.readActivation(state.logits, 1);
   }
 
   /** Logits of every fed position, `[tokens.length, vocab]` row-major (perplexity needs them all). */
@@ -124,16 +140,25 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
       b.rope(s.k, c.numKvHeads, headDim, startPos, c.ropeTheta, rows);
       b.writeKv(this.cache, l, startPos, s.k, s.v, rows);
       b.attention(s.attn, s.q, this.cache, { layer: l, startPos, heads: c.numHeads, kvHeads: c.numKvHeads, headDim }, rows);
-      b.linear(s.proj, s.attn, w.o, rows);
-      b.addInPlace(s.x, s.proj, rows);
+      this.residualLinear(s.attn, w.o, rows);
       // MLP block: x += down(silu(gate(norm x)) · up(norm x))
       b.rmsNorm(s.xb, s.x, w.mlpNorm, c.rmsNormEps, rows);
       b.linear(s.gate, s.xb, w.gate, rows);
       b.linear(s.up, s.xb, w.up, rows);
       b.swiglu(s.hidden, s.gate, s.up, rows);
-      b.linear(s.proj, s.hidden, w.down, rows);
-      b.addInPlace(s.x, s.proj, rows);
+      this.residualLinear(s.hidden, w.down, rows);
     }
+  }
+
+  /** x += input Wᵀ, fused into one kernel where the backend offers it. */
+  private residualLinear(input: Activation, weight: LinearWeight, rows: number): void {
+    const { backend: b, state: s } = this;
+    if (b.linearAdd) {
+      b.linearAdd(s.x, input, weight, rows);
+      return;
+    }
+    b.linear(s.proj, input, weight, rows);
+    b.addInPlace(s.x, s.proj, rows);
   }
 
   dispose(): void {
