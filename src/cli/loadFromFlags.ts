@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { parseBackendKind } from '../backends/select.js';
 import { LoadedModel } from '../engine/loadedModel.js';
 import { numberOpt, stringOpt, type OptionValues } from './command.js';
@@ -9,7 +10,7 @@ import { EMBEDDED_MODEL_DIR, defaultTemplateFor } from './defaultModel.js';
  * its default (its folder name alone would suggest Vicuna v0).
  */
 export async function loadFromFlags(values: OptionValues, log: (line: string) => void): Promise<LoadedModel> {
-  const dir = stringOpt(values, 'model');
+  const dir = await resolveModelArg(stringOpt(values, 'model'), stringOpt(values, 'models-dir') ?? './models', log);
   return LoadedModel.load({
     dir: dir ?? EMBEDDED_MODEL_DIR,
     weights: stringOpt(values, 'weights'),
@@ -24,3 +25,12 @@ export async function loadFromFlags(values: OptionValues, log: (line: string) =>
 export const logToStderr = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
+
+/** `user/repo[:branch]` that is not a local folder: fetched from the Hub on first use. */
+const HUB_REF = /^[\w.-]+\/[\w.-]+(:[\w./-]+)?$/;
+
+async function resolveModelArg(arg: string | undefined, modelsDir: string, log: (line: string) => void): Promise<string | undefined> {
+  if (arg === undefined || existsSync(arg) || !HUB_REF.test(arg)) return arg;
+  const { resolveModelRef } = await import('../hub/resolve.js');
+  return resolveModelRef(arg, modelsDir, { log });
+}

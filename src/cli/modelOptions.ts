@@ -2,7 +2,8 @@ import type { OptionDefs } from './command.js';
 
 /** Flags shared by every command that loads a model. */
 export const MODEL_OPTIONS: OptionDefs = {
-  model: { type: 'string', short: 'm', value: 'dir', description: 'model folder (config.json, tokenizer, *.safetensors); default: the embedded tiny-vicuna-4k' },
+  model: { type: 'string', short: 'm', value: 'dir|user/repo[:branch]', description: 'model folder (config.json, tokenizer, *.safetensors), or a Hub repo downloaded on first use; default: the embedded tiny-vicuna-4k' },
+  'models-dir': { type: 'string', value: 'dir', description: 'where Hub models are downloaded', default: './models' },
   weights: { type: 'string', value: 'file', description: 'weights file inside the folder, when it holds several' },
   backend: { type: 'string', value: 'auto|cpu|cuda', description: 'compute backend', default: 'auto' },
   ctx: { type: 'string', value: 'N', description: 'context length (default: the model\'s max_position_embeddings)' },

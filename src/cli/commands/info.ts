@@ -17,7 +17,9 @@ export const infoCommand = defineCommand({
     const dir = positionals[0] ?? EMBEDDED_MODEL_DIR;
     const model = discoverModel(dir, { weights: stringOpt(values, 'weights') });
     const tokenizer = await Tokenizer.fromModelDir(dir);
-    const template = selectTemplate(model.dir, await readTokenizerConfig(model.dir), { override: defaultTemplateFor(dir) });
+    const embeddedDefault = defaultTemplateFor(dir);
+    const chosen = selectTemplate(model.dir, await readTokenizerConfig(model.dir), { override: embeddedDefault });
+    const template = embeddedDefault ? { ...chosen, reason: 'the embedded model was trained on this format' } : chosen;
     const c = model.config;
     const info = {
       dir: model.dir,
