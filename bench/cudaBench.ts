@@ -43,29 +43,53 @@ b.mem.free(buf);
 figures.ceilingGBs = Math.round(ceiling);
 console.log(`${b.deviceName}: read ceiling ${ceiling.toFixed(0)} GB/s (2 GiB, 16-byte loads)`);
 
-// 2. GEMV at 13B shapes; enough copies that the set exceeds L2, replayed as one graph
+// 2. GEMV at 13B shapes; enough copies that the set exceeds L2, replayed as one graph. The fused rows
+// are one launch over several matrices that share x (q/k/v; gate/up with SwiGLU in the epilogue).
 const gemv: Record<string, unknown>[] = [];
+const cases = [
+  { name: 'o', K: 5120, N: 5120, mats: 1, swiglu: false },
+  { name: 'up', K: 5120, N: 13824, mats: 1, swiglu: false },
+  { name: 'down', K: 13824, N: 5120, mats: 1, swiglu: false },
+  { name: 'qkv fused', K: 5120, N: 5120, mats: 3, swiglu: false },
+  { name: 'gate/up+swiglu', K: 5120, N: 13824, mats: 2, swiglu: true },
+];
 for (const actOrder of [false, true]) {
-  for (const [K, N] of [[5120, 5120], [5120, 13824], [13824, 5120]]) {
-    const copies = Math.max(4, Math.ceil(256e6 / (K * N / 2)));
-    const layers = Array.from({ length: copies }, () => b.uploadLinear(randomQ4(K, N, actOrder)));
-    const x = b.allocActivation(1, K), y = b.allocActivation(1, N);
+  for (const { name, K, N, mats, swiglu } of cases) {
+    const copies = Math.max(4, Math.ceil(256e6 / (mats * K * N / 2)));
+    const layers = Array.from({ length: copies }, () => Array.from({ length: mats }, () => b.uploadLinear(randomQ4(K, N, actOrder))));
+    const x = b.allocActivation(1, K);
+    const ys = Array.from({ length: mats + 1 }, () => b.allocActivation(1, N));
     b.writeActivation(x, Float32Array.from({ length: K }, () => Math.random() - 0.5));
-    const layerBytes = (K * N) / 2 + (K / 128) * N * 2 + (K / 128) * N / 8 * 4;
-    const key = `gemv-${K}-${N}-${actOrder}`;
+    const setBytes = mats * ((K * N) / 2 + (K / 128) * N * 2 + (K / 128) * N / 8 * 4);
+    const key = `gemv-${name}-${actOrder}`;
     const ms = timeMs(() => b.runGraph(key, { startPos: 0, ids: new Int32Array(1) }, () => {
-      for (const l of layers) b.linear(y, x, l, 1);
+      for (const l of layers) {
+        l.forEach((w, i) => b.linear(ys[i], x, w, 1));
+        if (swiglu) b.swiglu(ys[mats], ys[0], ys[1], 1);
+      }
     }), 20) / copies;
-    const gbs = layerBytes / ms / 1e6;
-    gemv.push({ K, N, actOrder, us: +(ms * 1000).toFixed(2), GBs: Math.round(gbs), ofCeiling: +(gbs / ceiling).toFixed(3) });
-    console.log(`gemv q4 g128 ${actOrder ? 'act-order' : 'compat   '} ${K}x${N}: ${(ms * 1000).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / ceiling).toFixed(1)}% of ceiling`);
+    const gbs = setBytes / ms / 1e6;
+    gemv.push({ name, K, N, mats, actOrder, us: +(ms * 1000).toFixed(2), GBs: Math.round(gbs), ofCeiling: +(gbs / ceiling).toFixed(3) });
+    console.log(`gemv q4 g128 ${actOrder ? 'act-order' : 'compat   '} ${name.padEnd(15)} ${mats}x ${K}x${N}: ${(ms * 1000).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / ceiling).toFixed(1)}% of ceiling`);
   }
 }
 figures.gemv = gemv;
 
-// 3. whole models
+// 3. whole models, beside ExLlamaV2's figures on the same card (from ../shared/gpu/README.md: measured
+//    there on an H100 80GB HBM3 with the same synthetic 13B file; not re-measured in this run)
+const PEER = { name: 'ExLlamaV2 (shared/gpu/README.md, not re-measured here)', decodeShort: 147, decode2048: 141, prefill2048: 16224 };
+figures.peer = PEER;
 const models: ModelFigures[] = [];
-for (const dir of process.argv.slice(2)) models.push(await benchModel(dir, ceiling, (line) => console.log(line)));
+for (const dir of process.argv.slice(2)) {
+  const m = await benchModel(dir, ceiling, (line) => console.log(line));
+  models.push(m);
+  console.log(`  vs ${PEER.name}: decode ctx 1 ${(m.decode[1] / PEER.decodeShort).toFixed(2)}x, ctx 2048 ${(m.decode[2048] / PEER.decode2048).toFixed(2)}x, ` +
+    `prefill 2048 ${(m.prefill[2048] / PEER.prefill2048).toFixed(3)}x`);
+}
 figures.models = models;
+if (models.length === 2) {
+  figures.actOrderVsCompat = +(models[1].decode[1] / models[0].decode[1]).toFixed(3);
+  console.log(`act-order / compat decode at context 1: ${figures.actOrderVsCompat}`);
+}
 b.dispose();
 console.log(JSON.stringify(figures));

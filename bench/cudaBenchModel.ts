@@ -10,6 +10,8 @@ import { LlamaModel } from '../src/model/llama.js';
 export interface ModelFigures {
   readonly dir: string;
   readonly loadS: number;
+  /** of loadS, seconds inside the backend's upload calls (copies, act-order repack) */
+  readonly uploadS: number;
   readonly weightsGB: number;
   readonly prefill: Record<string, number>;
   readonly decode: Record<string, number>;
@@ -24,8 +26,9 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   const model = await LlamaModel.create(dir, { backend, contextLength: 2048, chunkRows: 512 });
   backend.synchronize();
   const loadS = (performance.now() - t0) / 1000;
+  const uploadS = backend.uploadSeconds;
   const weightsGB = statSync(model.info.weightsPath).size / 1e9;
-  log(`${dir}: loaded ${weightsGB.toFixed(2)} GB in ${loadS.toFixed(2)} s`);
+  log(`${dir}: loaded ${weightsGB.toFixed(2)} GB in ${loadS.toFixed(2)} s (${uploadS.toFixed(2)} s inside the backend's uploads, the rest reading and parsing)`);
   const vocab = model.vocabSize;
   const prompt = (n: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
   const prefill: Record<string, number> = {};
@@ -56,7 +59,7 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   }
   const { free, total } = backend.cu.memInfo();
   const fig: ModelFigures = {
-    dir, loadS: +loadS.toFixed(2), weightsGB: +weightsGB.toFixed(2), prefill, decode, decodeOfCeiling,
+    dir, loadS: +loadS.toFixed(2), uploadS: +uploadS.toFixed(2), weightsGB: +weightsGB.toFixed(2), prefill, decode, decodeOfCeiling,
     peakAllocGB: +(backend.mem.peak / 1e9).toFixed(2), usedGB: +((total - free) / 1e9).toFixed(2),
   };
   log(`  peak allocated ${fig.peakAllocGB} GB, in use on the card ${fig.usedGB} GB`);
@@ -64,10 +67,7 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   return fig;
 }
 
-/** One greedy step through the model's public path: logits come back, argmax on the host. */
+/** One greedy step through the model's public path: argmax on the device, only the id comes back. */
 async function greedy(model: LlamaModel, id: number, pos: number): Promise<number> {
-  const logits = await model.forward([id], pos);
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
-  return best;
+  return model.forwardArgmax([id], pos);
 }

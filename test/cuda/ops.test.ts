@@ -158,3 +158,47 @@ function randnSeeded(n: number, key: number): Float32Array {
   if (!v) { v = randn(n); seeded.set(k, v); }
   return v;
 }
+
+test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearAdd', { skip: skipNoGpu }, () => {
+  const dim = 1024, heads = 8, headDim = 128, ffn = 2760, pos = 37, maxSeq = 64;
+  for (const ao of [false, true]) {
+    const [wq, wk, wv] = [0, 1, 2].map(() => randomGptq(dim, dim, 4, 128, ao));
+    const [wg, wu] = [0, 1].map(() => randomGptq(dim, ffn, 4, 128, ao));
+    const wd = randomGptq(2816, dim, 4, 128, ao); // down: its own input width, a multiple of 128
+    const x = randn(dim), past = randn(pos * dim), pastV = randn(pos * dim), resid = randn(dim), h2 = randn(2816);
+    const [g, c] = both((b) => {
+      const cache = b.allocKvCache(2, maxSeq, heads, headDim);
+      b.writeKv(cache, 1, 0, input(b, pos, dim, past), input(b, pos, dim, pastV), pos);
+      const xb = input(b, 1, dim, x);
+      const [q, k, v] = [0, 1, 2].map(() => poisoned(b, 1, dim));
+      const [lq, lk, lv, lg, lu, ld] = [wq, wk, wv, wg, wu, wd].map((w) => b.uploadLinear(w));
+      b.linear(q, xb, lq, 1);
+      b.linear(k, xb, lk, 1);
+      b.linear(v, xb, lv, 1);
+      b.rope(q, heads, headDim, pos, 10000, 1);
+      b.rope(k, heads, headDim, pos, 10000, 1);
+      b.writeKv(cache, 1, pos, k, v, 1);
+      const att = poisoned(b, 1, dim);
+      b.attention(att, q, cache, { layer: 1, startPos: pos, heads, kvHeads: heads, headDim }, 1);
+      const [gate, up, hidden] = [0, 1, 2].map(() => poisoned(b, 1, ffn));
+      b.linear(gate, xb, lg, 1);
+      b.linear(up, xb, lu, 1);
+      b.swiglu(hidden, gate, up, 1);
+      const acc = input(b, 1, dim, resid);
+      const h = input(b, 1, 2816, h2);
+      if (b.linearAdd) {
+        b.linearAdd(acc, h, ld, 1);
+      } else {
+        const t = poisoned(b, 1, dim);
+        b.linear(t, h, ld, 1);
+        b.addInPlace(acc, t, 1);
+      }
+      return [q, k, v, att, gate, up, hidden, acc].map((a) => b.readActivation(a));
+    });
+    const names = ['q', 'k', 'v', 'attention', 'gate', 'up', 'hidden', 'residual'];
+    g.forEach((r, i) => {
+      const err = normErr(r, c[i]);
+      assert.ok(err < HALF_TOL, `${names[i]}${ao ? ' act-order' : ''}: err ${err}`);
+    });
+  }
+});

@@ -65,7 +65,7 @@ export function randomGptq(inF: number, outF: number, bits: GptqBits, groupSize:
   const groups = Math.ceil(inF / gs);
   const levels = 1 << bits;
   const q = Uint8Array.from({ length: inF * outF }, () => Math.floor(Math.random() * levels));
-  const zeros = Uint8Array.from({ length: groups * outF }, () => 1 + Math.floor(Math.random() * levels));
+  const zeros = Uint8Array.from({ length: groups * outF }, () => 1 + Math.floor(Math.random() * (levels - 1))); // v1 packing stores zero − 1: [1, levels − 1]
   const scales = Float32Array.from({ length: groups * outF }, () => (0.5 + Math.random()) * 0.02);
   let gIdx: Int32Array | undefined;
   if (actOrder) {

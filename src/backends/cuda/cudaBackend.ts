@@ -13,6 +13,7 @@ import {
   DeviceAttribute, loadDriver, type CuContext, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
+import { GemvBatch, MAX_TILES } from './gemvBatch.js';
 import { launchLinear } from './linearLaunch.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -53,7 +54,11 @@ export class CudaBackend implements Backend {
   private readonly attnPart: Scratch = { ptr: null, bytes: 0 };
   private readonly argmaxOut: DevicePtr;
   private readonly argmaxHost = new Int32Array(1);
+  /** one-token int4 GEMVs waiting to go out together (flushed before every other op) */
+  private readonly batch: GemvBatch;
   private disposed = false;
+  /** seconds spent in upload calls so far (benchmarks split load time with it) */
+  uploadSeconds = 0;
 
   private constructor(readonly cu: Driver, readonly device: number, private readonly ctx: CuContext, readonly stream: CuStream) {
     this.mem = new DeviceMemory(cu);
@@ -61,6 +66,10 @@ export class CudaBackend implements Backend {
     this.smCount = cu.attribute(DeviceAttribute.MultiprocessorCount, device);
     this.deviceName = cu.deviceName(device);
     this.argmaxOut = this.mem.alloc(4);
+    const ws = this.mem.alloc(MAX_TILES * 128 * 4), counters = this.mem.alloc(MAX_TILES * 4);
+    cu.memsetD32(ws, 0, MAX_TILES * 128, stream);
+    cu.memsetD32(counters, 0, MAX_TILES, stream);
+    this.batch = new GemvBatch(this.kernels, ws, counters);
   }
 
   /** Opens device `ordinal` (default $QLLAMA_CUDA_DEVICE or 0) with its primary context. */
@@ -83,12 +92,14 @@ export class CudaBackend implements Backend {
   }
 
   writeActivation(dst: Activation, data: Float32Array): void {
+    this.batch.flush();
     const a = act(dst);
     if (data.length > a.rows * a.cols) throw new RangeError(`writeActivation: ${data.length} values into [${a.rows}, ${a.cols}]`);
     this.cu.copyHtoD(a.ptr, data, data.byteLength, this.stream);
   }
 
   readActivation(src: Activation, rows = src.rows): Float32Array {
+    this.batch.flush();
     const a = act(src);
     const out = new Float32Array(rows * a.cols);
     this.cu.copyDtoH(out, a.ptr, out.byteLength, this.stream);
@@ -97,8 +108,12 @@ export class CudaBackend implements Backend {
   }
 
   uploadLinear(weight: LinearHost): LinearWeight {
+    this.batch.flush();
+    const t0 = performance.now();
     const ctx = { cu: this.cu, mem: this.mem, kernels: this.kernels, stream: this.stream };
-    return weight.kind === 'dense' ? uploadDense(ctx, weight) : uploadGptq(ctx, weight);
+    const w = weight.kind === 'dense' ? uploadDense(ctx, weight) : uploadGptq(ctx, weight);
+    this.uploadSeconds += (performance.now() - t0) / 1000;
+    return w;
   }
 
   uploadVector(data: Float32Array): VectorWeight {
@@ -106,10 +121,14 @@ export class CudaBackend implements Backend {
   }
 
   uploadEmbedding(data: Uint16Array, vocab: number, dim: number): EmbeddingWeight {
-    return new CudaEmbedding(vocab, dim, uploadArray(this, data));
+    const t0 = performance.now();
+    const e = new CudaEmbedding(vocab, dim, uploadArray(this, data));
+    this.uploadSeconds += (performance.now() - t0) / 1000;
+    return e;
   }
 
   allocKvCache(layers: number, maxSeq: number, kvHeads: number, headDim: number): KvCache {
+    this.batch.flush();
     const bytes = layers * maxSeq * kvHeads * headDim * 2;
     const k = this.mem.alloc(bytes), v = this.mem.alloc(bytes);
     // poisoned with fp16 NaN: a read of a position nothing wrote shows up instead of passing silently
@@ -120,6 +139,7 @@ export class CudaBackend implements Backend {
 
   // --- ops -------------------------------------------------------------------------------
   embed(out: Activation, table: EmbeddingWeight, ids: Int32Array): void {
+    this.batch.flush();
     const e = table as CudaEmbedding;
     let idsPtr: DevicePtr;
     if (this.capturing) {
@@ -134,20 +154,25 @@ export class CudaBackend implements Backend {
   }
 
   rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
+    this.batch.flush();
     this.kernels.launch('rmsnorm_f32', { x: rows }, { x: 1024 },
       [ptr(act(out).ptr), ptr(act(x).ptr), ptr((weight as CudaVector).ptr), f32(eps), i32(x.cols)]);
   }
 
   linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
-    launchLinear(this.cu, this.kernels, this.stream, weight as CudaLinear, { y: act(out).ptr, x: act(x).ptr, rows, accumulate: false });
+    if (rows !== 1) this.batch.flush();
+    launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(out).ptr, x: act(x).ptr, rows, accumulate: false });
   }
 
   /** acc += x Wᵀ + b: the residual add fused into the GEMV (its atomics add straight into acc). */
   linearAdd(acc: Activation, x: Activation, weight: LinearWeight, rows: number): void {
-    launchLinear(this.cu, this.kernels, this.stream, weight as CudaLinear, { y: act(acc).ptr, x: act(x).ptr, rows, accumulate: true });
+    if (rows !== 1) this.batch.flush();
+    launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(acc).ptr, x: act(x).ptr, rows, accumulate: true });
   }
 
   rope(x: Activation, heads: number, headDim: number, startPos: number, theta: number, rows: number): void {
+    if (rows === 1 && x.cols === heads * headDim && this.batch.addRope(act(x).ptr, heads, headDim, theta, { ptr: this.posPtr(), imm: startPos })) return;
+    this.batch.flush();
     this.kernels.launch('rope_f32', { x: Math.ceil((heads * headDim) / 2 / 256), y: rows }, { x: 256 },
       [ptr(act(x).ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(this.posPtr()), i32(startPos)]);
   }
@@ -157,12 +182,16 @@ export class CudaBackend implements Backend {
     if (!this.capturing && startPos + rows > c.maxSeq) throw new RangeError(`KV cache holds ${c.maxSeq} positions, asked for ${startPos + rows}`);
     const width = c.kvHeads * c.headDim;
     const off = BigInt(layer * c.layerBytes());
+    if (rows === 1 && k.cols === width && v.cols === width &&
+      this.batch.addKvWrite(act(k).ptr, act(v).ptr, (c.k + off) as DevicePtr, (c.v + off) as DevicePtr, c.maxSeq, { ptr: this.posPtr(), imm: startPos })) return;
+    this.batch.flush();
     this.kernels.launch('kv_write', { x: Math.ceil(width / 256), y: rows }, { x: 256 },
       [ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(act(k).ptr), ptr(act(v).ptr), i32(width), i32(c.maxSeq),
         ptr(this.posPtr()), i32(startPos)]);
   }
 
   attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void {
+    this.batch.flush();
     const c = cache as CudaKvCache;
     const d = shape.headDim;
     if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
@@ -179,23 +208,28 @@ export class CudaBackend implements Backend {
   }
 
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {
+    if (rows === 1 && this.batch.swiglu(act(out).ptr, act(gate).ptr, act(up).ptr)) return;
+    this.batch.flush();
     const n = rows * out.cols;
     this.kernels.launch('swiglu_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 },
       [ptr(act(out).ptr), ptr(act(gate).ptr), ptr(act(up).ptr), i32(n)]);
   }
 
   copyRows(dst: Activation, src: Activation, srcRow: number, rows: number): void {
+    this.batch.flush();
     const s = act(src);
     this.cu.copyDtoD(act(dst).ptr, (s.ptr + BigInt(srcRow * s.cols * 4)) as DevicePtr, rows * s.cols * 4, this.stream);
   }
 
   addInPlace(x: Activation, y: Activation, rows: number): void {
+    this.batch.flush();
     const n = rows * x.cols;
     this.kernels.launch('add_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 }, [ptr(act(x).ptr), ptr(act(y).ptr), i32(n)]);
   }
 
   // --- fast paths ------------------------------------------------------------------------
   runGraph(key: string, step: { readonly startPos: number; readonly ids: Int32Array }, record: () => void): void {
+    this.batch.flush();
     const host = new Int32Array(1 + step.ids.length);
     host[0] = step.startPos;
     host.set(step.ids, 1);
@@ -208,6 +242,7 @@ export class CudaBackend implements Backend {
       let graph: CuGraph;
       try {
         record();
+        this.batch.flush();
       } finally {
         this.capturing = false;
         graph = this.cu.endCapture(this.stream);
@@ -219,6 +254,7 @@ export class CudaBackend implements Backend {
   }
 
   argmax(x: Activation): number {
+    this.batch.flush();
     const a = act(x);
     this.kernels.launch('argmax_f32', { x: 1 }, { x: 1024 }, [ptr(this.argmaxOut), ptr(a.ptr), i32(a.cols)]);
     this.cu.copyDtoH(this.argmaxHost, this.argmaxOut, 4, this.stream);
@@ -228,6 +264,7 @@ export class CudaBackend implements Backend {
 
   /** Waits for all queued work (benchmarks, tests). */
   synchronize(): void {
+    this.batch.flush();
     this.cu.streamSynchronize(this.stream);
   }
 

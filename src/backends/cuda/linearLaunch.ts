@@ -1,12 +1,14 @@
 /**
  * Launches of `y (+)= x Wᵀ + b` for every weight kind and row count:
- *   one row:  int4 fast GEMV (gemv_q4_rpg*), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
+ *   one row:  int4 fast GEMV (gemv_q4_rpg*, queued in a GemvBatch so that GEMVs over the same x share
+ *             one launch), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
  *   rows > 1: tensor-core GEMM with per-tile dequantization (gemm_gptq, gemm_f16)
- * The GEMV kernels split K across blocks and add atomically, so plain outputs are zeroed first
- * (a memset node inside graphs) and accumulating ones (the residual stream) are not.
+ * gemv_qn splits K across blocks and adds atomically, so its plain outputs are zeroed first (a memset
+ * node inside graphs); gemv_q4 reduces through a self-cleaning workspace and needs no memset.
  */
 import type { CuStream, DevicePtr, Driver } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
+import { GemvBatch } from './gemvBatch.js';
 import type { CudaLinear } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 
@@ -18,8 +20,9 @@ export interface LinearCall {
   readonly accumulate: boolean;
 }
 
-export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream, w: CudaLinear, c: LinearCall): void {
+export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream, batch: GemvBatch, w: CudaLinear, c: LinearCall): void {
   const K = w.inFeatures, N = w.outFeatures;
+  if (!(c.rows === 1 && w.kind === 'gptq' && w.layout === 'q4' && GemvBatch.fits(w))) batch.flush(); // keep the model's order
   if (w.kind === 'dense') {
     if (c.rows === 1 && K % 8 === 0) {
       kernels.launch('gemv_f16', { x: Math.ceil(N / 8) }, { x: 256 }, [ptr(c.y), ptr(c.x), ptr(w.w), i32(K), i32(N), i32(c.accumulate ? 1 : 0)]);
@@ -28,11 +31,12 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
         [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0), ptr(w.w)]);
     }
   } else if (c.rows === 1) {
-    if (!c.accumulate) cu.memsetD32(c.y, 0, N, stream);
-    if (w.layout === 'q4') {
-      kernels.launch(`gemv_q4_rpg${w.rowsPerGroup}`, { x: Math.ceil(N / 128), y: Math.ceil(K / 512) }, { x: 128 },
-        [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(K), i32(N), i32(w.groupSize)]);
+    if (w.layout === 'q4' && GemvBatch.fits(w)) {
+      batch.add(c.y, c.x, w, c.accumulate);
+      if (!w.bias) return; // launched with the batch it joins
+      batch.flush();
     } else {
+      if (!c.accumulate) cu.memsetD32(c.y, 0, N, stream);
       const kPerSplit = 128;
       kernels.launch('gemv_qn', { x: Math.ceil(N / 128), y: Math.ceil(K / kPerSplit) }, { x: 128 },
         [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
