@@ -1,207 +1,146 @@
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { QllamaError } from '../errors.js';
-import { asInt32, asUint16, halfToFloat } from './safetensors.js';
+import { ModelLoadError } from '../errors.js';
+import { getPacked } from './gptqPacking.js';
 import type { GptqBits, GptqLinearHost } from './gptqTypes.js';
+import type { QuantizeConfig } from './quantizeConfig.js';
+import { MissingTensorError, type SafetensorsDType } from './safetensors.js';
+import { asInt32, asUint16 } from './tensorViews.js';
 import type { WeightStore } from './weightStore.js';
 
 export type { GptqBits, GptqLinearHost } from './gptqTypes.js';
+export { dequantizeGptq, GptqPackError, packGptq, unpackQweight, unpackQzeros, type PackedGptq, type PackInput } from './gptqPacking.js';
+export { quantizeConfigFromDir, readQuantizeConfig, QuantizeConfigError, type QuantizeConfig } from './quantizeConfig.js';
 
-/** GPTQ tensors whose shapes or settings contradict each other. */
-export class GptqFormatError extends QllamaError {}
+/** GPTQ tensors that are inconsistent in themselves; the subclasses say how. */
+export class GptqFormatError extends ModelLoadError {}
+/** A GPTQ tensor's shape or dtype disagrees with the layer or with the other tensors. */
+export class GptqShapeError extends GptqFormatError {}
+/** quantize_config.json says one thing and the tensors another. */
+export class QuantizeConfigMismatchError extends GptqFormatError {}
 
-/** AutoGPTQ's quantize_config.json (GPTQ-for-LLaMa writes none). */
-export interface QuantizeConfig {
-  readonly bits?: number;
-  readonly groupSize?: number;
-  readonly descAct?: boolean;
-  readonly sym?: boolean;
-}
-
-const BITS: readonly GptqBits[] = [2, 3, 4, 8];
-
-export function readQuantizeConfig(dir: string): QuantizeConfig | undefined {
-  const file = path.join(dir, 'quantize_config.json');
-  if (!existsSync(file)) return undefined;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new GptqFormatError(`${file} is not valid JSON (${err instanceof Error ? err.message : String(err)}): fix or delete it`);
-  }
-  if (typeof raw !== 'object' || raw === null) throw new GptqFormatError(`${file} is not a JSON object`);
-  const c = raw as Record<string, unknown>;
-  const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
-  const bool = (v: unknown): boolean | undefined => (typeof v === 'boolean' ? v : undefined);
-  return { bits: num(c.bits), groupSize: num(c.group_size), descAct: bool(c.desc_act), sym: bool(c.sym) };
-}
+const BITS: readonly number[] = [2, 3, 4, 8];
 
 /**
- * Reads the GPTQ tensors of one linear layer (`<prefix>.qweight|qzeros|scales|g_idx|bias`) and
- * infers its settings from their shapes: bits = rows(qweight)·32 / in, groups = rows(scales),
- * groupsize = in / groups, act-order when g_idx is not the trivial i / groupsize.
- * A quantize_config.json, when present, must agree with the tensors.
+ * Reads one GPTQ linear (`<prefix>.qweight|qzeros|scales`, optional `g_idx`, `bias`) and infers
+ * its settings from the shapes, the way GPTQ-for-LLaMa files must be read (they carry no
+ * config): bits = rows(qweight)·32 / in, groups = rows(scales), group size = in / groups
+ * (or quantize_config's group_size when groups do not divide in), act-order when g_idx is not
+ * the trivial i / groupSize. `inFeatures`/`outFeatures` come from config.json (hidden /
+ * intermediate size); a g_idx must have exactly inFeatures entries. A quantize_config.json,
+ * when given, must agree with what the tensors say.
  */
 export function loadGptqLinear(store: WeightStore, prefix: string, inFeatures: number, outFeatures: number, quantizeConfig?: QuantizeConfig): GptqLinearHost {
-  const bad = (what: string): GptqFormatError => new GptqFormatError(`${prefix}: ${what}; the GPTQ file is corrupt or does not match config.json`);
-  const shapeOf = (name: string): readonly number[] => {
-    const full = `${prefix}.${name}`;
-    if (!store.has(full)) throw bad(`tensor ${name} is missing`);
-    return store.entry(full).shape;
+  const where = (tensor: string): string => `${prefix}.${tensor}`;
+  const shapeErr = (tensor: string, what: string): GptqShapeError =>
+    new GptqShapeError(`${where(tensor)} ${what}: the GPTQ file is corrupt or does not belong to this config.json (in ${inFeatures}, out ${outFeatures})`);
+  const shapeOf = (tensor: string, dtype: SafetensorsDType): readonly number[] => {
+    if (!store.has(where(tensor))) throw new MissingTensorError(`GPTQ tensor ${where(tensor)} is missing: the checkpoint is incomplete or not GPTQ`);
+    const e = store.entry(where(tensor));
+    if (e.dtype !== dtype) throw shapeErr(tensor, `is ${e.dtype}, expected ${dtype}`);
+    return e.shape;
   };
-  const qwShape = shapeOf('qweight');
-  const scShape = shapeOf('scales');
-  const qzShape = shapeOf('qzeros');
-  if (qwShape.length !== 2 || qwShape[1] !== outFeatures) throw bad(`qweight has shape [${qwShape.join(', ')}], expected [in·bits/32, ${outFeatures}]`);
-  const bits = (qwShape[0] * 32) / inFeatures;
-  if (!BITS.includes(bits as GptqBits)) throw bad(`qweight has ${qwShape[0]} rows for ${inFeatures} inputs: ${bits} bits is not one of 2, 3, 4, 8`);
-  if (scShape.length !== 2 || scShape[1] !== outFeatures || scShape[0] < 1) throw bad(`scales has shape [${scShape.join(', ')}], expected [groups, ${outFeatures}]`);
-  const groups = scShape[0];
-  const groupSize = inFeatures / groups;
-  if (!Number.isInteger(groupSize)) throw bad(`${groups} groups do not divide ${inFeatures} inputs`);
+  const show = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+  const qw = shapeOf('qweight', 'I32');
+  if (qw.length !== 2 || qw[1] !== outFeatures) throw shapeErr('qweight', `has shape ${show(qw)}, expected [in·bits/32, ${outFeatures}]`);
+  const bits = (qw[0] * 32) / inFeatures;
+  if (!BITS.includes(bits)) throw shapeErr('qweight', `has ${qw[0]} rows for ${inFeatures} inputs, i.e. ${bits} bits: only 2, 3, 4 and 8 are GPTQ widths`);
+
+  const sc = shapeOf('scales', 'F16');
+  if (sc.length !== 2 || sc[1] !== outFeatures || sc[0] < 1 || sc[0] > inFeatures) throw shapeErr('scales', `has shape ${show(sc)}, expected [groups, ${outFeatures}]`);
+  const groups = sc[0];
   const zeroCols = (outFeatures * bits) / 32;
-  if (qzShape.length !== 2 || qzShape[0] !== groups || qzShape[1] !== zeroCols) {
-    throw bad(`qzeros has shape [${qzShape.join(', ')}], expected [${groups}, ${zeroCols}]`);
-  }
-  for (const [name, dtype] of [['qweight', 'I32'], ['qzeros', 'I32'], ['scales', 'F16']] as const) {
-    const actual = store.entry(`${prefix}.${name}`).dtype;
-    if (actual !== dtype) throw bad(`${name} is ${actual}, expected ${dtype}`);
-  }
+  const qz = shapeOf('qzeros', 'I32');
+  if (qz.length !== 2 || qz[0] !== groups || qz[1] !== zeroCols) throw shapeErr('qzeros', `has shape ${show(qz)}, expected [${groups}, ${zeroCols}] (groups from scales, ${bits} bits from qweight)`);
 
-  let gIdx: Int32Array;
-  let actOrder = false;
-  if (store.has(`${prefix}.g_idx`)) {
-    const gShape = store.entry(`${prefix}.g_idx`).shape;
-    if (gShape.length !== 1 || gShape[0] !== inFeatures) throw bad(`g_idx has shape [${gShape.join(', ')}], expected [${inFeatures}]`);
-    gIdx = Int32Array.from(asInt32(store.read(`${prefix}.g_idx`)));
+  let gIdx: Int32Array | undefined;
+  if (store.has(where('g_idx'))) {
+    const gs = shapeOf('g_idx', 'I32');
+    if (gs.length !== 1 || gs[0] !== inFeatures) throw shapeErr('g_idx', `has shape ${show(gs)}, expected [${inFeatures}] (one group per input row)`);
+    gIdx = asInt32(store.read(where('g_idx')));
     for (let i = 0; i < inFeatures; i++) {
-      if (gIdx[i] < 0 || gIdx[i] >= groups) throw bad(`g_idx[${i}] = ${gIdx[i]} is outside [0, ${groups})`);
-      if (gIdx[i] !== Math.floor(i / groupSize)) actOrder = true;
+      if (gIdx[i] < 0 || gIdx[i] >= groups) throw shapeErr('g_idx', `has g_idx[${i}] = ${gIdx[i]}, outside the ${groups} groups of scales`);
     }
-  } else {
-    gIdx = new Int32Array(inFeatures);
-    for (let i = 0; i < inFeatures; i++) gIdx[i] = Math.floor(i / groupSize);
+  }
+  const groupSize = inferGroupSize(inFeatures, groups, gIdx, quantizeConfig, (what) => shapeErr('scales', what));
+  const trivial = (i: number): number => Math.floor(i / groupSize);
+  const actOrder = gIdx !== undefined && gIdx.some((g, i) => g !== trivial(i));
+  if (!gIdx) gIdx = Int32Array.from({ length: inFeatures }, (_, i) => trivial(i));
+
+  let bias: Uint16Array | undefined;
+  if (store.has(where('bias'))) {
+    const bs = shapeOf('bias', 'F16');
+    if (bs.length !== 1 || bs[0] !== outFeatures) throw shapeErr('bias', `has shape ${show(bs)}, expected [${outFeatures}]`);
+    bias = asUint16(store.read(where('bias')));
   }
 
-  if (quantizeConfig) {
-    const q = quantizeConfig;
-    if (q.bits !== undefined && q.bits !== bits) throw bad(`quantize_config.json says ${q.bits} bits but the tensors hold ${bits}-bit values`);
-    const expectedGroup = groups === 1 ? [-1, inFeatures] : [groupSize];
-    if (q.groupSize !== undefined && !expectedGroup.includes(q.groupSize)) {
-      throw bad(`quantize_config.json says group_size ${q.groupSize} but the tensors have ${groups} groups of ${groupSize}`);
-    }
-    if (q.descAct === false && actOrder) throw bad('quantize_config.json says desc_act false but g_idx is act-order');
-  }
+  const qzeros = asInt32(store.read(where('qzeros')));
+  const sym = allZerosAre(qzeros, groups, outFeatures, bits, (1 << (bits - 1)) - 1);
+  if (quantizeConfig) checkAgainstConfig(prefix, quantizeConfig, { bits, groups, groupSize, inFeatures, actOrder, hasGIdx: store.has(where('g_idx')), sym });
 
-  const bias = store.has(`${prefix}.bias`) ? Uint16Array.from(asUint16(store.read(`${prefix}.bias`))) : undefined;
   return {
-    kind: 'gptq', inFeatures, outFeatures, bits: bits as GptqBits, groupSize, groups, actOrder,
-    qweight: Int32Array.from(asInt32(store.read(`${prefix}.qweight`))),
-    qzeros: Int32Array.from(asInt32(store.read(`${prefix}.qzeros`))),
-    scales: Uint16Array.from(asUint16(store.read(`${prefix}.scales`))),
+    kind: 'gptq', inFeatures, outFeatures, bits: bits as GptqBits, groupSize, groups, actOrder, sym,
+    qweight: asInt32(store.read(where('qweight'))),
+    qzeros,
+    scales: asUint16(store.read(where('scales'))),
     gIdx,
     ...(bias ? { bias } : {}),
   };
 }
 
 /**
- * Value `index` of a little-endian bitstream of `bits`-bit values in int32 words. GPTQ-for-LLaMa
- * packs 2/4/8-bit values whole within words; 3-bit puts 32 values in 3 words with values 10 and
- * 21 straddling word boundaries, which is exactly this continuous bitstream.
+ * Rows per group. GPTQ makes ceil(in / groupsize) groups, so with a short last group `in /
+ * groups` is not the answer; in order of trust: one group → in; quantize_config's group_size
+ * when it yields this many groups; g_idx, where every full group has exactly groupsize rows
+ * (act-order or not); in / groups when that divides (old files without g_idx).
  */
-function bitstreamValue(words: Int32Array, base: number, stride: number, index: number, bits: number): number {
-  const bit = index * bits;
-  const w = Math.floor(bit / 32);
-  const shift = bit % 32;
-  let v = words[base + w * stride] >>> shift;
-  if (shift + bits > 32) v |= words[base + (w + 1) * stride] << (32 - shift);
-  return v & ((1 << bits) - 1);
-}
-
-/** q values `[in, out]` (qweight is packed along the input dim, one bitstream per column). */
-export function unpackQweight(layer: GptqLinearHost): Uint8Array {
-  const { inFeatures: inF, outFeatures: out, bits, qweight } = layer;
-  const q = new Uint8Array(inF * out);
-  for (let i = 0; i < inF; i++) {
-    for (let o = 0; o < out; o++) q[i * out + o] = bitstreamValue(qweight, o, out, i, bits);
+function inferGroupSize(inF: number, groups: number, gIdx: Int32Array | undefined, qc: QuantizeConfig | undefined, err: (what: string) => GptqShapeError): number {
+  if (groups === 1) return inF;
+  if (qc?.groupSize !== undefined && qc.groupSize > 0 && Math.ceil(inF / qc.groupSize) === groups) return qc.groupSize;
+  if (gIdx) {
+    const counts = new Int32Array(groups);
+    for (const g of gIdx) counts[g]++;
+    const size = Math.max(...counts);
+    if (Math.ceil(inF / size) !== groups || counts.some((c, g) => c !== Math.min(size, inF - g * size))) {
+      throw err(`and g_idx disagree: g_idx's ${groups} groups have ${[...new Set(counts)].join('/')} rows, not ceil(${inF} / groupsize) groups of groupsize rows`);
+    }
+    return size;
   }
-  return q;
+  if (inF % groups === 0) return inF / groups;
+  throw err(`has ${groups} groups, which do not divide ${inF} inputs; add quantize_config.json with the group_size`);
 }
 
-/** Stored zero points `[groups, out]` (the true zero is stored + 1; qzeros is packed along the output dim). */
-export function unpackQzeros(layer: GptqLinearHost): Uint8Array {
-  const { groups, outFeatures: out, bits, qzeros } = layer;
+function allZerosAre(qzeros: Int32Array, groups: number, out: number, bits: number, stored: number): boolean {
   const cols = (out * bits) / 32;
-  const z = new Uint8Array(groups * out);
   for (let g = 0; g < groups; g++) {
-    for (let o = 0; o < out; o++) z[g * out + o] = bitstreamValue(qzeros, g * cols, 1, o, bits);
+    for (let o = 0; o < out; o++) if (getPacked(qzeros, g * cols, 1, o, bits) !== stored) return false;
   }
-  return z;
+  return true;
 }
 
-/** W `[out, in]` f32: W[o, i] = scales[g, o] · (q[i, o] − (z[g, o] + 1)), g = gIdx[i]. */
-export function dequantizeGptq(layer: GptqLinearHost): Float32Array {
-  const { inFeatures: inF, outFeatures: out, gIdx } = layer;
-  const q = unpackQweight(layer);
-  const z = unpackQzeros(layer);
-  const w = new Float32Array(out * inF);
-  for (let i = 0; i < inF; i++) {
-    const g = gIdx[i];
-    for (let o = 0; o < out; o++) {
-      w[o * inF + i] = halfToFloat(layer.scales[g * out + o]) * (q[i * out + o] - (z[g * out + o] + 1));
+interface Inferred {
+  readonly bits: number;
+  readonly groups: number;
+  readonly groupSize: number;
+  readonly inFeatures: number;
+  readonly actOrder: boolean;
+  readonly hasGIdx: boolean;
+  readonly sym: boolean;
+}
+
+function checkAgainstConfig(prefix: string, q: QuantizeConfig, t: Inferred): void {
+  const fail = (what: string): QuantizeConfigMismatchError =>
+    new QuantizeConfigMismatchError(`quantize_config.json ${what} (${prefix}); the config belongs to another quantization of the model: fix or delete it`);
+  if (q.bits !== undefined && q.bits !== t.bits) throw fail(`says ${q.bits} bits but the tensors hold ${t.bits}-bit values`);
+  if (q.groupSize !== undefined) {
+    const expectedGroups = q.groupSize === -1 ? 1 : Math.ceil(t.inFeatures / q.groupSize);
+    if (q.groupSize === 0 || q.groupSize < -1 || expectedGroups !== t.groups) {
+      throw fail(`says group_size ${q.groupSize} but the tensors have ${t.groups} group(s) of ${t.groupSize} rows`);
     }
   }
-  return w;
-}
-
-export interface PackInput {
-  readonly bits: GptqBits;
-  /** rows per group (inFeatures for one group) */
-  readonly groupSize: number;
-  /** quantized values `[in, out]`, each < 2^bits */
-  readonly q: Uint8Array;
-  /** true zero points `[groups, out]` (stored minus one, as GPTQ-for-LLaMa v1 does) */
-  readonly zeros: Uint8Array;
-  /** scales `[groups, out]`, stored as fp16 */
-  readonly scales: Float32Array;
-  readonly inFeatures: number;
-  readonly outFeatures: number;
-  /** group of each input row (act-order); default i / groupSize */
-  readonly gIdx?: Int32Array;
-}
-
-export interface PackedGptq {
-  readonly qweight: Int32Array; // [in·bits/32, out]
-  readonly qzeros: Int32Array; // [groups, out·bits/32]
-  readonly scales: Uint16Array; // [groups, out] fp16 bits
-  readonly gIdx: Int32Array; // [in]
-}
-
-/** The inverse of unpacking: GPTQ-for-LLaMa's `QuantLinear.pack` layout. */
-export function packGptq(input: PackInput, floatToHalf: (f: number) => number): PackedGptq {
-  const { bits, inFeatures: inF, outFeatures: out, groupSize } = input;
-  if ((inF * bits) % 32 !== 0 || (out * bits) % 32 !== 0) throw new GptqFormatError(`cannot pack ${inF}×${out} at ${bits} bits: dimensions must fill whole int32 words`);
-  const groups = Math.ceil(inF / groupSize);
-  const qweight = new Int32Array((inF * bits / 32) * out);
-  for (let i = 0; i < inF; i++) {
-    for (let o = 0; o < out; o++) setBits(qweight, o, out, i, bits, input.q[i * out + o]);
+  if (q.descAct === false && t.actOrder) throw fail('says desc_act false but g_idx is act-order (not i / group_size)');
+  // with one group every g_idx is 0, so act-order leaves no trace; with several it must show
+  if (q.descAct === true && t.groups > 1 && !t.actOrder) {
+    throw fail(t.hasGIdx ? 'says desc_act true but g_idx is the trivial i / group_size' : 'says desc_act true but the layer has no g_idx');
   }
-  const cols = (out * bits) / 32;
-  const qzeros = new Int32Array(groups * cols);
-  const mask = (1 << bits) - 1;
-  for (let g = 0; g < groups; g++) {
-    for (let o = 0; o < out; o++) setBits(qzeros, g * cols, 1, o, bits, (input.zeros[g * out + o] - 1) & mask);
-  }
-  const scales = new Uint16Array(groups * out);
-  for (let k = 0; k < scales.length; k++) scales[k] = floatToHalf(input.scales[k]);
-  const gIdx = input.gIdx ? Int32Array.from(input.gIdx) : Int32Array.from({ length: inF }, (_, i) => Math.floor(i / groupSize));
-  return { qweight, qzeros, scales, gIdx };
-}
-
-function setBits(words: Int32Array, base: number, stride: number, index: number, bits: number, value: number): void {
-  const bit = index * bits;
-  const w = Math.floor(bit / 32);
-  const shift = bit % 32;
-  words[base + w * stride] |= value << shift;
-  if (shift + bits > 32) words[base + (w + 1) * stride] |= value >>> (32 - shift);
+  if (q.sym === true && !t.sym) throw fail(`says sym true but the zero points are not all ${1 << (t.bits - 1)}`);
 }

@@ -6,6 +6,7 @@
  *   scales  [G, O] fp16 (raw half bits)
  *   gIdx    [I] int32: group of each input row (filled as i / groupSize when the file has none)
  * Dequantized weight: W[o, i] = scales[g, o] · (q[i, o] − (z[g, o] + 1)), g = gIdx[i].
+ * See gptqPacking.ts for the bit layout.
  */
 export type GptqBits = 2 | 3 | 4 | 8;
 
@@ -19,6 +20,8 @@ export interface GptqLinearHost {
   readonly groups: number;
   /** true when gIdx is not the trivial i / groupSize (act-order / desc_act) */
   readonly actOrder: boolean;
+  /** every zero point is 2^(bits−1) (symmetric quantization); informational, kernels use qzeros */
+  readonly sym?: boolean;
   readonly qweight: Int32Array;
   readonly qzeros: Int32Array;
   readonly scales: Uint16Array;
