@@ -62,14 +62,16 @@ export class CudaBackend implements Backend {
 
   private constructor(readonly cu: Driver, readonly device: number, private readonly ctx: CuContext, readonly stream: CuStream) {
     this.mem = new DeviceMemory(cu);
-    this.kernels = new KernelModule(cu, stream);
+    // programmatic dependent launch: sm_90+, where the driver has cuLaunchKernelEx; QLLAMA_CUDA_PDL=0 turns it off
+    const pdl = cu.attribute(DeviceAttribute.ComputeCapabilityMajor, device) >= 9 && cu.hasLaunchEx() && process.env.QLLAMA_CUDA_PDL !== '0';
+    this.kernels = new KernelModule(cu, stream, pdl);
     this.smCount = cu.attribute(DeviceAttribute.MultiprocessorCount, device);
     this.deviceName = cu.deviceName(device);
     this.argmaxOut = this.mem.alloc(4);
     const ws = this.mem.alloc(MAX_TILES * 128 * 4), counters = this.mem.alloc(MAX_TILES * 4);
     cu.memsetD32(ws, 0, MAX_TILES * 128, stream);
     cu.memsetD32(counters, 0, MAX_TILES, stream);
-    this.batch = new GemvBatch(this.kernels, ws, counters);
+    this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount);
   }
 
   /** Opens device `ordinal` (default $QLLAMA_CUDA_DEVICE or 0) with its primary context. */
@@ -156,7 +158,7 @@ export class CudaBackend implements Backend {
   rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
     this.batch.flush();
     this.kernels.launch('rmsnorm_f32', { x: rows }, { x: 1024 },
-      [ptr(act(out).ptr), ptr(act(x).ptr), ptr((weight as CudaVector).ptr), f32(eps), i32(x.cols)]);
+      [ptr(act(out).ptr), ptr(act(x).ptr), ptr((weight as CudaVector).ptr), f32(eps), i32(x.cols)], 0, true);
   }
 
   linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
@@ -202,9 +204,9 @@ export class CudaBackend implements Backend {
     const pos = this.posPtr();
     this.kernels.launch(`attn_split_${d}`, { x: shape.heads, y: plan.splits, z: rows }, { x: 128 },
       [ptr(part), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
-        i32(shape.heads), i32(shape.kvHeads), i32(plan.chunk), i32(plan.splits), f32(1 / Math.sqrt(d))]);
+        i32(shape.heads), i32(shape.kvHeads), i32(plan.chunk), i32(plan.splits), f32(1 / Math.sqrt(d))], 0, true);
     this.kernels.launch('attn_combine', { x: shape.heads, y: rows }, { x: Math.min(d, 256) },
-      [ptr(act(out).ptr), ptr(part), i32(shape.heads), i32(d), i32(plan.chunk), i32(plan.splits), ptr(pos), i32(shape.startPos)]);
+      [ptr(act(out).ptr), ptr(part), i32(shape.heads), i32(d), i32(plan.chunk), i32(plan.splits), ptr(pos), i32(shape.startPos)], 0, true);
   }
 
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {

@@ -40,7 +40,19 @@ export class CudaOutOfMemoryError extends CudaError {}
 
 type Fn = (...args: unknown[]) => unknown;
 interface KoffiLib { func(signature: string): Fn }
-interface Koffi { load(path: string): KoffiLib }
+interface Koffi {
+  load(path: string): KoffiLib;
+  alloc(type: string, length: number): unknown;
+  array(type: string, length: number): unknown;
+  encode(ref: unknown, type: unknown, value: number[]): void;
+  address(ref: unknown): bigint;
+}
+
+/** CUlaunchAttribute {id, pad, value[64 bytes]} asking for programmatic stream serialization */
+const CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+const LAUNCH_ATTR_WORDS = 18;
+/** CUlaunchConfig: 7 u32 (grid, block, shared bytes), pad, stream, attrs pointer, numAttrs, pad */
+const LAUNCH_CONFIG_BYTES = 56;
 
 const SIGNATURES = {
   cuInit: 'int cuInit(unsigned int flags)',
@@ -119,7 +131,21 @@ export function loadDriver(): Driver | string {
   }
   const fns = {} as Record<Name, Fn>;
   for (const name of Object.keys(SIGNATURES) as Name[]) fns[name] = lib.func(SIGNATURES[name]);
-  cached = new Driver(fns);
+  // cuLaunchKernelEx (CUDA >= 12) with one programmatic-serialization attribute in memory that lives
+  // as long as the process; without it, launches that ask for PDL fall back to cuLaunchKernel
+  let launchEx: { fn: Fn; attrs: bigint } | null;
+  try {
+    const fn = lib.func('int cuLaunchKernelEx(const void *config, void *f, void **params, void **extra)');
+    const block = koffi.alloc('int32_t', LAUNCH_ATTR_WORDS);
+    const words = new Array<number>(LAUNCH_ATTR_WORDS).fill(0);
+    words[0] = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    words[2] = 1; // value.programmaticStreamSerializationAllowed
+    koffi.encode(block, koffi.array('int32_t', LAUNCH_ATTR_WORDS), words);
+    launchEx = { fn, attrs: koffi.address(block) };
+  } catch {
+    launchEx = null;
+  }
+  cached = new Driver(fns, launchEx);
   return cached;
 }
 
@@ -141,7 +167,10 @@ export function cudaAvailable(): { ok: true } | { ok: false; reason: string } {
 export interface Dim3 { readonly x: number; readonly y?: number; readonly z?: number }
 
 export class Driver {
-  constructor(private readonly f: Record<Name, Fn>) {}
+  constructor(private readonly f: Record<Name, Fn>, private readonly launchEx: { readonly fn: Fn; readonly attrs: bigint } | null = null) {}
+
+  /** Whether launchPdl can use cuLaunchKernelEx. */
+  hasLaunchEx(): boolean { return this.launchEx !== null; }
 
   private call(name: Name, ...args: unknown[]): void {
     const rc = this.f[name](...args) as number;
@@ -235,6 +264,30 @@ export class Driver {
     const rc = this.f.cuLaunchKernel(fn, grid.x, grid.y ?? 1, grid.z ?? 1, block.x, block.y ?? 1, block.z ?? 1,
       sharedBytes, stream, params, null) as number;
     if (rc !== 0) throw new CudaError('cuLaunchKernel', rc, `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1}`);
+  }
+
+  /**
+   * A launch with programmatic stream serialization: the kernel may start before the previous one in
+   * the stream has finished, and must call griddepcontrol.wait before reading that kernel's output.
+   */
+  launchPdl(fn: CuFunction, grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream, params: Buffer[], name = 'kernel'): void {
+    if (!this.launchEx) {
+      this.launch(fn, grid, block, sharedBytes, stream, params, name);
+      return;
+    }
+    const c = Buffer.alloc(LAUNCH_CONFIG_BYTES);
+    c.writeUInt32LE(grid.x, 0);
+    c.writeUInt32LE(grid.y ?? 1, 4);
+    c.writeUInt32LE(grid.z ?? 1, 8);
+    c.writeUInt32LE(block.x, 12);
+    c.writeUInt32LE(block.y ?? 1, 16);
+    c.writeUInt32LE(block.z ?? 1, 20);
+    c.writeUInt32LE(sharedBytes, 24);
+    c.writeBigUInt64LE(stream, 32);
+    c.writeBigUInt64LE(this.launchEx.attrs, 40);
+    c.writeUInt32LE(1, 48);
+    const rc = this.launchEx.fn(c, fn, params, null) as number;
+    if (rc !== 0) throw new CudaError('cuLaunchKernelEx', rc, `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1} (programmatic dependent launch; QLLAMA_CUDA_PDL=0 turns it off)`);
   }
 
   createStream(): CuStream {

@@ -17,6 +17,10 @@ export const MAX_TILES = 8192;
 const MAX_MATS = 3;
 const MAT_BYTES = 64;
 const ARGS_BYTES = 256;
+/** packed rows of x one block stages in shared memory (XS_ROWS in gemv_q4.cu): 64 slices of 128 */
+const MAX_SLICES_PER_BLOCK = 64;
+/** blocks per SM the grid aims at (the kernel's __launch_bounds__(128, 4)) */
+const BLOCKS_PER_SM = 4;
 
 interface Pending {
   readonly y: DevicePtr;
@@ -34,7 +38,20 @@ export class GemvBatch {
   private pos: PosRef | null = null;
   private maxSeq = 0;
 
-  constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr) {}
+  constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr,
+    private readonly smCount: number) {}
+
+  /**
+   * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, each block's
+   * range a multiple of 4 slices (one per warp) where K allows, at most MAX_SLICES_PER_BLOCK slices.
+   */
+  static kPerBlock(K: number, tiles: number, smCount: number): number {
+    const slices = Math.ceil(K / 128);
+    const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM) / tiles));
+    let per = Math.ceil(Math.ceil(slices / splits) / 4) * 4;
+    per = Math.max(Math.min(per, MAX_SLICES_PER_BLOCK), Math.ceil(slices / MAX_SLICES_PER_BLOCK));
+    return per * 128;
+  }
 
   /** Whether the fused kernel serves this weight for one row. */
   static fits(w: CudaGptq): boolean {
@@ -126,7 +143,9 @@ export class GemvBatch {
     a.writeInt32LE(w0.inFeatures, 240);
     a.writeInt32LE(w0.groupSize, 244);
     a.writeInt32LE(this.maxSeq, 248);
-    this.kernels.launch(`gemv_q4_rpg${w0.rowsPerGroup}`, { x: tiles, y: Math.ceil(w0.inFeatures / 512) }, { x: 128 }, [a]);
+    const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
+    a.writeInt32LE(kPer, 252);
+    this.kernels.launch(`gemv_q4_rpg${w0.rowsPerGroup}`, { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, { x: 128 }, [a], 0, true);
     p.length = 0;
     this.x = null;
     this.pos = null;

@@ -25,7 +25,7 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
   if (!(c.rows === 1 && w.kind === 'gptq' && w.layout === 'q4' && GemvBatch.fits(w))) batch.flush(); // keep the model's order
   if (w.kind === 'dense') {
     if (c.rows === 1 && K % 8 === 0) {
-      kernels.launch('gemv_f16', { x: Math.ceil(N / 8) }, { x: 256 }, [ptr(c.y), ptr(c.x), ptr(w.w), i32(K), i32(N), i32(c.accumulate ? 1 : 0)]);
+      kernels.launch('gemv_f16', { x: Math.ceil(N / 8) }, { x: 256 }, [ptr(c.y), ptr(c.x), ptr(w.w), i32(K), i32(N), i32(c.accumulate ? 1 : 0)], 0, true);
     } else {
       kernels.launch('gemm_f16', { x: Math.ceil(N / 64), y: Math.ceil(c.rows / 64) }, { x: 128 },
         [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0), ptr(w.w)]);

@@ -27,7 +27,12 @@ export class KernelModule {
   private readonly fns = new Map<string, CuFunction>();
   private readonly mod: CuModule;
 
-  constructor(private readonly cu: Driver, private readonly stream: CuStream) {
+  /**
+   * @param pdl launch the kernels that ask for it (`launch(..., pdl = true)`; each calls pdl_wait before
+   * reading what earlier kernels wrote) with programmatic stream serialization, so they start during
+   * the previous kernel's tail
+   */
+  constructor(private readonly cu: Driver, private readonly stream: CuStream, readonly pdl = false) {
     this.mod = cu.loadModule(readFileSync(fatbinPath()));
   }
 
@@ -40,8 +45,9 @@ export class KernelModule {
     return f;
   }
 
-  launch(name: string, grid: Dim3, block: Dim3, args: Buffer[], sharedBytes = 0): void {
-    this.cu.launch(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
+  launch(name: string, grid: Dim3, block: Dim3, args: Buffer[], sharedBytes = 0, pdl = false): void {
+    if (pdl && this.pdl) this.cu.launchPdl(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
+    else this.cu.launch(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
   }
 
   dispose(): void {

@@ -19,6 +19,8 @@ __device__ __forceinline__ void attn_split(float* __restrict__ part, const float
   __shared__ float qs[D];
   __shared__ float wm[4], wl[4];
   __shared__ float wacc[4][D];
+  pdl_wait();
+  pdl_launch_dependents();
   const int h = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n = read_pos(pos_ptr, pos_imm) + t + 1;
@@ -101,6 +103,8 @@ ATTN_SPLIT(256)
 // Block (h, t), d threads. Only splits that hold positions (ceil(n / chunk) of them) are read.
 extern "C" __global__ void attn_combine(float* __restrict__ out, const float* __restrict__ part, int heads, int d,
                                         int chunk, int splits, const int* pos_ptr, int pos_imm) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int h = blockIdx.x, t = blockIdx.y;
   const int n = read_pos(pos_ptr, pos_imm) + t + 1;
   const int active = min(splits, (n + chunk - 1) / chunk);

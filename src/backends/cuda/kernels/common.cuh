@@ -45,3 +45,18 @@ __device__ __forceinline__ uint32_t extract_bits(const uint32_t* __restrict__ ba
   if (shift + bits > 32) v |= __ldg(base + (size_t)(word + 1) * stride) << (32 - shift);
   return v & ((1u << bits) - 1u);
 }
+
+// Programmatic dependent launch (sm_90+; no-ops elsewhere and when launched without the attribute).
+// pdl_wait: blocks until the previous kernel in the stream has finished and its writes are visible;
+// every kernel the host launches with the attribute calls it before touching what that kernel wrote.
+// pdl_launch_dependents: lets the next kernel's blocks start (they run up to their own pdl_wait).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}

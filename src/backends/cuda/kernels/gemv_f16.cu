@@ -4,6 +4,8 @@
 
 extern "C" __global__ void __launch_bounds__(256) gemv_f16(float* y, const float* __restrict__ x,
                                                            const uint4* __restrict__ w, int K, int N, int accumulate) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (row >= N) return;

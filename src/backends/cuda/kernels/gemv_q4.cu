@@ -3,19 +3,29 @@
 // qweight [K/8, N] u32 (8 values of k per word, LSB first), its rows reordered at upload for act-order
 // models so group g is rows g*gs..(g+1)*gs−1 (perm maps a reordered row to its x index; null = identity);
 // scales [G, N] fp16; qzeros [G, N/8] u32.
-// Grid: x = 128-column tiles of all matrices back to back, y = 512-value slices of K (split-K).
+// Grid: x = 128-column tiles of all matrices back to back, y = K ranges of kPerBlock values (split-K);
+// the host sizes it to about one wave of 4 blocks per SM.
 // Block: 4 warps. A lane owns 4 adjacent columns, so one packed row is one 16-byte load per lane and
-// 512 contiguous bytes per warp; warp w reads the k slice of 128 values (16 packed rows) number
-// blockIdx.y*4 + w, all 16 loads issued before any arithmetic.
-// Split-K without memsets: each block adds its 128 partial sums into a workspace (zero between
-// launches), then takes a ticket; the tile's last block reads the sums, restores the workspace and the
-// ticket counter to zero, and runs the epilogue: store or add into y (residual stream), rotary
-// embedding (one tile = one head of 128) and the fp16 KV-cache write, or SwiGLU of a gate/up pair.
+// 512 contiguous bytes per warp. Warp w streams the 128-value slices w, w+4, ... of the block's K range
+// as two halves of 8 packed rows held in registers: while one half is being multiplied, the other
+// half's next loads are in flight, so each warp keeps loading until its range ends.
+// Programmatic dependent launch (sm_90): the first slice's weights, scales and the act-order
+// permutation are loaded before griddepcontrol.wait, i.e. while the kernel that produces x is still
+// finishing; x, y, the workspace and the KV cache are touched only after it.
+// x is staged once per block into shared memory as fp16 pairs (x_j, x_{j+4}) per packed row, gathered
+// through perm for act-order layers, so both layouts run the same inner loop.
+// Reduction: the 4 warps' sums meet in shared memory; then
+//   one K range (gridDim.y == 1): the block runs the epilogue itself, no atomics;
+//   y += result only (residual add): float atomics straight into y, no workspace;
+//   otherwise: split-K sums go into a workspace (zero between launches), the tile's last block (ticket
+//   counter) reads them, restores the workspace and the counter to zero, and runs the epilogue.
+// Epilogue: store or add into y (residual stream), rotary embedding (one tile = one head of 128) and
+// the fp16 KV-cache write, or SwiGLU of a gate/up pair.
 // Dequantization in half2: OR-ing a nibble into the mantissa of 1024.0 gives 1024 + q exactly, so
 // (1024 + q) − (1024 + z) = q − z with one HSUB2; x is staged interleaved to match the nibble pairs.
 #include "common.cuh"
 
-// Weights are read once: skip L1 so they don't evict x; volatile keeps all 16 loads issued up front.
+// Weights are read once: skip L1 so they don't evict x; volatile keeps the loads issued where written.
 __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -65,14 +75,70 @@ struct Q4Args {
   int K;
   int gs;
   int maxSeq;
-  int pad;
+  int kPerBlock;           // K values per block (multiple of 128, at most XS_ROWS * 8)
 };
 static_assert(sizeof(Q4Mat) == 64, "Q4Mat layout is mirrored by gemvBatch.ts");
 static_assert(sizeof(Q4Args) == 256, "Q4Args layout is mirrored by gemvBatch.ts");
 
+// packed rows of x a block stages (its K range / 8): 64 slices of 128 values
+#define XS_ROWS 1024
+
+// Loads half a slice (8 packed rows from value k) and its group scales / zeros.
+template <int GR, int GH>
+__device__ __forceinline__ void q4_load_half(uint4 (&w)[8], uint2 (&s)[GH], uint32_t (&z)[GH], const Q4Mat& m,
+                                             int k, int n0, int rowVecs, int gs) {
+  const uint4* src = m.qw + (size_t)(k >> 3) * rowVecs + (n0 >> 2);
+#pragma unroll
+  for (int r = 0; r < 8; ++r) w[r] = ld_stream(src + (size_t)r * rowVecs);
+#pragma unroll
+  for (int gi = 0; gi < GH; ++gi) {
+    const int g = (k + gi * GR * 8) / gs;
+    s[gi] = __ldg(reinterpret_cast<const uint2*>(m.scales + (size_t)g * m.N + n0));
+    z[gi] = __ldg(m.qz + (size_t)g * (m.N >> 3) + (n0 >> 3));
+  }
+}
+
+// acc[c] += Σ over the half's 8 packed rows of column n0 + c, x from shared memory (8 rows at xr)
+template <int GR, int GH>
+__device__ __forceinline__ void q4_mul_half(float (&acc)[4], const uint4 (&w)[8], const uint2 (&s)[GH], const uint32_t (&z)[GH],
+                                            const uint4* xr, int n0) {
+#pragma unroll
+  for (int gi = 0; gi < GH; ++gi) {
+    const float2 s01 = __half22float2(u32_as_half2(s[gi].x)), s23 = __half22float2(u32_as_half2(s[gi].y));
+    const float sc[4] = {s01.x, s01.y, s23.x, s23.y};
+    const uint32_t zw = z[gi] >> ((n0 & 7) * 4);
+    half2 z1024[4], z64[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const float zf = (float)(((zw >> (4 * c)) & 15u) + 1u);
+      z1024[c] = __float2half2_rn(1024.f + zf);
+      z64[c] = __float2half2_rn(-(64.f + zf));
+    }
+    float gacc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int rr = 0; rr < GR; ++rr) {
+      const int r = gi * GR + rr;
+      const uint4 xv = xr[r];
+      const half2 xa = u32_as_half2(xv.x), xb = u32_as_half2(xv.y), xc = u32_as_half2(xv.z), xd = u32_as_half2(xv.w);
+      gacc[0] += dot8_q4(w[r].x, xa, xb, xc, xd, z1024[0], z64[0]);
+      gacc[1] += dot8_q4(w[r].y, xa, xb, xc, xd, z1024[1], z64[1]);
+      gacc[2] += dot8_q4(w[r].z, xa, xb, xc, xd, z1024[2], z64[2]);
+      gacc[3] += dot8_q4(w[r].w, xa, xb, xc, xd, z1024[3], z64[3]);
+    }
+#pragma unroll
+    for (int c = 0; c < 4; ++c) acc[c] = fmaf(gacc[c], sc[c], acc[c]);
+  }
+}
+
+__device__ __forceinline__ uint32_t half2_as_u32(half2 h) {
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+
 template <int RPG>
 __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
-  __shared__ __align__(16) half2 xs[4][16][4];
+  constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
+  constexpr int GH = 8 / GR;             // groups per half slice
+  __shared__ uint4 xs[XS_ROWS];
   __shared__ float red[4][128];
   __shared__ float fin[128];
   __shared__ int last;
@@ -81,116 +147,115 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   const Q4Mat& m = a.m[mi];
   const int tileStart = mi == 0 ? 0 : a.m[mi - 1].tileEnd;
   const int K = a.K, N = m.N, gs = a.gs;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int slice = blockIdx.y * 4 + warp;
-  const int k0 = slice * 128;
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const int kb0 = blockIdx.y * a.kPerBlock;
+  const int kb1 = min(K, kb0 + a.kPerBlock);
+  const int nSlices = (kb1 - kb0) >> 7;
+  const int rows8 = (kb1 - kb0) >> 3;
   const int col0 = (tile - tileStart) * 128;
   const int n0 = col0 + lane * 4;
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  const bool live = k0 < K && n0 < N;
-  const int rowVecs = N >> 2;  // uint4 per packed row
-  uint4 w[16];
-  uint2 sraw[16 / RPG];
-  uint32_t zraw[16 / RPG];
-  if (live) {
-    const uint4* src = m.qw + (size_t)(k0 >> 3) * rowVecs + (n0 >> 2);
-#pragma unroll
-    for (int r = 0; r < 16; ++r) w[r] = ld_stream(src + (size_t)r * rowVecs);
-#pragma unroll
-    for (int gi = 0; gi < 16 / RPG; ++gi) {
-      const int g = (k0 + gi * RPG * 8) / gs;
-      sraw[gi] = __ldg(reinterpret_cast<const uint2*>(m.scales + (size_t)g * N + n0));
-      zraw[gi] = __ldg(m.qz + (size_t)g * (N >> 3) + (n0 >> 3));
-    }
-#pragma unroll
-    for (int r = 0; r < 16; ++r) asm volatile("" : "+r"(w[r].x), "+r"(w[r].y), "+r"(w[r].z), "+r"(w[r].w));
+  const bool colLive = n0 < N;
+  const int rowVecs = N >> 2;
+
+  // weights of the first slice, and the first permutation entries, before waiting for x's producer
+  uint4 wa[8], wb[8];
+  uint2 sa[GH], sb[GH];
+  uint32_t za[GH], zb[GH];
+  int s = warp;
+  if (colLive && s < nSlices) {
+    q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 128, n0, rowVecs, gs);
+    q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + s * 128 + 64, n0, rowVecs, gs);
   }
-  if (k0 < K) {
-    if (lane < 16) {
-      const int kb = k0 + lane * 8;
-      float v[8];
-      if (m.perm) {
-        const int4 p0 = __ldg(reinterpret_cast<const int4*>(m.perm + kb));
-        const int4 p1 = __ldg(reinterpret_cast<const int4*>(m.perm + kb + 4));
-        v[0] = a.x[p0.x]; v[1] = a.x[p0.y]; v[2] = a.x[p0.z]; v[3] = a.x[p0.w];
-        v[4] = a.x[p1.x]; v[5] = a.x[p1.y]; v[6] = a.x[p1.z]; v[7] = a.x[p1.w];
-      } else {
-        const float4 x0 = *reinterpret_cast<const float4*>(a.x + kb);
-        const float4 x1 = *reinterpret_cast<const float4*>(a.x + kb + 4);
-        v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
-        v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
+  int4 p0 = make_int4(0, 0, 0, 0), p1 = p0;
+  if (m.perm && t < rows8) {
+    p0 = __ldg(reinterpret_cast<const int4*>(m.perm + kb0 + t * 8));
+    p1 = __ldg(reinterpret_cast<const int4*>(m.perm + kb0 + t * 8 + 4));
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+
+  for (int r = t; r < rows8; r += 128) {
+    const int kb = kb0 + r * 8;
+    float v[8];
+    if (m.perm) {
+      if (r != t) {
+        p0 = __ldg(reinterpret_cast<const int4*>(m.perm + kb));
+        p1 = __ldg(reinterpret_cast<const int4*>(m.perm + kb + 4));
       }
-#pragma unroll
-      for (int j = 0; j < 4; ++j) xs[warp][lane][j] = __floats2half2_rn(v[j], v[j + 4]);
+      v[0] = a.x[p0.x]; v[1] = a.x[p0.y]; v[2] = a.x[p0.z]; v[3] = a.x[p0.w];
+      v[4] = a.x[p1.x]; v[5] = a.x[p1.y]; v[6] = a.x[p1.z]; v[7] = a.x[p1.w];
+    } else {
+      const float4 x0 = *reinterpret_cast<const float4*>(a.x + kb);
+      const float4 x1 = *reinterpret_cast<const float4*>(a.x + kb + 4);
+      v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
+      v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
     }
-    __syncwarp();
-    if (live) {
-#pragma unroll
-      for (int gi = 0; gi < 16 / RPG; ++gi) {
-        const float2 s01 = __half22float2(u32_as_half2(sraw[gi].x)), s23 = __half22float2(u32_as_half2(sraw[gi].y));
-        const float s[4] = {s01.x, s01.y, s23.x, s23.y};
-        const uint32_t zw = zraw[gi] >> ((n0 & 7) * 4);
-        half2 z1024[4], z64[4];
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          const float z = (float)(((zw >> (4 * c)) & 15u) + 1u);
-          z1024[c] = __float2half2_rn(1024.f + z);
-          z64[c] = __float2half2_rn(-(64.f + z));
-        }
-        float gacc[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-        for (int rr = 0; rr < RPG; ++rr) {
-          const int r = gi * RPG + rr;
-          const uint4 xv = *reinterpret_cast<const uint4*>(&xs[warp][r][0]);
-          const half2 xa = u32_as_half2(xv.x), xb = u32_as_half2(xv.y), xc = u32_as_half2(xv.z), xd = u32_as_half2(xv.w);
-          gacc[0] += dot8_q4(w[r].x, xa, xb, xc, xd, z1024[0], z64[0]);
-          gacc[1] += dot8_q4(w[r].y, xa, xb, xc, xd, z1024[1], z64[1]);
-          gacc[2] += dot8_q4(w[r].z, xa, xb, xc, xd, z1024[2], z64[2]);
-          gacc[3] += dot8_q4(w[r].w, xa, xb, xc, xd, z1024[3], z64[3]);
-        }
-#pragma unroll
-        for (int c = 0; c < 4; ++c) acc[c] = fmaf(gacc[c], s[c], acc[c]);
-      }
+    uint4 o;
+    o.x = half2_as_u32(__floats2half2_rn(v[0], v[4]));
+    o.y = half2_as_u32(__floats2half2_rn(v[1], v[5]));
+    o.z = half2_as_u32(__floats2half2_rn(v[2], v[6]));
+    o.w = half2_as_u32(__floats2half2_rn(v[3], v[7]));
+    xs[r] = o;
+  }
+  __syncthreads();
+
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  if (colLive) {
+    for (; s < nSlices; s += 4) {
+      const bool more = s + 4 < nSlices;
+      const int kn = kb0 + (s + 4) * 128;
+      q4_mul_half<GR, GH>(acc, wa, sa, za, xs + s * 16, n0);
+      if (more) q4_load_half<GR, GH>(wa, sa, za, m, kn, n0, rowVecs, gs);
+      q4_mul_half<GR, GH>(acc, wb, sb, zb, xs + s * 16 + 8, n0);
+      if (more) q4_load_half<GR, GH>(wb, sb, zb, m, kn + 64, n0, rowVecs, gs);
     }
   }
 #pragma unroll
   for (int c = 0; c < 4; ++c) red[warp][lane * 4 + c] = acc[c];
   __syncthreads();
-  const int t = threadIdx.x;
-  float* ws = a.ws + (size_t)tile * 128;
-  atomicAdd(ws + t, red[0][t] + red[1][t] + red[2][t] + red[3][t]);
-  __threadfence();
-  __syncthreads();
+  const float sum = red[0][t] + red[1][t] + red[2][t] + red[3][t];
   const bool pair = a.swiglu != nullptr;
-  const int tilesPerMat = a.m[0].tileEnd;
-  if (t == 0) {
-    const int ctr = pair ? tile % tilesPerMat : tile;
-    const unsigned expected = (pair ? 2u : 1u) * gridDim.y;
-    const bool isLast = atomicAdd(a.counters + ctr, 1u) == expected - 1;
-    if (isLast) a.counters[ctr] = 0u;
-    last = isLast;
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  if (pair) {
-    const int p = tile % tilesPerMat;
-    const int n = p * 128 + t;
-    float* wg = a.ws + (size_t)p * 128;
-    float* wu = a.ws + (size_t)(tilesPerMat + p) * 128;
-    const float g = __ldcg(wg + t), u = __ldcg(wu + t);
-    __stcg(wg + t, 0.f);
-    __stcg(wu + t, 0.f);
-    if (n < a.m[0].N) {
-      a.m[0].y[n] = g;
-      a.m[1].y[n] = u;
-      a.swiglu[n] = g / (1.f + expf(-g)) * u;
-    }
-    return;
-  }
-  float v = __ldcg(ws + t);
-  __stcg(ws + t, 0.f);
   const int n = col0 + t;
+  float v;
+  if (!pair && gridDim.y == 1) {
+    v = sum;
+  } else if (!pair && m.flags == 1 && m.cache == nullptr) {
+    if (n < N) atomicAdd(m.y + n, sum);  // residual add: partial sums straight into y
+    return;
+  } else {
+    float* ws = a.ws + (size_t)tile * 128;
+    atomicAdd(ws + t, sum);
+    __threadfence();
+    __syncthreads();
+    const int tilesPerMat = a.m[0].tileEnd;
+    if (t == 0) {
+      const int ctr = pair ? tile % tilesPerMat : tile;
+      const unsigned expected = (pair ? 2u : 1u) * gridDim.y;
+      const bool isLast = atomicAdd(a.counters + ctr, 1u) == expected - 1;
+      if (isLast) a.counters[ctr] = 0u;
+      last = isLast;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (pair) {
+      const int p = tile % tilesPerMat;
+      const int np = p * 128 + t;
+      float* wg = a.ws + (size_t)p * 128;
+      float* wu = a.ws + (size_t)(tilesPerMat + p) * 128;
+      const float g = __ldcg(wg + t), u = __ldcg(wu + t);
+      __stcg(wg + t, 0.f);
+      __stcg(wu + t, 0.f);
+      if (np < a.m[0].N) {
+        a.m[0].y[np] = g;
+        a.m[1].y[np] = u;
+        a.swiglu[np] = g / (1.f + expf(-g)) * u;
+      }
+      return;
+    }
+    v = __ldcg(ws + t);
+    __stcg(ws + t, 0.f);
+  }
   if (m.flags & 2) {
     // rotary embedding, rotate-half, head = this tile: pair (i, i + 64), same rounding as rope_f32
     fin[t] = v;
@@ -199,10 +264,10 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
     const int pos = read_pos(a.pos_ptr, a.pos_imm);
     const float inv_freq = (float)(1.0 / pow((double)m.theta, (2.0 * i) / 128.0));
     const float angle = (float)pos * inv_freq;
-    double s, c;
-    sincos((double)angle, &s, &c);
+    double sn, cs;
+    sincos((double)angle, &sn, &cs);
     const float x0 = fin[i], x1 = fin[i + 64];
-    v = t < 64 ? (float)(x0 * c - x1 * s) : (float)(x1 * c + x0 * s);
+    v = t < 64 ? (float)(x0 * cs - x1 * sn) : (float)(x1 * cs + x0 * sn);
   }
   if (n < N) {
     m.y[n] = (m.flags & 1) ? m.y[n] + v : v;
@@ -214,7 +279,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 }
 
 #define GEMV_Q4(RPG)                                                                         \
-  extern "C" __global__ void __launch_bounds__(128) gemv_q4_rpg##RPG(const __grid_constant__ Q4Args a) { \
+  extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG(const __grid_constant__ Q4Args a) { \
     gemv_q4_fused<RPG>(a);                                                                   \
   }
 GEMV_Q4(16)

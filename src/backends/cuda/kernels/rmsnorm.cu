@@ -4,6 +4,8 @@
 
 extern "C" __global__ void rmsnorm_f32(float* out, const float* x, const float* __restrict__ w, float eps, int dim) {
   __shared__ float scratch[32];
+  pdl_wait();
+  pdl_launch_dependents();
   const float* xr = x + (size_t)blockIdx.x * dim;
   float* orow = out + (size_t)blockIdx.x * dim;
   float ss = 0.f;
