@@ -21,6 +21,12 @@ export interface GenerationRequest {
   readonly stop?: readonly string[];
   /** End at the codec's EOS id (default true). */
   readonly stopAtEos?: boolean;
+  /**
+   * The reply continues the prompt's text (default true: raw completion, where prompt + reply
+   * must read as one text, so a first token " for" keeps its space). False for a fresh reply
+   * after a chat template's "Assistant:", where SentencePiece's leading space is dropped.
+   */
+  readonly continuesPrompt?: boolean;
   /** Checked between tokens (and before the prompt is fed). */
   readonly signal?: AbortSignal;
 }
@@ -86,7 +92,7 @@ export async function* generate(
   const sampler = new Sampler(model.vocabSize, request.sampling);
   const stopAtEos = request.stopAtEos ?? true;
   const matcher = new StopStringMatcher(request.stop ?? []);
-  const decoder = codec.createStreamDecoder();
+  const decoder = codec.createStreamDecoder({ continuation: request.continuesPrompt ?? true });
   const signal = request.signal;
   const history = [...promptIds]; // prompt + generated, for the penalties
   const tokenIds: number[] = [];

@@ -12,7 +12,7 @@ export interface TextCodec {
    * A decoder for ids that arrive one at a time: `push` returns only text that is final
    * (never half a UTF-8 character, leading-space rules applied once), `flush` the rest.
    */
-  createStreamDecoder(): StreamDecoder;
+  createStreamDecoder(opts?: { continuation?: boolean }): StreamDecoder;
   readonly bosId: number;
   readonly eosId: number;
 }

@@ -32,12 +32,15 @@ export function decodeIds(renderer: PieceRenderer, ids: readonly number[], skipS
 /** Decodes ids one at a time; never returns half a UTF-8 character. */
 export class StreamDecoder {
   private readonly utf8 = newUtf8Decoder();
-  private atStart = true;
+  private atStart: boolean;
 
   constructor(
     private readonly renderer: PieceRenderer,
     private readonly skipSpecial: boolean,
-  ) {}
+    continuation = false,
+  ) {
+    this.atStart = !continuation;
+  }
 
   /** Text completed by this id; an incomplete multi-byte character is held back until its last byte. */
   push(id: number): string {

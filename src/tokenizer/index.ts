@@ -33,6 +33,14 @@ export interface DecodeOptions {
   skipSpecial?: boolean;
 }
 
+export interface StreamDecodeOptions extends DecodeOptions {
+  /**
+   * The ids continue text the reader already has (a completion after its prompt): the first
+   * piece keeps its word-boundary space, which `decode` of a fresh sequence drops.
+   */
+  continuation?: boolean;
+}
+
 const SPACE_SYMBOL = '\u2581'; // '▁'
 // SentencePiece renders <unk> as " ⁇ " in decoded text (its default unk_surface).
 const UNK_SURFACE = Buffer.from(' \u2047 ', 'utf8');
@@ -171,8 +179,8 @@ export class Tokenizer implements PieceRenderer {
   }
 
   /** A decoder for ids arriving one by one; its pushes plus flush equal `decode` of the same ids. */
-  createStreamDecoder(opts: DecodeOptions = {}): StreamDecoder {
-    return new StreamDecoder(this, opts.skipSpecial ?? true);
+  createStreamDecoder(opts: StreamDecodeOptions = {}): StreamDecoder {
+    return new StreamDecoder(this, opts.skipSpecial ?? true, opts.continuation ?? false);
   }
 
   idToPiece(id: number): string {

@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, copyFileSync, readdirSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, FIXTURES } from '../support/paths.js';
+import { REPO_ROOT, FIXTURES, EMBEDDED_MODEL } from '../support/paths.js';
+import { Tokenizer } from '../../src/tokenizer/index.js';
 import { loadReference, firstNearTie } from '../support/reference.js';
 
 /** The CLI as users run it: a real process, real files, exit codes and stderr. */
@@ -27,6 +28,16 @@ test('generate --json reproduces the reference greedy ids of the fixture (act-or
   assert.deepEqual(out.prompt_token_ids, gen.input_ids);
   assert.deepEqual(out.token_ids, gen.greedy_ids.slice(0, steps));
   assert.equal(out.finish_reason, 'length');
+});
+
+test('generate: prompt + completion reads as the decode of all ids (the first token keeps its space)', async () => {
+  const prompt = 'The history of the city began in';
+  const r = qllama(['generate', '--backend', 'cpu', '--prompt', prompt, '--temperature', '0', '--max-tokens', '8', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { token_ids: number[]; prompt_token_ids: number[]; text: string };
+  const tokenizer = await Tokenizer.fromModelDir(EMBEDDED_MODEL);
+  assert.equal(prompt + out.text, tokenizer.decode([...out.prompt_token_ids, ...out.token_ids]));
+  assert.ok(out.text.startsWith(' '), JSON.stringify(out.text));
 });
 
 test('generate stops at "### Human:" and never prints it', () => {
@@ -99,12 +110,12 @@ test('prompt longer than the context is a ContextOverflowError', () => {
 test('missing model folder, missing config, truncated weights: named errors', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'qllama-cli-'));
   try {
-    assertUserError(qllama(['info', path.join(dir, 'nope')]), 'ModelLoadError', /does not exist/);
+    assertUserError(qllama(['info', path.join(dir, 'nope')]), 'ModelFolderNotFoundError', /does not exist/);
     const src = path.join(FIXTURES, 'tiny-vicuna-4k', 'gptq-4bit-128g');
     const model = path.join(dir, 'model');
     mkdirSync(model);
     for (const f of readdirSync(src)) if (f !== 'config.json') copyFileSync(path.join(src, f), path.join(model, f));
-    assertUserError(qllama(['info', model]), 'ModelLoadError', /config\.json/);
+    assertUserError(qllama(['info', model]), 'MissingConfigError', /config\.json/);
     copyFileSync(path.join(src, 'config.json'), path.join(model, 'config.json'));
     const weights = readdirSync(model).find((f) => f.endsWith('.safetensors'));
     assert.ok(weights);

@@ -1,163 +1,144 @@
-import type {
-  Activation, AttentionShape, Backend, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
-} from '../backend.js';
-import { unpackQweight } from '../../formats/gptq.js';
-import { attention } from './kernels/attention.js';
-import { rmsNorm, rope, swiglu } from './kernels/elementwise.js';
-import { dequantizeOutputRows, prepareGptq, type CpuGptq } from './kernels/gptqDequant.js';
-import { HALF_TO_FLOAT, halfArrayToFloat } from './kernels/half.js';
-import { matmulRows } from './kernels/matmul.js';
+import type { Activation, LinearHost, LinearWeight } from '../backend.js';
+import { Op } from './fast/jobs.js';
+import { defaultThreads, kernelModule, WasmEngine } from './fast/engine.js';
+import { repackDense, repackGptq, type FastDense, type FastGptq } from './fast/repack.js';
+import { act, CpuActivation, PlainCpuBackend } from './plainBackend.js';
+
+export { PlainCpuBackend } from './plainBackend.js';
+
+export interface CpuBackendOptions {
+  /** compute threads including the calling one (default: QLLAMA_CPU_THREADS, else all cores) */
+  readonly threads?: number;
+  /** false: the plain TypeScript kernels only (the reference) */
+  readonly simd?: boolean;
+}
+
+/** Below this many multiply-adds a linear layer runs on the calling thread alone. */
+const PARALLEL_MACS = 1 << 19;
+const GEMV_SCALES = new Map<number, Float32Array>();
+/** 2^(−bits·j) for j < 32/bits */
+function gemvScales(bits: number): Float32Array {
+  let v = GEMV_SCALES.get(bits);
+  if (!v) {
+    v = Float32Array.from({ length: 32 / bits }, (_, j) => 2 ** (-bits * j));
+    GEMV_SCALES.set(bits, v);
+  }
+  return v;
+}
+
+/** From this many rows GPTQ layers are dequantized block by block and multiplied as f32 GEMM. */
+const GEMM_ROWS = 4;
 
 /**
- * The plain TypeScript backend: single-threaded, f32 arithmetic, written for clarity. It is the
- * oracle every faster backend is tested against, and what runs when nothing faster is present.
+ * The default CPU backend: linear layers (dense f32 and GPTQ 2/3/4/8-bit, act-order included) run
+ * as WebAssembly SIMD kernels on weights repacked at upload, split across worker threads; the
+ * other ops are the plain backend's, on views of the same shared memory. Where WebAssembly SIMD
+ * is missing, or a layer's shape does not suit the kernels, the plain path runs instead.
  */
+export class CpuBackend extends PlainCpuBackend {
+  override readonly name: string;
+  private readonly engine: WasmEngine | null;
 
-class CpuActivation implements Activation {
-  constructor(readonly rows: number, readonly cols: number, readonly data: Float32Array) {}
-}
-
-type CpuLinear =
-  | { readonly kind: 'dense'; readonly inFeatures: number; readonly outFeatures: number; readonly w: Float32Array; readonly bias?: Float32Array }
-  | { readonly kind: 'gptq'; readonly inFeatures: number; readonly outFeatures: number; readonly g: CpuGptq; readonly bias?: Float32Array };
-
-class CpuVector implements VectorWeight {
-  constructor(readonly data: Float32Array) {}
-  get length(): number { return this.data.length; }
-}
-
-class CpuEmbedding implements EmbeddingWeight {
-  constructor(readonly vocab: number, readonly dim: number, readonly data: Uint16Array) {}
-}
-
-class CpuKvCache implements KvCache {
-  /** per layer: [maxSeq, kvHeads·headDim] */
-  readonly k: Float32Array[];
-  readonly v: Float32Array[];
-  constructor(readonly layers: number, readonly maxSeq: number, readonly kvHeads: number, readonly headDim: number) {
-    const size = maxSeq * kvHeads * headDim;
-    this.k = Array.from({ length: layers }, () => new Float32Array(size));
-    this.v = Array.from({ length: layers }, () => new Float32Array(size));
-  }
-}
-
-/** GPTQ layers are dequantized this many output rows at a time into scratch, then multiplied. */
-const DEQUANT_CHUNK = 64;
-
-export class CpuBackend implements Backend {
-  readonly name = 'cpu';
-  private dequantScratch = new Float32Array(0);
-  private scores = new Float32Array(0);
-
-  allocActivation(rows: number, cols: number): Activation {
-    return new CpuActivation(rows, cols, new Float32Array(rows * cols));
+  constructor(options: CpuBackendOptions = {}) {
+    super();
+    const threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
+    const module = options.simd === false ? null : kernelModule();
+    this.engine = module ? new WasmEngine(module, threads) : null;
+    this.name = this.engine ? `cpu (wasm simd, ${threads} thread${threads === 1 ? '' : 's'})` : 'cpu';
   }
 
-  writeActivation(dst: Activation, data: Float32Array): void {
-    const a = act(dst);
-    if (data.length > a.data.length) throw new RangeError(`writeActivation: ${data.length} values into [${a.rows}, ${a.cols}]`);
-    a.data.set(data);
+  get threads(): number {
+    return this.engine?.threads ?? 1;
   }
 
-  readActivation(src: Activation, rows = src.rows): Float32Array {
-    const a = act(src);
-    return a.data.slice(0, rows * a.cols);
+  override allocActivation(rows: number, cols: number): Activation {
+    const e = this.engine;
+    if (!e) return super.allocActivation(rows, cols);
+    const ptr = e.alloc(rows * cols * 4);
+    return new CpuActivation(rows, cols, e.f32(ptr, rows * cols), ptr);
   }
 
-  uploadLinear(weight: LinearHost): LinearWeight {
-    const bias = weight.bias ? halfArrayToFloat(weight.bias) : undefined;
-    const { inFeatures, outFeatures } = weight;
-    const linear: CpuLinear = weight.kind === 'dense'
-      ? { kind: 'dense', inFeatures, outFeatures, w: halfArrayToFloat(weight.data), bias }
-      : { kind: 'gptq', inFeatures, outFeatures, g: prepareGptq(weight, unpackQweight), bias };
-    return linear;
+  override uploadLinear(weight: LinearHost): LinearWeight {
+    const e = this.engine;
+    const fast = e && (weight.kind === 'dense' ? repackDense(e, weight) : repackGptq(e, weight));
+    return fast ?? super.uploadLinear(weight);
   }
 
-  uploadVector(data: Float32Array): VectorWeight {
-    return new CpuVector(data.slice());
+  override linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
+    if (!this.fastLinear(out, x, weight, rows, 0)) super.linear(out, x, weight, rows);
   }
 
-  uploadEmbedding(data: Uint16Array, vocab: number, dim: number): EmbeddingWeight {
-    return new CpuEmbedding(vocab, dim, data);
+  linearAdd(acc: Activation, x: Activation, weight: LinearWeight, rows: number): void {
+    if (this.fastLinear(acc, x, weight, rows, 1)) return;
+    const tmp = this.allocScratchActivation(rows, acc.cols);
+    super.linear(tmp, x, weight, rows);
+    this.addInPlace(acc, tmp, rows);
   }
 
-  allocKvCache(layers: number, maxSeq: number, kvHeads: number, headDim: number): KvCache {
-    return new CpuKvCache(layers, maxSeq, kvHeads, headDim);
+  private scratchAct?: CpuActivation;
+  private allocScratchActivation(rows: number, cols: number): CpuActivation {
+    if (!this.scratchAct || this.scratchAct.data.length < rows * cols) this.scratchAct = act(super.allocActivation(rows, cols));
+    return this.scratchAct.rows * this.scratchAct.cols === rows * cols
+      ? this.scratchAct
+      : new CpuActivation(rows, cols, this.scratchAct.data.subarray(0, rows * cols));
   }
 
-  embed(out: Activation, table: EmbeddingWeight, ids: Int32Array): void {
-    const o = act(out);
-    const e = table as CpuEmbedding;
-    for (let t = 0; t < ids.length; t++) {
-      const id = ids[t];
-      if (id < 0 || id >= e.vocab) throw new RangeError(`token id ${id} outside the vocabulary [0, ${e.vocab})`);
-      const src = id * e.dim;
-      for (let i = 0; i < e.dim; i++) o.data[t * e.dim + i] = HALF_TO_FLOAT[e.data[src + i]];
+  private fastLinear(out: Activation, x: Activation, weight: LinearWeight, rows: number, accumulate: number): boolean {
+    const e = this.engine;
+    const l = weight as FastDense | FastGptq;
+    if (!e || (l.kind !== 'fast-dense' && l.kind !== 'fast-gptq')) return false;
+    const o = act(out), xa = act(x);
+    if (o.ptr < 0 || xa.ptr < 0) return false;
+    const K = l.inFeatures, N = l.outFeatures;
+    const nt = rows * K * N >= PARALLEL_MACS ? e.threads : 1;
+    const outStride = o.cols * 4;
+    if (l.kind === 'fast-dense') {
+      e.run(Op.Gemm, [xa.ptr, xa.cols * 4, l.w, K * 32, o.ptr, outStride, l.bias, K, N / 8, rows, accumulate], nt);
+      return true;
     }
-  }
-
-  rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
-    rmsNorm(act(out).data, act(x).data, (weight as CpuVector).data, eps, rows, x.cols);
-  }
-
-  linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
-    const l = weight as CpuLinear;
-    const o = act(out);
-    const xd = act(x).data;
-    if (l.kind === 'dense') {
-      matmulRows(o.data, o.cols, 0, xd, l.w, rows, l.inFeatures, l.outFeatures, l.bias);
-      return;
+    // activations: permuted to the repacked row order (act-order), per-group sums for the GEMV
+    let xPtr = xa.ptr, xStride = xa.cols * 4;
+    if (l.perm) {
+      xPtr = e.scratchPtr('xperm', rows * K * 4);
+      xStride = K * 4;
+      const src = xa.data, dst = e.f32(xPtr, rows * K), perm = l.perm;
+      for (let t = 0; t < rows; t++) {
+        const so = t * xa.cols, d = t * K;
+        for (let j = 0; j < K; j++) dst[d + j] = src[so + perm[j]];
+      }
     }
-    const chunk = Math.min(DEQUANT_CHUNK, l.outFeatures);
-    if (this.dequantScratch.length < chunk * l.inFeatures) this.dequantScratch = new Float32Array(chunk * l.inFeatures);
-    for (let o0 = 0; o0 < l.outFeatures; o0 += chunk) {
-      const n = Math.min(chunk, l.outFeatures - o0);
-      dequantizeOutputRows(l.g, o0, n, this.dequantScratch);
-      matmulRows(o.data, o.cols, o0, xd, this.dequantScratch, rows, l.inFeatures, n, l.bias?.subarray(o0, o0 + n));
+    if (rows >= GEMM_ROWS) {
+      const scratch = e.scratchPtr('dequant', e.threads * K * 32);
+      e.run(Op.QGemm, [l.bits, xPtr, xStride, l.q, l.scales, l.negzs, o.ptr, outStride, l.bias, l.groups, l.rowsPerGroup,
+        N / 8, rows, accumulate, scratch], nt);
+      return true;
     }
+    // GEMV: per-group sums of x, and x scaled by 2^(−bits·(k mod perWord)) (exact) for the shift-free kernel
+    const perGroup = K / l.groups;
+    const perWord = 32 / l.bits;
+    const sumPtr = e.scratchPtr('sumx', l.groups * 4);
+    const xsPtr = e.scratchPtr('xscaled', K * 4);
+    const sums = e.f32(sumPtr, l.groups), xs = e.f32(xsPtr, K);
+    const pow = gemvScales(l.bits);
+    for (let t = 0; t < rows; t++) {
+      const xv = e.f32(xPtr + t * xStride, K);
+      for (let g = 0; g < l.groups; g++) {
+        let s = 0;
+        for (let i = g * perGroup, end = i + perGroup; i < end; i++) {
+          const v = xv[i];
+          s += v;
+          xs[i] = v * pow[i % perWord];
+        }
+        sums[g] = s;
+      }
+      e.run(Op.Gemv, [l.bits, xsPtr, l.q, l.scales, l.negzs, sumPtr, o.ptr + t * outStride, l.groups, l.rowsPerGroup,
+        N / 8, accumulate, l.bias], nt);
+    }
+    return true;
   }
 
-  rope(x: Activation, heads: number, headDim: number, startPos: number, theta: number, rows: number): void {
-    rope(act(x).data, rows, heads, headDim, startPos, theta, x.cols);
+  override dispose(): void {
+    super.dispose();
+    this.engine?.dispose();
   }
-
-  writeKv(cache: KvCache, layer: number, startPos: number, k: Activation, v: Activation, rows: number): void {
-    const c = cache as CpuKvCache;
-    if (startPos + rows > c.maxSeq) throw new RangeError(`KV cache holds ${c.maxSeq} positions, asked for ${startPos + rows}`);
-    const width = c.kvHeads * c.headDim;
-    c.k[layer].set(act(k).data.subarray(0, rows * width), startPos * width);
-    c.v[layer].set(act(v).data.subarray(0, rows * width), startPos * width);
-  }
-
-  attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void {
-    const c = cache as CpuKvCache;
-    const need = shape.startPos + rows;
-    if (this.scores.length < need) this.scores = new Float32Array(Math.max(need, c.maxSeq));
-    attention(act(out).data, act(q).data, c.k[shape.layer], c.v[shape.layer], rows, shape.startPos,
-      shape.heads, shape.kvHeads, shape.headDim, this.scores);
-  }
-
-  swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {
-    swiglu(act(out).data, act(gate).data, act(up).data, rows * out.cols);
-  }
-
-  copyRows(dst: Activation, src: Activation, srcRow: number, rows: number): void {
-    const s = act(src);
-    act(dst).data.set(s.data.subarray(srcRow * s.cols, (srcRow + rows) * s.cols));
-  }
-
-  addInPlace(x: Activation, y: Activation, rows: number): void {
-    const xd = act(x).data, yd = act(y).data;
-    for (let i = 0, n = rows * x.cols; i < n; i++) xd[i] += yd[i];
-  }
-
-  dispose(): void {
-    this.dequantScratch = new Float32Array(0);
-    this.scores = new Float32Array(0);
-  }
-}
-
-function act(a: Activation): CpuActivation {
-  if (!(a instanceof CpuActivation)) throw new TypeError('activation was not allocated by the CPU backend');
-  return a;
 }

@@ -82,7 +82,7 @@ async function reply(loaded: LoadedModel, conversation: Conversation, settings: 
   const { prompt, stop } = conversation.renderForCompletion();
   const promptIds = encodeChatPrompt(loaded.tokenizer, prompt);
   const stream = generate(loaded.model, loaded.tokenizer, {
-    promptIds, maxNewTokens: settings.maxNewTokens, sampling: settings.sampling, stop: [...stop, ...settings.stop], signal,
+    promptIds, maxNewTokens: settings.maxNewTokens, sampling: settings.sampling, stop: [...stop, ...settings.stop], signal, continuesPrompt: false,
   }, loaded.kv);
   let first = true;
   for (;;) {

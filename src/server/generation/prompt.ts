@@ -9,10 +9,7 @@ import type { CompletionRequest } from '../openai/completion.js';
 import type { GenerationParams } from '../openai/generationParams.js';
 
 /** A request turned into what the generator takes (no signal yet: the route owns it). */
-export type PreparedRequest = Omit<GenerationRequest, 'signal'> & {
-  /** The reply continues text already in the prompt (continue_final_message). */
-  readonly continuesText?: boolean;
-};
+export type PreparedRequest = Omit<GenerationRequest, 'signal'>;
 
 /** Chat: messages through the model's template; its next-turn header is always a stop string. */
 export function prepareChat(engine: InferenceEngine, req: ChatCompletionRequest): PreparedRequest {
@@ -20,7 +17,8 @@ export function prepareChat(engine: InferenceEngine, req: ChatCompletionRequest)
   const text = req.continueFinal ? continuationPrompt(template, req.messages) : template.render(req.messages, { addGenerationPrompt: true });
   const promptIds = encodeChatPrompt(engine.codec, text);
   const prepared = finish(engine, req, promptIds, [...template.stop, ...req.stop]);
-  return req.continueFinal ? { ...prepared, continuesText: true } : prepared;
+  // a fresh reply drops SentencePiece's leading space; continuing the last message keeps it
+  return { ...prepared, continuesPrompt: req.continueFinal === true };
 }
 
 /**

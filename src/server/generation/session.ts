@@ -1,5 +1,4 @@
 import type { GeneratedToken, GenerationResult } from '../../generate/generator.js';
-import type { TextCodec } from '../../generate/textCodec.js';
 import type { InferenceEngine } from '../engine/inferenceEngine.js';
 import type { Scheduler } from '../engine/scheduler.js';
 import type { ServerMetrics } from '../metrics.js';
@@ -76,7 +75,6 @@ async function* run(
 ): AsyncGenerator<GeneratedToken, GenerationResult | undefined, undefined> {
   const started = performance.now();
   let first = true;
-  const spacing = request.continuesText ? new ContinuationSpacing(engine.codec, request.promptIds) : null;
   const it = engine.run({ ...request, signal });
   try {
     for (;;) {
@@ -96,38 +94,12 @@ async function* run(
         first = false;
         deps.metrics.firstTokenSeconds.observe((performance.now() - started) / 1000);
       }
-      yield spacing ? spacing.fix(step.value) : step.value;
+      yield step.value;
     }
   } finally {
     // Runs on normal end, on error, and when the consumer stops iterating (client gone):
     // end the engine's run before the slot goes to the next request.
     await it.return(undefined);
     slot.release();
-  }
-}
-
-/**
- * A continuation's first token loses its leading space: the stream decoder treats it as the
- * start of a text and drops SentencePiece's word-boundary space there ("can" + "you" instead of
- * "can you"). Decoding it after the last prompt token tells whether it starts a new word.
- */
-class ContinuationSpacing {
-  private firstId: number | null = null;
-  private done = false;
-
-  constructor(
-    private readonly codec: TextCodec,
-    private readonly promptIds: readonly number[],
-  ) {}
-
-  fix(token: GeneratedToken): GeneratedToken {
-    if (this.done) return token;
-    this.firstId ??= token.tokenId;
-    if (token.text === '') return token;
-    this.done = true;
-    const last = this.promptIds[this.promptIds.length - 1];
-    const alone = this.codec.decode([last]);
-    const inContext = this.codec.decode([last, this.firstId]).slice(alone.length);
-    return inContext.startsWith(' ') && !token.text.startsWith(' ') ? { ...token, text: ` ${token.text}` } : token;
   }
 }

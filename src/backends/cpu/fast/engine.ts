@@ -1,0 +1,132 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { ARGS, CTRL_INTS, DONE, execute, GEN, NT, Op, OP, READY } from './jobs.js';
+import { kernelExports, kernelModuleBytes, MAX_PAGES, type KernelExports } from './kernels.js';
+import { wasmApi, type WasmMemory, type WasmModule } from './wasmAsm.js';
+
+const PAGE = 65536;
+
+/** Default thread count: QLLAMA_CPU_THREADS when set, else the cores Node may use. */
+export function defaultThreads(): number {
+  const env = Number(process.env.QLLAMA_CPU_THREADS);
+  if (Number.isInteger(env) && env > 0) return env;
+  return Math.max(1, availableParallelism());
+}
+
+let compiled: WasmModule | null | undefined;
+/** The kernel module, compiled once per process; null where WebAssembly SIMD is missing. */
+export function kernelModule(): WasmModule | null {
+  if (compiled !== undefined) return compiled;
+  compiled = null;
+  try {
+    const bytes = kernelModuleBytes();
+    if (wasmApi && wasmApi.validate(bytes)) compiled = new wasmApi.Module(bytes);
+  } catch {
+    compiled = null;
+  }
+  return compiled;
+}
+
+/**
+ * One shared WebAssembly memory (bump-allocated: weights and activations live for the backend's
+ * lifetime), the kernels instantiated on it, and `threads − 1` worker threads that sleep in
+ * Atomics.wait between jobs (no spinning when idle). Jobs split output blocks across threads, so
+ * each output element is computed by exactly the same instruction sequence whatever the thread
+ * count: results are bit-identical for 1, 2 or N threads.
+ */
+export class WasmEngine {
+  readonly memory: WasmMemory;
+  readonly k: KernelExports;
+  private top = 64;
+  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_INTS * 4));
+  private workers: Worker[] = [];
+  private started = false;
+  private readonly scratch = new Map<string, { ptr: number; bytes: number }>();
+
+  constructor(private readonly module: WasmModule, public threads: number) {
+    if (!wasmApi) throw new Error('WebAssembly is not available');
+    this.memory = new wasmApi.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
+    this.k = kernelExports(new wasmApi.Instance(module, { env: { memory: this.memory } }));
+  }
+
+  /** `bytes` of fresh (zeroed) memory, 64-byte aligned; returns its byte offset. */
+  alloc(bytes: number): number {
+    const ptr = this.top;
+    const end = ptr + Math.ceil(bytes / 64) * 64;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      if (have / PAGE + pages > MAX_PAGES) throw new RangeError(`the CPU backend's 4 GiB wasm memory cannot hold another ${bytes} bytes`);
+      this.memory.grow(pages);
+    }
+    this.top = end;
+    return ptr;
+  }
+
+  /** Reusable scratch of at least `bytes`, keyed by purpose (valid until the next call with the same key). */
+  scratchPtr(key: string, bytes: number): number {
+    const s = this.scratch.get(key);
+    if (s && s.bytes >= bytes) return s.ptr;
+    const ptr = this.alloc(bytes);
+    this.scratch.set(key, { ptr, bytes });
+    return ptr;
+  }
+
+  f32(ptr: number, length: number): Float32Array { return new Float32Array(this.memory.buffer, ptr, length); }
+  u32(ptr: number, length: number): Uint32Array { return new Uint32Array(this.memory.buffer, ptr, length); }
+
+  /** Runs job `op` with `args` on `nt` threads (main thread included) and returns when all are done. */
+  run(op: Op, args: readonly number[], nt: number): void {
+    const c = this.ctrl;
+    c[OP] = op;
+    for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i];
+    const threads = Math.min(nt, this.threads);
+    if (threads <= 1 || !this.start()) {
+      execute(this.k, c, 0, 1);
+      return;
+    }
+    c[NT] = threads;
+    Atomics.store(c, DONE, 0);
+    Atomics.add(c, GEN, 1);
+    Atomics.notify(c, GEN);
+    execute(this.k, c, 0, threads);
+    const want = this.workers.length;
+    for (let d = Atomics.load(c, DONE); d < want; d = Atomics.load(c, DONE)) Atomics.wait(c, DONE, d);
+  }
+
+  /** Starts the workers on first use; false (single-threaded from then on) if they do not come up. */
+  private start(): boolean {
+    if (this.started) return this.workers.length > 0;
+    this.started = true;
+    const n = this.threads - 1;
+    const url = new URL('./worker.js', import.meta.url);
+    for (let i = 1; i <= n; i++) {
+      const w = new Worker(url, { workerData: { module: this.module, memory: this.memory, ctrl: this.ctrl.buffer, index: i } });
+      w.unref();
+      this.workers.push(w);
+    }
+    const deadline = Date.now() + 10_000;
+    for (let r = Atomics.load(this.ctrl, READY); r < n; r = Atomics.load(this.ctrl, READY)) {
+      if (Date.now() > deadline || Atomics.wait(this.ctrl, READY, r, 1000) === 'timed-out' && Date.now() > deadline) {
+        this.stopWorkers();
+        this.threads = 1;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private stopWorkers(): void {
+    const c = this.ctrl;
+    c[OP] = Op.Stop;
+    Atomics.add(c, GEN, 1);
+    Atomics.notify(c, GEN);
+    for (const w of this.workers) void w.terminate();
+    this.workers = [];
+  }
+
+  dispose(): void {
+    this.stopWorkers();
+    this.scratch.clear();
+  }
+}
