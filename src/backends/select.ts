@@ -15,8 +15,8 @@ export function parseBackendKind(raw: string | undefined): BackendKind {
  * says which through `log`. The CUDA module is imported only when asked for, so CPU users never
  * load the driver bindings.
  */
-export async function createBackend(kind: BackendKind, log: (line: string) => void = () => {}): Promise<Backend> {
-  if (kind === 'cpu') return new CpuBackend();
+export async function createBackend(kind: BackendKind, log: (line: string) => void = () => {}, options: { threads?: number } = {}): Promise<Backend> {
+  if (kind === 'cpu') return new CpuBackend(options);
   const cuda = await import('./cuda/entry.js');
   if (kind === 'cuda') return cuda.createCudaBackend();
   const probe = cuda.cudaAvailable();
@@ -24,6 +24,7 @@ export async function createBackend(kind: BackendKind, log: (line: string) => vo
     log('backend: cuda (auto: a CUDA GPU is present)');
     return cuda.createCudaBackend();
   }
-  log(`backend: cpu (auto: ${probe.reason})`);
-  return new CpuBackend();
+  const cpu = new CpuBackend(options);
+  log(`backend: ${cpu.name} (auto: ${probe.reason})`);
+  return cpu;
 }

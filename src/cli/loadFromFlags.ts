@@ -16,6 +16,7 @@ export async function loadFromFlags(values: OptionValues, log: (line: string) =>
     weights: stringOpt(values, 'weights'),
     backend: parseBackendKind(stringOpt(values, 'backend')),
     contextLength: numberOpt(values, 'ctx', { min: 2, integer: true }),
+    threads: numberOpt(values, 'threads', { min: 1, max: 256, integer: true }),
     template: stringOpt(values, 'template') ?? defaultTemplateFor(dir),
     log,
   });

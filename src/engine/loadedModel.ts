@@ -11,6 +11,8 @@ export interface LoadOptions {
   readonly weights?: string;
   readonly backend?: BackendKind;
   readonly contextLength?: number;
+  /** CPU threads (default: QLLAMA_CPU_THREADS, else all cores) */
+  readonly threads?: number;
   /** --template override */
   readonly template?: string;
   /** where progress lines go (stderr in the CLI) */
@@ -33,7 +35,7 @@ export class LoadedModel implements AsyncDisposable {
 
   static async load(options: LoadOptions): Promise<LoadedModel> {
     const log = options.log ?? (() => {});
-    const backend = await createBackend(options.backend ?? 'auto', log);
+    const backend = await createBackend(options.backend ?? 'auto', log, { threads: options.threads });
     const started = performance.now();
     const model = await LlamaModel.create(options.dir, { backend, weights: options.weights, contextLength: options.contextLength });
     const tokenizer = await Tokenizer.fromModelDir(options.dir);

@@ -160,6 +160,9 @@ export async function* generate(
     text += piece;
     yield { tokenId: id, text: piece };
     if (done) break;
+    // A forward pass runs synchronously, so without this pause a Ctrl-C handler, a client
+    // disconnect or any timer would only run after the whole reply.
+    await yieldToEventLoop();
     if (signal?.aborted) {
       finishReason = 'aborted';
       break;
@@ -191,4 +194,9 @@ function commonPrefixLength(a: readonly number[], b: readonly number[]): number 
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
+}
+
+/** Lets queued I/O and timers run (a macrotask turn), so AbortSignals can fire between tokens. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
