@@ -53,7 +53,8 @@ const cases = [
   { name: 'qkv fused', K: 5120, N: 5120, mats: 3, swiglu: false },
   { name: 'gate/up+swiglu', K: 5120, N: 13824, mats: 2, swiglu: true },
 ];
-for (const actOrder of [false, true]) {
+for (const variant of ['reg', 'ring'] as const) for (const actOrder of [false, true]) {
+  b.gemvVariant = variant;
   for (const { name, K, N, mats, swiglu } of cases) {
     const copies = Math.max(4, Math.ceil(256e6 / (mats * K * N / 2)));
     const layers = Array.from({ length: copies }, () => Array.from({ length: mats }, () => b.uploadLinear(randomQ4(K, N, actOrder))));
@@ -61,7 +62,7 @@ for (const actOrder of [false, true]) {
     const ys = Array.from({ length: mats + 1 }, () => b.allocActivation(1, N));
     b.writeActivation(x, Float32Array.from({ length: K }, () => Math.random() - 0.5));
     const setBytes = mats * ((K * N) / 2 + (K / 128) * N * 2 + (K / 128) * N / 8 * 4);
-    const key = `gemv-${name}-${actOrder}`;
+    const key = `gemv-${name}-${actOrder}-${variant}`;
     const ms = timeMs(() => b.runGraph(key, { startPos: 0, ids: new Int32Array(1) }, () => {
       for (const l of layers) {
         l.forEach((w, i) => b.linear(ys[i], x, w, 1));
@@ -69,11 +70,12 @@ for (const actOrder of [false, true]) {
       }
     }), 20) / copies;
     const gbs = setBytes / ms / 1e6;
-    gemv.push({ name, K, N, mats, actOrder, us: +(ms * 1000).toFixed(2), GBs: Math.round(gbs), ofCeiling: +(gbs / ceiling).toFixed(3) });
-    console.log(`gemv q4 g128 ${actOrder ? 'act-order' : 'compat   '} ${name.padEnd(15)} ${mats}x ${K}x${N}: ${(ms * 1000).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / ceiling).toFixed(1)}% of ceiling`);
+    gemv.push({ name, K, N, mats, actOrder, variant, us: +(ms * 1000).toFixed(2), GBs: Math.round(gbs), ofCeiling: +(gbs / ceiling).toFixed(3) });
+    console.log(`gemv q4 g128 [${variant}] ${actOrder ? 'act-order' : 'compat   '} ${name.padEnd(15)} ${mats}x ${K}x${N}: ${(ms * 1000).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / ceiling).toFixed(1)}% of ceiling`);
   }
 }
 figures.gemv = gemv;
+b.gemvVariant = 'reg';
 
 // 3. whole models, beside ExLlamaV2's figures on the same card (from ../shared/gpu/README.md: measured
 //    there on an H100 80GB HBM3 with the same synthetic 13B file; not re-measured in this run)

@@ -28,7 +28,12 @@ export interface CalibrationOptions {
   readonly seed: number;
 }
 
-export function readCalibrationSource(file: string, docs?: { start: number; end: number }): CalibrationSource {
+/**
+ * `kind` forces a draw style (`--dataset c4|wikitext2`); by default JSON lines files are drawn
+ * as documents and anything else as text. Text from a JSON lines file is its documents joined
+ * by a blank line, as get_wikitext2 joins the dataset's rows.
+ */
+export function readCalibrationSource(file: string, docs?: { start: number; end: number }, kind?: CalibrationSource['kind']): CalibrationSource {
   let raw: Buffer;
   try {
     raw = readFileSync(file);
@@ -38,9 +43,14 @@ export function readCalibrationSource(file: string, docs?: { start: number; end:
   const gz = file.endsWith('.gz');
   const text = (gz ? gunzipSync(raw) : raw).toString('utf8');
   const base = gz ? file.slice(0, -3) : file;
-  if (base.endsWith('.jsonl') || base.endsWith('.json')) return { kind: 'documents', docs: readJsonLines(text, file, docs), path: file };
-  if (docs) throw new CalibrationDataError('a document range only applies to JSON lines calibration files');
-  return { kind: 'text', text, path: file };
+  const jsonLines = base.endsWith('.jsonl') || base.endsWith('.json');
+  if (!jsonLines) {
+    if (docs) throw new CalibrationDataError('a document range only applies to JSON lines calibration files');
+    if (kind === 'documents') throw new CalibrationDataError(`${file} is not JSON lines (.jsonl/.json[.gz]): C4-style calibration draws documents from a "text" field`);
+    return { kind: 'text', text, path: file };
+  }
+  const texts = readJsonLines(text, file, docs);
+  return kind === 'text' ? { kind: 'text', text: texts.join('\n\n'), path: file } : { kind: 'documents', docs: texts, path: file };
 }
 
 /** `nsamples` windows of `seqlen` token ids (each starts wherever the draw put it; BOS only if the window starts a document). */

@@ -28,6 +28,9 @@ export interface LayerJob {
 }
 
 /** Sub-groups in GPTQ-for-LLaMa's true-sequential order; members share one input, hence one Hessian. */
+/** Largest MLP hidden state kept between the last two passes instead of recomputed. */
+const HIDDEN_CACHE_BYTES = 512 * 1024 * 1024;
+
 const SUBGROUPS: readonly (readonly LinearName[])[] = [['k', 'v', 'q'], ['o'], ['up', 'gate'], ['down']];
 
 /**
@@ -112,13 +115,19 @@ export function quantizeLayer(job: LayerJob, params: LayerParams, acts: Float32A
     tick(1, 'inputs of up, gate');
   }
   quantize(SUBGROUPS[2], hMlp);
+  // down's input does not change when down is quantized: keep it for the last pass when it is
+  // small enough (it is ffn/dim ≈ 2.7× the activations), else compute it again.
+  const hidden: Float32Array[] = [];
+  const keepHidden = n * seqlen * dims.ffn * 4 <= HIDDEN_CACHE_BYTES;
   for (let s = 0; s < n; s++) {
-    hDown.add(runner.mlpHidden(params, runner.mlpInput(params, acts[s], seqlen), seqlen), seqlen);
+    const m = runner.mlpHidden(params, runner.mlpInput(params, acts[s], seqlen), seqlen);
+    hDown.add(m, seqlen);
+    if (keepHidden) hidden.push(m.slice());
     tick(1, 'inputs of down');
   }
   quantize(SUBGROUPS[3], hDown);
   for (let s = 0; s < n; s++) {
-    const m = runner.mlpHidden(params, runner.mlpInput(params, acts[s], seqlen), seqlen);
+    const m = keepHidden ? hidden[s] : runner.mlpHidden(params, runner.mlpInput(params, acts[s], seqlen), seqlen);
     runner.addMlpOutput(params, acts[s], m, seqlen);
     tick(1, 'layer outputs');
   }

@@ -73,12 +73,18 @@ export function inverseSpd(a: Float64Array, n: number): Float64Array {
 }
 
 /**
- * Upper U with H⁻¹ = Uᵀ·U, the factor GPTQ runs on (`cholesky(cholesky_inverse(cholesky(H)),
- * upper=True)`): row i of U holds, scaled, how quantizing column i must move columns > i.
+ * Upper U with H⁻¹ = Uᵀ·U, the factor GPTQ runs on (GPTQ-for-LLaMa computes it as
+ * `cholesky(cholesky_inverse(cholesky(H)), upper=True)`): row i of U holds, scaled, how
+ * quantizing column i must move the columns after it.
+ * Computed in one factorization instead of three: with P the order-reversing permutation and
+ * P·H·P = L·Lᵀ, H⁻¹ = (P·L⁻ᵀ·P)(P·L⁻¹·P), and P·L⁻¹·P is upper triangular with a positive
+ * diagonal, so it is U (the Cholesky factor is unique). n³/3 flops instead of about 5n³/6.
  */
 export function upperCholeskyOfInverse(h: Float64Array, n: number): Float64Array {
-  const lower = cholesky(choleskyInverse(cholesky(h, n), n), n);
+  const r = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) r[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)];
+  const x = invertLower(cholesky(r, n), n);
   const u = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[j * n + i] = lower[i * n + j];
+  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) u[i * n + j] = x[(n - 1 - i) * n + (n - 1 - j)];
   return u;
 }

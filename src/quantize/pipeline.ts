@@ -19,6 +19,8 @@ export interface CalibrationSpec {
   readonly file: string;
   /** JSON lines only: use documents [start, end) */
   readonly docs?: { start: number; end: number };
+  /** force a draw style (default: documents for JSON lines, text otherwise) */
+  readonly kind?: 'documents' | 'text';
   readonly nsamples: number;
   readonly seqlen: number;
   readonly seed: number;
@@ -81,32 +83,37 @@ export async function quantizeModel(o: QuantizeModelOptions): Promise<QuantizeRe
   const dims = layerDims(config);
   checkShapes(o.settings, dims);
   if (!o.rtn && !o.calibration) throw new QuantizeInputError('GPTQ needs calibration data: pass --dataset, or --rtn for round-to-nearest');
-  const tokenizer = o.rtn ? undefined : await Tokenizer.fromModelDir(o.modelDir);
+  QuantizeState.checkOutput(o.outDir, o.force ?? false);
+  const cal = o.rtn ? undefined : o.calibration;
+  if (cal && cal.seqlen > config.maxPositionEmbeddings) {
+    throw new QuantizeInputError(`--seqlen ${cal.seqlen} exceeds the model's context of ${config.maxPositionEmbeddings} tokens (max_position_embeddings)`);
+  }
+  // Draw the windows before anything is written, so bad data or a missing tokenizer leave no trace.
+  let windows: Int32Array[] | undefined;
+  if (cal) {
+    const tokenizer = await Tokenizer.fromModelDir(o.modelDir);
+    log(`drawing ${cal.nsamples} calibration windows of ${cal.seqlen} tokens from ${cal.file} (seed ${cal.seed})`);
+    windows = sampleCalibration(readCalibrationSource(cal.file, cal.docs, cal.kind), tokenizer, cal);
+  }
 
   const name = o.name ?? defaultName(o.modelDir);
   const fileName = outputFileName(name, o.settings);
   const run = {
     version: 1, source: path.resolve(info.weightsPath), settings: o.settings, trueSequential: o.trueSequential, rtn: o.rtn,
-    calibration: o.rtn ? null : { ...o.calibration, file: path.resolve(o.calibration?.file ?? '') }, fileName,
+    calibration: cal ? { ...cal, file: path.resolve(cal.file) } : null, fileName,
   };
   const state = await QuantizeState.begin(o.outDir, run, { resume: o.resume ?? false, force: o.force ?? false, log });
   const store = WeightStore.open(info.weightsPath);
   try {
     let acts: Float32Array[] = [];
     let spare: Float32Array[] = [];
-    const cal = o.calibration;
-    if (!o.rtn && cal && tokenizer) {
+    if (cal && windows) {
       const perSample = cal.seqlen * dims.dim;
-      if (state.finishedLayers > 0) {
-        acts = state.loadActs(cal.nsamples, perSample);
-      } else {
-        log(`drawing ${cal.nsamples} calibration windows of ${cal.seqlen} tokens from ${cal.file} (seed ${cal.seed})`);
-        const windows = sampleCalibration(readCalibrationSource(cal.file, cal.docs), tokenizer, cal);
-        acts = embedSamples(store, config, windows);
-      }
+      acts = state.finishedLayers > 0 ? state.loadActs(cal.nsamples, perSample) : embedSamples(store, config, windows);
+      windows = undefined;
       spare = o.trueSequential ? acts.map(() => new Float32Array(perSample)) : [];
     }
-    const runner = cal && !o.rtn ? new LayerRunner(dims, cal.seqlen) : undefined;
+    const runner = cal ? new LayerRunner(dims, cal.seqlen) : undefined;
     const losses: Record<string, number> = {};
     const first = state.finishedLayers;
     for (let l = first; l < config.numLayers; l++) {

@@ -1,4 +1,4 @@
-import { copyFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { LlamaConfig } from '../formats/hfConfig.js';
 import { floatToHalf, SafetensorsFile, toFloat32 } from '../formats/safetensors.js';
@@ -93,6 +93,9 @@ async function copySideFiles(from: string, to: string): Promise<void> {
   for (const f of await readdir(from)) {
     if (isWeightsFile(f) || f.startsWith('.')) continue;
     const src = path.join(from, f);
-    if ((await stat(src)).isFile()) await copyFile(src, path.join(to, f));
+    if (!(await stat(src)).isFile()) continue;
+    await copyFile(src, path.join(to, f));
+    await chmod(path.join(to, f), 0o644); // a read-only source (a shared fixture, a cache) must not make the output read-only
+
   }
 }

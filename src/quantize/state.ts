@@ -30,12 +30,17 @@ export class QuantizeState {
     return this.finished;
   }
 
+  /** Fails early (before any work) when the output folder is in the way. */
+  static checkOutput(outDir: string, force: boolean): void {
+    if (existsSync(outDir) && !force) {
+      throw new QuantizeOutputError(`output folder ${outDir} already exists: choose another --out, or pass --force to replace it when the new run completes`);
+    }
+  }
+
   static async begin(outDir: string, run: object, options: { resume: boolean; force: boolean; log: (line: string) => void }): Promise<QuantizeState> {
     const workDir = `${outDir.replace(/[\\/]+$/, '')}.partial`;
     const stateDir = path.join(workDir, '.state');
-    if (existsSync(outDir) && !options.force) {
-      throw new QuantizeOutputError(`output folder ${outDir} already exists: choose another --out, or pass --force to replace it when the new run completes`);
-    }
+    QuantizeState.checkOutput(outDir, options.force);
     const runJson = `${JSON.stringify(run, null, 2)}\n`;
     if (existsSync(workDir)) {
       if (options.resume) {

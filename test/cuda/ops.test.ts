@@ -101,10 +101,14 @@ test('linear: GPTQ 4-bit, every group layout, GEMV and GEMM', { skip: skipNoGpu 
     [512, 384, 128, false], [512, 384, 128, true], [768, 256, 64, true], [256, 512, 32, false], [640, 128, -1, false],
     [5120, 1024, 128, true], [200, 96, 40, false], // last: shapes the fast kernel refuses (generic path)
   ];
-  for (const [k, n, gs, ao] of cases) {
-    const w = randomGptq(k, n, 4, gs, ao);
-    for (const rows of [1, 3, 70]) checkLinear(`q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`, w, rows, HALF_TOL);
+  for (const variant of ['ring', 'reg'] as const) {
+    gpu().gemvVariant = variant;
+    for (const [k, n, gs, ao] of cases) {
+      const w = randomGptq(k, n, 4, gs, ao);
+      for (const rows of [1, 3, 70]) checkLinear(`q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''} (${variant})`, w, rows, HALF_TOL);
+    }
   }
+  gpu().gemvVariant = 'reg';
 });
 
 test('linear: GPTQ 8, 3 and 2 bits', { skip: skipNoGpu }, () => {
@@ -161,17 +165,22 @@ function randnSeeded(n: number, key: number): Float32Array {
 
 test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearAdd', { skip: skipNoGpu }, () => {
   const dim = 1024, heads = 8, headDim = 128, ffn = 2760, pos = 37, maxSeq = 64;
-  for (const ao of [false, true]) {
+  const runs = [[false, 'ring', true], [true, 'ring', true], [true, 'ring', false], [false, 'reg', false], [true, 'reg', false], [true, 'reg', true]] as const;
+  for (const [ao, variant, permX] of runs) {
+    gpu().gemvVariant = variant;
+    gpu().gemvPermuteX = permX;
     const [wq, wk, wv] = [0, 1, 2].map(() => randomGptq(dim, dim, 4, 128, ao));
     const [wg, wu] = [0, 1].map(() => randomGptq(dim, ffn, 4, 128, ao));
     const wd = randomGptq(2816, dim, 4, 128, ao); // down: its own input width, a multiple of 128
-    const x = randn(dim), past = randn(pos * dim), pastV = randn(pos * dim), resid = randn(dim), h2 = randn(2816);
+    const x = randn(dim), normW = randn(dim), past = randn(pos * dim), pastV = randn(pos * dim), resid = randn(dim), h2 = randn(2816);
     const [g, c] = both((b) => {
       const cache = b.allocKvCache(2, maxSeq, heads, headDim);
       b.writeKv(cache, 1, 0, input(b, pos, dim, past), input(b, pos, dim, pastV), pos);
-      const xb = input(b, 1, dim, x);
-      const [q, k, v] = [0, 1, 2].map(() => poisoned(b, 1, dim));
+      // the input comes from an rmsnorm, as in the model (act-order: it also writes the permuted copies)
       const [lq, lk, lv, lg, lu, ld] = [wq, wk, wv, wg, wu, wd].map((w) => b.uploadLinear(w));
+      const xb = poisoned(b, 1, dim), xin = input(b, 1, dim, x), nw = b.uploadVector(normW);
+      const [q, k, v] = [0, 1, 2].map(() => poisoned(b, 1, dim));
+      b.rmsNorm(xb, xin, nw, 1e-6, 1);
       b.linear(q, xb, lq, 1);
       b.linear(k, xb, lk, 1);
       b.linear(v, xb, lv, 1);
@@ -198,7 +207,9 @@ test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearA
     const names = ['q', 'k', 'v', 'attention', 'gate', 'up', 'hidden', 'residual'];
     g.forEach((r, i) => {
       const err = normErr(r, c[i]);
-      assert.ok(err < HALF_TOL, `${names[i]}${ao ? ' act-order' : ''}: err ${err}`);
+      assert.ok(err < HALF_TOL, `${names[i]}${ao ? ' act-order' : ''} (${variant}${permX ? ', permuted x' : ''}): err ${err}`);
     });
   }
+  gpu().gemvVariant = 'reg';
+  gpu().gemvPermuteX = false;
 });

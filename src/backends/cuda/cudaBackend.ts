@@ -13,7 +13,7 @@ import {
   DeviceAttribute, loadDriver, type CuContext, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
-import { GemvBatch, MAX_TILES } from './gemvBatch.js';
+import { GemvBatch, MAX_PERM_K, MAX_TILES, PERM_BUFFERS, type GemvVariant } from './gemvBatch.js';
 import { launchLinear } from './linearLaunch.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -71,7 +71,8 @@ export class CudaBackend implements Backend {
     const ws = this.mem.alloc(MAX_TILES * 128 * 4), counters = this.mem.alloc(MAX_TILES * 4);
     cu.memsetD32(ws, 0, MAX_TILES * 128, stream);
     cu.memsetD32(counters, 0, MAX_TILES, stream);
-    this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount);
+    const permBufs = Array.from({ length: PERM_BUFFERS }, () => this.mem.alloc(MAX_PERM_K * 4));
+    this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs);
   }
 
   /** Opens device `ordinal` (default $QLLAMA_CUDA_DEVICE or 0) with its primary context. */
@@ -156,6 +157,11 @@ export class CudaBackend implements Backend {
   }
 
   rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
+    if (rows === 1 && this.batch.permuteX) {
+      // held back until its consumers are known: act-order GEMVs then read it already permuted
+      this.batch.addNorm(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, x.cols);
+      return;
+    }
     this.batch.flush();
     this.kernels.launch('rmsnorm_f32', { x: rows }, { x: 1024 },
       [ptr(act(out).ptr), ptr(act(x).ptr), ptr((weight as CudaVector).ptr), f32(eps), i32(x.cols)], 0, true);
@@ -227,6 +233,22 @@ export class CudaBackend implements Backend {
     this.batch.flush();
     const n = rows * x.cols;
     this.kernels.launch('add_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 }, [ptr(act(x).ptr), ptr(act(y).ptr), i32(n)]);
+  }
+
+  /** Which one-token int4 GEMV kernel runs ('ring' or 'reg'); drops captured graphs. */
+  get gemvVariant(): GemvVariant { return this.batch.variant; }
+  set gemvVariant(v: GemvVariant) {
+    this.synchronize();
+    this.batch.variant = v;
+    this.dropGraphs();
+  }
+
+  /** Whether rmsnorm / SwiGLU also write act-order consumers' inputs permuted; drops captured graphs. */
+  get gemvPermuteX(): boolean { return this.batch.permuteX; }
+  set gemvPermuteX(on: boolean) {
+    this.synchronize();
+    this.batch.permuteX = on;
+    this.dropGraphs();
   }
 
   // --- fast paths ------------------------------------------------------------------------

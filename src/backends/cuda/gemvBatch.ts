@@ -16,11 +16,40 @@ import type { KernelModule } from './module.js';
 export const MAX_TILES = 8192;
 const MAX_MATS = 3;
 const MAT_BYTES = 64;
-const ARGS_BYTES = 256;
+const ARGS_BYTES = 272;
+/** largest K whose x producers can write a permuted copy (f32 buffers allocated once) */
+export const MAX_PERM_K = 32768;
+/** permuted-x buffers: 3 for an rmsnorm's consumers, 1 for a SwiGLU epilogue's */
+export const PERM_BUFFERS = 4;
 /** packed rows of x one block stages in shared memory (XS_ROWS in gemv_q4.cu): 64 slices of 128 */
 const MAX_SLICES_PER_BLOCK = 64;
-/** blocks per SM the grid aims at (the kernel's __launch_bounds__(128, 4)) */
-const BLOCKS_PER_SM = 4;
+/**
+ * GEMV kernels: 'ring' (gemv_q4r_*: weights land in a per-warp shared-memory ring through cp.async,
+ * __launch_bounds__(128, 2)) or 'reg' (gemv_q4_*: two register halves, __launch_bounds__(128, 4)).
+ */
+export type GemvVariant = 'ring' | 'reg';
+/** blocks per SM the grid aims at, per variant */
+const BLOCKS_PER_SM: Record<GemvVariant, number> = { ring: 2, reg: 4 };
+/** RING_STAGES in gemv_q4.cu, and one stage's bytes per warp (ring_stage_bytes: 8 rows + scales + zeros) */
+const RING_STAGES = 4;
+const ringBytes = (rowsPerGroup: number): number => 4 * RING_STAGES * (4096 + (rowsPerGroup < 8 ? 2 : 1) * 384);
+
+/**
+ * QLLAMA_CUDA_GEMV=reg|ring picks the default variant: 'reg', which measured faster on the H100
+ * (bench/cudaNotes.md, fourth pass); 'ring' is kept for further work.
+ */
+export function defaultGemvVariant(): GemvVariant {
+  return process.env.QLLAMA_CUDA_GEMV === 'ring' ? 'ring' : 'reg';
+}
+
+/**
+ * QLLAMA_CUDA_PERMX=1: rmsnorm and the SwiGLU epilogue also write their output in the act-order
+ * consumer's row order. Off by default: with the one-block rmsnorm_perm_f32 it measured slower
+ * (act-order decode 218 vs 231 tok/s on the H100).
+ */
+export function permuteXDefault(): boolean {
+  return process.env.QLLAMA_CUDA_PERMX === '1';
+}
 
 interface Pending {
   readonly y: DevicePtr;
@@ -28,6 +57,18 @@ interface Pending {
   readonly accumulate: boolean;
   ropeTheta: number; // 0: none
   cache: DevicePtr | null;
+  /** x already gathered into this weight's row order (act-order), read linearly; else null */
+  xPerm: DevicePtr | null;
+}
+
+/** A one-row RMSNorm held back until its consumers are known, so it can write their permuted inputs. */
+interface PendingNorm {
+  readonly out: DevicePtr;
+  readonly x: DevicePtr;
+  readonly w: DevicePtr;
+  readonly eps: number;
+  readonly dim: number;
+  readonly perms: DevicePtr[];
 }
 
 interface PosRef { readonly ptr: DevicePtr | null; readonly imm: number }
@@ -37,17 +78,33 @@ export class GemvBatch {
   private x: DevicePtr | null = null;
   private pos: PosRef | null = null;
   private maxSeq = 0;
+  /** which kernel launches go to (switchable between graph captures, for benchmarks and tests) */
+  variant: GemvVariant = defaultGemvVariant();
+  /** producers write act-order consumers' inputs already permuted (see permuteXDefault) */
+  permuteX = permuteXDefault();
+  private readonly sharedAllowed = new Set<string>();
 
+  private norm: PendingNorm | null = null;
+  /** SwiGLU output of the waiting gate/up pair (launched when its consumer is known); else null */
+  private swigluOut: DevicePtr | null = null;
+
+  /** @param permBufs PERM_BUFFERS f32 buffers of MAX_PERM_K values each */
   constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr,
-    private readonly smCount: number) {}
+    private readonly smCount: number, private readonly permBufs: readonly DevicePtr[]) {}
+
+  /** Holds back out = rmsnorm(x)·w of one row (launched before the next GEMV batch or op). */
+  addNorm(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, dim: number): void {
+    this.flush();
+    this.norm = { out, x, w, eps, dim, perms: [] };
+  }
 
   /**
    * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, each block's
    * range a multiple of 4 slices (one per warp) where K allows, at most MAX_SLICES_PER_BLOCK slices.
    */
-  static kPerBlock(K: number, tiles: number, smCount: number): number {
+  static kPerBlock(K: number, tiles: number, smCount: number, blocksPerSm = BLOCKS_PER_SM.reg): number {
     const slices = Math.ceil(K / 128);
-    const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM) / tiles));
+    const splits = Math.max(1, Math.floor((smCount * blocksPerSm) / tiles));
     let per = Math.ceil(Math.ceil(slices / splits) / 4) * 4;
     per = Math.max(Math.min(per, MAX_SLICES_PER_BLOCK), Math.ceil(slices / MAX_SLICES_PER_BLOCK));
     return per * 128;
@@ -60,6 +117,14 @@ export class GemvBatch {
 
   /** Queues y (+)= x Wᵀ; flushes first when it cannot join the waiting batch. */
   add(y: DevicePtr, x: DevicePtr, w: CudaGptq, accumulate: boolean): void {
+    let xPerm: DevicePtr | null = null;
+    if (this.swigluOut !== null) {
+      // the gate/up pair goes out now; when this GEMV reads its SwiGLU output, also in its row order
+      const permuted = x === this.swigluOut && w.invPerm !== null && w.inFeatures <= MAX_PERM_K;
+      this.launch(this.swigluOut, permuted ? w.invPerm : null);
+      if (permuted) xPerm = this.permBufs[PERM_BUFFERS - 1];
+    }
+    if (this.norm !== null && this.norm.out !== x) this.flush();
     const p = this.pending;
     if (p.length > 0) {
       const w0 = p[0].w;
@@ -69,14 +134,19 @@ export class GemvBatch {
         p.every((q) => q.ropeTheta === 0 && q.cache === null);
       if (!joins) this.flush();
     }
+    const n = this.norm;
+    if (n !== null && n.out === x && w.perm !== null && n.dim === w.inFeatures && n.dim <= MAX_PERM_K && n.perms.length < PERM_BUFFERS - 1) {
+      xPerm = this.permBufs[n.perms.length];
+      n.perms.push(w.perm);
+    }
     this.x = x;
-    this.pending.push({ y, w, accumulate, ropeTheta: 0, cache: null });
+    this.pending.push({ y, w, accumulate, ropeTheta: 0, cache: null, xPerm });
   }
 
   /** Folds rope of a waiting output into its epilogue; false when it cannot (caller runs rope_f32). */
   addRope(y: DevicePtr, heads: number, headDim: number, theta: number, pos: PosRef): boolean {
     const e = this.pending.find((q) => q.y === y);
-    if (!e || e.w.bias !== null || headDim !== 128 || e.accumulate || e.ropeTheta !== 0 || e.cache !== null || e.w.outFeatures !== heads * headDim || !this.samePos(pos)) return false;
+    if (!e || this.swigluOut !== null || e.w.bias !== null || headDim !== 128 || e.accumulate || e.ropeTheta !== 0 || e.cache !== null || e.w.outFeatures !== heads * headDim || !this.samePos(pos)) return false;
     e.ropeTheta = theta;
     this.pos = pos;
     return true;
@@ -85,7 +155,7 @@ export class GemvBatch {
   /** Folds the KV-cache write of two waiting outputs into their epilogues; false when it cannot. */
   addKvWrite(k: DevicePtr, v: DevicePtr, kc: DevicePtr, vc: DevicePtr, maxSeq: number, pos: PosRef): boolean {
     const ek = this.pending.find((q) => q.y === k), ev = this.pending.find((q) => q.y === v);
-    if (!ek || !ev || ek === ev || ek.w.bias !== null || ev.w.bias !== null || ek.cache !== null || ev.cache !== null || ek.accumulate || ev.accumulate || !this.samePos(pos)) return false;
+    if (!ek || !ev || ek === ev || this.swigluOut !== null || ek.w.bias !== null || ev.w.bias !== null || ek.cache !== null || ev.cache !== null || ek.accumulate || ev.accumulate || !this.samePos(pos)) return false;
     if (ek.w.outFeatures !== ev.w.outFeatures) return false;
     ek.cache = kc;
     ev.cache = vc;
@@ -94,24 +164,53 @@ export class GemvBatch {
     return true;
   }
 
-  /** Runs the waiting gate/up pair with SwiGLU in the epilogue; false when the batch is not that pair. */
+  /**
+   * Folds SwiGLU into the waiting gate/up pair's epilogue; false when the batch is not that pair. The
+   * launch waits for the next op: a GEMV that reads `out` gets it also in its own row order (act-order).
+   */
   swiglu(out: DevicePtr, gate: DevicePtr, up: DevicePtr): boolean {
     const p = this.pending;
-    if (p.length !== 2 || p[0].y !== gate || p[1].y !== up || out === gate || out === up) return false;
+    if (p.length !== 2 || this.swigluOut !== null || p[0].y !== gate || p[1].y !== up || out === gate || out === up) return false;
     if (p.some((q) => q.w.bias !== null || q.accumulate || q.ropeTheta !== 0 || q.cache !== null) || p[0].w.outFeatures !== p[1].w.outFeatures) return false;
-    this.launch(out);
+    if (this.permuteX) this.swigluOut = out;
+    else this.launch(out, null);
     return true;
   }
 
   flush(): void {
-    if (this.pending.length > 0) this.launch(null);
+    if (this.pending.length > 0) this.launch(this.swigluOut, null);
+    else this.launchNorm();
+  }
+
+  private launchNorm(): void {
+    const n = this.norm;
+    if (n === null) return;
+    this.norm = null;
+    const f = Buffer.alloc(4);
+    f.writeFloatLE(n.eps);
+    const i = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeInt32LE(v); return b; };
+    const pp = (v: bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(v); return b; };
+    const args = [pp(n.out), pp(n.x), pp(n.w), f, i(n.dim)];
+    if (n.perms.length === 0) {
+      this.kernels.launch('rmsnorm_f32', { x: 1 }, { x: 1024 }, args, 0, true);
+      return;
+    }
+    const np = Buffer.alloc(56); // NormPerm: perm[3], out[3], count
+    n.perms.forEach((q, k) => {
+      np.writeBigUInt64LE(q, k * 8);
+      np.writeBigUInt64LE(this.permBufs[k], 24 + k * 8);
+    });
+    np.writeInt32LE(n.perms.length, 48);
+    this.kernels.launch('rmsnorm_perm_f32', { x: 1 }, { x: 1024 }, [...args, np], 0, true);
   }
 
   private samePos(pos: PosRef): boolean {
     return this.pos === null || (this.pos.ptr === pos.ptr && this.pos.imm === pos.imm);
   }
 
-  private launch(swiglu: DevicePtr | null): void {
+  private launch(swiglu: DevicePtr | null, swigluInv: DevicePtr | null): void {
+    this.launchNorm();
+    this.swigluOut = null;
     const p = this.pending;
     const a = Buffer.alloc(ARGS_BYTES);
     let tiles = 0;
@@ -123,11 +222,11 @@ export class GemvBatch {
         a.writeBigUInt64LE(e.w.qweight, o);
         a.writeBigUInt64LE(e.w.scales, o + 8);
         a.writeBigUInt64LE(e.w.qzeros, o + 16);
-        a.writeBigUInt64LE(e.w.perm ?? 0n, o + 24);
+        a.writeBigUInt64LE(e.xPerm ?? e.w.perm ?? 0n, o + 24);
         a.writeBigUInt64LE(e.y, o + 32);
         a.writeBigUInt64LE(e.cache ?? 0n, o + 40);
         a.writeInt32LE(e.w.outFeatures, o + 48);
-        a.writeInt32LE((e.accumulate ? 1 : 0) | (e.ropeTheta !== 0 ? 2 : 0), o + 56);
+        a.writeInt32LE((e.accumulate ? 1 : 0) | (e.ropeTheta !== 0 ? 2 : 0) | (e.xPerm !== null ? 4 : 0), o + 56);
         a.writeFloatLE(e.ropeTheta, o + 60);
       }
       a.writeInt32LE(tiles, o + 52); // unused slots end where the last used one ends
@@ -143,9 +242,18 @@ export class GemvBatch {
     a.writeInt32LE(w0.inFeatures, 240);
     a.writeInt32LE(w0.groupSize, 244);
     a.writeInt32LE(this.maxSeq, 248);
-    const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
+    const ring = this.variant === 'ring';
+    const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount, BLOCKS_PER_SM[this.variant]);
     a.writeInt32LE(kPer, 252);
-    this.kernels.launch(`gemv_q4_rpg${w0.rowsPerGroup}`, { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, { x: 128 }, [a], 0, true);
+    a.writeBigUInt64LE(swigluInv ?? 0n, 256);
+    a.writeBigUInt64LE(swigluInv !== null ? this.permBufs[PERM_BUFFERS - 1] : 0n, 264);
+    const name = `${ring ? 'gemv_q4r' : 'gemv_q4'}_rpg${w0.rowsPerGroup}`;
+    const shared = ring ? ringBytes(w0.rowsPerGroup) : 0;
+    if (ring && !this.sharedAllowed.has(name)) {
+      this.kernels.allowDynamicShared(name, shared);
+      this.sharedAllowed.add(name);
+    }
+    this.kernels.launch(name, { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, { x: 128 }, [a], shared, true);
     p.length = 0;
     this.x = null;
     this.pos = null;

@@ -32,6 +32,8 @@ export interface CudaGptq extends LinearWeight {
   readonly gIdx: DevicePtr | null;
   /** [K] x index of each reordered row (act-order in the q4 layout), else null */
   readonly perm: DevicePtr | null;
+  /** [K] inverse of perm (row of each x index), for producers that write x already permuted; else null */
+  readonly invPerm: DevicePtr | null;
   readonly bias: DevicePtr | null;
 }
 
@@ -95,18 +97,21 @@ export function uploadGptq(ctx: UploadContext, w: GptqLinearHost): CudaGptq {
   const perm = rpg === null || trivial ? null : groupContiguousPerm(w.gIdx, w.groupSize);
   if (rpg !== null && (trivial || perm !== null)) {
     if (perm === null) {
-      return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight: uploadArray(ctx, w.qweight), gIdx: null, perm: null };
+      return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight: uploadArray(ctx, w.qweight), gIdx: null, perm: null, invPerm: null };
     }
     const permDev = uploadArray(ctx, perm);
+    const inv = new Int32Array(perm.length);
+    perm.forEach((k, i) => { inv[k] = i; });
+    const invDev = uploadArray(ctx, inv);
     const src = uploadArray(ctx, w.qweight);
     const dst = ctx.mem.alloc(w.qweight.byteLength);
     const N = w.outFeatures;
     ctx.kernels.launch('q4_reorder_rows', { x: Math.ceil(N / 256), y: w.inFeatures / 8 }, { x: 256 }, [ptr(dst), ptr(src), ptr(permDev), i32(N)]);
     ctx.cu.streamSynchronize(ctx.stream); // the source is freed next
     ctx.mem.free(src);
-    return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight: dst, gIdx: null, perm: permDev };
+    return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight: dst, gIdx: null, perm: permDev, invPerm: invDev };
   }
-  return { ...base, layout: 'generic', rowsPerGroup: 16, qweight: uploadArray(ctx, w.qweight), gIdx: uploadArray(ctx, w.gIdx), perm: null };
+  return { ...base, layout: 'generic', rowsPerGroup: 16, qweight: uploadArray(ctx, w.qweight), gIdx: uploadArray(ctx, w.gIdx), perm: null, invPerm: null };
 }
 
 function isTrivial(gIdx: Int32Array, groupSize: number): boolean {

@@ -45,6 +45,11 @@ export class KernelModule {
     return f;
   }
 
+  /** Lets `name` take up to `bytes` of dynamic shared memory (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES). */
+  allowDynamicShared(name: string, bytes: number): void {
+    this.cu.setFunctionAttribute(this.fn(name), 8, bytes);
+  }
+
   launch(name: string, grid: Dim3, block: Dim3, args: Buffer[], sharedBytes = 0, pdl = false): void {
     if (pdl && this.pdl) this.cu.launchPdl(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
     else this.cu.launch(this.fn(name), grid, block, sharedBytes, this.stream, args, name);

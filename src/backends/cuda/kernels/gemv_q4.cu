@@ -33,6 +33,23 @@ __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   return v;
 }
 
+// cp.async (sm_80+): global -> shared without registers; .cg skips L1 (16-byte only), .ca for 8/4 bytes.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async8(void* dst, const void* src) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" :: "r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
+
 // 8 weights of one column (one u32) dotted with x pairs (x0,x4) (x1,x5) (x2,x6) (x3,x7)
 __device__ __forceinline__ float dot8_q4(uint32_t w, half2 xa, half2 xb, half2 xc, half2 xd, half2 z1024, half2 z64) {
   const uint32_t MAGIC = 0x64006400u;       // half2(1024, 1024)
@@ -60,7 +77,7 @@ struct Q4Mat {
   __half* cache;     // KV cache layer [maxSeq, N] fp16, or null
   int N;
   int tileEnd;       // tiles of matrices 0..m (cumulative)
-  int flags;         // 1: y += result, 2: rotary embedding (head size 128) before storing
+  int flags;         // 1: y += result, 2: rotary embedding (head size 128) before storing, 4: perm is x pre-permuted (f32)
   float theta;
 };
 struct Q4Args {
@@ -76,9 +93,11 @@ struct Q4Args {
   int gs;
   int maxSeq;
   int kPerBlock;           // K values per block (multiple of 128, at most XS_ROWS * 8)
+  const int* swigluInv;    // non-null: also swigluPerm[swigluInv[n]] = swiglu[n] (the consumer's row order)
+  float* swigluPerm;
 };
 static_assert(sizeof(Q4Mat) == 64, "Q4Mat layout is mirrored by gemvBatch.ts");
-static_assert(sizeof(Q4Args) == 256, "Q4Args layout is mirrored by gemvBatch.ts");
+static_assert(sizeof(Q4Args) == 272, "Q4Args layout is mirrored by gemvBatch.ts");
 
 // packed rows of x a block stages (its K range / 8): 64 slices of 128 values
 #define XS_ROWS 1024
@@ -134,14 +153,39 @@ __device__ __forceinline__ uint32_t half2_as_u32(half2 h) {
   return *reinterpret_cast<uint32_t*>(&h);
 }
 
-template <int RPG>
+// Ring variant: each warp's half slices (8 packed rows = 4 KB per warp, plus their scales and zeros)
+// land in shared memory through cp.async, RING_STAGES per warp, RING_STAGES − 1 of them in flight
+// while one is multiplied; a lane reads back only what it copied itself, so no barrier is needed.
+#define RING_STAGES 4
+template <int GH>
+__host__ __device__ constexpr int ring_stage_bytes() { return 8 * 32 * 16 + GH * 32 * 8 + GH * 32 * 4; }
+
+template <int GR, int GH>
+__device__ __forceinline__ void q4_ring_issue(char* stage, const Q4Mat& m, int k, int n0, int rowVecs, int gs, int lane) {
+  const uint4* src = m.qw + (size_t)(k >> 3) * rowVecs + (n0 >> 2);
+  uint4* w = reinterpret_cast<uint4*>(stage);
+#pragma unroll
+  for (int r = 0; r < 8; ++r) cp_async16(w + r * 32 + lane, src + (size_t)r * rowVecs);
+  uint2* s = reinterpret_cast<uint2*>(stage + 8 * 32 * 16);
+  uint32_t* z = reinterpret_cast<uint32_t*>(stage + 8 * 32 * 16 + GH * 32 * 8);
+#pragma unroll
+  for (int gi = 0; gi < GH; ++gi) {
+    const int g = (k + gi * GR * 8) / gs;
+    cp_async8(s + gi * 32 + lane, m.scales + (size_t)g * m.N + n0);
+    cp_async4(z + gi * 32 + lane, m.qz + (size_t)g * (m.N >> 3) + (n0 >> 3));
+  }
+}
+
+template <int RPG, bool RING>
 __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
   constexpr int GH = 8 / GR;             // groups per half slice
+  constexpr int SB = ring_stage_bytes<GH>();
   __shared__ uint4 xs[XS_ROWS];
   __shared__ float red[4][128];
   __shared__ float fin[128];
   __shared__ int last;
+  extern __shared__ uint4 ring_smem[];   // RING: [4 warps][RING_STAGES][SB bytes]
   const int tile = blockIdx.x;
   const int mi = tile < a.m[0].tileEnd ? 0 : tile < a.m[1].tileEnd ? 1 : 2;
   const Q4Mat& m = a.m[mi];
@@ -156,20 +200,34 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   const int n0 = col0 + lane * 4;
   const bool colLive = n0 < N;
   const int rowVecs = N >> 2;
+  // flags & 4: m.perm is x already gathered into this matrix's row order (f32 [K]), read linearly
+  const bool xPermuted = (m.flags & 4) != 0;
+  const int* perm = xPermuted ? nullptr : m.perm;
+  const float* xsrc = xPermuted ? reinterpret_cast<const float*>(m.perm) : a.x;
 
-  // weights of the first slice, and the first permutation entries, before waiting for x's producer
+  // weights of the first slice(s), and the first permutation entries, before waiting for x's producer
   uint4 wa[8], wb[8];
   uint2 sa[GH], sb[GH];
   uint32_t za[GH], zb[GH];
   int s = warp;
-  if (colLive && s < nSlices) {
-    q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 128, n0, rowVecs, gs);
-    q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + s * 128 + 64, n0, rowVecs, gs);
+  const int nh = warp < nSlices ? 2 * ((nSlices - warp + 3) >> 2) : 0;  // RING: this warp's half slices
+  char* ring = reinterpret_cast<char*>(ring_smem) + (size_t)warp * RING_STAGES * SB;
+  if constexpr (RING) {
+#pragma unroll
+    for (int h = 0; h < RING_STAGES - 1; ++h) {
+      if (colLive && h < nh) q4_ring_issue<GR, GH>(ring + h * SB, m, kb0 + (warp + 4 * (h >> 1)) * 128 + (h & 1) * 64, n0, rowVecs, gs, lane);
+      cp_async_commit();
+    }
+  } else {
+    if (colLive && s < nSlices) {
+      q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 128, n0, rowVecs, gs);
+      q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + s * 128 + 64, n0, rowVecs, gs);
+    }
   }
   int4 p0 = make_int4(0, 0, 0, 0), p1 = p0;
-  if (m.perm && t < rows8) {
-    p0 = __ldg(reinterpret_cast<const int4*>(m.perm + kb0 + t * 8));
-    p1 = __ldg(reinterpret_cast<const int4*>(m.perm + kb0 + t * 8 + 4));
+  if (perm && t < rows8) {
+    p0 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + t * 8));
+    p1 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + t * 8 + 4));
   }
   pdl_wait();
   pdl_launch_dependents();
@@ -177,16 +235,16 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   for (int r = t; r < rows8; r += 128) {
     const int kb = kb0 + r * 8;
     float v[8];
-    if (m.perm) {
+    if (perm) {
       if (r != t) {
-        p0 = __ldg(reinterpret_cast<const int4*>(m.perm + kb));
-        p1 = __ldg(reinterpret_cast<const int4*>(m.perm + kb + 4));
+        p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
+        p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
       }
-      v[0] = a.x[p0.x]; v[1] = a.x[p0.y]; v[2] = a.x[p0.z]; v[3] = a.x[p0.w];
-      v[4] = a.x[p1.x]; v[5] = a.x[p1.y]; v[6] = a.x[p1.z]; v[7] = a.x[p1.w];
+      v[0] = xsrc[p0.x]; v[1] = xsrc[p0.y]; v[2] = xsrc[p0.z]; v[3] = xsrc[p0.w];
+      v[4] = xsrc[p1.x]; v[5] = xsrc[p1.y]; v[6] = xsrc[p1.z]; v[7] = xsrc[p1.w];
     } else {
-      const float4 x0 = *reinterpret_cast<const float4*>(a.x + kb);
-      const float4 x1 = *reinterpret_cast<const float4*>(a.x + kb + 4);
+      const float4 x0 = *reinterpret_cast<const float4*>(xsrc + kb);
+      const float4 x1 = *reinterpret_cast<const float4*>(xsrc + kb + 4);
       v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
       v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
     }
@@ -200,14 +258,35 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   __syncthreads();
 
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  if (colLive) {
-    for (; s < nSlices; s += 4) {
-      const bool more = s + 4 < nSlices;
-      const int kn = kb0 + (s + 4) * 128;
-      q4_mul_half<GR, GH>(acc, wa, sa, za, xs + s * 16, n0);
-      if (more) q4_load_half<GR, GH>(wa, sa, za, m, kn, n0, rowVecs, gs);
-      q4_mul_half<GR, GH>(acc, wb, sb, zb, xs + s * 16 + 8, n0);
-      if (more) q4_load_half<GR, GH>(wb, sb, zb, m, kn + 64, n0, rowVecs, gs);
+  if constexpr (RING) {
+    for (int h = 0; h < nh; ++h) {
+      const int hn = h + RING_STAGES - 1;  // refills the slot read in iteration h − 1
+      if (colLive && hn < nh) q4_ring_issue<GR, GH>(ring + (hn % RING_STAGES) * SB, m, kb0 + (warp + 4 * (hn >> 1)) * 128 + (hn & 1) * 64, n0, rowVecs, gs, lane);
+      cp_async_commit();
+      cp_async_wait<RING_STAGES - 1>();
+      if (colLive) {
+        const char* st = ring + (h % RING_STAGES) * SB;
+        const uint4* w = reinterpret_cast<const uint4*>(st);
+        const uint2* sp = reinterpret_cast<const uint2*>(st + 8 * 32 * 16);
+        const uint32_t* zp = reinterpret_cast<const uint32_t*>(st + 8 * 32 * 16 + GH * 32 * 8);
+#pragma unroll
+        for (int r = 0; r < 8; ++r) wa[r] = w[r * 32 + lane];
+#pragma unroll
+        for (int gi = 0; gi < GH; ++gi) { sa[gi] = sp[gi * 32 + lane]; za[gi] = zp[gi * 32 + lane]; }
+        q4_mul_half<GR, GH>(acc, wa, sa, za, xs + (warp + 4 * (h >> 1)) * 16 + (h & 1) * 8, n0);
+      }
+    }
+    cp_async_wait<0>();
+  } else {
+    if (colLive) {
+      for (; s < nSlices; s += 4) {
+        const bool more = s + 4 < nSlices;
+        const int kn = kb0 + (s + 4) * 128;
+        q4_mul_half<GR, GH>(acc, wa, sa, za, xs + s * 16, n0);
+        if (more) q4_load_half<GR, GH>(wa, sa, za, m, kn, n0, rowVecs, gs);
+        q4_mul_half<GR, GH>(acc, wb, sb, zb, xs + s * 16 + 8, n0);
+        if (more) q4_load_half<GR, GH>(wb, sb, zb, m, kn + 64, n0, rowVecs, gs);
+      }
     }
   }
 #pragma unroll
@@ -219,7 +298,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   float v;
   if (!pair && gridDim.y == 1) {
     v = sum;
-  } else if (!pair && m.flags == 1 && m.cache == nullptr) {
+  } else if (!pair && (m.flags & 3) == 1 && m.cache == nullptr) {
     if (n < N) atomicAdd(m.y + n, sum);  // residual add: partial sums straight into y
     return;
   } else {
@@ -249,7 +328,9 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
       if (np < a.m[0].N) {
         a.m[0].y[np] = g;
         a.m[1].y[np] = u;
-        a.swiglu[np] = g / (1.f + expf(-g)) * u;
+        const float h = g / (1.f + expf(-g)) * u;
+        a.swiglu[np] = h;
+        if (a.swigluInv) a.swigluPerm[__ldg(a.swigluInv + np)] = h;
       }
       return;
     }
@@ -280,7 +361,10 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 
 #define GEMV_Q4(RPG)                                                                         \
   extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG(const __grid_constant__ Q4Args a) { \
-    gemv_q4_fused<RPG>(a);                                                                   \
+    gemv_q4_fused<RPG, false>(a);                                                            \
+  }                                                                                          \
+  extern "C" __global__ void __launch_bounds__(128, 2) gemv_q4r_rpg##RPG(const __grid_constant__ Q4Args a) { \
+    gemv_q4_fused<RPG, true>(a);                                                             \
   }
 GEMV_Q4(16)
 GEMV_Q4(8)
