@@ -18,6 +18,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   'merge-delta': async () => (await import('./commands/mergeDelta.js')).mergeDeltaCommand,
   'make-delta': async () => (await import('./commands/makeDelta.js')).makeDeltaCommand,
   synth: async () => (await import('./commands/synth.js')).synthCommand,
+  quantize: async () => (await import('./commands/quantize.js')).quantizeCommand,
 };
 
 /** One line per command for the top-level help (kept here so help needs no module loads). */
@@ -32,6 +33,7 @@ const SUMMARIES: Readonly<Record<keyof typeof COMMANDS, string>> = {
   'merge-delta': 'add a delta (e.g. StableVicuna) to base LLaMA weights',
   'make-delta': 'the inverse of merge-delta',
   synth: 'random GPTQ checkpoint of LLaMA shapes, for benchmarks',
+  quantize: 'GPTQ-quantize an fp16 model (GPTQ-for-LLaMa semantics and file layout)',
 };
 
 function usage(): string {
