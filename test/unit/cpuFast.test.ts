@@ -39,7 +39,16 @@ const plain = new PlainCpuBackend();
 const fast1 = new CpuBackend({ threads: 1 });
 const fast2 = new CpuBackend({ threads: 2 });
 const fast3 = new CpuBackend({ threads: 3 });
+/** the f32 GEMV (int8 activations off), for the f32 path's own check */
+const fastF32 = new CpuBackend({ threads: 2, int8Gemv: false });
 const TOL = 2e-5;
+/**
+ * GPTQ GEMV (1–3 rows) quantizes x to int8 per block (step Δ = max|x|/127): rounding errors are
+ * uniform in ±Δ/2, rms Δ/√12, against rms(x) = max|x|/√3 for these uniform inputs — a relative
+ * error of 1/254 ≈ 0.004 in x, which the weights (q − z, roughly zero-mean) carry over into the
+ * output as about the same normalized error. 1e-2 leaves a 2.5× margin.
+ */
+const TOL_I8 = 1e-2;
 
 test('fast CPU backend uses the wasm SIMD kernels here', () => {
   assert.match(fast2.name, /wasm simd, 2 threads/);
@@ -75,12 +84,17 @@ for (const bits of [2, 3, 4, 8] as GptqBits[]) {
           const ref = runLinear(plain, w, x, rows);
           const got = runLinear(fast1, w, x, rows);
           const what = `${bits}-bit g${groupSize}${actOrder ? ' act-order' : ''} rows ${rows}`;
-          assert.ok(normErr(got, ref) < TOL, `${what}: err ${normErr(got, ref)}`);
+          const tol = rows < 4 ? TOL_I8 : TOL;
+          assert.ok(normErr(got, ref) < tol, `${what}: err ${normErr(got, ref)}`);
+          if (rows < 4) {
+            const f32 = runLinear(fastF32, w, x, rows);
+            assert.ok(normErr(f32, ref) < TOL, `${what}: f32 GEMV err ${normErr(f32, ref)}`);
+          }
           assert.deepEqual(runLinear(fast2, w, x, rows), got, `${what}: 2 threads differ from 1`);
           assert.deepEqual(runLinear(fast3, w, x, rows), got, `${what}: 3 threads differ from 1`);
           const acc = randomVector(rows * outF, rand);
           const refAdd = ref.map((v, i) => v + acc[i]);
-          assert.ok(normErr(runLinear(fast2, w, x, rows, acc), refAdd) < TOL, `${what}: linearAdd`);
+          assert.ok(normErr(runLinear(fast2, w, x, rows, acc), refAdd) < tol, `${what}: linearAdd`);
         }
       }
     }
@@ -94,7 +108,7 @@ test('GPTQ at a larger shape (4-bit g128 act-order, 1024×2048) runs threaded an
     const x = randomVector(rows * 1024, rand);
     const ref = runLinear(plain, w, x, rows);
     const got = runLinear(fast2, w, x, rows);
-    assert.ok(normErr(got, ref) < TOL, `rows ${rows}: err ${normErr(got, ref)}`);
+    assert.ok(normErr(got, ref) < (rows < 4 ? TOL_I8 : TOL), `rows ${rows}: err ${normErr(got, ref)}`);
     assert.deepEqual(runLinear(fast1, w, x, rows), got);
   }
 });
@@ -109,4 +123,4 @@ test('layers whose shape the kernels do not take fall back to the plain path', (
   assert.ok(normErr(runLinear(plainOnly, w, x, 2), runLinear(plain, w, x, 2)) < 1e-7);
 });
 
-test.after(() => { fast1.dispose(); fast2.dispose(); fast3.dispose(); });
+test.after(() => { fast1.dispose(); fast2.dispose(); fast3.dispose(); fastF32.dispose(); });

@@ -1,6 +1,7 @@
 import type { Activation, LinearHost, LinearWeight } from '../backend.js';
 import { Op } from './fast/jobs.js';
 import { defaultThreads, kernelModule, WasmEngine } from './fast/engine.js';
+import { fieldInput, XMUL, XSCALE, type QuantBits } from './fast/kernels.js';
 import { repackDense, repackGptq, type FastDense, type FastGptq } from './fast/repack.js';
 import { act, CpuActivation, PlainCpuBackend } from './plainBackend.js';
 
@@ -11,19 +12,29 @@ export interface CpuBackendOptions {
   readonly threads?: number;
   /** false: the plain TypeScript kernels only (the reference) */
   readonly simd?: boolean;
+  /**
+   * GPTQ matrix-vector products (decode) with the activation quantized to int8 per block of ≤ 128
+   * inputs and integer dot products (default: true unless QLLAMA_CPU_INT8=0); false keeps them in
+   * f32. Prefill (4+ rows) always runs in f32.
+   */
+  readonly int8Gemv?: boolean;
 }
 
 /** Below this many multiply-adds a linear layer runs on the calling thread alone. */
 const PARALLEL_MACS = 1 << 19;
 const GEMV_SCALES = new Map<number, Float32Array>();
 /** 2^(−bits·j) for j < 32/bits */
-function gemvScales(bits: number): Float32Array {
+function gemvScales(bits: QuantBits): Float32Array {
   let v = GEMV_SCALES.get(bits);
   if (!v) {
     v = Float32Array.from({ length: 32 / bits }, (_, j) => 2 ** (-bits * j));
     GEMV_SCALES.set(bits, v);
   }
   return v;
+}
+
+function int8Default(): boolean {
+  return process.env.QLLAMA_CPU_INT8 !== '0';
 }
 
 /** From this many rows GPTQ layers are dequantized block by block and multiplied as f32 GEMM. */
@@ -38,12 +49,14 @@ const GEMM_ROWS = 4;
 export class CpuBackend extends PlainCpuBackend {
   override readonly name: string;
   private readonly engine: WasmEngine | null;
+  readonly int8Gemv: boolean;
 
   constructor(options: CpuBackendOptions = {}) {
     super();
     const threads = Math.max(1, Math.floor(options.threads ?? defaultThreads()));
     const module = options.simd === false ? null : kernelModule();
     this.engine = module ? new WasmEngine(module, threads) : null;
+    this.int8Gemv = options.int8Gemv ?? int8Default();
     this.name = this.engine ? `cpu (wasm simd, ${threads} thread${threads === 1 ? '' : 's'})` : 'cpu';
   }
 
@@ -113,21 +126,29 @@ export class CpuBackend extends PlainCpuBackend {
         N / 8, rows, accumulate, scratch], nt);
       return true;
     }
-    // GEMV: per-group sums of x, and x scaled by 2^(−bits·(k mod perWord)) (exact) for the shift-free kernel
+    if (this.int8Gemv) {
+      for (let t = 0; t < rows; t++) this.gemvInt8(e, l, xPtr + t * xStride, o.ptr + t * outStride, accumulate, nt);
+      return true;
+    }
+    // f32 GEMV: per-group sums of x, and x in field order scaled by 2^(−bits·j) (exact) for the shift-free kernel
     const perGroup = K / l.groups;
     const perWord = 32 / l.bits;
     const sumPtr = e.scratchPtr('sumx', l.groups * 4);
     const xsPtr = e.scratchPtr('xscaled', K * 4);
     const sums = e.f32(sumPtr, l.groups), xs = e.f32(xsPtr, K);
     const pow = gemvScales(l.bits);
+    const src = Int32Array.from({ length: perWord }, (_, j) => fieldInput(l.bits, j));
     for (let t = 0; t < rows; t++) {
       const xv = e.f32(xPtr + t * xStride, K);
       for (let g = 0; g < l.groups; g++) {
         let s = 0;
-        for (let i = g * perGroup, end = i + perGroup; i < end; i++) {
-          const v = xv[i];
-          s += v;
-          xs[i] = v * pow[i % perWord];
+        for (let i = g * perGroup, end = i + perGroup; i < end; i += perWord) {
+          // field j of a chunk's word holds input src[j]; it is read against xs[i + j]
+          for (let j = 0; j < perWord; j++) {
+            const v = xv[i + src[j]];
+            s += v;
+            xs[i + j] = v * pow[j];
+          }
         }
         sums[g] = s;
       }
@@ -135,6 +156,48 @@ export class CpuBackend extends PlainCpuBackend {
         N / 8, accumulate, l.bias], nt);
     }
     return true;
+  }
+
+  /**
+   * One row through the int8 GEMV: x quantized per block of `xBlock` inputs to xq = round(x/dx),
+   * dx = max|x|/127 (symmetric, as llama.cpp's Q8_0), stored as i16 times the kernel's field
+   * multipliers; per group the sum of the quantized x for the zero-point term.
+   */
+  private gemvInt8(e: WasmEngine, l: FastGptq, xPtr: number, outPtr: number, accumulate: number, nt: number): void {
+    const K = l.inFeatures, XB = l.xBlock, blocks = K / XB, bpg = blocks / l.groups;
+    const chunk = 32 / l.bits, mul = XMUL[l.bits], inv = 1 / XSCALE[l.bits];
+    const xqPtr = e.scratchPtr('xq16', K * 2), dxPtr = e.scratchPtr('dx', blocks * 4), sumPtr = e.scratchPtr('sumxq', l.groups * 4);
+    const xv = e.f32(xPtr, K), xq = e.i16(xqPtr, K), dx = e.f32(dxPtr, blocks), sums = e.f32(sumPtr, l.groups);
+    const m = this.fieldMul(l.bits, chunk, mul);
+    let gsum = 0;
+    for (let b = 0; b < blocks; b++) {
+      const i0 = b * XB, i1 = i0 + XB;
+      let amax = 0;
+      for (let i = i0; i < i1; i++) { const a = Math.abs(xv[i]); if (a > amax) amax = a; }
+      const d = amax / 127, id = amax > 0 ? 127 / amax : 0;
+      let s = 0;
+      for (let i = i0; i < i1; i++) {
+        const q = Math.round(xv[i] * id);
+        s += q;
+        xq[i] = q * m[i % chunk];
+      }
+      dx[b] = d * inv;
+      gsum += d * s;
+      if ((b + 1) % bpg === 0) { sums[(b + 1) / bpg - 1] = gsum; gsum = 0; }
+    }
+    e.run(Op.GemvQ8, [l.bits, xqPtr, dxPtr, sumPtr, l.q, l.scales, l.negzs, outPtr, l.groups, bpg, XB / chunk,
+      l.outFeatures / 8, accumulate, l.bias], nt);
+  }
+
+  private readonly fieldMuls = new Map<QuantBits, Int32Array>();
+  /** XMUL per input of a chunk (input 2m+e → XMUL[m]) */
+  private fieldMul(bits: QuantBits, chunk: number, mul: readonly number[]): Int32Array {
+    let v = this.fieldMuls.get(bits);
+    if (!v) {
+      v = Int32Array.from({ length: chunk }, (_, i) => mul[i >> 1]);
+      this.fieldMuls.set(bits, v);
+    }
+    return v;
   }
 
   override dispose(): void {

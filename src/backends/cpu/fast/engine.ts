@@ -74,6 +74,7 @@ export class WasmEngine {
 
   f32(ptr: number, length: number): Float32Array { return new Float32Array(this.memory.buffer, ptr, length); }
   u32(ptr: number, length: number): Uint32Array { return new Uint32Array(this.memory.buffer, ptr, length); }
+  i16(ptr: number, length: number): Int16Array { return new Int16Array(this.memory.buffer, ptr, length); }
 
   /** Runs job `op` with `args` on `nt` threads (main thread included) and returns when all are done. */
   run(op: Op, args: readonly number[], nt: number): void {

@@ -8,7 +8,7 @@ import type { KernelExports, QuantBits } from './kernels.js';
 export const GEN = 0, DONE = 1, READY = 2, OP = 3, NT = 4, ARGS = 5;
 export const CTRL_INTS = ARGS + 20;
 
-export const enum Op { Stop = 0, Gemm = 1, Gemv = 2, QGemm = 3, Read = 4 }
+export const enum Op { Stop = 0, Gemm = 1, Gemv = 2, QGemm = 3, Read = 4, GemvQ8 = 5 }
 
 /** Output blocks [b0, b1) of thread `ti` of `nt` when `nb` blocks are split evenly. */
 export function blockRange(nb: number, ti: number, nt: number): [number, number] {
@@ -32,6 +32,17 @@ export function execute(k: KernelExports, c: Int32Array, ti: number, nt: number)
       if (b1 > b0) {
         k.gemv(bits)(c[a + 1], c[a + 2], c[a + 3], c[a + 4], c[a + 5], c[a + 6], groups, rpg, b0, b1, c[a + 10], c[a + 11],
           groups * rpg * 32, groups * 32);
+      }
+      return;
+    }
+    case Op.GemvQ8: {
+      // bits, xq (i16), dx, sumx, w, scales, negzs, out, groups, blocksPerGroup, chunksPerBlock, NB, accumulate, bias
+      const bits = c[a] as QuantBits;
+      const groups = c[a + 8], bpg = c[a + 9], cpb = c[a + 10];
+      const [b0, b1] = blockRange(c[a + 11], ti, nt);
+      if (b1 > b0) {
+        k.gemvq(bits)(c[a + 1], c[a + 2], c[a + 3], c[a + 4], c[a + 5], c[a + 6], c[a + 7], groups, bpg, cpb, b0, b1,
+          c[a + 12], c[a + 13], groups * bpg * cpb * 32, groups * 32);
       }
       return;
     }

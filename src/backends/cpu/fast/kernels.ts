@@ -6,15 +6,28 @@ import { assembleModule, FnBuilder, I32, V128, type WasmInstance } from './wasmA
  * blocks of 8 columns (two f32x4 lanes groups), so weights are repacked block-major at upload:
  *
  *   dense  W  [N/8][K][8] f32            (block nb at w + nb·wStride)
- *   gptq   Q  [N/8][K/perWord][8] u32     (word j of a row packs perWord inputs, LSB first)
+ *   gptq   Q  [N/8][K/perWord][8] u32     (chunk of perWord = 32/bits inputs × 8 columns)
  *          S, NZ [N/8][G][8] f32          (scale and −zero·scale of each group and column)
+ *
+ * Within a chunk the word of one column holds its perWord inputs "pair-interleaved": the low
+ * 16 bits hold inputs 0, 2, 4, … and the high 16 bits inputs 1, 3, 5, … (field j at bit j·bits
+ * is input `fieldInput(bits, j)`). Read as i16x8, the 4 words of 4 columns are 8 i16 lanes where
+ * lanes 2i and 2i+1 belong to column i — the pairs `i32x4.dot_i16x8_s` sums — so one masked
+ * field of the vector times a splat of the x pair (x[2m], x[2m+1]) gives 4 columns' partial dots.
  *
  * gemm:   out[t, 8nb..8nb+8) (+)= Σ_k x[t, k] · W[nb][k][:] (+ bias), t in 0..rows, nb in nb0..nb1;
  *         4-row × 8-column register tiles, then single rows for the remainder.
- * gemvN:  out[8nb..] (+)= Σ_g ( S[g] · Σ_{k∈g} x[k] · q[k] + NZ[g] · Σ_{k∈g} x[k] ) (+ bias)
+ * gemvN:  f32 GEMV: out[8nb..] (+)= Σ_g ( S[g] · Σ_{k∈g} x[k] · q[k] + NZ[g] · Σ_{k∈g} x[k] ) (+ bias)
  *         — the dequantization S·(q − z) folded in per group, so the inner loop is mask,
- *         convert, multiply, add (x comes pre-scaled by 2^(−bits·(k mod perWord)), which makes
+ *         convert, multiply, add (x comes pre-scaled by 2^(−bits·j) for field j, which makes
  *         the shift unnecessary and changes no rounding); sumx[g] = Σ_{k∈g} x[k] precomputed.
+ * gemvqN: int8-activation GEMV (llama.cpp's Q8 idea): x arrives quantized per block of XB ≤ 128
+ *         inputs, x ≈ dx[b]·xq (|xq| ≤ 127), stored as i16 pre-multiplied by XMUL[bits][field] so
+ *         that every masked (not shifted) field times its x pair is exactly F·q·xq (F = XSCALE);
+ *         per block Σ q·xq accumulates exactly in i32 (|F·q·xq| ≤ 487680, ·128 < 2^31), then
+ *         out (+)= Σ_g ( S[g] · Σ_{b∈g} dx[b]/F · Σ_{k∈b} F·q·xq + NZ[g] · sumx[g] ),
+ *         sumx[g] = Σ_{b∈g} dx[b] Σ_{k∈b} xq[k] (the quantized x, so the zero cancels exactly).
+ *         Per 16 bytes of 4-bit weights: 1 load, 3 and + 1 shift, 4 dot, 4 add (+ 2 x splats).
  * dequantN: one block of Q into f32 [K][8] scratch for gemm (prefill: dequantize once per call,
  *         reuse across all rows).
  */
@@ -22,12 +35,32 @@ import { assembleModule, FnBuilder, I32, V128, type WasmInstance } from './wasmA
 export type QuantBits = 2 | 4 | 8;
 export const QUANT_BITS: readonly QuantBits[] = [2, 4, 8];
 
+/** The input (within its chunk of 32/bits) that field j of a repacked word holds. */
+export function fieldInput(bits: QuantBits, j: number): number {
+  const half = 16 / bits;
+  return j < half ? 2 * j : 2 * (j - half) + 1;
+}
+
+/** gemvq: every product is XSCALE[bits] · q · xq exactly. */
+export const XSCALE: Readonly<Record<QuantBits, number>> = { 2: 256, 4: 256, 8: 1 };
+/** gemvq: x of input 2m+e of a chunk is stored as xq · XMUL[bits][m]. */
+export const XMUL: Readonly<Record<QuantBits, readonly number[]>> = {
+  2: [256, 64, 16, 4, 256, 64, 16, 4],
+  4: [256, 16, 1, 256],
+  8: [1, 1],
+};
+/** Largest x quantization block of the int8 GEMV (keeps the i32 block sums exact). */
+export const MAX_XBLOCK = 128;
+
 export interface KernelExports {
   gemm(x: number, xStride: number, w: number, wStride: number, out: number, outStride: number, bias: number,
     k: number, nb0: number, nb1: number, rows: number, accumulate: number): void;
   gemv(bits: QuantBits): (x: number, w: number, scales: number, negzs: number, sumx: number, out: number,
     groups: number, rowsPerGroup: number, nb0: number, nb1: number, accumulate: number, bias: number,
     wBlockStride: number, sBlockStride: number) => void;
+  gemvq(bits: QuantBits): (x: number, dx: number, sumx: number, w: number, scales: number, negzs: number, out: number,
+    groups: number, blocksPerGroup: number, chunksPerBlock: number, nb0: number, nb1: number, accumulate: number,
+    bias: number, wBlockStride: number, sBlockStride: number) => void;
   dequant(bits: QuantBits): (w: number, scales: number, negzs: number, scratch: number, groups: number, rowsPerGroup: number) => void;
   read(ptr: number, bytes: number, sink: number): void;
 }
@@ -171,6 +204,106 @@ function gemv(bits: QuantBits): FnBuilder {
   return f;
 }
 
+/**
+ * Pushes field m of the i16x8 `v` (per i16 lane: bits m·bits.. of the lane, for 2-bit fields 4..7
+ * of `v` already shifted right by 8), masked in place, or shifted down where the top field
+ * would read as negative.
+ */
+function field16(f: FnBuilder, v: number, masks: readonly number[], bits: QuantBits, m: number): void {
+  f.get(v);
+  if (bits === 4 && m === 3) f.i32(12).i16x8ShrU();
+  else if (bits === 8 && m === 1) f.i32(8).i16x8ShrU();
+  else f.get(masks[bits === 2 ? m & 3 : m]).v128And();
+}
+
+/**
+ * gemvq: blocks nb0..nb1, one 8-column block (2 column quads) per pass. `pass(2)` (16 columns, each
+ * x splat feeding 4 dot products) is kept generic but unused: with 4 weight vectors, 4 accumulators,
+ * 4 x splats (hoisted by TurboFan) and 3 masks it spills V8's 16 xmm registers and measured 10–20%
+ * slower here. Every column's arithmetic is the same sequence wherever its block falls, so the
+ * split across threads does not change any result.
+ */
+function gemvq(bits: QuantBits): FnBuilder {
+  const half = 16 / bits; // fields per i16 lane
+  const chunk = 2 * half; // inputs per chunk
+  const f = new FnBuilder(`gemvq${bits}`, Array.from({ length: 16 }, () => I32));
+  const [x, dx, sumx, w, scales, negzs, out, groups, bpg, cpb, nb0, nb1, accumulate, bias, wBlockStride, sBlockStride] =
+    Array.from({ length: 16 }, (_, i) => i);
+  const nb = f.local(I32), xp = f.local(I32), dxp = f.local(I32);
+  const sxp = f.local(I32), g = f.local(I32), b = f.local(I32), c = f.local(I32), op = f.local(I32);
+  const wp = [f.local(I32), f.local(I32)], sp = [f.local(I32), f.local(I32)], zp = [f.local(I32), f.local(I32)];
+  const quads = (n: number): number[] => Array.from({ length: n }, () => f.local(V128));
+  const acc = quads(4), v = quads(4), gacc = quads(4), facc = quads(4);
+  const xs = f.local(V128), d = f.local(V128);
+  const maskVals = bits === 4 ? [0x000f, 0x00f0, 0x0f00] : bits === 2 ? [0x3, 0xc, 0x30, 0xc0] : [0xff];
+  const masks = maskVals.map((mv) => { const l = f.local(V128); f.i32(mv).i16x8Splat().set(l); return l; });
+
+  /** blocks nb .. nb+R−1; quad q is block q >> 1, half q & 1 */
+  const pass = (R: number): void => {
+    const Q = 2 * R;
+    for (let r = 0; r < R; r++) {
+      f.get(w).get(nb).i32(r).add().get(wBlockStride).mul().add().set(wp[r]);
+      f.get(scales).get(nb).i32(r).add().get(sBlockStride).mul().add().set(sp[r]);
+      f.get(negzs).get(nb).i32(r).add().get(sBlockStride).mul().add().set(zp[r]);
+    }
+    f.get(x).set(xp).get(dx).set(dxp).get(sumx).set(sxp);
+    for (let q = 0; q < Q; q++) f.v128Zero().set(facc[q]);
+    f.get(groups).set(g);
+    f.loop(); // groups
+    for (let q = 0; q < Q; q++) f.v128Zero().set(gacc[q]);
+    f.get(bpg).set(b);
+    f.loop(); // x blocks of the group
+    for (let q = 0; q < Q; q++) f.v128Zero().set(acc[q]);
+    f.get(cpb).set(c);
+    f.loop(); // chunks of the x block
+    for (let q = 0; q < Q; q++) f.get(wp[q >> 1]).v128Load((q & 1) * 16).set(v[q]);
+    for (let m = 0; m < half; m++) {
+      if (bits === 2 && m === 4) for (let q = 0; q < Q; q++) f.get(v[q]).i32(8).i16x8ShrU().set(v[q]);
+      f.get(xp).v128Load32Splat(m * 4).set(xs);
+      for (let q = 0; q < Q; q++) {
+        field16(f, v[q], masks, bits, m);
+        f.get(xs).i32x4DotI16x8S().get(acc[q]).i32x4Add().set(acc[q]);
+      }
+    }
+    for (let r = 0; r < R; r++) f.get(wp[r]).i32(32).add().set(wp[r]);
+    f.get(xp).i32(chunk * 2).add().set(xp);
+    f.get(c).i32(1).sub().tee(c).brIf(0);
+    f.end();
+    f.get(dxp).v128Load32Splat(0).set(d);
+    for (let q = 0; q < Q; q++) f.get(acc[q]).f32x4ConvertI32x4S().get(d).f32x4Mul().get(gacc[q]).f32x4Add().set(gacc[q]);
+    f.get(dxp).i32(4).add().set(dxp);
+    f.get(b).i32(1).sub().tee(b).brIf(0);
+    f.end();
+    f.get(sxp).v128Load32Splat(0).set(d);
+    for (let q = 0; q < Q; q++) {
+      const r = q >> 1, off = (q & 1) * 16;
+      f.get(gacc[q]).get(sp[r]).v128Load(off).f32x4Mul().get(facc[q]).f32x4Add()
+        .get(zp[r]).v128Load(off).get(d).f32x4Mul().f32x4Add().set(facc[q]);
+    }
+    for (let r = 0; r < R; r++) f.get(sp[r]).i32(32).add().set(sp[r]).get(zp[r]).i32(32).add().set(zp[r]);
+    f.get(sxp).i32(4).add().set(sxp);
+    f.get(g).i32(1).sub().tee(g).brIf(0);
+    f.end();
+    f.get(out).get(nb).i32(32).mul().add().set(op);
+    f.get(bias).if();
+    for (let q = 0; q < Q; q++) f.get(facc[q]).get(bias).get(nb).i32(32).mul().add().v128Load(q * 16).f32x4Add().set(facc[q]);
+    f.end();
+    f.get(accumulate).if();
+    for (let q = 0; q < Q; q++) f.get(facc[q]).get(op).v128Load(q * 16).f32x4Add().set(facc[q]);
+    f.end();
+    for (let q = 0; q < Q; q++) f.get(op).get(facc[q]).v128Store(q * 16);
+    f.get(nb).i32(R).add().set(nb);
+  };
+
+  f.get(nb0).set(nb);
+  f.block().loop();
+  f.get(nb).get(nb1).geU().brIf(1);
+  pass(1);
+  f.br(0);
+  f.end().end();
+  return f;
+}
+
 function dequant(bits: QuantBits): FnBuilder {
   const perWord = 32 / bits;
   const f = new FnBuilder(`dequant${bits}`, [I32, I32, I32, I32, I32, I32]);
@@ -189,10 +322,10 @@ function dequant(bits: QuantBits): FnBuilder {
   for (let j = 0; j < perWord; j++) {
     f.get(scratch);
     extract(f, wa, mask, bits, j); f.get(s0).f32x4Mul().get(z0).f32x4Add();
-    f.v128Store(j * 32);
+    f.v128Store(fieldInput(bits, j) * 32);
     f.get(scratch);
     extract(f, wb, mask, bits, j); f.get(s1).f32x4Mul().get(z1).f32x4Add();
-    f.v128Store(j * 32 + 16);
+    f.v128Store(fieldInput(bits, j) * 32 + 16);
   }
   f.get(w).i32(32).add().set(w);
   f.get(scratch).i32(perWord * 32).add().set(scratch);
@@ -225,7 +358,7 @@ export const MAX_PAGES = 65536;
 
 /** The kernel module's bytes (shared memory import `env.memory`, up to 4 GiB). */
 export function kernelModuleBytes(): Uint8Array {
-  return assembleModule([gemm(), ...QUANT_BITS.map(gemv), ...QUANT_BITS.map(dequant), read()], 1, MAX_PAGES);
+  return assembleModule([gemm(), ...QUANT_BITS.map(gemv), ...QUANT_BITS.map(gemvq), ...QUANT_BITS.map(dequant), read()], 1, MAX_PAGES);
 }
 
 type Fn = (...args: number[]) => void;
@@ -235,6 +368,7 @@ export function kernelExports(instance: WasmInstance): KernelExports {
   return {
     gemm: e.gemm,
     gemv: (bits) => e[`gemv${bits}`],
+    gemvq: (bits) => e[`gemvq${bits}`],
     dequant: (bits) => e[`dequant${bits}`],
     read: e.read,
   };

@@ -2,7 +2,7 @@ import type { DenseLinearHost } from '../../backend.js';
 import type { GptqLinearHost } from '../../../formats/gptqTypes.js';
 import { unpackQweight, unpackQzeros } from '../../../formats/gptq.js';
 import { HALF_TO_FLOAT } from '../kernels/half.js';
-import type { QuantBits } from './kernels.js';
+import { fieldInput, MAX_XBLOCK, type QuantBits } from './kernels.js';
 import type { WasmEngine } from './engine.js';
 
 /** A dense layer in wasm memory: W [N/8][K][8] f32. */
@@ -16,8 +16,8 @@ export interface FastDense {
 }
 
 /**
- * A GPTQ layer in wasm memory, repacked for the kernels: Q [N/8][K/perWord][8] words, S and NZ
- * [N/8][G][8] f32 (NZ = −zero·scale). Act-order layers have their input rows sorted by group
+ * A GPTQ layer in wasm memory, repacked for the kernels: Q [N/8][K/perWord][8] words (fields
+ * pair-interleaved, see kernels.ts), S and NZ [N/8][G][8] f32 (NZ = −(zero+1)·scale). Act-order layers have their input rows sorted by group
  * once here, so every group is a contiguous run of `rowsPerGroup` packed rows; `perm[j]` is the
  * original input index of row j and activations are permuted to match at run time.
  * 3-bit values are stored as 4-bit (one kernel, 33% more bytes than the 3-bit file).
@@ -28,7 +28,10 @@ export interface FastGptq {
   readonly outFeatures: number;
   readonly bits: QuantBits;
   readonly groups: number;
+  /** packed rows (chunks of 32/bits inputs) per group */
   readonly rowsPerGroup: number;
+  /** inputs per int8 quantization block of x in the int8 GEMV (divides the group, ≤ 128) */
+  readonly xBlock: number;
   readonly q: number;
   readonly scales: number;
   readonly negzs: number;
@@ -84,16 +87,22 @@ export function repackGptq(e: WasmEngine, l: GptqLinearHost): FastGptq | null {
   const qPtr = e.alloc(N * P * 4);
   const q = e.u32(qPtr, N * P);
   if (!perm && bits === l.bits) {
-    // 2/4/8-bit in file order: each qweight word already packs perWord inputs of one column
+    // 2/4/8-bit in file order: each qweight word packs the perWord inputs of one chunk and column
+    // in order; move its fields to the pair-interleaved order, 16 bits at a time by table
+    const [lo, hi] = fieldTables(bits);
     const qw = l.qweight;
     for (let nb = 0; nb < N / 8; nb++) {
       for (let pr = 0; pr < P; pr++) {
         const dst = (nb * P + pr) * 8, src = pr * N + nb * 8;
-        for (let c = 0; c < 8; c++) q[dst + c] = qw[src + c];
+        for (let c = 0; c < 8; c++) {
+          const v = qw[src + c];
+          q[dst + c] = (lo[v & 0xffff] | hi[(v >>> 16) & 0xffff]) >>> 0;
+        }
       }
     }
   }
   const qv = perm || bits !== l.bits ? unpackQweight(l) : new Uint8Array(0); // [K, N] values
+  const rowOf = Int32Array.from({ length: perWord }, (_, j) => fieldInput(bits, j));
   for (let nb = 0; qv.length > 0 && nb < N / 8; nb++) {
     for (let pr = 0; pr < P; pr++) {
       const dst = (nb * P + pr) * 8;
@@ -101,7 +110,7 @@ export function repackGptq(e: WasmEngine, l: GptqLinearHost): FastGptq | null {
         const o = nb * 8 + c;
         let word = 0;
         for (let j = 0; j < perWord; j++) {
-          const row = pr * perWord + j;
+          const row = pr * perWord + rowOf[j];
           const i = perm ? perm[row] : row;
           word |= qv[i * N + o] << (j * bits);
         }
@@ -121,7 +130,37 @@ export function repackGptq(e: WasmEngine, l: GptqLinearHost): FastGptq | null {
     }
   }
   return {
-    kind: 'fast-gptq', inFeatures: K, outFeatures: N, bits, groups, rowsPerGroup,
+    kind: 'fast-gptq', inFeatures: K, outFeatures: N, bits, groups, rowsPerGroup, xBlock: xBlock(perGroup, perWord),
     q: qPtr, scales: sPtr, negzs: zPtr, bias: uploadBias(e, l.bias, N), perm,
   };
+}
+
+/** The largest multiple of `chunk` that divides `perGroup` and is at most MAX_XBLOCK. */
+function xBlock(perGroup: number, chunk: number): number {
+  for (let b = Math.min(perGroup, MAX_XBLOCK); b > chunk; b--) if (perGroup % b === 0 && b % chunk === 0) return b;
+  return chunk;
+}
+
+const FIELD_TABLES = new Map<QuantBits, [Uint32Array, Uint32Array]>();
+/**
+ * For the low and high 16 bits of a file-order word: the same fields placed where the repacked
+ * word keeps them (field f of the file word is input f; input i goes to the field j with
+ * fieldInput(bits, j) = i).
+ */
+function fieldTables(bits: QuantBits): [Uint32Array, Uint32Array] {
+  let t = FIELD_TABLES.get(bits);
+  if (t) return t;
+  const perWord = 32 / bits, half = perWord / 2, mask = (1 << bits) - 1;
+  const dest = new Int32Array(perWord);
+  for (let j = 0; j < perWord; j++) dest[fieldInput(bits, j)] = j;
+  t = [new Uint32Array(65536), new Uint32Array(65536)];
+  for (let h = 0; h < 2; h++) {
+    for (let v = 0; v < 65536; v++) {
+      let word = 0;
+      for (let i = 0; i < half; i++) word |= ((v >>> (i * bits)) & mask) << (dest[h * half + i] * bits);
+      t[h][v] = word >>> 0;
+    }
+  }
+  FIELD_TABLES.set(bits, t);
+  return t;
 }

@@ -85,13 +85,21 @@ export class FnBuilder {
   v128Load(offset = 0): this { return this.simd(0x00, ...this.mem(0, offset)); }
   v128Load32Splat(offset = 0): this { return this.simd(0x09, ...this.mem(0, offset)); }
   v128Store(offset = 0): this { return this.simd(0x0b, ...this.mem(0, offset)); }
+  // (opcodes ≥ 0x80 are written as their LEB128 value, e.g. 0xad → bytes ad 01)
   v128And(): this { return this.simd(0x4e); }
+  i16x8Splat(): this { return this.simd(0x10); }
   i32x4Splat(): this { return this.simd(0x11); }
   f32x4Splat(): this { return this.simd(0x13); }
-  i32x4ShrU(): this { return this.simd(0xad, 0x01); }
-  f32x4Add(): this { return this.simd(0xe4, 0x01); }
-  f32x4Mul(): this { return this.simd(0xe6, 0x01); }
-  f32x4ConvertI32x4U(): this { return this.simd(0xfb, 0x01); }
+  /** i16x8.shr_u by the i32 on the stack */
+  i16x8ShrU(): this { return this.simd(0x8d); }
+  i32x4ShrU(): this { return this.simd(0xad); }
+  i32x4Add(): this { return this.simd(0xae); }
+  /** i32x4.dot_i16x8_s: lane i = a[2i]·b[2i] + a[2i+1]·b[2i+1] (signed) */
+  i32x4DotI16x8S(): this { return this.simd(0xba); }
+  f32x4Add(): this { return this.simd(0xe4); }
+  f32x4Mul(): this { return this.simd(0xe6); }
+  f32x4ConvertI32x4S(): this { return this.simd(0xfa); }
+  f32x4ConvertI32x4U(): this { return this.simd(0xfb); }
   v128Zero(): this { this.simd(0x0c); for (let i = 0; i < 16; i++) this.code.push(0); return this; }
 
   /** Body bytes: local declarations, code, end. */
