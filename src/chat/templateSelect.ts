@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { TEMPLATE_NAMES, type BuiltinTemplateName, type ChatTemplate, type TemplateName } from './chatTemplate.js';
@@ -68,6 +69,24 @@ export function selectTemplate(modelDirOrName: string, tokenizerConfig?: unknown
   if (fromConfig) return builtin(fromConfig.name, `config.json _name_or_path "${configName}" matches /${fromConfig.pattern}/`);
 
   return builtin(FALLBACK, `no rule matches "${folder}"; Alpaca is the default (as in text-generation-webui); use --template to choose`);
+}
+
+/**
+ * selectTemplate for a model folder, reading its tokenizer_config.json (chat_template) and
+ * config.json (_name_or_path); a missing or unreadable one counts as absent.
+ */
+export async function selectTemplateForFolder(dir: string, override?: string): Promise<TemplateChoice> {
+  const tokenizerConfig = await readOptionalJson(path.join(dir, 'tokenizer_config.json'));
+  const config = await readOptionalJson(path.join(dir, 'config.json'));
+  return selectTemplate(dir, tokenizerConfig, { override, config });
+}
+
+async function readOptionalJson(file: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as unknown;
+  } catch {
+    return undefined; // optional side file; the loaders report real problems with required ones
+  }
 }
 
 /** The last matching name rule, or null. */

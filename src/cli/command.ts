@@ -95,11 +95,31 @@ function formatHelp(spec: CommandSpec): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Progress and status lines go to stderr so stdout carries only the command's result. */
+export const logToStderr = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
+
+/** `--shard-size <GB>`, shared by the commands that write a (sharded) safetensors checkpoint. */
+export const SHARD_SIZE_OPTION: OptionDef = { type: 'string', value: 'GB', description: 'largest output shard', default: '5' };
+
+/** SHARD_SIZE_OPTION's value in bytes. */
+export function shardBytesOpt(values: OptionValues): number {
+  return (numberOpt(values, 'shard-size', { min: 0.001 }) ?? 5) * 1e9;
+}
+
 // --- typed accessors for parsed values --------------------------------------------------
 
 export function stringOpt(values: OptionValues, name: string): string | undefined {
   const v = values[name];
   return typeof v === 'string' ? v : undefined;
+}
+
+/** A folder flag the command cannot run without: missing, a UsageError pointing at its --help. */
+export function requiredDirOpt(values: OptionValues, name: string, command: string): string {
+  const v = stringOpt(values, name);
+  if (v === undefined) throw new UsageError(`--${name} <dir> is required; see 'qllama ${command} --help'`);
+  return v;
 }
 
 export function listOpt(values: OptionValues, name: string): string[] {

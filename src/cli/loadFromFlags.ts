@@ -22,10 +22,7 @@ export async function loadFromFlags(values: OptionValues, log: (line: string) =>
   });
 }
 
-/** Progress and status lines go to stderr so stdout carries only the model's text. */
-export const logToStderr = (line: string): void => {
-  process.stderr.write(`${line}\n`);
-};
+export { logToStderr } from './command.js';
 
 /** `user/repo[:branch]` that is not a local folder: fetched from the Hub on first use. */
 const HUB_REF = /^[\w.-]+\/[\w.-]+(:[\w./-]+)?$/;

@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createBackend, type BackendKind } from '../backends/select.js';
-import { selectTemplate, type TemplateChoice } from '../chat/templateSelect.js';
+import { selectTemplateForFolder, type TemplateChoice } from '../chat/templateSelect.js';
 import type { KvCacheState } from '../generate/generator.js';
 import { LlamaModel } from '../model/llama.js';
 import { Tokenizer } from '../tokenizer/index.js';
@@ -39,9 +38,7 @@ export class LoadedModel implements AsyncDisposable {
     const started = performance.now();
     const model = await LlamaModel.create(options.dir, { backend, weights: options.weights, contextLength: options.contextLength });
     const tokenizer = await Tokenizer.fromModelDir(options.dir);
-    const tokenizerConfig = await readJson(path.join(options.dir, 'tokenizer_config.json'));
-    const config = await readJson(path.join(options.dir, 'config.json'));
-    const template = selectTemplate(path.resolve(options.dir), tokenizerConfig, { override: options.template, config });
+    const template = await selectTemplateForFolder(path.resolve(options.dir), options.template);
     const { info } = model;
     const quant = info.gptq ? `GPTQ ${info.gptq.bits}-bit g${info.gptq.groupSize}${info.gptq.actOrder ? ' act-order' : ''}` : 'fp16';
     log(`loaded ${path.basename(info.weightsPath)} (${quant}, ${info.config.numLayers} layers) on ${backend.name} in ${((performance.now() - started) / 1000).toFixed(1)} s; template ${template.name}`);
@@ -54,13 +51,5 @@ export class LoadedModel implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
-  }
-}
-
-async function readJson(file: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as unknown;
-  } catch {
-    return undefined; // optional side file; the loaders report real problems with required ones
   }
 }

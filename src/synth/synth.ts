@@ -4,14 +4,14 @@
  * [K·bits/32, N] int32, qzeros [G, N·bits/32] (all zeros stored as 2^(bits−1) − 1), scales
  * [G, N] fp16, g_idx [K] (shuffled for --act-order); fp16 embeddings, norms and lm_head.
  */
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
-import { floatToHalf } from '../formats/safetensors.js';
+import { floatToHalf } from '../formats/half.js';
+import { tensorByteSize, writeSafetensors, type TensorSpec } from '../formats/safetensorsWriter.js';
 import { Xorshift, halfTable } from './random.js';
-import { writeSafetensors, type TensorSpec } from './safetensorsWriter.js';
 import { SHAPES, type LlamaShape } from './shapes.js';
 
 export interface SynthOptions {
@@ -44,14 +44,20 @@ export async function runSynth(argv: string[]): Promise<number> {
   }
   if (!values.out) throw new UsageError(`--out DIR is required\nusage: ${USAGE}`);
   const t0 = performance.now();
-  const bytes = synthesize({ shape, bits, groupSize, actOrder: values['act-order'] ?? false, out: values.out, seed: Number(values.seed ?? 1) });
+  const bytes = await synthesize({ shape, bits, groupSize, actOrder: values['act-order'] ?? false, out: values.out, seed: Number(values.seed ?? 1) });
   console.log(`synth: wrote ${values.shape} ${bits}-bit g${groupSize}${values['act-order'] ? ' act-order' : ''} to ${values.out} ` +
     `(${(bytes / 1e9).toFixed(2)} GB in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   return 0;
 }
 
+/** A tensor to write and how to fill it (called once, with the whole tensor's elements). */
+interface SynthTensor extends TensorSpec {
+  readonly dtype: 'F16' | 'I32';
+  readonly fill: (out: Uint16Array | Int32Array) => void;
+}
+
 /** Writes config.json, quantize_config.json, tokenizer files and model.safetensors; returns the weights' size. */
-export function synthesize(o: SynthOptions): number {
+export async function synthesize(o: SynthOptions): Promise<number> {
   const { shape: s, bits } = o;
   mkdirSync(o.out, { recursive: true });
   writeFileSync(path.join(o.out, 'config.json'), JSON.stringify({
@@ -65,10 +71,10 @@ export function synthesize(o: SynthOptions): number {
   }, null, 2));
   copyTokenizer(o.out);
   const rng = new Xorshift(o.seed ?? 1);
-  const tensors: TensorSpec[] = [];
+  const tensors: SynthTensor[] = [];
   const scaleTable = halfTable(0.001, 0.003), embedTable = halfTable(-0.04, 0.04);
   const one = floatToHalf(1);
-  const f16 = (name: string, shape: number[], table: Uint16Array | null): TensorSpec => ({
+  const f16 = (name: string, shape: number[], table: Uint16Array | null): SynthTensor => ({
     name, dtype: 'F16', shape,
     fill: (out) => (table ? rng.fillHalves(out as Uint16Array, table) : (out as Uint16Array).fill(one)),
   });
@@ -80,9 +86,9 @@ export function synthesize(o: SynthOptions): number {
     const gIdx = groupIndex(K, gs, o.actOrder, rng);
     tensors.push(
       { name: `${name}.qweight`, dtype: 'I32', shape: [(K * bits) / 32, N], fill: (out) => rng.fillWords(out as Int32Array) },
-      { name: `${name}.qzeros`, dtype: 'I32', shape: [G, (N * bits) / 32], fill: (out, off) => { for (let i = 0; i < out.length; i++) out[i] = zeros[(off + i) % zeros.length]; } },
+      { name: `${name}.qzeros`, dtype: 'I32', shape: [G, (N * bits) / 32], fill: (out) => { for (let i = 0; i < out.length; i++) out[i] = zeros[i % zeros.length]; } },
       { name: `${name}.scales`, dtype: 'F16', shape: [G, N], fill: (out) => rng.fillHalves(out as Uint16Array, scaleTable) },
-      { name: `${name}.g_idx`, dtype: 'I32', shape: [K], fill: (out, off) => (out as Int32Array).set(gIdx.subarray(off, off + out.length)) },
+      { name: `${name}.g_idx`, dtype: 'I32', shape: [K], fill: (out) => (out as Int32Array).set(gIdx) },
     );
   };
   tensors.push(f16('model.embed_tokens.weight', [s.vocab, s.hidden], embedTable));
@@ -95,7 +101,20 @@ export function synthesize(o: SynthOptions): number {
     tensors.push(f16(`${p}.input_layernorm.weight`, [s.hidden], null), f16(`${p}.post_attention_layernorm.weight`, [s.hidden], null));
   }
   tensors.push(f16('model.norm.weight', [s.hidden], null), f16('lm_head.weight', [s.vocab, s.hidden], embedTable));
-  return writeSafetensors(path.join(o.out, 'model.safetensors'), tensors, { format: 'pt', qllama: 'synth (random weights)' });
+  // The writer asks for one tensor at a time and has written it before asking for the next, so
+  // every tensor is filled into one reused buffer: memory ≈ the largest tensor (the embedding or
+  // lm_head: 330 MB for 13B, 430 MB for 33B), and no per-tensor garbage over a 7-20 GB file.
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  let scratch = new ArrayBuffer(0);
+  const file = path.join(o.out, 'model.safetensors');
+  await writeSafetensors(file, tensors, (name) => {
+    const t = byName.get(name) as SynthTensor;
+    const size = tensorByteSize(t);
+    if (scratch.byteLength < size) scratch = new ArrayBuffer(size);
+    t.fill(t.dtype === 'F16' ? new Uint16Array(scratch, 0, size / 2) : new Int32Array(scratch, 0, size / 4));
+    return new Uint8Array(scratch, 0, size);
+  }, { format: 'pt', qllama: 'synth (random weights)' });
+  return statSync(file).size;
 }
 
 /** One row of qzeros: every column's zero stored as `stored`, packed LSB first. */

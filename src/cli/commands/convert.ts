@@ -1,6 +1,6 @@
 import { UsageError } from '../../errors.js';
 import { convertToSafetensors } from '../../hub/convertCheckpoint.js';
-import { defineCommand, numberOpt, stringOpt } from '../command.js';
+import { SHARD_SIZE_OPTION, defineCommand, logToStderr, shardBytesOpt, stringOpt } from '../command.js';
 
 export const convertCommand = defineCommand({
   name: 'convert',
@@ -10,7 +10,7 @@ export const convertCommand = defineCommand({
   options: {
     to: { type: 'string', value: 'format', description: 'target format (only safetensors)' },
     out: { type: 'string', value: 'dir', description: 'output folder (default: next to the .bin files)' },
-    'shard-size': { type: 'string', value: 'GB', description: 'largest output shard', default: '5' },
+    'shard-size': SHARD_SIZE_OPTION,
   },
   details: 'example:\n  qllama convert models/CarperAI_stable-vicuna-13b-delta --to safetensors --out models/stable-vicuna-13b-delta-st',
   async run(values, positionals) {
@@ -18,8 +18,7 @@ export const convertCommand = defineCommand({
     if (dir === undefined) throw new UsageError('missing the folder to convert: qllama convert <dir> --to safetensors');
     if (stringOpt(values, 'to') !== 'safetensors') throw new UsageError('--to safetensors is required (the only target format)');
     const out = stringOpt(values, 'out') ?? dir;
-    const shardGb = numberOpt(values, 'shard-size', { min: 0.001 }) ?? 5;
-    const report = await convertToSafetensors(dir, out, { shardBytes: shardGb * 1e9, log: (l) => process.stderr.write(`${l}\n`) });
+    const report = await convertToSafetensors(dir, out, { shardBytes: shardBytesOpt(values), log: logToStderr });
     process.stdout.write(`converted ${report.tensors} tensors into ${out}: ${report.files.join(', ')}\n`);
     return 0;
   },

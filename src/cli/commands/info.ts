@@ -1,6 +1,6 @@
 import { discoverModel } from '../../formats/modelFolder.js';
 import { Tokenizer } from '../../tokenizer/index.js';
-import { selectTemplate } from '../../chat/templateSelect.js';
+import { selectTemplateForFolder } from '../../chat/templateSelect.js';
 import { defineCommand, boolOpt, stringOpt } from '../command.js';
 import { EMBEDDED_MODEL_DIR, defaultTemplateFor } from '../defaultModel.js';
 
@@ -18,7 +18,7 @@ export const infoCommand = defineCommand({
     const model = discoverModel(dir, { weights: stringOpt(values, 'weights') });
     const tokenizer = await Tokenizer.fromModelDir(dir);
     const embeddedDefault = defaultTemplateFor(dir);
-    const chosen = selectTemplate(model.dir, await readTokenizerConfig(model.dir), { override: embeddedDefault });
+    const chosen = await selectTemplateForFolder(model.dir, embeddedDefault);
     const template = embeddedDefault ? { ...chosen, reason: 'the embedded model was trained on this format' } : chosen;
     const c = model.config;
     const info = {
@@ -58,12 +58,3 @@ export const infoCommand = defineCommand({
     return 0;
   },
 });
-
-async function readTokenizerConfig(dir: string): Promise<unknown> {
-  const { readFile } = await import('node:fs/promises');
-  try {
-    return JSON.parse(await readFile(`${dir}/tokenizer_config.json`, 'utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
-}

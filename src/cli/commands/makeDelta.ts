@@ -1,6 +1,6 @@
 import { UsageError } from '../../errors.js';
 import { makeDelta } from '../../hub/mergeDelta.js';
-import { boolOpt, defineCommand, numberOpt, stringOpt } from '../command.js';
+import { SHARD_SIZE_OPTION, boolOpt, defineCommand, logToStderr, requiredDirOpt, shardBytesOpt, stringOpt } from '../command.js';
 
 export const makeDeltaCommand = defineCommand({
   name: 'make-delta',
@@ -12,20 +12,16 @@ export const makeDeltaCommand = defineCommand({
     out: { type: 'string', value: 'dir', description: 'new folder for the delta' },
     'no-pad-token': { type: 'boolean', description: 'shapes must match exactly (FastChat-style delta)' },
     dtype: { type: 'string', value: 'f16|f32', description: 'delta precision; f32 makes the round trip exact for any base', default: 'f16' },
-    'shard-size': { type: 'string', value: 'GB', description: 'largest output shard', default: '5' },
+    'shard-size': SHARD_SIZE_OPTION,
   },
   async run(values) {
-    const get = (name: string): string => {
-      const v = stringOpt(values, name);
-      if (v === undefined) throw new UsageError(`--${name} <dir> is required; see 'qllama make-delta --help'`);
-      return v;
-    };
+    const get = (name: string): string => requiredDirOpt(values, name, 'make-delta');
     const dtype = stringOpt(values, 'dtype') ?? 'f16';
     if (dtype !== 'f16' && dtype !== 'f32') throw new UsageError(`--dtype must be f16 or f32, got "${dtype}"`);
-    const shardGb = numberOpt(values, 'shard-size', { min: 0.001 }) ?? 5;
+    const shardBytes = shardBytesOpt(values);
     const report = await makeDelta({
       base: get('base'), target: get('target'), out: get('out'), padToken: !boolOpt(values, 'no-pad-token'),
-      dtype: dtype === 'f32' ? 'F32' : 'F16', shardBytes: shardGb * 1e9, log: (l) => process.stderr.write(`${l}\n`),
+      dtype: dtype === 'f32' ? 'F32' : 'F16', shardBytes, log: logToStderr,
     });
     process.stdout.write(`wrote a delta of ${report.tensors} tensors (${report.files.join(', ')})\n`);
     return 0;

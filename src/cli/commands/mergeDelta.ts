@@ -1,6 +1,5 @@
-import { UsageError } from '../../errors.js';
 import { mergeDelta } from '../../hub/mergeDelta.js';
-import { boolOpt, defineCommand, numberOpt, stringOpt } from '../command.js';
+import { SHARD_SIZE_OPTION, boolOpt, defineCommand, logToStderr, requiredDirOpt, shardBytesOpt } from '../command.js';
 
 export const mergeDeltaCommand = defineCommand({
   name: 'merge-delta',
@@ -11,7 +10,7 @@ export const mergeDeltaCommand = defineCommand({
     delta: { type: 'string', value: 'dir', description: 'the delta weights and tokenizer' },
     out: { type: 'string', value: 'dir', description: 'new folder for the merged fp16 model' },
     'no-pad-token': { type: 'boolean', description: "FastChat-style plain sum: don't grow the vocab by a [PAD] row" },
-    'shard-size': { type: 'string', value: 'GB', description: 'largest output shard', default: '5' },
+    'shard-size': SHARD_SIZE_OPTION,
   },
   details: [
     'The base gets a [PAD] token first (embed_tokens and lm_head grow by a zero row, 32000 -> 32001),',
@@ -21,24 +20,16 @@ export const mergeDeltaCommand = defineCommand({
     '  qllama merge-delta --base models/llama-13b --delta models/CarperAI_stable-vicuna-13b-delta --out models/stable-vicuna-13b',
   ].join('\n'),
   async run(values) {
-    const base = required(values, 'base');
-    const delta = required(values, 'delta');
-    const out = required(values, 'out');
-    const shardGb = numberOpt(values, 'shard-size', { min: 0.001 }) ?? 5;
+    const base = requiredDirOpt(values, 'base', 'merge-delta');
+    const delta = requiredDirOpt(values, 'delta', 'merge-delta');
+    const out = requiredDirOpt(values, 'out', 'merge-delta');
     const report = await mergeDelta({
-      base, delta, out, padToken: !boolOpt(values, 'no-pad-token'), shardBytes: shardGb * 1e9,
-      log: (l) => process.stderr.write(`${l}\n`),
+      base, delta, out, padToken: !boolOpt(values, 'no-pad-token'), shardBytes: shardBytesOpt(values), log: logToStderr,
     });
     process.stdout.write(`merged ${report.tensors} tensors into ${out} (${report.files.join(', ')})${report.padded.length ? `; [PAD] row added to ${report.padded.join(', ')}` : ''}\n`);
     return 0;
   },
 });
-
-function required(values: Parameters<typeof stringOpt>[0], name: string): string {
-  const v = stringOpt(values, name);
-  if (v === undefined) throw new UsageError(`--${name} <dir> is required; see 'qllama merge-delta --help'`);
-  return v;
-}
 
 export const runMergeDelta = (argv: string[]): Promise<number> => mergeDeltaCommand.run(argv);
 export const mergeDeltaHelp = mergeDeltaCommand.help();

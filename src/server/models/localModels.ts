@@ -1,6 +1,6 @@
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { selectTemplate } from '../../chat/templateSelect.js';
+import { selectTemplateForFolder } from '../../chat/templateSelect.js';
 import { EMBEDDED_MODEL_DIR } from '../../cli/defaultModel.js';
 import { discoverModel } from '../../formats/modelFolder.js';
 
@@ -68,8 +68,7 @@ export async function listLocalModels(modelsDir: string, extraDirs: readonly str
 async function describe(id: string, dir: string, embedded: boolean): Promise<LocalModel> {
   try {
     const info = discoverModel(dir);
-    const tokenizerConfig = await readJson(path.join(dir, 'tokenizer_config.json'));
-    const template = selectTemplate(dir, tokenizerConfig, { config: await readJson(path.join(dir, 'config.json')), override: embedded ? EMBEDDED_TEMPLATE : undefined });
+    const template = await selectTemplateForFolder(dir, embedded ? EMBEDDED_TEMPLATE : undefined);
     const settings: DetectedSettings = {
       format: info.format,
       bits: info.gptq?.bits ?? 16,
@@ -85,13 +84,5 @@ async function describe(id: string, dir: string, embedded: boolean): Promise<Loc
     return { id, dir, embedded, settings };
   } catch (err) {
     return { id, dir, embedded, error: err instanceof Error ? err.message : String(err) };
-  }
-}
-
-async function readJson(file: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as unknown;
-  } catch {
-    return undefined; // optional side file
   }
 }
