@@ -6,6 +6,9 @@
  *   3. per model dir (e.g. from `qllama synth`): load time, prefill tok/s, decode tok/s at
  *      context 1/512/2048 (graph replay, argmax on the device), peak GPU memory
  * Ends with one JSON line of every figure.
+ * Env: QLLAMA_BENCH_PREFILL_ONLY=1 (load + prefill only), QLLAMA_BENCH_PREFILL_OLD=1 (also the previous prefill
+ * kernels, same process), QLLAMA_BENCH_CHUNK_ROWS (prompt rows per forward pass, default 512),
+ * QLLAMA_BENCH_COMPARE=0 (no ring-GEMV decode run).
  */
 import { CudaBackend } from '../src/backends/cuda/cudaBackend.js';
 import { ptr, u64 } from '../src/backends/cuda/kernelArgs.js';
@@ -53,7 +56,9 @@ const cases = [
   { name: 'qkv fused', K: 5120, N: 5120, mats: 3, swiglu: false },
   { name: 'gate/up+swiglu', K: 5120, N: 13824, mats: 2, swiglu: true },
 ];
-for (const variant of ['reg', 'ring'] as const) for (const actOrder of [false, true]) {
+// QLLAMA_BENCH_PREFILL_ONLY=1 skips this section and the decode runs
+const gemvVariants = process.env.QLLAMA_BENCH_PREFILL_ONLY === '1' ? [] : (['reg', 'ring'] as const);
+for (const variant of gemvVariants) for (const actOrder of [false, true]) {
   b.gemvVariant = variant;
   for (const { name, K, N, mats, swiglu } of cases) {
     const copies = Math.max(4, Math.ceil(256e6 / (mats * K * N / 2)));
@@ -85,11 +90,12 @@ const models: ModelFigures[] = [];
 for (const dir of process.argv.slice(2)) {
   const m = await benchModel(dir, ceiling, (line) => console.log(line));
   models.push(m);
-  console.log(`  vs ${PEER.name}: decode ctx 1 ${(m.decode[1] / PEER.decodeShort).toFixed(2)}x, ctx 2048 ${(m.decode[2048] / PEER.decode2048).toFixed(2)}x, ` +
-    `prefill 2048 ${(m.prefill[2048] / PEER.prefill2048).toFixed(3)}x`);
+  const decodeVs = m.decode[1] === undefined ? '' :
+    `decode ctx 1 ${(m.decode[1] / PEER.decodeShort).toFixed(2)}x, ctx 2048 ${(m.decode[2048] / PEER.decode2048).toFixed(2)}x, `;
+  console.log(`  vs ${PEER.name}: ${decodeVs}prefill 2048 ${(m.prefill[2048] / PEER.prefill2048).toFixed(3)}x`);
 }
 figures.models = models;
-if (models.length === 2) {
+if (models.length === 2 && models[0].decode[1] !== undefined) {
   figures.actOrderVsCompat = +(models[1].decode[1] / models[0].decode[1]).toFixed(3);
   console.log(`act-order / compat decode at context 1: ${figures.actOrderVsCompat}`);
 }

@@ -9,11 +9,14 @@ import { LlamaModel } from '../src/model/llama.js';
 
 export interface ModelFigures {
   readonly dir: string;
+  readonly chunkRows: number;
   readonly loadS: number;
   /** of loadS, seconds inside the backend's upload calls (copies, act-order repack) */
   readonly uploadS: number;
   readonly weightsGB: number;
   readonly prefill: Record<string, number>;
+  /** prefill with the older kernels (wmma GEMM, looped decode attention), same run; only with QLLAMA_BENCH_PREFILL_OLD=1 */
+  readonly prefillOld: Record<string, number>;
   readonly decode: Record<string, number>;
   readonly decodeOfCeiling: Record<string, number>;
   /** decode with the cp.async ring GEMV kernel ('ring'), same model and run */
@@ -25,7 +28,9 @@ export interface ModelFigures {
 export async function benchModel(dir: string, ceilingGBs: number, log: (l: string) => void): Promise<ModelFigures> {
   const backend = CudaBackend.create();
   const t0 = performance.now();
-  const model = await LlamaModel.create(dir, { backend, contextLength: 2048, chunkRows: 512 });
+  // prompt rows per forward pass (QLLAMA_BENCH_CHUNK_ROWS, default 512)
+  const chunkRows = Number(process.env.QLLAMA_BENCH_CHUNK_ROWS ?? 512);
+  const model = await LlamaModel.create(dir, { backend, contextLength: 2048, chunkRows });
   backend.synchronize();
   const loadS = (performance.now() - t0) / 1000;
   const uploadS = backend.uploadSeconds;
@@ -33,20 +38,32 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   log(`${dir}: loaded ${weightsGB.toFixed(2)} GB in ${loadS.toFixed(2)} s (${uploadS.toFixed(2)} s inside the backend's uploads, the rest reading and parsing)`);
   const vocab = model.vocabSize;
   const prompt = (n: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
-  const prefill: Record<string, number> = {};
-  for (const n of [512, 2048]) {
-    await model.forward(prompt(64), 0); // warm
-    const t = performance.now();
-    await model.forward(prompt(n), 0);
-    prefill[n] = Math.round(n / ((performance.now() - t) / 1000));
-    log(`  prefill ${n}: ${prefill[n]} tok/s`);
+  const timePrefill = async (label: string): Promise<Record<string, number>> => {
+    const r: Record<string, number> = {};
+    for (const n of [512, 2048]) {
+      await model.forward(prompt(64), 0); // warm
+      const t = performance.now();
+      await model.forward(prompt(n), 0);
+      r[n] = Math.round(n / ((performance.now() - t) / 1000));
+      log(`  prefill ${n}${label}: ${r[n]} tok/s`);
+    }
+    return r;
+  };
+  const prefill = await timePrefill('');
+  const prefillOld: Record<string, number> = {};
+  if (process.env.QLLAMA_BENCH_PREFILL_OLD === '1') {
+    backend.prefillKernels = 'old';
+    Object.assign(prefillOld, await timePrefill(' (old kernels: wmma GEMM, looped decode attention)'));
+    backend.prefillKernels = 'mma';
   }
+  // QLLAMA_BENCH_PREFILL_ONLY=1: load and prefill only
+  const decodeContexts = process.env.QLLAMA_BENCH_PREFILL_ONLY === '1' ? [] : [1, 512, 2048];
   const decode: Record<string, number> = {};
   const decodeOfCeiling: Record<string, number> = {};
   // bytes a decode step must read: the weights file (minus the embedding table, read one row) + KV
   const c = model.config;
   const stepBytes = (ctx: number): number => weightsGB * 1e9 - c.vocabSize * c.hiddenSize * 2 + ctx * c.numLayers * 2 * c.hiddenSize * 2;
-  for (const ctx of [1, 512, 2048]) {
+  for (const ctx of decodeContexts) {
     const start = ctx === 1 ? 0 : ctx - 33;
     if (start > 0) await model.forward(prompt(start), 0);
     let id = 1;
@@ -61,7 +78,7 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   }
   // the cp.async ring GEMV kernel on the same loaded model, for comparison (QLLAMA_BENCH_COMPARE=0 skips it)
   const decodeRing: Record<string, number> = {};
-  if (process.env.QLLAMA_BENCH_COMPARE !== '0') {
+  if (process.env.QLLAMA_BENCH_COMPARE !== '0' && decodeContexts.length > 0) {
     backend.gemvVariant = 'ring';
     for (const ctx of [1, 2048]) {
       const start = ctx === 1 ? 0 : ctx - 33;
@@ -76,7 +93,7 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   }
   const { free, total } = backend.cu.memInfo();
   const fig: ModelFigures = {
-    dir, decodeRing, loadS: +loadS.toFixed(2), uploadS: +uploadS.toFixed(2), weightsGB: +weightsGB.toFixed(2), prefill, decode, decodeOfCeiling,
+    dir, chunkRows, decodeRing, loadS: +loadS.toFixed(2), uploadS: +uploadS.toFixed(2), weightsGB: +weightsGB.toFixed(2), prefill, prefillOld, decode, decodeOfCeiling,
     peakAllocGB: +(backend.mem.peak / 1e9).toFixed(2), usedGB: +((total - free) / 1e9).toFixed(2),
   };
   log(`  peak allocated ${fig.peakAllocGB} GB, in use on the card ${fig.usedGB} GB`);

@@ -8,7 +8,7 @@ import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend, LinearHost } from '../../src/backends/backend.js';
 import { gpu, input, normErr, poisoned, randHalf, randn, randomGptq, skipNoGpu } from './support.js';
 
-const cpu = new CpuBackend();
+const cpu = new CpuBackend({ int8Gemv: false });
 /** fp16 activations inside the kernels (GEMV inputs, KV cache) bound the agreement to about 1e-3. */
 const HALF_TOL = 4e-3;
 const F32_TOL = 2e-5;
@@ -111,6 +111,21 @@ test('linear: GPTQ 4-bit, every group layout, GEMV and GEMM', { skip: skipNoGpu 
   gpu().gemvVariant = 'reg';
 });
 
+test('linear: GPTQ 4-bit GEMM for rows > 1 (mma.sync and the old wmma kernel), odd sizes, act-order', { skip: skipNoGpu }, () => {
+  const cases: [number, number, number, boolean, number[]][] = [
+    [1280, 520, 128, true, [2, 17, 130, 512]], [1280, 520, 128, false, [4, 512]], [768, 200, 64, false, [2, 5, 129]],
+    [384, 136, 32, true, [3, 64, 257]], [5120, 1000, 128, true, [2, 33]], [2816, 1024, 128, false, [200]],
+  ];
+  for (const mode of ['mma', 'old'] as const) {
+    gpu().prefillKernels = mode;
+    for (const [k, n, gs, ao, rowsList] of cases) {
+      const w = randomGptq(k, n, 4, gs, ao);
+      for (const rows of rowsList) checkLinear(`gemm[${mode}] q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`, w, rows, HALF_TOL);
+    }
+  }
+  gpu().prefillKernels = 'mma';
+});
+
 test('linear: GPTQ 8, 3 and 2 bits', { skip: skipNoGpu }, () => {
   for (const bits of [8, 3, 2] as const) {
     for (const ao of [false, true]) {
@@ -127,15 +142,16 @@ test('linear: dense fp16 (lm_head), with and without bias', { skip: skipNoGpu },
   }
 });
 
-test('writeKv + attention: decode over a long context, prefill, grouped KV heads', { skip: skipNoGpu }, () => {
-  for (const [heads, kvHeads, headDim] of [[8, 8, 128], [8, 2, 64], [4, 4, 256]]) {
+test('writeKv + attention: decode over a long context, prefill (flash and looped kernels), grouped KV heads', { skip: skipNoGpu }, () => {
+  for (const mode of ['mma', 'old'] as const) for (const [heads, kvHeads, headDim] of [[8, 8, 128], [8, 2, 64], [4, 4, 256]]) {
+    gpu().prefillKernels = mode;
     const maxSeq = 1024, layers = 2, layer = 1;
     const [g, c] = both((b) => {
       const cache = b.allocKvCache(layers, maxSeq, kvHeads, headDim);
       const results: Float32Array[] = [];
       let pos = 0;
       // a prefill of 700 rows in chunks, then single-token steps, checking attention each time
-      for (const rows of [300, 400, 1, 1, 5]) {
+      for (const rows of [300, 400, 1, 1, 5, 37, 2, 129]) {
         const k = input(b, rows, kvHeads * headDim, randnSeeded(rows * kvHeads * headDim, pos));
         const v = input(b, rows, kvHeads * headDim, randnSeeded(rows * kvHeads * headDim, pos + 7777));
         b.writeKv(cache, layer, pos, k, v, rows);
@@ -149,9 +165,10 @@ test('writeKv + attention: decode over a long context, prefill, grouped KV heads
     });
     g.forEach((r, i) => {
       const err = normErr(r, c[i]);
-      assert.ok(err < HALF_TOL, `attention ${heads}/${kvHeads}x${headDim} step ${i}: err ${err}`);
+      assert.ok(err < HALF_TOL, `attention[${mode}] ${heads}/${kvHeads}x${headDim} step ${i}: err ${err}`);
     });
   }
+  gpu().prefillKernels = 'mma';
 });
 
 /** Deterministic per call site, so both backends see the same values. */

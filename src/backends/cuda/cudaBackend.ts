@@ -14,7 +14,7 @@ import {
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, PERM_BUFFERS, type GemvVariant } from './gemvBatch.js';
-import { launchLinear } from './linearLaunch.js';
+import { GEMM_MMA_SHARED, launchLinear, type GemmOptions } from './linearLaunch.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { KernelModule } from './module.js';
@@ -52,6 +52,15 @@ export class CudaBackend implements Backend {
   private readonly step: Scratch = { ptr: null, bytes: 0 }; // int32 [startPos, ids...] for graph replays
   private readonly ids: Scratch = { ptr: null, bytes: 0 }; // int32 ids of eager embed calls
   private readonly attnPart: Scratch = { ptr: null, bytes: 0 };
+  private readonly xHalf: Scratch = { ptr: null, bytes: 0 }; // fp16 copy of a GEMM's x (rows > 1)
+  /**
+   * Prefill kernels (rows > 1): 'mma' = the mma.sync int4 GEMM + flash attention (default);
+   * 'old' = the wmma GEMM with per-element dequantization + the looped decode attention
+   * ($QLLAMA_CUDA_PREFILL=old). Tests and benchmarks switch it to compare.
+   */
+  prefillKernels: 'mma' | 'old' = process.env.QLLAMA_CUDA_PREFILL === 'old' ? 'old' : 'mma';
+  private readonly mmaGemmFits: boolean;
+  private readonly flashFits: boolean;
   private readonly argmaxOut: DevicePtr;
   private readonly argmaxHost = new Int32Array(1);
   /** one-token int4 GEMVs waiting to go out together (flushed before every other op) */
@@ -73,6 +82,12 @@ export class CudaBackend implements Backend {
     cu.memsetD32(counters, 0, MAX_TILES, stream);
     const permBufs = Array.from({ length: PERM_BUFFERS }, () => this.mem.alloc(MAX_PERM_K * 4));
     this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs);
+    // the prefill kernels' shared memory (sm_86/89 allow 99 KiB per block: the old GEMM there)
+    const optin = cu.attribute(DeviceAttribute.MaxSharedMemoryPerBlockOptin, device);
+    this.mmaGemmFits = optin >= GEMM_MMA_SHARED;
+    if (this.mmaGemmFits) this.kernels.allowDynamicShared('gemm_q4_mma', GEMM_MMA_SHARED);
+    for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
+    this.flashFits = optin >= flashShared(128);
   }
 
   /** Opens device `ordinal` (default $QLLAMA_CUDA_DEVICE or 0) with its primary context. */
@@ -169,13 +184,13 @@ export class CudaBackend implements Backend {
 
   linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
     if (rows !== 1) this.batch.flush();
-    launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(out).ptr, x: act(x).ptr, rows, accumulate: false });
+    launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(out).ptr, x: act(x).ptr, rows, accumulate: false }, this.gemmOptions());
   }
 
   /** acc += x Wᵀ + b: the residual add fused into the GEMV (its atomics add straight into acc). */
   linearAdd(acc: Activation, x: Activation, weight: LinearWeight, rows: number): void {
     if (rows !== 1) this.batch.flush();
-    launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(acc).ptr, x: act(x).ptr, rows, accumulate: true });
+    launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(acc).ptr, x: act(x).ptr, rows, accumulate: true }, this.gemmOptions());
   }
 
   rope(x: Activation, heads: number, headDim: number, startPos: number, theta: number, rows: number): void {
@@ -203,11 +218,18 @@ export class CudaBackend implements Backend {
     const c = cache as CudaKvCache;
     const d = shape.headDim;
     if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
+    const off = BigInt(shape.layer * c.layerBytes());
+    const pos = this.posPtr();
+    if (rows > 1 && (d === 64 || d === 128) && this.prefillKernels === 'mma' && this.flashFits && shape.heads % shape.kvHeads === 0) {
+      // flash-style causal kernel: a block per (64 query rows, head)
+      this.kernels.launch(`attn_flash_${d}`, { x: Math.ceil(rows / 64), y: shape.heads }, { x: 128 },
+        [ptr(act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
+          i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))], flashShared(d));
+      return;
+    }
     const maxPositions = this.capturing ? c.maxSeq : shape.startPos + rows;
     const plan = planAttention(maxPositions, rows, shape.heads, this.smCount);
     const part = this.grow(this.attnPart, rows * shape.heads * plan.splits * (d + 2) * 4);
-    const off = BigInt(shape.layer * c.layerBytes());
-    const pos = this.posPtr();
     this.kernels.launch(`attn_split_${d}`, { x: shape.heads, y: plan.splits, z: rows }, { x: 128 },
       [ptr(part), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
         i32(shape.heads), i32(shape.kvHeads), i32(plan.chunk), i32(plan.splits), f32(1 / Math.sqrt(d))], 0, true);
@@ -305,6 +327,10 @@ export class CudaBackend implements Backend {
   }
 
   // --- internals -------------------------------------------------------------------------
+  private gemmOptions(): GemmOptions {
+    return { mma: this.prefillKernels === 'mma' && this.mmaGemmFits, scratch: (bytes) => this.grow(this.xHalf, bytes) };
+  }
+
   private posPtr(): DevicePtr | null {
     return this.capturing ? this.step.ptr : null;
   }
@@ -335,6 +361,11 @@ export class CudaBackend implements Backend {
     }
     this.graphs.clear();
   }
+}
+
+/** dynamic shared memory of attn_flash_<d>: K and V tiles of 64 positions, double-buffered, rows padded by 8 halves */
+function flashShared(d: number): number {
+  return 2 * 2 * 64 * (d + 8) * 2;
 }
 
 function act(a: Activation): CudaActivation {

@@ -2,7 +2,10 @@
  * Launches of `y (+)= x Wᵀ + b` for every weight kind and row count:
  *   one row:  int4 fast GEMV (gemv_q4_rpg*, queued in a GemvBatch so that GEMVs over the same x share
  *             one launch), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
- *   rows > 1: tensor-core GEMM with per-tile dequantization (gemm_gptq, gemm_f16)
+ *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order) once, then the mma.sync
+ *             GEMM that dequantizes each weight slice once into shared memory (gemm_q4_mma);
+ *             other layouts, or `mma: false`: the older wmma GEMM with per-element dequantization
+ *             (gemm_gptq, gemm_f16)
  * gemv_qn splits K across blocks and adds atomically, so its plain outputs are zeroed first (a memset
  * node inside graphs); gemv_q4 reduces through a self-cleaning workspace and needs no memset.
  */
@@ -20,7 +23,19 @@ export interface LinearCall {
   readonly accumulate: boolean;
 }
 
-export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream, batch: GemvBatch, w: CudaLinear, c: LinearCall): void {
+/** How rows > 1 run on q4-layout weights. */
+export interface GemmOptions {
+  /** the mma.sync GEMM (gemm_q4_mma); false: the older wmma kernel */
+  readonly mma: boolean;
+  /** a device buffer of at least `bytes` (the fp16 copy of x), valid until the next call */
+  readonly scratch: (bytes: number) => DevicePtr;
+}
+
+/** dynamic shared memory of gemm_q4_mma (gemm_mma.cu: 4 stages of x and packed weights + one fp16 weight tile) */
+export const GEMM_MMA_SHARED = 108544;
+
+export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream, batch: GemvBatch, w: CudaLinear, c: LinearCall,
+  gemm?: GemmOptions): void {
   const K = w.inFeatures, N = w.outFeatures;
   if (!(c.rows === 1 && w.kind === 'gptq' && w.layout === 'q4' && GemvBatch.fits(w))) batch.flush(); // keep the model's order
   if (w.kind === 'dense') {
@@ -41,6 +56,13 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
       kernels.launch('gemv_qn', { x: Math.ceil(N / 128), y: Math.ceil(K / kPerSplit) }, { x: 128 },
         [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
     }
+  } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
+    const xh = gemm.scratch(c.rows * K * 2);
+    const pairs = (c.rows * K) / 2;
+    kernels.launch('x_to_half', { x: Math.min(Math.ceil(pairs / 256), 8192) }, { x: 256 }, [ptr(xh), ptr(c.x), ptr(w.perm), i32(c.rows), i32(K)]);
+    kernels.launch('gemm_q4_mma', { x: Math.ceil(N / 128), y: Math.ceil(c.rows / 128) }, { x: 256 },
+      [ptr(c.y), ptr(xh), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0),
+        ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), i32(w.groupSize)], GEMM_MMA_SHARED);
   } else {
     kernels.launch('gemm_gptq', { x: Math.ceil(N / 64), y: Math.ceil(c.rows / 64) }, { x: 128 },
       [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0),
