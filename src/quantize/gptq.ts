@@ -1,4 +1,4 @@
-import { upperCholeskyOfInverse } from './linalg.js';
+import { upperCholeskyOfInverseInPlace } from './linalg.js';
 import { allocParams, findGroupParams, quantGrid, quantizeLevel, type ChannelParams } from './quantizer.js';
 import type { QuantizedLinear, QuantizeSettings } from './types.js';
 
@@ -12,6 +12,7 @@ import type { QuantizedLinear, QuantizeSettings } from './types.js';
  *    column k by −e·U[j,k], immediately inside the current block, lazily (one matmul) after it;
  *  - a group's scale/zero come from the error-updated weights at the group's first column
  *    (static groups: from the original weights, once, before anything moves).
+ * The Hessian is copied once (permuted and damped) and factored in place; it is not modified.
  * Weights are held transposed, `wt [cols, rows]`, so one input column is one contiguous row and
  * every update is an axpy over contiguous memory.
  */
@@ -27,15 +28,16 @@ export function gptqQuantize(
   const gs = grouped ? settings.groupSize : cols;
   const groups = Math.ceil(cols / gs);
   const wt = transpose(w, rows, cols); // [cols, rows]
-  const h = hessian.slice();
 
   // One group: GPTQ-for-LLaMa finds the row parameters before zeroing dead columns.
   const params = allocParams(rows);
   if (!grouped) findGroupParams(grid, wt, rows, 0, cols, params);
 
+  const diag = new Float64Array(cols);
   for (let i = 0; i < cols; i++) {
-    if (h[i * cols + i] !== 0) continue;
-    h[i * cols + i] = 1;
+    diag[i] = hessian[i * cols + i];
+    if (diag[i] !== 0) continue;
+    diag[i] = 1;
     wt.fill(0, i * rows, (i + 1) * rows);
   }
 
@@ -47,15 +49,16 @@ export function gptqQuantize(
     })
     : undefined;
 
-  const perm = settings.actOrder ? descendingDiagonalOrder(h, cols) : identity(cols);
+  const perm = settings.actOrder ? descendingOrder(diag) : identity(cols);
   const wp = settings.actOrder ? permuteRows(wt, perm, rows) : wt; // [cols, rows] in visiting order
-  const hp = settings.actOrder ? permuteSymmetric(h, perm, cols) : h;
-
+  // H in visiting order, dead columns' diagonal 1, damped: the one n² copy GPTQ makes (the
+  // factorization below runs in place on it)
+  const hp = permuteSymmetric(hessian, perm, cols);
   let diagSum = 0;
-  for (let i = 0; i < cols; i++) diagSum += hp[i * cols + i];
+  for (let i = 0; i < cols; i++) diagSum += diag[i];
   const damp = settings.damp * (diagSum / cols);
-  for (let i = 0; i < cols; i++) hp[i * cols + i] += damp;
-  const u = upperCholeskyOfInverse(hp, cols); // [cols, cols] upper
+  for (let i = 0; i < cols; i++) hp[i * cols + i] = diag[perm[i]] + damp;
+  const u = upperCholeskyOfInverseInPlace(hp, cols); // [cols, cols] upper
 
   const scales = new Float32Array(groups * rows);
   const zeros = new Uint8Array(groups * rows);
@@ -139,8 +142,12 @@ function lazyUpdate(wp: Float64Array, err: Float64Array, u: Float64Array, rows: 
 
 /** Column order by descending H[i,i]; ties keep index order (torch.argsort is not stable, so any tie order is valid). */
 export function descendingDiagonalOrder(h: Float64Array, n: number): Int32Array {
-  const idx = Array.from({ length: n }, (_, i) => i);
-  idx.sort((a, b) => h[b * n + b] - h[a * n + a] || a - b);
+  return descendingOrder(Float64Array.from({ length: n }, (_, i) => h[i * n + i]));
+}
+
+function descendingOrder(d: Float64Array): Int32Array {
+  const idx = Array.from({ length: d.length }, (_, i) => i);
+  idx.sort((a, b) => d[b] - d[a] || a - b);
   return Int32Array.from(idx);
 }
 

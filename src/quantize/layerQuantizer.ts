@@ -1,3 +1,5 @@
+import type { Activations } from './activations.js';
+import type { QuantEngine } from './engine.js';
 import { gptqQuantize } from './gptq.js';
 import { HessianAccumulator } from './hessian.js';
 import { LINEAR_NAMES, linearShape, type LayerParams, type LayerRunner, type LinearName } from './layerRunner.js';
@@ -22,29 +24,36 @@ export interface LayerJob {
   /** GPTQ-for-LLaMa --true-sequential: each sub-group sees the outputs of the quantized ones before it */
   readonly trueSequential: boolean;
   readonly layer: number;
+  /** the SIMD/threads engine the runner uses (Hessian sums then live in its memory) */
+  readonly engine?: QuantEngine;
   readonly onLinear?: (e: LinearEvent) => void;
   /** fraction of this layer done, and what is running */
   readonly onProgress?: (fraction: number, what: string) => void;
 }
 
-/** Sub-groups in GPTQ-for-LLaMa's true-sequential order; members share one input, hence one Hessian. */
 /** Largest MLP hidden state kept between the last two passes instead of recomputed. */
-const HIDDEN_CACHE_BYTES = 512 * 1024 * 1024;
+export const HIDDEN_CACHE_BYTES = 512 * 1024 * 1024;
 
+/** Sub-groups in GPTQ-for-LLaMa's true-sequential order; members share one input, hence one Hessian. */
 const SUBGROUPS: readonly (readonly LinearName[])[] = [['k', 'v', 'q'], ['o'], ['up', 'gate'], ['down']];
 
 /**
  * Quantizes one decoder layer with GPTQ on calibration activations and moves them through it:
- * `acts[s]` (`[seqlen, dim]`, sample s's input to the layer) becomes the quantized layer's output.
- * `spare[s]` is a second buffer of the same size (the attention output in true-sequential mode).
- * Only the passes a sub-group needs run: [k,v,q] needs norm1(x); [o] the attention output, kept
- * in `spare`; [up,gate] norm2(x + o(a)), after which x holds that residual; [down] the MLP hidden
- * state; a last pass finishes x += down(·).
+ * sample s of `acts` (`[seqlen, dim]`, f32 or fp16, its input to the layer) becomes the quantized
+ * layer's output. `spare` holds as many samples of the same size (the attention output in
+ * true-sequential mode). Each pass reads a sample into the runner's f32 buffer, runs in f32,
+ * and writes back what must be kept. Only the passes a sub-group needs run: [k,v,q]
+ * needs norm1(x); [o] the attention output, kept in `spare`; [up,gate] norm2(x + o(a)), after
+ * which x holds that residual; [down] the MLP hidden state; a last pass finishes x += down(·).
+ * With an engine (`hessianSlots`), the Hessian sums live in its memory; true-sequential mode
+ * fills and reads them one after another, so they share one slot.
  */
-export function quantizeLayer(job: LayerJob, params: LayerParams, acts: Float32Array[], spare: Float32Array[], seqlen: number): Record<LinearName, QuantizedLinear> {
+export function quantizeLayer(job: LayerJob, params: LayerParams, acts: Activations, spare: Activations, seqlen: number): Record<LinearName, QuantizedLinear> {
   const { runner, settings } = job;
   const dims = runner.dims;
-  const n = acts.length;
+  const n = acts.count;
+  const size = seqlen * dims.dim;
+  const x = runner.x.subarray(0, size);
   const passes = job.trueSequential ? 5 : 2;
   const units = passes * n + LINEAR_NAMES.length * Math.max(1, n / 2);
   let done = 0;
@@ -66,22 +75,23 @@ export function quantizeLayer(job: LayerJob, params: LayerParams, acts: Float32A
       tick(Math.max(1, n / 2), `${name}_proj`);
     }
   };
-  const hAttn = new HessianAccumulator(dims.dim);
-  const hO = new HessianAccumulator(dims.dim);
-  const hMlp = new HessianAccumulator(dims.dim);
-  const hDown = new HessianAccumulator(dims.ffn);
+  const e = job.engine;
+  const shared = job.trueSequential;
+  const hAttn = new HessianAccumulator(dims.dim, e, shared ? 'hessian' : 'hessian.attn');
+  const hO = new HessianAccumulator(dims.dim, e, shared ? 'hessian' : 'hessian.o');
+  const hMlp = new HessianAccumulator(dims.dim, e, shared ? 'hessian' : 'hessian.mlp');
+  const hDown = new HessianAccumulator(dims.ffn, e, shared ? 'hessian' : 'hessian.down');
 
   if (!job.trueSequential) {
     // One pass through the original layer captures every input; then all seven are quantized.
-    const h = new Float32Array(seqlen * dims.dim);
     for (let s = 0; s < n; s++) {
-      const xn = runner.attnInput(params, acts[s], seqlen);
+      acts.read(s, x, size);
+      const xn = runner.attnInput(params, x, seqlen);
       hAttn.add(xn, seqlen);
       const a = runner.attention(params, xn, seqlen);
       hO.add(a, seqlen);
-      h.set(acts[s]);
-      runner.addAttentionOutput(params, h, a, seqlen);
-      const hn = runner.mlpInput(params, h, seqlen);
+      runner.addAttentionOutput(params, x, a, seqlen);
+      const hn = runner.mlpInput(params, x, seqlen);
       hMlp.add(hn, seqlen);
       hDown.add(runner.mlpHidden(params, hn, seqlen), seqlen);
       tick(1, 'capturing inputs');
@@ -91,27 +101,35 @@ export function quantizeLayer(job: LayerJob, params: LayerParams, acts: Float32A
     quantize(SUBGROUPS[2], hMlp);
     quantize(SUBGROUPS[3], hDown);
     for (let s = 0; s < n; s++) {
-      runner.forward(params, acts[s], seqlen);
+      acts.read(s, x, size);
+      runner.forward(params, x, seqlen);
+      acts.write(s, x, size);
       tick(1, 'layer outputs');
     }
     return results;
   }
 
   for (let s = 0; s < n; s++) {
-    hAttn.add(runner.attnInput(params, acts[s], seqlen), seqlen);
+    acts.read(s, x, size);
+    hAttn.add(runner.attnInput(params, x, seqlen), seqlen);
     tick(1, 'inputs of k, v, q');
   }
   quantize(SUBGROUPS[0], hAttn);
   for (let s = 0; s < n; s++) {
-    const a = runner.attention(params, runner.attnInput(params, acts[s], seqlen), seqlen);
+    acts.read(s, x, size);
+    const a = runner.attention(params, runner.attnInput(params, x, seqlen), seqlen);
     hO.add(a, seqlen);
-    spare[s].set(a);
+    spare.write(s, a, size);
     tick(1, 'inputs of o');
   }
   quantize(SUBGROUPS[1], hO);
+  const y = runner.y.subarray(0, size);
   for (let s = 0; s < n; s++) {
-    runner.addAttentionOutput(params, acts[s], spare[s], seqlen);
-    hMlp.add(runner.mlpInput(params, acts[s], seqlen), seqlen);
+    acts.read(s, x, size);
+    spare.read(s, y, size);
+    runner.addAttentionOutput(params, x, y, seqlen);
+    acts.write(s, x, size);
+    hMlp.add(runner.mlpInput(params, x, seqlen), seqlen);
     tick(1, 'inputs of up, gate');
   }
   quantize(SUBGROUPS[2], hMlp);
@@ -120,15 +138,18 @@ export function quantizeLayer(job: LayerJob, params: LayerParams, acts: Float32A
   const hidden: Float32Array[] = [];
   const keepHidden = n * seqlen * dims.ffn * 4 <= HIDDEN_CACHE_BYTES;
   for (let s = 0; s < n; s++) {
-    const m = runner.mlpHidden(params, runner.mlpInput(params, acts[s], seqlen), seqlen);
+    acts.read(s, x, size);
+    const m = runner.mlpHidden(params, runner.mlpInput(params, x, seqlen), seqlen);
     hDown.add(m, seqlen);
     if (keepHidden) hidden.push(m.slice());
     tick(1, 'inputs of down');
   }
   quantize(SUBGROUPS[3], hDown);
   for (let s = 0; s < n; s++) {
-    const m = keepHidden ? hidden[s] : runner.mlpHidden(params, runner.mlpInput(params, acts[s], seqlen), seqlen);
-    runner.addMlpOutput(params, acts[s], m, seqlen);
+    acts.read(s, x, size);
+    const m = keepHidden ? hidden[s] : runner.mlpHidden(params, runner.mlpInput(params, x, seqlen), seqlen);
+    runner.addMlpOutput(params, x, m, seqlen);
+    acts.write(s, x, size);
     tick(1, 'layer outputs');
   }
   return results;

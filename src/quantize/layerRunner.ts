@@ -1,6 +1,7 @@
 import { attention } from '../backends/cpu/kernels/attention.js';
 import { rmsNorm, rope, swiglu } from '../backends/cpu/kernels/elementwise.js';
 import type { LlamaConfig } from '../formats/hfConfig.js';
+import type { QuantEngine } from './engine.js';
 import { linearRows } from './kernels.js';
 
 /**
@@ -67,19 +68,50 @@ export class LayerRunner {
   private readonly up: Float32Array; // [rows, ffn]
   private readonly hidden: Float32Array; // [rows, ffn]
   private readonly scores: Float32Array; // [rows]
+  /** a sample's layer input `[rows, dim]`, for callers that keep activations in another form (fp16) */
+  readonly x: Float32Array;
+  /** a second `[rows, dim]` input buffer (the attention output read back for o) */
+  readonly y: Float32Array;
+  /** the engine's kernels when `engine` was given and the shapes suit them (every dimension a multiple of 4) */
+  private readonly engine: QuantEngine | undefined;
+  private readonly kPad: number;
+  private readonly vt: number; // engine: V transposed [kvDim, kPad], zero past the rows
+  private readonly s: number; // engine: attention scores scratch
 
-  constructor(readonly dims: LayerDims, readonly maxRows: number) {
-    const { dim, kvDim, ffn } = dims;
-    this.xn = new Float32Array(maxRows * dim);
-    this.q = new Float32Array(maxRows * dim);
-    this.k = new Float32Array(maxRows * kvDim);
-    this.v = new Float32Array(maxRows * kvDim);
-    this.attn = new Float32Array(maxRows * dim);
-    this.proj = new Float32Array(maxRows * dim);
-    this.gate = new Float32Array(maxRows * ffn);
-    this.up = new Float32Array(maxRows * ffn);
-    this.hidden = new Float32Array(maxRows * ffn);
+  constructor(readonly dims: LayerDims, readonly maxRows: number, engine?: QuantEngine) {
+    const { dim, kvDim, ffn, headDim } = dims;
+    this.engine = engine && [dim, kvDim, ffn, headDim].every((d) => d % 4 === 0) ? engine : undefined;
+    this.kPad = (maxRows + 3) & ~3;
+    const e = this.engine;
+    const buf = (n: number): Float32Array => (e ? e.alloc(n * 4).f32 : new Float32Array(n));
+    this.xn = buf(maxRows * dim);
+    this.q = buf(maxRows * dim);
+    this.k = buf(maxRows * kvDim);
+    this.v = buf(maxRows * kvDim);
+    this.attn = buf(maxRows * dim);
+    this.proj = buf(maxRows * dim);
+    this.gate = buf(maxRows * ffn);
+    this.up = buf(maxRows * ffn);
+    this.hidden = buf(maxRows * ffn);
+    this.x = buf(maxRows * dim);
+    this.y = buf(maxRows * dim);
     this.scores = new Float32Array(maxRows);
+    this.vt = e ? e.alloc(kvDim * this.kPad * 4).ptr : 0;
+    this.s = e ? e.alloc(e.scoreBytes(this.kPad)).ptr : 0;
+  }
+
+  /** Bytes of the runner's own buffers (activation scratch), for memory reports. */
+  get scratchBytes(): number {
+    const { dim, kvDim, ffn } = this.dims;
+    return this.maxRows * (7 * dim + 2 * kvDim + 3 * ffn) * 4 + (this.engine ? kvDim * this.kPad * 4 + this.engine.scoreBytes(this.kPad) : 0);
+  }
+
+  private linear(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, inF: number, outF: number): void {
+    const e = this.engine;
+    if (!e) return linearRows(out, x, w, rows, inF, outF);
+    const op = e.ptrOf(out);
+    if (op === undefined) throw new Error('layer runner: output outside the engine memory');
+    e.linear(op, e.place(x, 'runner.x'), w, rows, inF, outF);
   }
 
   /** norm1(x), the input of q, k, v: `[rows, dim]`. */
@@ -92,19 +124,30 @@ export class LayerRunner {
   /** Causal self-attention of norm1(x) (pass attnInput's result), the input of o: `[rows, dim]`. */
   attention(p: LayerParams, xn: Float32Array, rows: number): Float32Array {
     const { dim, kvDim, heads, kvHeads, headDim, ropeTheta } = this.dims;
-    linearRows(this.q, xn, p.linear.q, rows, dim, dim);
-    linearRows(this.k, xn, p.linear.k, rows, dim, kvDim);
-    linearRows(this.v, xn, p.linear.v, rows, dim, kvDim);
+    this.linear(this.q, xn, p.linear.q, rows, dim, dim);
+    this.linear(this.k, xn, p.linear.k, rows, dim, kvDim);
+    this.linear(this.v, xn, p.linear.v, rows, dim, kvDim);
     rope(this.q, rows, heads, headDim, 0, ropeTheta, dim);
     rope(this.k, rows, kvHeads, headDim, 0, ropeTheta, kvDim);
-    attention(this.attn, this.q, this.k, this.v, rows, 0, heads, kvHeads, headDim, this.scores);
+    const e = this.engine;
+    if (!e) {
+      attention(this.attn, this.q, this.k, this.v, rows, 0, heads, kvHeads, headDim, this.scores);
+    } else {
+      const kPad = this.kPad;
+      const vt = e.f32(this.vt, kvDim * kPad);
+      const v = this.v;
+      for (let t = 0; t < rows; t++) for (let i = 0; i < kvDim; i++) vt[i * kPad + t] = v[t * kvDim + i];
+      for (let i = 0; i < kvDim; i++) vt.fill(0, i * kPad + rows, (i + 1) * kPad);
+      const ptr = (a: Float32Array): number => e.ptrOf(a) as number;
+      e.attention(ptr(this.attn), ptr(this.q), ptr(this.k), this.vt, this.s, rows, kPad, heads, kvHeads, headDim);
+    }
     return this.attn.subarray(0, rows * dim);
   }
 
   /** x += o(a), in place. */
   addAttentionOutput(p: LayerParams, x: Float32Array, a: Float32Array, rows: number): void {
     const { dim } = this.dims;
-    linearRows(this.proj, a, p.linear.o, rows, dim, dim);
+    this.linear(this.proj, a, p.linear.o, rows, dim, dim);
     for (let i = 0; i < rows * dim; i++) x[i] += this.proj[i];
   }
 
@@ -118,8 +161,8 @@ export class LayerRunner {
   /** swiglu(gate(hn), up(hn)), the input of down: `[rows, ffn]`. */
   mlpHidden(p: LayerParams, hn: Float32Array, rows: number): Float32Array {
     const { dim, ffn } = this.dims;
-    linearRows(this.gate, hn, p.linear.gate, rows, dim, ffn);
-    linearRows(this.up, hn, p.linear.up, rows, dim, ffn);
+    this.linear(this.gate, hn, p.linear.gate, rows, dim, ffn);
+    this.linear(this.up, hn, p.linear.up, rows, dim, ffn);
     swiglu(this.hidden, this.gate, this.up, rows * ffn);
     return this.hidden.subarray(0, rows * ffn);
   }
@@ -127,7 +170,7 @@ export class LayerRunner {
   /** h += down(m), in place. */
   addMlpOutput(p: LayerParams, h: Float32Array, m: Float32Array, rows: number): void {
     const { dim, ffn } = this.dims;
-    linearRows(this.proj, m, p.linear.down, rows, ffn, dim);
+    this.linear(this.proj, m, p.linear.down, rows, ffn, dim);
     for (let i = 0; i < rows * dim; i++) h[i] += this.proj[i];
   }
 

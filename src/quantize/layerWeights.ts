@@ -3,6 +3,8 @@ import { asUint16, toFloat32 } from '../formats/safetensors.js';
 import type { WeightStore } from '../formats/weightStore.js';
 import { ModelLoadError } from '../errors.js';
 import { halfArrayToFloat } from '../backends/cpu/kernels/half.js';
+import { Activations, type ActivationDtype } from './activations.js';
+import { toHalfArray } from './half16.js';
 import { LINEAR_NAMES, LINEAR_PATHS, layerDims, linearShape, type LayerParams, type LinearName } from './layerRunner.js';
 
 /** Reads tensors of an fp16 (or bf16/f32) checkpoint one layer at a time, as f32. */
@@ -33,16 +35,21 @@ export function readLayerParams(store: WeightStore, config: LlamaConfig, l: numb
   };
 }
 
-/** The embedding rows of each calibration sample: `[seqlen, dim]` per sample. */
-export function embedSamples(store: WeightStore, config: LlamaConfig, samples: readonly Int32Array[]): Float32Array[] {
+/** The embedding rows of each calibration sample (`[seqlen, dim]` each), kept as `dtype`. */
+export function embedSamples(store: WeightStore, config: LlamaConfig, samples: readonly Int32Array[], dtype: ActivationDtype): Activations {
   const dim = config.hiddenSize;
-  const table = readF32(store, 'model.embed_tokens.weight', [config.vocabSize, dim]); // [vocab, dim]
-  return samples.map((ids) => {
-    const x = new Float32Array(ids.length * dim);
+  const f32 = readF32(store, 'model.embed_tokens.weight', [config.vocabSize, dim]); // [vocab, dim]
+  const table = dtype === 'f16' ? toHalfArray(f32) : f32;
+  const seqlen = samples[0]?.length ?? 0;
+  const data = samples.map((ids) => {
+    if (ids.length !== seqlen) throw new TypeError('calibration windows differ in length');
+    const x = dtype === 'f16' ? new Uint16Array(seqlen * dim) : new Float32Array(seqlen * dim);
     ids.forEach((id, t) => {
       if (id < 0 || id >= config.vocabSize) throw new ModelLoadError(`token id ${id} is outside the model's vocabulary of ${config.vocabSize}: the tokenizer does not belong to this model`);
-      x.set(table.subarray(id * dim, (id + 1) * dim), t * dim);
+      if (x instanceof Uint16Array && table instanceof Uint16Array) x.set(table.subarray(id * dim, (id + 1) * dim), t * dim);
+      else if (x instanceof Float32Array && table instanceof Float32Array) x.set(table.subarray(id * dim, (id + 1) * dim), t * dim);
     });
     return x;
   });
+  return Activations.of(dtype, seqlen * dim, data);
 }

@@ -81,10 +81,58 @@ export function inverseSpd(a: Float64Array, n: number): Float64Array {
  * diagonal, so it is U (the Cholesky factor is unique). n³/3 flops instead of about 5n³/6.
  */
 export function upperCholeskyOfInverse(h: Float64Array, n: number): Float64Array {
-  const r = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) r[i * n + j] = h[(n - 1 - i) * n + (n - 1 - j)];
-  const x = invertLower(cholesky(r, n), n);
-  const u = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) u[i * n + j] = x[(n - 1 - i) * n + (n - 1 - j)];
-  return u;
+  return upperCholeskyOfInverseInPlace(h.slice(), n);
+}
+
+/**
+ * upperCholeskyOfInverse overwriting `a` (returned): no n² temporaries, which matters for the
+ * widest linear (a 13B down_proj's 13824² Hessian is 1.5 GB in Float64). Reverse in place,
+ * factor in place, invert the factor in place (row i of L⁻¹ needs only row i of L and the rows
+ * of L⁻¹ above it), reverse back — the reversal turns the lower factor into the upper one.
+ */
+export function upperCholeskyOfInverseInPlace(a: Float64Array, n: number): Float64Array {
+  reverseInPlace(a, n);
+  choleskyInPlace(a, n);
+  const row = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const ri = i * n;
+    row.fill(0, 0, i + 1);
+    for (let k = 0; k < i; k++) {
+      const c = a[ri + k];
+      if (c === 0) continue;
+      const rk = k * n;
+      for (let j = 0; j <= k; j++) row[j] -= c * a[rk + j];
+    }
+    row[i] += 1;
+    const inv = 1 / a[ri + i];
+    for (let j = 0; j <= i; j++) a[ri + j] = row[j] * inv;
+    a.fill(0, ri + i + 1, ri + n);
+  }
+  reverseInPlace(a, n);
+  return a;
+}
+
+/** Lower Cholesky factor over `a`'s lower triangle (the upper triangle is left as it was). */
+function choleskyInPlace(a: Float64Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const ri = i * n;
+    for (let j = 0; j <= i; j++) {
+      const rj = j * n;
+      let s = a[ri + j];
+      for (let k = 0; k < j; k++) s -= a[ri + k] * a[rj + k];
+      if (i === j) {
+        if (!(s > 0)) {
+          throw new NotPositiveDefiniteError(`matrix is not positive definite (pivot ${i} is ${s}): raise --damp (e.g. 0.1) or use more calibration samples`);
+        }
+        a[ri + i] = Math.sqrt(s);
+      } else {
+        a[ri + j] = s / a[rj + j];
+      }
+    }
+  }
+}
+
+/** a[i, j] ↔ a[n−1−i, n−1−j]: the element order of the whole buffer reversed. */
+function reverseInPlace(a: Float64Array, n: number): void {
+  a.subarray(0, n * n).reverse();
 }

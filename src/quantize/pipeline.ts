@@ -4,6 +4,8 @@ import { discoverModel } from '../formats/modelFolder.js';
 import { WeightStore } from '../formats/weightStore.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { readCalibrationSource, sampleCalibration } from './calibration.js';
+import { Activations, chooseActivationDtype, type ActivationDtype } from './activations.js';
+import { QuantEngine } from './engine.js';
 import { embedSamples, readLayerParams } from './layerWeights.js';
 import { quantizeLayer, rtnLayer, type LinearEvent } from './layerQuantizer.js';
 import { LINEAR_NAMES, LayerRunner, layerDims, linearShape, type LinearName } from './layerRunner.js';
@@ -52,6 +54,10 @@ export interface QuantizeModelOptions {
   readonly name?: string;
   readonly resume?: boolean;
   readonly force?: boolean;
+  /** how calibration activations are kept between passes (default auto: f32 up to 2 GiB for both buffers, else fp16) */
+  readonly activations?: ActivationDtype | 'auto';
+  /** compute threads (default: $QLLAMA_CPU_THREADS, else all cores); results do not depend on it */
+  readonly threads?: number;
   readonly log?: (line: string) => void;
   readonly onProgress?: (p: QuantizeProgress) => void;
   readonly onLinear?: (e: LinearEvent) => void;
@@ -67,7 +73,7 @@ export interface QuantizeResult {
 
 /**
  * Quantizes an fp16 LLaMA folder layer by layer, holding one layer's weights and the
- * calibration activations (two `[nsamples, seqlen, dim]` f32 buffers) at a time: calibration
+ * calibration activations (two `[nsamples, seqlen, dim]` buffers, f32 or fp16) at a time: calibration
  * windows are drawn and embedded, then each layer is read, quantized on the activations, and
  * moves them on through its quantized self. Each finished layer is checkpointed, so --resume
  * continues after the last one; the output folder appears only when complete.
@@ -96,24 +102,27 @@ export async function quantizeModel(o: QuantizeModelOptions): Promise<QuantizeRe
     windows = sampleCalibration(readCalibrationSource(cal.file, cal.docs, cal.kind), tokenizer, cal);
   }
 
+  const actsDtype = cal ? chooseActivationDtype(o.activations ?? 'auto', cal.nsamples, cal.seqlen, dims.dim) : undefined;
   const name = o.name ?? defaultName(o.modelDir);
   const fileName = outputFileName(name, o.settings);
   const run = {
     version: 1, source: path.resolve(info.weightsPath), settings: o.settings, trueSequential: o.trueSequential, rtn: o.rtn,
-    calibration: cal ? { ...cal, file: path.resolve(cal.file) } : null, fileName,
+    calibration: cal ? { ...cal, file: path.resolve(cal.file) } : null, fileName, activations: actsDtype ?? null,
   };
   const state = await QuantizeState.begin(o.outDir, run, { resume: o.resume ?? false, force: o.force ?? false, log });
   const store = WeightStore.open(info.weightsPath);
+  let engine: QuantEngine | undefined;
   try {
-    let acts: Float32Array[] = [];
-    let spare: Float32Array[] = [];
-    if (cal && windows) {
+    let acts: Activations | undefined;
+    let spare: Activations | undefined;
+    if (cal && windows && actsDtype) {
       const perSample = cal.seqlen * dims.dim;
-      acts = state.finishedLayers > 0 ? state.loadActs(cal.nsamples, perSample) : embedSamples(store, config, windows);
+      acts = state.finishedLayers > 0 ? state.loadActs(actsDtype, cal.nsamples, perSample) : embedSamples(store, config, windows, actsDtype);
       windows = undefined;
-      spare = o.trueSequential ? acts.map(() => new Float32Array(perSample)) : [];
+      spare = Activations.alloc(actsDtype, o.trueSequential ? cal.nsamples : 0, perSample);
     }
-    const runner = cal ? new LayerRunner(dims, cal.seqlen) : undefined;
+    engine = cal ? QuantEngine.create(o.threads) : undefined;
+    const runner = cal ? new LayerRunner(dims, cal.seqlen, engine) : undefined;
     const losses: Record<string, number> = {};
     const first = state.finishedLayers;
     for (let l = first; l < config.numLayers; l++) {
@@ -125,15 +134,15 @@ export async function quantizeModel(o: QuantizeModelOptions): Promise<QuantizeRe
       };
       report(0, 'reading weights');
       const params = readLayerParams(store, config, l);
-      const results = runner && cal
-        ? quantizeLayer({ runner, settings: o.settings, trueSequential: o.trueSequential, layer: l, onLinear: o.onLinear, onProgress: report }, params, acts, spare, cal.seqlen)
+      const results = runner && cal && acts && spare
+        ? quantizeLayer({ runner, engine, settings: o.settings, trueSequential: o.trueSequential, layer: l, onLinear: o.onLinear, onProgress: report }, params, acts, spare, cal.seqlen)
         : rtnLayer(params, dims, o.settings);
       for (const n of LINEAR_NAMES) losses[`model.layers.${l}.${n}`] = results[n].loss;
       report(1, 'saving checkpoint');
       await state.saveLayer(l, results, runner ? acts : undefined);
     }
-    acts = [];
-    spare = [];
+    acts = undefined;
+    spare = undefined;
     log(`writing ${fileName}`);
     const file = await writeQuantizedModel({
       workDir: state.workDir, sourceDir: o.modelDir, source: store, config, fileName,
@@ -142,6 +151,7 @@ export async function quantizeModel(o: QuantizeModelOptions): Promise<QuantizeRe
     await state.finish();
     return { outDir: o.outDir, file: path.join(o.outDir, path.basename(file)), losses, seconds: (Date.now() - started) / 1000 };
   } finally {
+    engine?.dispose();
     store.close();
   }
 }

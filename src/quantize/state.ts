@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { QllamaError } from '../errors.js';
@@ -6,6 +6,7 @@ import { DiskFullError, writeSafetensors } from '../formats/safetensorsWriter.js
 import { LINEAR_NAMES, LINEAR_PATHS, type LinearName } from './layerRunner.js';
 import { packLinear } from './pack.js';
 import type { QuantizedLinear } from './types.js';
+import { Activations, type ActivationDtype } from './activations.js';
 
 /** The output folder exists, or an unfinished run is in the way. */
 export class QuantizeOutputError extends QllamaError {}
@@ -15,7 +16,7 @@ export class QuantizeOutputError extends QllamaError {}
  * complete (one rename at the end). `.state/` inside holds what --resume needs:
  *   run.json            the run's settings; a resume must match them
  *   layer-NNNNN.safetensors   packed tensors of each finished layer (temp + rename)
- *   acts-NNNNN.f32      calibration activations after that layer, all samples, f32
+ *   acts-NNNNN.bin      calibration activations after that layer, all samples (f32 or fp16, as the run keeps them)
  *   progress.json       { finishedLayers } — written last, so it only names complete files
  */
 export class QuantizeState {
@@ -72,20 +73,21 @@ export class QuantizeState {
   }
 
   private actsFile(l: number): string {
-    return path.join(this.stateDir, `acts-${pad(l)}.f32`);
+    return path.join(this.stateDir, `acts-${pad(l)}.bin`);
   }
 
   /** Records layer l as finished: its tensors, then the activations after it, then progress. */
-  async saveLayer(l: number, results: Record<LinearName, QuantizedLinear>, acts: readonly Float32Array[] | undefined): Promise<void> {
+  async saveLayer(l: number, results: Record<LinearName, QuantizedLinear>, acts: Activations | undefined): Promise<void> {
     const tensors = LINEAR_NAMES.flatMap((name) => packLinear(`model.layers.${l}.${LINEAR_PATHS[name]}`, results[name]));
     const byName = new Map(tensors.map((t) => [t.spec.name, t.bytes]));
     await writeSafetensors(this.layerFile(l), tensors.map((t) => t.spec), (name) => byName.get(name) as Uint8Array, { format: 'pt' });
     await guard(this.stateDir, async () => {
       if (acts) await writeAtomic(this.actsFile(l), async (fh) => {
         let pos = 0;
-        for (const a of acts) {
-          await writeAll(fh, new Uint8Array(a.buffer, a.byteOffset, a.byteLength), pos);
-          pos += a.byteLength;
+        for (let s = 0; s < acts.count; s++) {
+          const bytes = acts.sampleBytes(s);
+          await writeAll(fh, bytes, pos);
+          pos += bytes.byteLength;
         }
       });
       await writeAtomic(path.join(this.stateDir, 'progress.json'), (fh) => writeAll(fh, Buffer.from(`${JSON.stringify({ finishedLayers: l + 1 })}\n`), 0));
@@ -94,23 +96,33 @@ export class QuantizeState {
     this.finished = l + 1;
   }
 
-  /** The activations after the last finished layer: `nsamples` arrays of `perSample` floats. */
-  loadActs(nsamples: number, perSample: number): Float32Array[] {
+  /** The activations after the last finished layer: `nsamples` samples of `perSample` values, read sample by sample. */
+  loadActs(dtype: ActivationDtype, nsamples: number, perSample: number): Activations {
     const file = this.actsFile(this.finished - 1);
-    let buf: Buffer;
+    let fd: number;
     try {
-      buf = readFileSync(file);
+      fd = openSync(file, 'r');
     } catch {
       throw new QuantizeOutputError(`${file} is missing, so the run cannot resume: pass --force without --resume to start over`);
     }
-    if (buf.byteLength !== nsamples * perSample * 4) {
-      throw new QuantizeOutputError(`${file} holds ${buf.byteLength} bytes, expected ${nsamples * perSample * 4}: it is damaged; pass --force without --resume to start over`);
+    try {
+      const size = fstatSync(fd).size;
+      const acts = Activations.alloc(dtype, nsamples, perSample);
+      if (size !== acts.bytes) {
+        throw new QuantizeOutputError(`${file} holds ${size} bytes, expected ${acts.bytes}: it is damaged; pass --force without --resume to start over`);
+      }
+      for (let s = 0; s < nsamples; s++) {
+        const bytes = acts.sampleBytes(s);
+        for (let done = 0; done < bytes.byteLength;) {
+          const n = readSync(fd, bytes, done, bytes.byteLength - done, s * bytes.byteLength + done);
+          if (n <= 0) throw new QuantizeOutputError(`${file} ended early: pass --force without --resume to start over`);
+          done += n;
+        }
+      }
+      return acts;
+    } finally {
+      closeSync(fd);
     }
-    return Array.from({ length: nsamples }, (_, s) => {
-      const a = new Float32Array(perSample);
-      new Uint8Array(a.buffer).set(buf.subarray(s * perSample * 4, (s + 1) * perSample * 4));
-      return a;
-    });
   }
 
   /** Drops the state and moves the finished work folder to the output path. */

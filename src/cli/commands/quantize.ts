@@ -1,6 +1,7 @@
 import { UsageError } from '../../errors.js';
 import type { GptqBits } from '../../formats/gptqTypes.js';
 import { quantizeModel, type CalibrationSpec, type QuantizeProgress } from '../../quantize/pipeline.js';
+import type { ActivationDtype } from '../../quantize/activations.js';
 import type { QuantizeSettings } from '../../quantize/types.js';
 import { boolOpt, defineCommand, numberOpt, stringOpt, type OptionValues } from '../command.js';
 
@@ -28,6 +29,8 @@ export const quantizeCommand = defineCommand({
     name: { type: 'string', value: 'base', description: 'base of the output file name (default: the model folder name)' },
     weights: { type: 'string', value: 'file', description: 'weights file in the model folder, when it holds several' },
     resume: { type: 'boolean', description: 'continue an interrupted run (same flags) after its last finished layer' },
+    threads: { type: 'string', value: 'N', description: 'compute threads (default: $QLLAMA_CPU_THREADS, else all cores); results do not depend on it' },
+    activations: { type: 'string', value: 'auto|f32|f16', description: 'how calibration activations are kept between passes (auto: f32 up to 2 GiB, else fp16, half the memory)', default: 'auto' },
     force: { type: 'boolean', description: 'replace an existing output folder, or discard an unfinished run' },
   },
   details: [
@@ -53,6 +56,8 @@ export const quantizeCommand = defineCommand({
       name: stringOpt(values, 'name'),
       resume: boolOpt(values, 'resume'),
       force: boolOpt(values, 'force'),
+      threads: numberOpt(values, 'threads', { integer: true, min: 1, max: 256 }),
+      activations: parseActivations(values),
       log: (line) => bar.line(line),
       onProgress: (p) => bar.update(p),
     });
@@ -61,6 +66,12 @@ export const quantizeCommand = defineCommand({
     return 0;
   },
 });
+
+function parseActivations(values: OptionValues): ActivationDtype | 'auto' {
+  const v = stringOpt(values, 'activations') ?? 'auto';
+  if (v !== 'auto' && v !== 'f32' && v !== 'f16') throw new UsageError(`--activations must be auto, f32 or f16, got "${v}"`);
+  return v;
+}
 
 function parseSettings(values: OptionValues): QuantizeSettings {
   const bits = numberOpt(values, 'wbits', { integer: true }) ?? 4;
