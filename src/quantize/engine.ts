@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
-import { ARGS, COUNT, CTRL_INTS, DONE, GEN, Job, KIND, NEXT, READY, TaskContext, floatBits, runTasks } from './engineJobs.js';
+import { WorkerPool } from '../backends/cpu/fast/pool.js';
+import { ARGS, COUNT, CTRL_INTS, Job, KIND, NEXT, TaskContext, floatBits, runTasks } from './engineJobs.js';
 import { gemmExports, gemmModuleBytes, MAX_PAGES, wasmApi, type WasmMemory, type WasmModule } from './wasmGemm.js';
 
 const PAGE = 65536;
@@ -43,9 +43,7 @@ export class QuantEngine {
   readonly memory: WasmMemory;
   private readonly ctx: TaskContext;
   private top = 64;
-  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_INTS * 4));
-  private workers: Worker[] = [];
-  private started = false;
+  private readonly pool: WorkerPool;
   private readonly slots = new Map<string, { ptr: number; bytes: number }>();
 
   /** An engine, or undefined where WebAssembly SIMD is not available or QLLAMA_QUANTIZE_PLAIN=1 (callers fall back to plain loops). */
@@ -55,10 +53,16 @@ export class QuantEngine {
     return module ? new QuantEngine(module, Math.max(1, Math.floor(threads))) : undefined;
   }
 
-  private constructor(private readonly module: WasmModule, public threads: number) {
+  private constructor(module: WasmModule, threads: number) {
     if (!wasmApi) throw new Error('WebAssembly is not available');
     this.memory = new wasmApi.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     this.ctx = new TaskContext(gemmExports(new wasmApi.Instance(module, { env: { memory: this.memory } })), this.memory, 0);
+    this.pool = new WorkerPool(new URL('./engineWorker.js', import.meta.url), module, this.memory, CTRL_INTS, threads);
+  }
+
+  /** Threads the jobs use (the main one included); 1 once the workers failed to start. */
+  get threads(): number {
+    return this.pool.threads;
   }
 
   /** Bytes of wasm memory in use (the engine's share of the process's memory). */
@@ -153,56 +157,20 @@ export class QuantEngine {
   }
 
   private run(kind: number, args: readonly number[], tasks: number): void {
-    const c = this.ctrl;
+    const c = this.pool.ctrl;
     c[KIND] = kind;
     for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i] | 0;
     c[COUNT] = tasks;
     Atomics.store(c, NEXT, 0);
-    if (this.threads <= 1 || tasks <= 1 || !this.start()) {
+    if (this.threads <= 1 || tasks <= 1 || !this.pool.start()) {
       runTasks(this.ctx, c);
       return;
     }
-    Atomics.store(c, DONE, 0);
-    Atomics.add(c, GEN, 1);
-    Atomics.notify(c, GEN);
-    runTasks(this.ctx, c);
-    const want = this.workers.length;
-    for (let d = Atomics.load(c, DONE); d < want; d = Atomics.load(c, DONE)) Atomics.wait(c, DONE, d);
-  }
-
-  /** Starts the workers on first use; false (single-threaded from then on) if they do not come up. */
-  private start(): boolean {
-    if (this.started) return this.workers.length > 0;
-    this.started = true;
-    const n = this.threads - 1;
-    const url = new URL('./engineWorker.js', import.meta.url);
-    for (let i = 1; i <= n; i++) {
-      const w = new Worker(url, { workerData: { module: this.module, memory: this.memory, ctrl: this.ctrl.buffer, index: i } });
-      w.unref();
-      this.workers.push(w);
-    }
-    const deadline = Date.now() + 10_000;
-    for (let r = Atomics.load(this.ctrl, READY); r < n; r = Atomics.load(this.ctrl, READY)) {
-      if (Atomics.wait(this.ctrl, READY, r, 1000) === 'timed-out' && Date.now() > deadline) {
-        this.stopWorkers();
-        this.threads = 1;
-        return false;
-      }
-    }
-    return true;
-  }
-
-  private stopWorkers(): void {
-    const c = this.ctrl;
-    c[KIND] = Job.Stop;
-    Atomics.add(c, GEN, 1);
-    Atomics.notify(c, GEN);
-    for (const w of this.workers) void w.terminate();
-    this.workers = [];
+    this.pool.post(() => runTasks(this.ctx, c));
   }
 
   dispose(): void {
-    this.stopWorkers();
+    this.pool.stop();
     this.slots.clear();
   }
 }

@@ -1,3 +1,4 @@
+import { JOB, JOB_WORDS } from '../backends/cpu/fast/pool.js';
 import { BLOCKS, GemmMode, type GemmExports, type WasmMemory } from './wasmGemm.js';
 
 /**
@@ -8,16 +9,14 @@ import { BLOCKS, GemmMode, type GemmExports, type WasmMemory } from './wasmGemm.
  * the same instruction sequence, so results are identical whatever the thread count.
  */
 
-// control block layout (Int32 indices)
-export const GEN = 0; // bumped to post a job (workers Atomics.wait on it)
-export const DONE = 1; // workers that finished the current job
-export const READY = 2; // workers started
-export const KIND = 3;
-export const COUNT = 4; // tasks in the job
-export const NEXT = 5; // next task to claim
+// control block layout (Int32 indices), after the pool's words (GEN, DONE, READY, JOB)
+export const KIND = JOB;
+export const COUNT = JOB_WORDS; // tasks in the job
+export const NEXT = JOB_WORDS + 1; // next task to claim
 export const ARGS = 8;
 export const CTRL_INTS = 32;
 
+/** Stop is the pool's STOP */
 export const Job = { Stop: 0, Linear: 1, Gram: 2, Attention: 3 } as const;
 
 /** What a thread needs to run tasks: the kernels and views of the shared memory. */

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
-import { ARGS, CTRL_INTS, DONE, execute, GEN, NT, Op, OP, READY } from './jobs.js';
+import { ARGS, CTRL_INTS, execute, NT, OP, type Op } from './jobs.js';
 import { kernelExports, kernelModuleBytes, MAX_PAGES, type KernelExports } from './kernels.js';
+import { WorkerPool } from './pool.js';
 import { wasmApi, type WasmMemory, type WasmModule } from './wasmAsm.js';
 
 const PAGE = 65536;
@@ -38,16 +38,18 @@ export class WasmEngine {
   readonly memory: WasmMemory;
   readonly k: KernelExports;
   private top = 64;
-  private readonly ctrl = new Int32Array(new SharedArrayBuffer(CTRL_INTS * 4));
-  private workers: Worker[] = [];
-  private started = false;
+  private readonly pool: WorkerPool;
   private readonly scratch = new Map<string, { ptr: number; bytes: number }>();
 
-  constructor(private readonly module: WasmModule, public threads: number) {
+  constructor(module: WasmModule, threads: number) {
     if (!wasmApi) throw new Error('WebAssembly is not available');
     this.memory = new wasmApi.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
     this.k = kernelExports(new wasmApi.Instance(module, { env: { memory: this.memory } }));
+    this.pool = new WorkerPool(new URL('./worker.js', import.meta.url), module, this.memory, CTRL_INTS, threads);
   }
+
+  /** Threads jobs may use (the main one included); 1 once the workers failed to start. */
+  get threads(): number { return this.pool.threads; }
 
   /** `bytes` of fresh (zeroed) memory, 64-byte aligned; returns its byte offset. */
   alloc(bytes: number): number {
@@ -78,56 +80,20 @@ export class WasmEngine {
 
   /** Runs job `op` with `args` on `nt` threads (main thread included) and returns when all are done. */
   run(op: Op, args: readonly number[], nt: number): void {
-    const c = this.ctrl;
+    const c = this.pool.ctrl;
     c[OP] = op;
     for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i];
     const threads = Math.min(nt, this.threads);
-    if (threads <= 1 || !this.start()) {
+    if (threads <= 1 || !this.pool.start()) {
       execute(this.k, c, 0, 1);
       return;
     }
     c[NT] = threads;
-    Atomics.store(c, DONE, 0);
-    Atomics.add(c, GEN, 1);
-    Atomics.notify(c, GEN);
-    execute(this.k, c, 0, threads);
-    const want = this.workers.length;
-    for (let d = Atomics.load(c, DONE); d < want; d = Atomics.load(c, DONE)) Atomics.wait(c, DONE, d);
-  }
-
-  /** Starts the workers on first use; false (single-threaded from then on) if they do not come up. */
-  private start(): boolean {
-    if (this.started) return this.workers.length > 0;
-    this.started = true;
-    const n = this.threads - 1;
-    const url = new URL('./worker.js', import.meta.url);
-    for (let i = 1; i <= n; i++) {
-      const w = new Worker(url, { workerData: { module: this.module, memory: this.memory, ctrl: this.ctrl.buffer, index: i } });
-      w.unref();
-      this.workers.push(w);
-    }
-    const deadline = Date.now() + 10_000;
-    for (let r = Atomics.load(this.ctrl, READY); r < n; r = Atomics.load(this.ctrl, READY)) {
-      if (Date.now() > deadline || Atomics.wait(this.ctrl, READY, r, 1000) === 'timed-out' && Date.now() > deadline) {
-        this.stopWorkers();
-        this.threads = 1;
-        return false;
-      }
-    }
-    return true;
-  }
-
-  private stopWorkers(): void {
-    const c = this.ctrl;
-    c[OP] = Op.Stop;
-    Atomics.add(c, GEN, 1);
-    Atomics.notify(c, GEN);
-    for (const w of this.workers) void w.terminate();
-    this.workers = [];
+    this.pool.post(() => execute(this.k, c, 0, threads));
   }
 
   dispose(): void {
-    this.stopWorkers();
+    this.pool.stop();
     this.scratch.clear();
   }
 }

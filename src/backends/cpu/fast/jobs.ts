@@ -1,13 +1,15 @@
 import type { KernelExports, QuantBits } from './kernels.js';
+import { JOB, JOB_WORDS } from './pool.js';
 
 /**
  * The jobs the thread pool runs, encoded in a small shared Int32Array so the main thread and the
  * workers execute the same code on their share of the output blocks (`blockRange`).
- * Layout: [GEN, DONE, READY, OP, NT, args...]
+ * Layout: [the pool's words (GEN, DONE, READY, OP = JOB), NT, args...]
  */
-export const GEN = 0, DONE = 1, READY = 2, OP = 3, NT = 4, ARGS = 5;
+export const OP = JOB, NT = JOB_WORDS, ARGS = JOB_WORDS + 1;
 export const CTRL_INTS = ARGS + 20;
 
+/** Stop is the pool's STOP */
 export const enum Op { Stop = 0, Gemm = 1, Gemv = 2, QGemm = 3, Read = 4, GemvQ8 = 5 }
 
 /** Output blocks [b0, b1) of thread `ti` of `nt` when `nb` blocks are split evenly. */

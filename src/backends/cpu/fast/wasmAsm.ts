@@ -7,8 +7,9 @@
 
 export const I32 = 0x7f;
 export const F32 = 0x7d;
+export const F64 = 0x7c;
 export const V128 = 0x7b;
-export type ValType = typeof I32 | typeof F32 | typeof V128;
+export type ValType = typeof I32 | typeof F32 | typeof F64 | typeof V128;
 
 function uleb(n: number, out: number[]): void {
   do {
@@ -63,7 +64,9 @@ export class FnBuilder {
   sub(): this { return this.op(0x6b); }
   mul(): this { return this.op(0x6c); }
   shl(): this { return this.op(0x74); }
+  xor(): this { return this.op(0x73); }
   eqz(): this { return this.op(0x45); }
+  eq(): this { return this.op(0x46); }
   ne(): this { return this.op(0x47); }
   ltU(): this { return this.op(0x49); }
   geU(): this { return this.op(0x4f); }
@@ -80,9 +83,14 @@ export class FnBuilder {
   f32Store(offset = 0): this { return this.op(0x38, ...this.mem(2, offset)); }
   f32Add(): this { return this.op(0x92); }
   f32Mul(): this { return this.op(0x94); }
+  f64Load(offset = 0): this { return this.op(0x2b, ...this.mem(3, offset)); }
+  f64Store(offset = 0): this { return this.op(0x39, ...this.mem(3, offset)); }
+  f64Add(): this { return this.op(0xa0); }
+  f64PromoteF32(): this { return this.op(0xbb); }
 
   // --- SIMD (opcodes after the 0xfd prefix) ---
-  v128Load(offset = 0): this { return this.simd(0x00, ...this.mem(0, offset)); }
+  /** `align` is the log2 alignment hint of the memarg (0: none promised) */
+  v128Load(offset = 0, align = 0): this { return this.simd(0x00, ...this.mem(align, offset)); }
   v128Load32Splat(offset = 0): this { return this.simd(0x09, ...this.mem(0, offset)); }
   v128Store(offset = 0): this { return this.simd(0x0b, ...this.mem(0, offset)); }
   // (opcodes ≥ 0x80 are written as their LEB128 value, e.g. 0xad → bytes ad 01)
@@ -90,6 +98,7 @@ export class FnBuilder {
   i16x8Splat(): this { return this.simd(0x10); }
   i32x4Splat(): this { return this.simd(0x11); }
   f32x4Splat(): this { return this.simd(0x13); }
+  f32x4ExtractLane(lane: number): this { return this.simd(0x1f, lane); }
   /** i16x8.shr_u by the i32 on the stack */
   i16x8ShrU(): this { return this.simd(0x8d); }
   i32x4ShrU(): this { return this.simd(0xad); }

@@ -1,33 +1,12 @@
 /** A compute thread of the fast CPU backend: sleeps in Atomics.wait until the main thread posts a job. */
-import { workerData } from 'node:worker_threads';
-import { DONE, execute, GEN, NT, Op, OP, READY } from './jobs.js';
+import { execute, NT } from './jobs.js';
 import { kernelExports } from './kernels.js';
-import { wasmApi, type WasmMemory, type WasmModule } from './wasmAsm.js';
+import { serveJobs } from './pool.js';
 
-interface WorkerInit {
-  readonly module: WasmModule;
-  readonly memory: WasmMemory;
-  readonly ctrl: SharedArrayBuffer;
-  /** thread index (the main thread is 0) */
-  readonly index: number;
-}
-
-const init = workerData as WorkerInit;
-const c = new Int32Array(init.ctrl);
-if (!wasmApi) throw new Error('WebAssembly is not available in this worker');
-const k = kernelExports(new wasmApi.Instance(init.module, { env: { memory: init.memory } }));
-// read the generation before saying ready: the main thread may post the first job right after
-let seen = Atomics.load(c, GEN);
-Atomics.add(c, READY, 1);
-Atomics.notify(c, READY);
-for (;;) {
-  Atomics.wait(c, GEN, seen);
-  const gen = Atomics.load(c, GEN);
-  if (gen === seen) continue;
-  seen = gen;
-  if (c[OP] === Op.Stop) break;
-  const nt = c[NT];
-  if (init.index < nt) execute(k, c, init.index, nt);
-  Atomics.add(c, DONE, 1);
-  Atomics.notify(c, DONE);
-}
+serveJobs((instance, _memory, index) => {
+  const k = kernelExports(instance);
+  return (c) => {
+    const nt = c[NT];
+    if (index < nt) execute(k, c, index, nt);
+  };
+});
