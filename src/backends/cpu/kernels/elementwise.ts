@@ -18,8 +18,7 @@ export function rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array
  */
 export function rope(x: Float32Array, rows: number, heads: number, headDim: number, startPos: number, theta: number, rowStride: number): void {
   const half = headDim / 2;
-  const invFreq = new Float32Array(half);
-  for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(theta, (2 * i) / headDim);
+  const invFreq = inverseFrequencies(headDim, theta);
   for (let t = 0; t < rows; t++) {
     const pos = startPos + t;
     for (let i = 0; i < half; i++) {
@@ -33,6 +32,19 @@ export function rope(x: Float32Array, rows: number, heads: number, headDim: numb
       }
     }
   }
+}
+
+/** theta^(−2i/headDim) for i < headDim/2, computed once per (headDim, theta): a decode step allocates nothing. */
+const invFreqCache = new Map<string, Float32Array>();
+function inverseFrequencies(headDim: number, theta: number): Float32Array {
+  const key = `${headDim}:${theta}`;
+  let f = invFreqCache.get(key);
+  if (!f) {
+    f = new Float32Array(headDim / 2);
+    for (let i = 0; i < f.length; i++) f[i] = 1 / Math.pow(theta, (2 * i) / headDim);
+    invFreqCache.set(key, f);
+  }
+  return f;
 }
 
 /** out = silu(gate) · up, silu(v) = v / (1 + e^−v) */
