@@ -36,9 +36,19 @@ export class LoadedModel implements AsyncDisposable {
     const log = options.log ?? (() => {});
     const backend = await createBackend(options.backend ?? 'auto', log, { threads: options.threads });
     const started = performance.now();
-    const model = await LlamaModel.create(options.dir, { backend, weights: options.weights, contextLength: options.contextLength });
-    const tokenizer = await Tokenizer.fromModelDir(options.dir);
-    const template = await selectTemplateForFolder(path.resolve(options.dir), options.template);
+    let model: LlamaModel | undefined;
+    let tokenizer: Tokenizer;
+    let template: TemplateChoice;
+    try {
+      model = await LlamaModel.create(options.dir, { backend, weights: options.weights, contextLength: options.contextLength });
+      tokenizer = await Tokenizer.fromModelDir(options.dir);
+      template = await selectTemplateForFolder(path.resolve(options.dir), options.template);
+    } catch (err) {
+      // a failed load must not leave worker threads or a GPU context behind
+      if (model) model.dispose();
+      else backend.dispose();
+      throw err;
+    }
     const { info } = model;
     const quant = info.gptq ? `GPTQ ${info.gptq.bits}-bit g${info.gptq.groupSize}${info.gptq.actOrder ? ' act-order' : ''}` : 'fp16';
     log(`loaded ${path.basename(info.weightsPath)} (${quant}, ${info.config.numLayers} layers) on ${backend.name} in ${((performance.now() - started) / 1000).toFixed(1)} s; template ${template.name}`);

@@ -85,7 +85,7 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
     let rows = 0;
     for (let done = 0; done < tokens.length; done += rows) {
       rows = Math.min(this.state.rows, tokens.length - done);
-      this.runChunk(tokens.slice(done, done + rows), startPos + done);
+      this.runChunk(tokens, done, rows, startPos + done);
     }
     const { backend, state } = this;
     backend.copyRows(state.last, state.x, rows - 1, 1);
@@ -100,7 +100,7 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
     const { backend, state } = this;
     for (let done = 0; done < tokens.length; done += state.rows) {
       const rows = Math.min(state.rows, tokens.length - done);
-      this.runChunk(tokens.slice(done, done + rows), startPos + done);
+      this.runChunk(tokens, done, rows, startPos + done);
       backend.rmsNorm(state.xb, state.x, this.weights.norm, this.config.rmsNormEps, rows);
       backend.linear(state.logits, state.xb, this.weights.lmHead, rows);
       out.set(backend.readActivation(state.logits, rows), done * this.vocabSize);
@@ -118,11 +118,15 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
     }
   }
 
-  /** Runs the decoder layers over `tokens` at positions startPos..; leaves the residual in state.x. */
-  private runChunk(tokens: readonly number[], startPos: number): void {
-    const ids = Int32Array.from(tokens);
-    const record = (): void => this.layers(ids, startPos, tokens.length);
-    if (tokens.length === 1 && this.backend.runGraph) this.backend.runGraph('decode', { startPos, ids }, record);
+  /**
+   * Runs the decoder layers over tokens[from..from+rows) at positions startPos..; leaves the
+   * residual in state.x. The ids go through the preallocated state.ids, so decode allocates nothing.
+   */
+  private runChunk(tokens: readonly number[], from: number, rows: number, startPos: number): void {
+    const ids = this.state.ids.subarray(0, rows);
+    for (let i = 0; i < rows; i++) ids[i] = tokens[from + i];
+    const record = (): void => this.layers(ids, startPos, rows);
+    if (rows === 1 && this.backend.runGraph) this.backend.runGraph('decode', { startPos, ids }, record);
     else record();
   }
 

@@ -7,6 +7,7 @@ import type { LlamaConfig } from '../formats/hfConfig.js';
  */
 export interface RunState {
   readonly rows: number;
+  readonly ids: Int32Array; // [rows] token ids of the chunk being run
   readonly x: Activation; // [rows, dim] residual stream
   readonly xb: Activation; // [rows, dim] normed input of a sub-block
   readonly q: Activation; // [rows, heads·headDim]
@@ -29,6 +30,7 @@ export function allocRunState(backend: Backend, config: LlamaConfig, rows: numbe
   const a = (cols: number, r = rows): Activation => backend.allocActivation(r, cols);
   return {
     rows,
+    ids: new Int32Array(rows),
     x: a(dim), xb: a(dim), q: a(dim), k: a(kvDim), v: a(kvDim), attn: a(dim), proj: a(dim),
     gate: a(ffn), up: a(ffn), hidden: a(ffn), last: a(dim, 1), logits: a(config.vocabSize),
   };
