@@ -1,5 +1,5 @@
 import './style.css';
-import { apiKey, getJson, setApiKey } from './api';
+import { apiKey, setApiKey } from './api';
 import { AppState } from './appState';
 import { h } from './dom';
 import { chatTab } from './tabs/chatTab';
@@ -14,12 +14,12 @@ const tabs = { chat: chatTab(state), model: modelTab(state), notebook: notebookT
 type TabName = keyof typeof tabs;
 
 const badge = h('span', { class: 'badge', id: 'model-badge' });
-state.onChange(() => {
+const showModel = (): void => {
   badge.textContent = state.model ? state.model.id : 'no model';
   badge.classList.toggle('off', !state.model);
-});
-badge.textContent = 'no model';
-badge.classList.add('off');
+};
+state.onChange(showModel);
+showModel();
 
 const nav = h('nav', { role: 'tablist' });
 const select = (name: TabName): void => {
@@ -41,7 +41,3 @@ document.querySelector('#app')?.append(
 const saved = load('tab', (v) => (typeof v === 'string' && v in tabs ? (v as TabName) : null), 'model');
 select(saved);
 
-// The server may already have a model (--model): show it without visiting the Model tab.
-void getJson<{ current: { id: string; template: string; contextLength: number } | null }>('/api/models/current')
-  .then((r) => state.setModel(r.current ? { id: r.current.id, template: r.current.template, contextLength: r.current.contextLength } : null))
-  .catch(() => undefined);

@@ -10,7 +10,7 @@ import type {
 import { QllamaError } from '../../errors.js';
 import { planAttention } from './attentionLaunch.js';
 import {
-  DeviceAttribute, loadDriver, type CuContext, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
+  DeviceAttribute, loadDriver, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, PERM_BUFFERS, type GemvVariant } from './gemvBatch.js';
@@ -50,6 +50,7 @@ export class CudaBackend implements Backend {
   private readonly graphs = new Map<string, { graph: CuGraph; exec: CuGraphExec }>();
   private capturing = false;
   private readonly step: Scratch = { ptr: null, bytes: 0 }; // int32 [startPos, ids...] for graph replays
+  private stepHost = new Int32Array(2); // its host side, reused by every replay
   private readonly ids: Scratch = { ptr: null, bytes: 0 }; // int32 ids of eager embed calls
   private readonly attnPart: Scratch = { ptr: null, bytes: 0 };
   private readonly xHalf: Scratch = { ptr: null, bytes: 0 }; // fp16 copy of a GEMM's x (rows > 1)
@@ -69,7 +70,7 @@ export class CudaBackend implements Backend {
   /** seconds spent in upload calls so far (benchmarks split load time with it) */
   uploadSeconds = 0;
 
-  private constructor(readonly cu: Driver, readonly device: number, private readonly ctx: CuContext, readonly stream: CuStream) {
+  private constructor(readonly cu: Driver, readonly device: number, readonly stream: CuStream) {
     this.mem = new DeviceMemory(cu);
     // programmatic dependent launch: sm_90+, where the driver has cuLaunchKernelEx; QLLAMA_CUDA_PDL=0 turns it off
     const pdl = cu.attribute(DeviceAttribute.ComputeCapabilityMajor, device) >= 9 && cu.hasLaunchEx() && process.env.QLLAMA_CUDA_PDL !== '0';
@@ -101,7 +102,7 @@ export class CudaBackend implements Backend {
     const dev = cu.device(ordinal);
     const ctx = cu.retainPrimaryContext(dev);
     cu.setCurrent(ctx);
-    return new CudaBackend(cu, dev, ctx, cu.createStream());
+    return new CudaBackend(cu, dev, cu.createStream());
   }
 
   // --- memory ----------------------------------------------------------------------------
@@ -183,13 +184,11 @@ export class CudaBackend implements Backend {
   }
 
   linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
-    if (rows !== 1) this.batch.flush();
     launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(out).ptr, x: act(x).ptr, rows, accumulate: false }, this.gemmOptions());
   }
 
   /** acc += x Wᵀ + b: the residual add fused into the GEMV (its atomics add straight into acc). */
   linearAdd(acc: Activation, x: Activation, weight: LinearWeight, rows: number): void {
-    if (rows !== 1) this.batch.flush();
     launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(acc).ptr, x: act(x).ptr, rows, accumulate: true }, this.gemmOptions());
   }
 
@@ -276,11 +275,14 @@ export class CudaBackend implements Backend {
   // --- fast paths ------------------------------------------------------------------------
   runGraph(key: string, step: { readonly startPos: number; readonly ids: Int32Array }, record: () => void): void {
     this.batch.flush();
-    const host = new Int32Array(1 + step.ids.length);
+    const len = 1 + step.ids.length;
+    if (this.stepHost.length < len) this.stepHost = new Int32Array(len);
+    const host = this.stepHost;
     host[0] = step.startPos;
     host.set(step.ids, 1);
-    const stepPtr = this.grow(this.step, host.byteLength);
-    this.cu.copyHtoD(stepPtr, host, host.byteLength, this.stream);
+    const stepPtr = this.grow(this.step, len * 4);
+    // pageable source: the driver has staged it when the call returns, so the buffer is reused next step
+    this.cu.copyHtoD(stepPtr, host, len * 4, this.stream);
     let g = this.graphs.get(key);
     if (!g) {
       this.cu.beginCapture(this.stream);
@@ -323,7 +325,6 @@ export class CudaBackend implements Backend {
     this.kernels.dispose();
     this.cu.destroyStream(this.stream);
     this.cu.releasePrimaryContext(this.device);
-    void this.ctx;
   }
 
   // --- internals -------------------------------------------------------------------------

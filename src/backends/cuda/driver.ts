@@ -56,16 +56,13 @@ const LAUNCH_CONFIG_BYTES = 56;
 
 const SIGNATURES = {
   cuInit: 'int cuInit(unsigned int flags)',
-  cuDriverGetVersion: 'int cuDriverGetVersion(_Out_ int *v)',
   cuDeviceGetCount: 'int cuDeviceGetCount(_Out_ int *n)',
   cuDeviceGet: 'int cuDeviceGet(_Out_ int *dev, int ordinal)',
   cuDeviceGetName: 'int cuDeviceGetName(_Out_ uint8_t *name, int len, int dev)',
   cuDeviceGetAttribute: 'int cuDeviceGetAttribute(_Out_ int *v, int attrib, int dev)',
-  cuDeviceTotalMem: 'int cuDeviceTotalMem_v2(_Out_ size_t *bytes, int dev)',
   cuDevicePrimaryCtxRetain: 'int cuDevicePrimaryCtxRetain(_Out_ void **ctx, int dev)',
   cuDevicePrimaryCtxRelease: 'int cuDevicePrimaryCtxRelease_v2(int dev)',
   cuCtxSetCurrent: 'int cuCtxSetCurrent(void *ctx)',
-  cuCtxSynchronize: 'int cuCtxSynchronize()',
   cuMemAlloc: 'int cuMemAlloc_v2(_Out_ uint64_t *dptr, size_t bytes)',
   cuMemFree: 'int cuMemFree_v2(uint64_t dptr)',
   cuMemGetInfo: 'int cuMemGetInfo_v2(_Out_ size_t *free, _Out_ size_t *total)',
@@ -85,7 +82,6 @@ const SIGNATURES = {
   cuStreamEndCapture: 'int cuStreamEndCapture(void *s, _Out_ void **graph)',
   cuGraphInstantiate: 'int cuGraphInstantiateWithFlags(_Out_ void **exec, void *graph, unsigned long long flags)',
   cuGraphLaunch: 'int cuGraphLaunch(void *exec, void *stream)',
-  cuGraphExecUpdate: 'int cuGraphExecUpdate_v2(void *exec, void *graph, _Out_ uint8_t *info)',
   cuGraphDestroy: 'int cuGraphDestroy(void *graph)',
   cuGraphExecDestroy: 'int cuGraphExecDestroy(void *exec)',
   cuEventCreate: 'int cuEventCreate(_Out_ void **ev, unsigned int flags)',
@@ -100,7 +96,6 @@ type Name = keyof typeof SIGNATURES;
 export const enum DeviceAttribute {
   MultiprocessorCount = 16,
   ComputeCapabilityMajor = 75,
-  ComputeCapabilityMinor = 76,
   MaxSharedMemoryPerBlockOptin = 97,
 }
 
@@ -169,6 +164,8 @@ export interface Dim3 { readonly x: number; readonly y?: number; readonly z?: nu
 export class Driver {
   constructor(private readonly f: Record<Name, Fn>, private readonly launchEx: { readonly fn: Fn; readonly attrs: bigint } | null = null) {}
 
+  private readonly launchConfig = Buffer.alloc(LAUNCH_CONFIG_BYTES);
+
   /** Whether launchPdl can use cuLaunchKernelEx. */
   hasLaunchEx(): boolean { return this.launchEx !== null; }
 
@@ -184,7 +181,6 @@ export class Driver {
   }
 
   init(): void { this.call('cuInit', 0); }
-  driverVersion(): number { return this.out<number>('cuDriverGetVersion', (s) => [s]); }
   deviceCount(): number { return this.out<number>('cuDeviceGetCount', (s) => [s]); }
   device(ordinal: number): number { return this.out<number>('cuDeviceGet', (s) => [s, ordinal]); }
 
@@ -199,14 +195,11 @@ export class Driver {
     return this.out<number>('cuDeviceGetAttribute', (s) => [s, attr, dev]);
   }
 
-  totalMem(dev: number): number { return Number(this.out<number | bigint>('cuDeviceTotalMem', (s) => [s, dev])); }
-
   retainPrimaryContext(dev: number): CuContext {
     return BigInt(this.out<bigint>('cuDevicePrimaryCtxRetain', (s) => [s, dev])) as CuContext;
   }
   releasePrimaryContext(dev: number): void { this.call('cuDevicePrimaryCtxRelease', dev); }
   setCurrent(ctx: CuContext): void { this.call('cuCtxSetCurrent', ctx); }
-  synchronize(): void { this.call('cuCtxSynchronize'); }
 
   memInfo(): { free: number; total: number } {
     const free: unknown[] = [0];
@@ -275,7 +268,7 @@ export class Driver {
       this.launch(fn, grid, block, sharedBytes, stream, params, name);
       return;
     }
-    const c = Buffer.alloc(LAUNCH_CONFIG_BYTES);
+    const c = this.launchConfig; // every field is rewritten; the driver reads it only during the call
     c.writeUInt32LE(grid.x, 0);
     c.writeUInt32LE(grid.y ?? 1, 4);
     c.writeUInt32LE(grid.z ?? 1, 8);
@@ -303,14 +296,6 @@ export class Driver {
     return BigInt(this.out<bigint>('cuGraphInstantiate', (s) => [s, g, 0n])) as CuGraphExec;
   }
   launchGraph(exec: CuGraphExec, s: CuStream): void { this.call('cuGraphLaunch', exec, s); }
-  /** Updates an instantiated graph in place from a topologically identical one; false if it cannot. */
-  updateGraph(exec: CuGraphExec, g: CuGraph): boolean {
-    const info = new Uint8Array(32);
-    const rc = this.f.cuGraphExecUpdate(exec, g, info) as number;
-    if (rc === 0) return true;
-    if (rc === 910 /* CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE */) return false;
-    throw new CudaError('cuGraphExecUpdate', rc);
-  }
   destroyGraph(g: CuGraph): void { this.call('cuGraphDestroy', g); }
   destroyGraphExec(e: CuGraphExec): void { this.call('cuGraphExecDestroy', e); }
 
@@ -323,6 +308,6 @@ export class Driver {
   destroyEvent(e: CuEvent): void { this.call('cuEventDestroy', e); }
 }
 
-export function mib(bytes: number): string {
+function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }

@@ -9,6 +9,7 @@
  * model's. Split-K partial sums go through a workspace that the kernel leaves zeroed, so no memsets.
  */
 import type { DevicePtr } from './driver.js';
+import { f32, i32, ptr } from './kernelArgs.js';
 import type { CudaGptq } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 
@@ -186,11 +187,7 @@ export class GemvBatch {
     const n = this.norm;
     if (n === null) return;
     this.norm = null;
-    const f = Buffer.alloc(4);
-    f.writeFloatLE(n.eps);
-    const i = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeInt32LE(v); return b; };
-    const pp = (v: bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(v); return b; };
-    const args = [pp(n.out), pp(n.x), pp(n.w), f, i(n.dim)];
+    const args = [ptr(n.out), ptr(n.x), ptr(n.w), f32(n.eps), i32(n.dim)];
     if (n.perms.length === 0) {
       this.kernels.launch('rmsnorm_f32', { x: 1 }, { x: 1024 }, args, 0, true);
       return;

@@ -37,7 +37,7 @@ export const GEMM_MMA_SHARED = 108544;
 export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream, batch: GemvBatch, w: CudaLinear, c: LinearCall,
   gemm?: GemmOptions): void {
   const K = w.inFeatures, N = w.outFeatures;
-  if (!(c.rows === 1 && w.kind === 'gptq' && w.layout === 'q4' && GemvBatch.fits(w))) batch.flush(); // keep the model's order
+  if (!(c.rows === 1 && w.kind === 'gptq' && GemvBatch.fits(w))) batch.flush(); // keep the model's order
   if (w.kind === 'dense') {
     if (c.rows === 1 && K % 8 === 0) {
       kernels.launch('gemv_f16', { x: Math.ceil(N / 8) }, { x: 256 }, [ptr(c.y), ptr(c.x), ptr(w.w), i32(K), i32(N), i32(c.accumulate ? 1 : 0)], 0, true);
@@ -46,7 +46,7 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
         [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0), ptr(w.w)]);
     }
   } else if (c.rows === 1) {
-    if (w.layout === 'q4' && GemvBatch.fits(w)) {
+    if (GemvBatch.fits(w)) {
       batch.add(c.y, c.x, w, c.accumulate);
       if (!w.bias) return; // launched with the batch it joins
       batch.flush();

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { QllamaError } from '../../errors.js';
-import type { CuFunction, CuModule, CuStream, Dim3, Driver } from './driver.js';
+import { FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, type CuFunction, type CuModule, type CuStream, type Dim3, type Driver } from './driver.js';
 
 export class CudaKernelsMissingError extends QllamaError {}
 
@@ -47,7 +47,7 @@ export class KernelModule {
 
   /** Lets `name` take up to `bytes` of dynamic shared memory (CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES). */
   allowDynamicShared(name: string, bytes: number): void {
-    this.cu.setFunctionAttribute(this.fn(name), 8, bytes);
+    this.cu.setFunctionAttribute(this.fn(name), FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
   }
 
   launch(name: string, grid: Dim3, block: Dim3, args: Buffer[], sharedBytes = 0, pdl = false): void {

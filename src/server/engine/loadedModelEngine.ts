@@ -28,15 +28,10 @@ export class LoadedModelEngine implements InferenceEngine {
     if (this.busy) throw new Error('LoadedModelEngine.run called while a run is in flight: the scheduler must admit one at a time');
     this.busy = true;
     try {
-      const it = generate(this.loaded.model, this.loaded.tokenizer, request, this.loaded.kv);
-      for (;;) {
-        // The CPU forward pass runs on this thread; yielding to the event loop between tokens
-        // lets the server flush SSE writes, notice disconnects and accept new requests.
-        await nextMacrotask();
-        const step = await it.next();
-        if (step.done === true) return step.value;
-        yield step.value;
-      }
+      // The prompt's forward pass runs on this thread: first let the reply that freed the slot
+      // finish and pending I/O run. Between tokens the generator yields to the event loop itself.
+      await nextMacrotask();
+      return yield* generate(this.loaded.model, this.loaded.tokenizer, request, this.loaded.kv);
     } finally {
       this.busy = false;
     }

@@ -33,7 +33,8 @@ export async function startGeneration(
   signal: AbortSignal,
 ): Promise<GenerationSession> {
   // Fail fast (before queueing) on the model and the request itself.
-  prepare(deps.models.engineFor(model));
+  const queuedFor = deps.models.engineFor(model);
+  const queuedRequest = prepare(queuedFor);
   const arrived = performance.now();
   let slot;
   try {
@@ -44,9 +45,9 @@ export async function startGeneration(
   }
   try {
     deps.metrics.queueSeconds.observe((performance.now() - arrived) / 1000);
-    // A load may have swapped the model while this request waited: check and prepare again.
+    // A load may have swapped the model while this request waited: check, and prepare again if so.
     const engine = deps.models.engineFor(model);
-    const request = prepare(engine);
+    const request = engine === queuedFor ? queuedRequest : prepare(engine);
     const tokens = run(deps, engine, request, signal, slot);
     const held = slot;
     return {

@@ -1,7 +1,7 @@
 import { readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { selectTemplateForFolder } from '../../chat/templateSelect.js';
-import { EMBEDDED_MODEL_DIR } from '../../cli/defaultModel.js';
+import { EMBEDDED_MODEL_DIR, defaultTemplateFor } from '../../cli/defaultModel.js';
 import { discoverModel } from '../../formats/modelFolder.js';
 
 /** A model folder as the Model tab and GET /api/models show it. */
@@ -29,11 +29,8 @@ export interface DetectedSettings {
   readonly templateReason: string;
 }
 
-/**
- * The template the embedded tiny-vicuna-4k needs: it was trained on StableVicuna's format, but
- * its folder name would pick Vicuna v0 (the CLI makes the same exception in loadFromFlags).
- */
-export const EMBEDDED_TEMPLATE = 'stable-vicuna';
+/** The template the embedded tiny-vicuna-4k needs: the CLI's own default for it (stable-vicuna). */
+export const EMBEDDED_TEMPLATE = defaultTemplateFor(EMBEDDED_MODEL_DIR);
 
 /**
  * Every sub-folder of `modelsDir` (one level, as text-generation-webui's models/ folder), plus

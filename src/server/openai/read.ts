@@ -33,12 +33,6 @@ export function optBoolean(body: Body, name: string): boolean | undefined {
   return v;
 }
 
-export function requireString(body: Body, name: string): string {
-  const v = body[name];
-  if (typeof v !== 'string' || v === '') throw badRequest(`${name} is required and must be a non-empty string`, name, v === undefined ? 'missing_required_parameter' : 'invalid_type');
-  return v;
-}
-
 /** OpenAI's `stop`: a string or up to 4 strings (we allow 16: they are cheap here). */
 export function optStop(body: Body): string[] {
   const v = body.stop;

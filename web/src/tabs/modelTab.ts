@@ -136,6 +136,7 @@ export function modelTab(state: AppState): HTMLElement {
     template.replaceChildren(...r.templates.map((t) => h('option', { value: t }, t)));
     show(models.find((m) => m.id === select.value));
   }).catch(() => undefined);
+  // Also shows a model the server already has (--model) in the header, whichever tab is open.
   void refresh();
 
   return h('section', { class: 'tab', id: 'tab-model' },
