@@ -8,7 +8,7 @@ import type { WeightStore } from './weightStore.js';
 
 export type { GptqBits, GptqLinearHost } from './gptqTypes.js';
 export { dequantizeGptq, GptqPackError, packGptq, unpackQweight, unpackQzeros, type PackedGptq, type PackInput } from './gptqPacking.js';
-export { quantizeConfigFromDir, readQuantizeConfig, QuantizeConfigError, type QuantizeConfig } from './quantizeConfig.js';
+export { quantizeConfigFromDir, QuantizeConfigError, type QuantizeConfig } from './quantizeConfig.js';
 
 /** GPTQ tensors that are inconsistent in themselves; the subclasses say how. */
 export class GptqFormatError extends ModelLoadError {}

@@ -49,6 +49,3 @@ export function quantizeConfigFromDir(dir: string): QuantizeConfig | undefined {
     ...(sym !== undefined ? { sym } : {}),
   };
 }
-
-/** Older name, kept for callers written against it. */
-export const readQuantizeConfig = quantizeConfigFromDir;

@@ -179,7 +179,7 @@ export class ShardedTorchCheckpoint implements TorchTensorReader {
     } catch (err) {
       throw new ModelLoadError(`${indexPath} is not valid JSON (${(err as Error).message}); download it again`, { cause: err });
     }
-    const map = (parsed as { weight_map?: unknown }).weight_map;
+    const map = (parsed as { weight_map?: unknown } | null)?.weight_map;
     if (typeof map !== 'object' || map === null) throw new ModelLoadError(`${indexPath} has no weight_map`);
     const weightMap = new Map<string, string>();
     for (const [name, shard] of Object.entries(map)) {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ModelLoadError } from '../errors.js';
 import type { SafetensorsDType } from '../formats/safetensors.js';
 import { openTorchCheckpoint } from '../formats/torchZipCheckpoint.js';
-import { WeightStore } from '../formats/weightStore.js';
+import { SHARD_INDEX, WeightStore } from '../formats/weightStore.js';
 
 /**
  * Read access to the tensors of a model folder, whatever they are stored in: safetensors
@@ -24,9 +24,9 @@ export function openTensorSource(pathOrDir: string): TensorSource {
   if (!existsSync(pathOrDir)) throw new ModelLoadError(`${pathOrDir} does not exist`);
   if (!statSync(pathOrDir).isDirectory()) return openFile(pathOrDir);
   const names = readdirSync(pathOrDir);
-  if (names.includes('model.safetensors.index.json')) return fromStore(WeightStore.open(pathOrDir), pathOrDir);
   const st = names.filter((n) => n.endsWith('.safetensors'));
-  if (st.length === 1) return fromStore(WeightStore.open(path.join(pathOrDir, st[0] as string)), pathOrDir);
+  // WeightStore resolves the folder itself: its shard index, else its only .safetensors
+  if (names.includes(SHARD_INDEX) || st.length === 1) return fromStore(WeightStore.open(pathOrDir), pathOrDir);
   if (st.length > 1) throw new ModelLoadError(`${pathOrDir} holds ${st.length} .safetensors files but no model.safetensors.index.json; pass the file to use`);
   if (names.includes('pytorch_model.bin.index.json') || names.includes('pytorch_model.bin')) return fromTorch(pathOrDir);
   const bins = names.filter((n) => n.endsWith('.bin') || n.endsWith('.pt') || n.endsWith('.pth'));
@@ -35,7 +35,7 @@ export function openTensorSource(pathOrDir: string): TensorSource {
 }
 
 function openFile(file: string): TensorSource {
-  if (file.endsWith('.safetensors') || file.endsWith('model.safetensors.index.json')) return fromStore(WeightStore.open(file), file);
+  if (file.endsWith('.safetensors') || file.endsWith(SHARD_INDEX)) return fromStore(WeightStore.open(file), file);
   return fromTorch(file);
 }
 

@@ -33,8 +33,3 @@ export function parseBytePiece(piece: string): number {
   const hex = piece.slice(3, 5);
   return /^[0-9A-Fa-f]{2}$/.test(hex) ? parseInt(hex, 16) : -1;
 }
-
-/** The byte-fallback piece for a byte: uppercase hex, as SentencePiece writes it. */
-export function bytePiece(byte: number): string {
-  return `<0x${byte.toString(16).toUpperCase().padStart(2, '0')}>`;
-}
