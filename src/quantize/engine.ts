@@ -1,16 +1,12 @@
-import { availableParallelism } from 'node:os';
+import { defaultThreads } from '../backends/cpu/fast/engine.js';
 import { WorkerPool } from '../backends/cpu/fast/pool.js';
 import { ARGS, COUNT, CTRL_INTS, Job, KIND, NEXT, TaskContext, floatBits, runTasks } from './engineJobs.js';
 import { gemmExports, gemmModuleBytes, MAX_PAGES, wasmApi, type WasmMemory, type WasmModule } from './wasmGemm.js';
 
 const PAGE = 65536;
 
-/** Threads for the quantizer: QLLAMA_CPU_THREADS when set, else every core Node may use. */
-export function defaultQuantizeThreads(): number {
-  const env = Number(process.env.QLLAMA_CPU_THREADS);
-  if (Number.isInteger(env) && env > 0) return env;
-  return Math.max(1, availableParallelism());
-}
+/** Threads for the quantizer: the CPU backend's default (QLLAMA_CPU_THREADS when set, else every core Node may use). */
+export const defaultQuantizeThreads: () => number = defaultThreads;
 
 let compiled: WasmModule | null | undefined;
 function gemmModule(): WasmModule | null {

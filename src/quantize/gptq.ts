@@ -1,5 +1,5 @@
 import { upperCholeskyOfInverseInPlace } from './linalg.js';
-import { allocParams, findGroupParams, quantGrid, quantizeLevel, type ChannelParams } from './quantizer.js';
+import { allocParams, findGroupParams, quantGrid, quantizeLevel, transposeF64, type ChannelParams } from './quantizer.js';
 import type { QuantizedLinear, QuantizeSettings } from './types.js';
 
 /**
@@ -27,7 +27,7 @@ export function gptqQuantize(
   const grouped = settings.groupSize !== -1;
   const gs = grouped ? settings.groupSize : cols;
   const groups = Math.ceil(cols / gs);
-  const wt = transpose(w, rows, cols); // [cols, rows]
+  const wt = transposeF64(w, rows, cols); // [cols, rows]
 
   // One group: GPTQ-for-LLaMa finds the row parameters before zeroing dead columns.
   const params = allocParams(rows);
@@ -153,15 +153,6 @@ function descendingOrder(d: Float64Array): Int32Array {
 
 function identity(n: number): Int32Array {
   return Int32Array.from({ length: n }, (_, i) => i);
-}
-
-function transpose(w: Float32Array, rows: number, cols: number): Float64Array {
-  const t = new Float64Array(rows * cols);
-  for (let o = 0; o < rows; o++) {
-    const off = o * cols;
-    for (let i = 0; i < cols; i++) t[i * rows + o] = w[off + i];
-  }
-  return t;
 }
 
 function permuteRows(a: Float64Array, perm: Int32Array, width: number): Float64Array {

@@ -11,23 +11,9 @@ export class NotPositiveDefiniteError extends QllamaError {}
 
 /** Lower L with A = L·Lᵀ (Cholesky–Banachiewicz: row by row, so inner loops are contiguous dots). */
 export function cholesky(a: Float64Array, n: number): Float64Array {
-  const l = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    const ri = i * n;
-    for (let j = 0; j <= i; j++) {
-      const rj = j * n;
-      let s = a[ri + j];
-      for (let k = 0; k < j; k++) s -= l[ri + k] * l[rj + k];
-      if (i === j) {
-        if (!(s > 0)) {
-          throw new NotPositiveDefiniteError(`matrix is not positive definite (pivot ${i} is ${s}): raise --damp (e.g. 0.1) or use more calibration samples`);
-        }
-        l[ri + i] = Math.sqrt(s);
-      } else {
-        l[ri + j] = s / l[rj + j];
-      }
-    }
-  }
+  const l = a.slice(0, n * n);
+  choleskyInPlace(l, n);
+  for (let i = 0; i < n; i++) l.fill(0, i * n + i + 1, (i + 1) * n);
   return l;
 }
 

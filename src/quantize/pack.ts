@@ -1,5 +1,4 @@
 import { packGptq } from '../formats/gptq.js';
-import { floatToHalf } from '../formats/safetensors.js';
 import type { TensorSpec } from '../formats/safetensorsWriter.js';
 import type { QuantizedLinear } from './types.js';
 
@@ -15,10 +14,7 @@ export interface PackedTensor {
 
 export function packLinear(prefix: string, ql: QuantizedLinear): PackedTensor[] {
   const { inFeatures: inF, outFeatures: out, bits, groups } = ql;
-  const packed = packGptq(
-    { bits, groupSize: ql.groupSize, q: ql.q, zeros: ql.zeros, scales: ql.scales, inFeatures: inF, outFeatures: out, gIdx: ql.gIdx },
-    floatToHalf,
-  );
+  const packed = packGptq({ bits, groupSize: ql.groupSize, q: ql.q, zeros: ql.zeros, scales: ql.scales, inFeatures: inF, outFeatures: out, gIdx: ql.gIdx });
   const bytes = (a: Int32Array | Uint16Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   return [
     { spec: { name: `${prefix}.g_idx`, dtype: 'I32', shape: [inF] }, bytes: bytes(packed.gIdx) },

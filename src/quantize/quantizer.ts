@@ -67,6 +67,16 @@ export function channelParams(grid: QuantGrid, min: number, max: number): { scal
   return { scale: shifted, zero: 1 };
 }
 
+/** W `[rows, cols]` as Float64 `[cols, rows]`: the layout the quantizers hold weights in (one input column per row). */
+export function transposeF64(w: Float32Array, rows: number, cols: number): Float64Array {
+  const t = new Float64Array(rows * cols);
+  for (let o = 0; o < rows; o++) {
+    const off = o * cols;
+    for (let i = 0; i < cols; i++) t[i * rows + o] = w[off + i];
+  }
+  return t;
+}
+
 /**
  * Parameters of a group of input columns, for weights held transposed: `wt` is `[cols, rows]`
  * (row j of wt is input column j of W), and the group is columns [c0, c1).

@@ -1,4 +1,4 @@
-import { allocParams, findGroupParams, quantGrid, quantizeLevel } from './quantizer.js';
+import { allocParams, findGroupParams, quantGrid, quantizeLevel, transposeF64 } from './quantizer.js';
 import type { QuantizedLinear, QuantizeSettings } from './types.js';
 
 /**
@@ -11,8 +11,7 @@ export function rtnQuantize(w: Float32Array /* [rows, cols] */, rows: number, co
   const grid = quantGrid(settings.bits, settings.sym);
   const gs = settings.groupSize === -1 ? cols : settings.groupSize;
   const groups = Math.ceil(cols / gs);
-  const wt = new Float64Array(rows * cols); // [cols, rows]
-  for (let o = 0; o < rows; o++) for (let i = 0; i < cols; i++) wt[i * rows + o] = w[o * cols + i];
+  const wt = transposeF64(w, rows, cols); // [cols, rows]
   const q = new Uint8Array(cols * rows); // [in, out]
   const scales = new Float32Array(groups * rows);
   const zeros = new Uint8Array(groups * rows);

@@ -22,16 +22,25 @@ export interface CpuBackendOptions {
 
 /** Below this many multiply-adds a linear layer runs on the calling thread alone. */
 const PARALLEL_MACS = 1 << 19;
-const GEMV_SCALES = new Map<number, Float32Array>();
-/** 2^(−bits·j) for j < 32/bits */
-function gemvScales(bits: QuantBits): Float32Array {
-  let v = GEMV_SCALES.get(bits);
-  if (!v) {
-    v = Float32Array.from({ length: 32 / bits }, (_, j) => 2 ** (-bits * j));
-    GEMV_SCALES.set(bits, v);
-  }
-  return v;
+/** `make(bits)`, computed once per bit width. */
+function perBits<T>(make: (bits: QuantBits) => T): (bits: QuantBits) => T {
+  const cache = new Map<QuantBits, T>();
+  return (bits) => {
+    let v = cache.get(bits);
+    if (v === undefined) {
+      v = make(bits);
+      cache.set(bits, v);
+    }
+    return v;
+  };
 }
+
+/** 2^(−bits·j) for j < 32/bits */
+const gemvScales = perBits((bits) => Float32Array.from({ length: 32 / bits }, (_, j) => 2 ** (-bits * j)));
+/** fieldInput(bits, j) for j < 32/bits: the input field j of a word holds */
+const fieldInputs = perBits((bits) => Int32Array.from({ length: 32 / bits }, (_, j) => fieldInput(bits, j)));
+/** XMUL per input of a chunk of 32/bits inputs (input 2m+e → XMUL[m]) */
+const fieldMul = perBits((bits) => Int32Array.from({ length: 32 / bits }, (_, i) => XMUL[bits][i >> 1]));
 
 function int8Default(): boolean {
   return process.env.QLLAMA_CPU_INT8 !== '0';
@@ -137,7 +146,7 @@ export class CpuBackend extends PlainCpuBackend {
     const xsPtr = e.scratchPtr('xscaled', K * 4);
     const sums = e.f32(sumPtr, l.groups), xs = e.f32(xsPtr, K);
     const pow = gemvScales(l.bits);
-    const src = Int32Array.from({ length: perWord }, (_, j) => fieldInput(l.bits, j));
+    const src = fieldInputs(l.bits);
     for (let t = 0; t < rows; t++) {
       const xv = e.f32(xPtr + t * xStride, K);
       for (let g = 0; g < l.groups; g++) {
@@ -165,10 +174,10 @@ export class CpuBackend extends PlainCpuBackend {
    */
   private gemvInt8(e: WasmEngine, l: FastGptq, xPtr: number, outPtr: number, accumulate: number, nt: number): void {
     const K = l.inFeatures, XB = l.xBlock, blocks = K / XB, bpg = blocks / l.groups;
-    const chunk = 32 / l.bits, mul = XMUL[l.bits], inv = 1 / XSCALE[l.bits];
+    const chunk = 32 / l.bits, inv = 1 / XSCALE[l.bits];
     const xqPtr = e.scratchPtr('xq16', K * 2), dxPtr = e.scratchPtr('dx', blocks * 4), sumPtr = e.scratchPtr('sumxq', l.groups * 4);
     const xv = e.f32(xPtr, K), xq = e.i16(xqPtr, K), dx = e.f32(dxPtr, blocks), sums = e.f32(sumPtr, l.groups);
-    const m = this.fieldMul(l.bits, chunk, mul);
+    const m = fieldMul(l.bits);
     let gsum = 0;
     for (let b = 0; b < blocks; b++) {
       const i0 = b * XB, i1 = i0 + XB;
@@ -187,17 +196,6 @@ export class CpuBackend extends PlainCpuBackend {
     }
     e.run(Op.GemvQ8, [l.bits, xqPtr, dxPtr, sumPtr, l.q, l.scales, l.negzs, outPtr, l.groups, bpg, XB / chunk,
       l.outFeatures / 8, accumulate, l.bias], nt);
-  }
-
-  private readonly fieldMuls = new Map<QuantBits, Int32Array>();
-  /** XMUL per input of a chunk (input 2m+e → XMUL[m]) */
-  private fieldMul(bits: QuantBits, chunk: number, mul: readonly number[]): Int32Array {
-    let v = this.fieldMuls.get(bits);
-    if (!v) {
-      v = Int32Array.from({ length: chunk }, (_, i) => mul[i >> 1]);
-      this.fieldMuls.set(bits, v);
-    }
-    return v;
   }
 
   override dispose(): void {
