@@ -7,8 +7,7 @@
  *      context 1/512/2048 (graph replay, argmax on the device), peak GPU memory
  * Ends with one JSON line of every figure.
  * Env: QLLAMA_BENCH_PREFILL_ONLY=1 (load + prefill only), QLLAMA_BENCH_PREFILL_OLD=1 (also the previous prefill
- * kernels, same process), QLLAMA_BENCH_CHUNK_ROWS (prompt rows per forward pass, default 512),
- * QLLAMA_BENCH_COMPARE=0 (no ring-GEMV decode run).
+ * kernels, same process), QLLAMA_BENCH_CHUNK_ROWS (prompt rows per forward pass, default 512).
  */
 import { CudaBackend } from '../src/backends/cuda/cudaBackend.js';
 import { ptr, u64 } from '../src/backends/cuda/kernelArgs.js';
@@ -57,9 +56,9 @@ const cases = [
   { name: 'gate/up+swiglu', K: 5120, N: 13824, mats: 2, swiglu: true },
 ];
 // QLLAMA_BENCH_PREFILL_ONLY=1 skips this section and the decode runs
-const gemvVariants = process.env.QLLAMA_BENCH_PREFILL_ONLY === '1' ? [] : (['reg', 'ring'] as const);
-for (const variant of gemvVariants) for (const actOrder of [false, true]) {
-  b.gemvVariant = variant;
+const gemvRuns = process.env.QLLAMA_BENCH_PREFILL_ONLY === '1' ? [] : [false, true];
+for (const actOrder of gemvRuns) {
+  const variant = 'int8-x';
   for (const { name, K, N, mats, swiglu } of cases) {
     const copies = Math.max(4, Math.ceil(256e6 / (mats * K * N / 2)));
     const layers = Array.from({ length: copies }, () => Array.from({ length: mats }, () => b.uploadLinear(randomQ4(K, N, actOrder))));
@@ -80,7 +79,6 @@ for (const variant of gemvVariants) for (const actOrder of [false, true]) {
   }
 }
 figures.gemv = gemv;
-b.gemvVariant = 'reg';
 
 // 3. whole models, beside ExLlamaV2's figures on the same card (from ../shared/gpu/README.md: measured
 //    there on an H100 80GB HBM3 with the same synthetic 13B file; not re-measured in this run)

@@ -19,8 +19,6 @@ export interface ModelFigures {
   readonly prefillOld: Record<string, number>;
   readonly decode: Record<string, number>;
   readonly decodeOfCeiling: Record<string, number>;
-  /** decode with the cp.async ring GEMV kernel ('ring'), same model and run */
-  readonly decodeRing: Record<string, number>;
   readonly peakAllocGB: number;
   readonly usedGB: number;
 }
@@ -76,24 +74,9 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
     decodeOfCeiling[ctx] = +((decode[ctx] * stepBytes(ctx)) / (ceilingGBs * 1e9)).toFixed(3);
     log(`  decode at context ${ctx}: ${decode[ctx]} tok/s (${(100 * decodeOfCeiling[ctx]).toFixed(1)}% of the ceiling)`);
   }
-  // the cp.async ring GEMV kernel on the same loaded model, for comparison (QLLAMA_BENCH_COMPARE=0 skips it)
-  const decodeRing: Record<string, number> = {};
-  if (process.env.QLLAMA_BENCH_COMPARE !== '0' && decodeContexts.length > 0) {
-    backend.gemvVariant = 'ring';
-    for (const ctx of [1, 2048]) {
-      const start = ctx === 1 ? 0 : ctx - 33;
-      let id = 1;
-      for (let i = 0; i < 2; i++) id = await greedy(model, id, start + i);
-      const t = performance.now();
-      for (let i = 2; i < 32; i++) id = await greedy(model, id, start + i);
-      decodeRing[ctx] = +(30 / ((performance.now() - t) / 1000)).toFixed(1);
-      log(`  decode at context ${ctx}, cp.async ring GEMV kernel: ${decodeRing[ctx]} tok/s`);
-    }
-    backend.gemvVariant = 'reg';
-  }
   const { free, total } = backend.cu.memInfo();
   const fig: ModelFigures = {
-    dir, chunkRows, decodeRing, loadS: +loadS.toFixed(2), uploadS: +uploadS.toFixed(2), weightsGB: +weightsGB.toFixed(2), prefill, prefillOld, decode, decodeOfCeiling,
+    dir, chunkRows, loadS: +loadS.toFixed(2), uploadS: +uploadS.toFixed(2), weightsGB: +weightsGB.toFixed(2), prefill, prefillOld, decode, decodeOfCeiling,
     peakAllocGB: +(backend.mem.peak / 1e9).toFixed(2), usedGB: +((total - free) / 1e9).toFixed(2),
   };
   log(`  peak allocated ${fig.peakAllocGB} GB, in use on the card ${fig.usedGB} GB`);

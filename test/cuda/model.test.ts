@@ -28,7 +28,8 @@ test('tiny-vicuna (act-order GPTQ): CUDA logits and greedy ids match the CPU bac
     assert.equal(ig, ic, `greedy step ${i}`);
     lg = await cuda.forward([ig], pos);
     lc = await cpu.forward([ic], pos);
-    assert.ok(normErr(lg, lc) < 5e-3, `step ${i} logits err ${normErr(lg, lc)}`);
+    // decode steps run the one-row GEMV on int8-quantized x (gemv_q4.cu), the CPU oracle in exact f32
+    assert.ok(normErr(lg, lc) < 2e-2, `step ${i} logits err ${normErr(lg, lc)}`);
     pos++;
   }
 });

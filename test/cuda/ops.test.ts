@@ -6,11 +6,21 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend, LinearHost } from '../../src/backends/backend.js';
-import { gpu, input, normErr, poisoned, randHalf, randn, randomGptq, skipNoGpu } from './support.js';
+import type { GptqLinearHost } from '../../src/formats/gptqTypes.js';
+import { groupContiguousPerm } from '../../src/backends/cuda/linearUpload.js';
+import { gpu, input, int8RoundTrip, normErr, poisoned, randHalf, randn, randomGptq, skipNoGpu } from './support.js';
 
 const cpu = new CpuBackend({ int8Gemv: false });
 /** fp16 activations inside the kernels (GEMV inputs, KV cache) bound the agreement to about 1e-3. */
 const HALF_TOL = 4e-3;
+/**
+ * One-row int4 GEMVs quantize x to int8 per 32 values (gemv_q4.cu, as llama.cpp's MMVQ): rounding of
+ * ±step/2 with step ≈ 2σ/127 gives ≈ 5e-3 normalized error on random x (softmax amplifies it: attention
+ * is checked on the GPU's own q, k, v).
+ * Where the CPU oracle is given the same int8 round trip of x (int8RoundTrip), only f32 rounding is left.
+ */
+const INT8_TOL = 2e-2;
+const INT8_EXACT_TOL = 1e-4;
 const F32_TOL = 2e-5;
 
 function both<T>(f: (b: Backend) => T): [T, T] {
@@ -75,12 +85,13 @@ test('argmax on the device', { skip: skipNoGpu }, () => {
   }
 });
 
-function checkLinear(name: string, w: LinearHost, rows: number, tol: number): void {
+/** `xCpu`: what the CPU oracle multiplies instead of x (the GPU kernel's int8 round trip of it). */
+function checkLinear(name: string, w: LinearHost, rows: number, tol: number, xCpu?: (x: Float32Array) => Float32Array): void {
   const x = randn(rows * w.inFeatures);
   const resid = randn(rows * w.outFeatures);
   const [g, c] = both((b) => {
     const lw = b.uploadLinear(w);
-    const xa = input(b, rows, w.inFeatures, x);
+    const xa = input(b, rows, w.inFeatures, b === cpu && xCpu ? xCpu(x) : x);
     const out = poisoned(b, rows, w.outFeatures);
     b.linear(out, xa, lw, rows);
     return b.readActivation(out);
@@ -101,15 +112,29 @@ test('linear: GPTQ 4-bit, every group layout, GEMV and GEMM', { skip: skipNoGpu 
     [512, 384, 128, false], [512, 384, 128, true], [768, 256, 64, true], [256, 512, 32, false], [640, 128, -1, false],
     [5120, 1024, 128, true], [200, 96, 40, false], // last: shapes the fast kernel refuses (generic path)
   ];
-  for (const variant of ['ring', 'reg'] as const) {
-    gpu().gemvVariant = variant;
-    for (const [k, n, gs, ao] of cases) {
-      const w = randomGptq(k, n, 4, gs, ao);
-      for (const rows of [1, 3, 70]) checkLinear(`q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''} (${variant})`, w, rows, HALF_TOL);
+  for (const [k, n, gs, ao] of cases) {
+    const w = randomGptq(k, n, 4, gs, ao);
+    const name = `q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
+    for (const rows of [3, 70]) checkLinear(name, w, rows, HALF_TOL);
+    const order = fastGemvOrder(w);
+    if (order === undefined) checkLinear(name, w, 1, HALF_TOL); // the generic GEMV: f32 x
+    else {
+      checkLinear(`${name} int8 x`, w, 1, INT8_TOL);
+      checkLinear(`${name} int8 x, oracle on the same int8 x`, w, 1, INT8_EXACT_TOL, (x) => int8RoundTrip(x, order));
     }
   }
-  gpu().gemvVariant = 'reg';
 });
+
+/**
+ * The order in which the one-row int4 GEMV stages x (its blocks of 32 for int8), or undefined where
+ * the layer goes to the generic GEMV (linearUpload.ts: fastRowsPerGroup and groupContiguousPerm).
+ */
+function fastGemvOrder(w: GptqLinearHost): Int32Array | null | undefined {
+  const gs = w.groupSize;
+  if (w.bits !== 4 || w.inFeatures % 128 !== 0 || w.outFeatures % 8 !== 0 || !(gs % 128 === 0 || gs === 64 || gs === 32)) return undefined;
+  if (!w.actOrder) return null;
+  return groupContiguousPerm(w.gIdx, gs) ?? undefined;
+}
 
 test('linear: GPTQ 4-bit GEMM for rows > 1 (mma.sync and the old wmma kernel), odd sizes, act-order', { skip: skipNoGpu }, () => {
   const cases: [number, number, number, boolean, number[]][] = [
@@ -182,9 +207,10 @@ function randnSeeded(n: number, key: number): Float32Array {
 
 test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearAdd', { skip: skipNoGpu }, () => {
   const dim = 1024, heads = 8, headDim = 128, ffn = 2760, pos = 37, maxSeq = 64;
-  const runs = [[false, 'ring', true], [true, 'ring', true], [true, 'ring', false], [false, 'reg', false], [true, 'reg', false], [true, 'reg', true]] as const;
-  for (const [ao, variant, permX] of runs) {
-    gpu().gemvVariant = variant;
+  // [act-order, producers write x permuted for act-order consumers]
+  const runs = [[false, false], [true, false], [true, true], [false, true]] as const;
+  for (const [ao, permX] of runs) {
+    const variant = 'int8 x';
     gpu().gemvPermuteX = permX;
     const [wq, wk, wv] = [0, 1, 2].map(() => randomGptq(dim, dim, 4, 128, ao));
     const [wg, wu] = [0, 1].map(() => randomGptq(dim, ffn, 4, 128, ao));
@@ -219,14 +245,26 @@ test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearA
         b.linear(t, h, ld, 1);
         b.addInPlace(acc, t, 1);
       }
-      return [q, k, v, att, gate, up, hidden, acc].map((a) => b.readActivation(a));
+      // the next layer's norm of the residual: on CUDA the epilogue of the residual-add GEMV
+      const xn = poisoned(b, 1, dim);
+      b.rmsNorm(xn, acc, nw, 1e-6, 1);
+      return [xb, q, k, v, att, gate, up, hidden, acc, xn].map((a) => b.readActivation(a));
     });
-    const names = ['q', 'k', 'v', 'attention', 'gate', 'up', 'hidden', 'residual'];
+    const names = ['norm', 'q', 'k', 'v', 'attention', 'gate', 'up', 'hidden', 'residual', 'norm of the residual'];
     g.forEach((r, i) => {
+      if (names[i] === 'attention') return; // below, on identical inputs
       const err = normErr(r, c[i]);
-      assert.ok(err < HALF_TOL, `${names[i]}${ao ? ' act-order' : ''} (${variant}${permX ? ', permuted x' : ''}): err ${err}`);
+      assert.ok(err < (i === 0 ? HALF_TOL : INT8_TOL), `${names[i]}${ao ? ' act-order' : ''} (${variant}${permX ? ', permuted x' : ''}): err ${err}`);
     });
+    // attention on identical inputs (softmax would amplify the int8 error of q and k): the CPU attends
+    // with the GPU's roped q and its k, v, so the fused rope, fp16 KV write and attention are checked tightly
+    const cc = cpu.allocKvCache(2, maxSeq, heads, headDim);
+    cpu.writeKv(cc, 1, 0, input(cpu, pos, dim, past), input(cpu, pos, dim, pastV), pos);
+    cpu.writeKv(cc, 1, pos, input(cpu, 1, dim, g[2]), input(cpu, 1, dim, g[3]), 1);
+    const ca = poisoned(cpu, 1, dim);
+    cpu.attention(ca, input(cpu, 1, dim, g[1]), cc, { layer: 1, startPos: pos, heads, kvHeads: heads, headDim }, 1);
+    const errAtt = normErr(g[4], cpu.readActivation(ca));
+    assert.ok(errAtt < HALF_TOL, `attention on the GPU's q, k, v${ao ? ' act-order' : ''} (${permX ? 'permuted x' : variant}): err ${errAtt}`);
   }
-  gpu().gemvVariant = 'reg';
   gpu().gemvPermuteX = false;
 });

@@ -80,3 +80,27 @@ export function randomGptq(inF: number, outF: number, bits: GptqBits, groupSize:
   const p = packGptq({ bits, groupSize: gs, q, zeros, scales, inFeatures: inF, outFeatures: outF, gIdx }, floatToHalf);
   return { kind: 'gptq', inFeatures: inF, outFeatures: outF, bits, groupSize: gs, groups, actOrder, ...p };
 }
+
+/** IEEE round half to even, as the GPU's __float2int_rn. */
+function rint(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * x after the one-row int4 GEMV's int8 quantization (gemv_q4.cu): blocks of 32 consecutive staged
+ * values (staged in `order`, e.g. an act-order layer's group-contiguous row order; null = identity),
+ * each q = rint(v · fl(127 / max|v|)) and back as q · fl(max|v| / 127), in the kernel's f32 steps.
+ */
+export function int8RoundTrip(x: Float32Array, order: Int32Array | null): Float32Array {
+  const out = new Float32Array(x.length);
+  const at = (j: number): number => (order ? order[j] : j);
+  for (let j0 = 0; j0 < x.length; j0 += 32) {
+    let amax = 0;
+    for (let j = j0; j < j0 + 32; j++) amax = Math.max(amax, Math.abs(x[at(j)]));
+    const qs = amax > 0 ? Math.fround(127 / amax) : 0;
+    const d = Math.fround(amax / 127);
+    for (let j = j0; j < j0 + 32; j++) out[at(j)] = rint(Math.fround(x[at(j)] * qs)) * d;
+  }
+  return out;
+}

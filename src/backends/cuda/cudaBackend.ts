@@ -13,7 +13,7 @@ import {
   DeviceAttribute, loadDriver, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
-import { GemvBatch, MAX_PERM_K, MAX_TILES, PERM_BUFFERS, type GemvVariant } from './gemvBatch.js';
+import { GemvBatch, MAX_PERM_K, MAX_TILES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, launchLinear, type GemmOptions } from './linearLaunch.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -78,9 +78,10 @@ export class CudaBackend implements Backend {
     this.smCount = cu.attribute(DeviceAttribute.MultiprocessorCount, device);
     this.deviceName = cu.deviceName(device);
     this.argmaxOut = this.mem.alloc(4);
-    const ws = this.mem.alloc(MAX_TILES * 128 * 4), counters = this.mem.alloc(MAX_TILES * 4);
+    // one ticket per tile, and one more for the RMSNorm epilogue (GemvBatch.normEpilogue)
+    const ws = this.mem.alloc(MAX_TILES * 128 * 4), counters = this.mem.alloc((MAX_TILES + 1) * 4);
     cu.memsetD32(ws, 0, MAX_TILES * 128, stream);
-    cu.memsetD32(counters, 0, MAX_TILES, stream);
+    cu.memsetD32(counters, 0, MAX_TILES + 1, stream);
     const permBufs = Array.from({ length: PERM_BUFFERS }, () => this.mem.alloc(MAX_PERM_K * 4));
     this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs);
     // the prefill kernels' shared memory (sm_86/89 allow 99 KiB per block: the old GEMM there)
@@ -173,6 +174,7 @@ export class CudaBackend implements Backend {
   }
 
   rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
+    if (rows === 1 && this.batch.normEpilogue(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, x.cols)) return;
     if (rows === 1 && this.batch.permuteX) {
       // held back until its consumers are known: act-order GEMVs then read it already permuted
       this.batch.addNorm(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, x.cols);
@@ -254,14 +256,6 @@ export class CudaBackend implements Backend {
     this.batch.flush();
     const n = rows * x.cols;
     this.kernels.launch('add_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 }, [ptr(act(x).ptr), ptr(act(y).ptr), i32(n)]);
-  }
-
-  /** Which one-token int4 GEMV kernel runs ('ring' or 'reg'); drops captured graphs. */
-  get gemvVariant(): GemvVariant { return this.batch.variant; }
-  set gemvVariant(v: GemvVariant) {
-    this.synchronize();
-    this.batch.variant = v;
-    this.dropGraphs();
   }
 
   /** Whether rmsnorm / SwiGLU also write act-order consumers' inputs permuted; drops captured graphs. */

@@ -17,31 +17,15 @@ import type { KernelModule } from './module.js';
 export const MAX_TILES = 8192;
 const MAX_MATS = 3;
 const MAT_BYTES = 64;
-const ARGS_BYTES = 272;
-/** largest K whose x producers can write a permuted copy (f32 buffers allocated once) */
-export const MAX_PERM_K = 32768;
+const ARGS_BYTES = 304;
 /** permuted-x buffers: 3 for an rmsnorm's consumers, 1 for a SwiGLU epilogue's */
 export const PERM_BUFFERS = 4;
+/** largest K whose x producers can write a permuted copy (f32 buffers allocated once) */
+export const MAX_PERM_K = 32768;
 /** packed rows of x one block stages in shared memory (XS_ROWS in gemv_q4.cu): 64 slices of 128 */
 const MAX_SLICES_PER_BLOCK = 64;
-/**
- * GEMV kernels: 'ring' (gemv_q4r_*: weights land in a per-warp shared-memory ring through cp.async,
- * __launch_bounds__(128, 2)) or 'reg' (gemv_q4_*: two register halves, __launch_bounds__(128, 4)).
- */
-export type GemvVariant = 'ring' | 'reg';
-/** blocks per SM the grid aims at, per variant */
-const BLOCKS_PER_SM: Record<GemvVariant, number> = { ring: 2, reg: 4 };
-/** RING_STAGES in gemv_q4.cu, and one stage's bytes per warp (ring_stage_bytes: 8 rows + scales + zeros) */
-const RING_STAGES = 4;
-const ringBytes = (rowsPerGroup: number): number => 4 * RING_STAGES * (4096 + (rowsPerGroup < 8 ? 2 : 1) * 384);
-
-/**
- * QLLAMA_CUDA_GEMV=reg|ring picks the default variant: 'reg', which measured faster on the H100
- * (bench/cudaNotes.md, fourth pass); 'ring' is kept for further work.
- */
-export function defaultGemvVariant(): GemvVariant {
-  return process.env.QLLAMA_CUDA_GEMV === 'ring' ? 'ring' : 'reg';
-}
+/** blocks per SM the grid aims at: one wave (`__launch_bounds__(128, 4)`; more, shorter blocks measured slower) */
+const BLOCKS_PER_SM = 4;
 
 /**
  * QLLAMA_CUDA_PERMX=1: rmsnorm and the SwiGLU epilogue also write their output in the act-order
@@ -79,11 +63,8 @@ export class GemvBatch {
   private x: DevicePtr | null = null;
   private pos: PosRef | null = null;
   private maxSeq = 0;
-  /** which kernel launches go to (switchable between graph captures, for benchmarks and tests) */
-  variant: GemvVariant = defaultGemvVariant();
   /** producers write act-order consumers' inputs already permuted (see permuteXDefault) */
   permuteX = permuteXDefault();
-  private readonly sharedAllowed = new Set<string>();
 
   private norm: PendingNorm | null = null;
   /** SwiGLU output of the waiting gate/up pair (launched when its consumer is known); else null */
@@ -92,6 +73,24 @@ export class GemvBatch {
   /** @param permBufs PERM_BUFFERS f32 buffers of MAX_PERM_K values each */
   constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr,
     private readonly smCount: number, private readonly permBufs: readonly DevicePtr[]) {}
+
+  /** RMSNorm of the finished y that the next launch's last block writes (normEpilogue), or null */
+  private epilogueNorm: { readonly out: DevicePtr; readonly w: DevicePtr; readonly eps: number } | null = null;
+
+  /**
+   * out = rmsnorm(x)·w of one row as the epilogue of the waiting residual-add GEMV that produces x
+   * (o_proj and down_proj before the next norm), launched now; false when no such GEMV waits (the
+   * caller runs the norm itself). Saves one kernel and its launch gap per norm.
+   */
+  normEpilogue(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, dim: number): boolean {
+    const p = this.pending;
+    if (this.permuteX || this.norm !== null || this.swigluOut !== null || p.length !== 1) return false;
+    const e = p[0];
+    if (e.y !== x || !e.accumulate || e.ropeTheta !== 0 || e.cache !== null || e.w.bias !== null || e.w.outFeatures !== dim || dim % 4 !== 0) return false;
+    this.epilogueNorm = { out, w, eps };
+    this.flush();
+    return true;
+  }
 
   /** Holds back out = rmsnorm(x)·w of one row (launched before the next GEMV batch or op). */
   addNorm(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, dim: number): void {
@@ -103,7 +102,7 @@ export class GemvBatch {
    * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, each block's
    * range a multiple of 4 slices (one per warp) where K allows, at most MAX_SLICES_PER_BLOCK slices.
    */
-  static kPerBlock(K: number, tiles: number, smCount: number, blocksPerSm = BLOCKS_PER_SM.reg): number {
+  static kPerBlock(K: number, tiles: number, smCount: number, blocksPerSm = BLOCKS_PER_SM): number {
     const slices = Math.ceil(K / 128);
     const splits = Math.max(1, Math.floor((smCount * blocksPerSm) / tiles));
     let per = Math.ceil(Math.ceil(slices / splits) / 4) * 4;
@@ -239,18 +238,19 @@ export class GemvBatch {
     a.writeInt32LE(w0.inFeatures, 240);
     a.writeInt32LE(w0.groupSize, 244);
     a.writeInt32LE(this.maxSeq, 248);
-    const ring = this.variant === 'ring';
-    const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount, BLOCKS_PER_SM[this.variant]);
+    const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
     a.writeInt32LE(kPer, 252);
     a.writeBigUInt64LE(swigluInv ?? 0n, 256);
     a.writeBigUInt64LE(swigluInv !== null ? this.permBufs[PERM_BUFFERS - 1] : 0n, 264);
-    const name = `${ring ? 'gemv_q4r' : 'gemv_q4'}_rpg${w0.rowsPerGroup}`;
-    const shared = ring ? ringBytes(w0.rowsPerGroup) : 0;
-    if (ring && !this.sharedAllowed.has(name)) {
-      this.kernels.allowDynamicShared(name, shared);
-      this.sharedAllowed.add(name);
+    const en = this.epilogueNorm;
+    if (en !== null) {
+      a.writeBigUInt64LE(en.w, 272);
+      a.writeBigUInt64LE(en.out, 280);
+      a.writeBigUInt64LE(this.counters + BigInt(MAX_TILES * 4), 288);
+      a.writeFloatLE(en.eps, 296);
+      this.epilogueNorm = null;
     }
-    this.kernels.launch(name, { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, { x: 128 }, [a], shared, true);
+    this.kernels.launch(`gemv_q4_rpg${w0.rowsPerGroup}`, { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, { x: 128 }, [a], 0, true);
     p.length = 0;
     this.x = null;
     this.pos = null;

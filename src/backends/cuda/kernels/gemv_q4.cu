@@ -6,13 +6,14 @@
 // Grid: x = 128-column tiles of all matrices back to back, y = K ranges of kPerBlock values (split-K);
 // the host sizes it to about one wave of 4 blocks per SM.
 // Block: 4 warps. A lane owns 4 adjacent columns, so one packed row is one 16-byte load per lane and
-// 512 contiguous bytes per warp. Warp w streams the 128-value slices w, w+4, ... of the block's K range
+// 512 contiguous bytes per warp (a layout tiled so each warp's 8 rows are 4 KB in one piece measured
+// no faster on the H100, nor did grids of more, shorter blocks: bench/cudaNotes.md, sixth pass). Warp w streams the 128-value slices w, w+4, ... of the block's K range
 // as two halves of 8 packed rows held in registers: while one half is being multiplied, the other
 // half's next loads are in flight, so each warp keeps loading until its range ends.
 // Programmatic dependent launch (sm_90): the first slice's weights, scales and the act-order
 // permutation are loaded before griddepcontrol.wait, i.e. while the kernel that produces x is still
 // finishing; x, y, the workspace and the KV cache are touched only after it.
-// x is staged once per block into shared memory as fp16 pairs (x_j, x_{j+4}) per packed row, gathered
+// x is staged once per block into shared memory as int8 (see below) per packed row, gathered
 // through perm for act-order layers, so both layouts run the same inner loop.
 // Reduction: the 4 warps' sums meet in shared memory; then
 //   one K range (gridDim.y == 1): the block runs the epilogue itself, no atomics;
@@ -21,8 +22,12 @@
 //   counter) reads them, restores the workspace and the counter to zero, and runs the epilogue.
 // Epilogue: store or add into y (residual stream), rotary embedding (one tile = one head of 128) and
 // the fp16 KV-cache write, or SwiGLU of a gate/up pair.
-// Dequantization in half2: OR-ing a nibble into the mantissa of 1024.0 gives 1024 + q exactly, so
-// (1024 + q) − (1024 + z) = q − z with one HSUB2; x is staged interleaved to match the nibble pairs.
+// Integer dot products (as llama.cpp's MMVQ): x is quantized while staged, to int8 per 32 values
+// (symmetric, step d = max|x| / 127, as llama.cpp's Q8_1 blocks); a packed word w holds q0..q7, so w & 0x0F0F0F0F is the bytes
+// (q0, q2, q4, q6) and (w >> 4) & 0x0F0F0F0F is (q1, q3, q5, q7): two dp4a against x staged as the
+// matching (even, odd) byte quads give Σ q·xq exactly in int32. Per GPTQ group and column:
+//   y += s · Σ_blocks d · (Σ q·xq − z · Σ xq)      (z = stored zero + 1; Σ xq per 32 values is staged too)
+// That is 5 instructions per 8 weights (the fp16 path needed ~17, and issue, not DRAM, was the limit).
 #include "common.cuh"
 
 // Weights are read once: skip L1 so they don't evict x; volatile keeps the loads issued where written.
@@ -33,40 +38,11 @@ __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   return v;
 }
 
-// cp.async (sm_80+): global -> shared without registers; .cg skips L1 (16-byte only), .ca for 8/4 bytes.
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(d), "l"(src) : "memory");
+// Σ over the 8 values of one packed word of q·xq, added to acc (xe = x bytes 0, 2, 4, 6; xo = 1, 3, 5, 7)
+__device__ __forceinline__ int dot8_q4_i8(uint32_t w, int xe, int xo, int acc) {
+  acc = __dp4a((int)(w & 0x0F0F0F0Fu), xe, acc);
+  return __dp4a((int)((w >> 4) & 0x0F0F0F0Fu), xo, acc);
 }
-__device__ __forceinline__ void cp_async8(void* dst, const void* src) {
-  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" :: "r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
-  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"(d), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
-
-// 8 weights of one column (one u32) dotted with x pairs (x0,x4) (x1,x5) (x2,x6) (x3,x7)
-__device__ __forceinline__ float dot8_q4(uint32_t w, half2 xa, half2 xb, half2 xc, half2 xd, half2 z1024, half2 z64) {
-  const uint32_t MAGIC = 0x64006400u;       // half2(1024, 1024)
-  const half2 SIXTEENTH = __halves2half2(__ushort_as_half(0x2C00), __ushort_as_half(0x2C00));
-  const half2 a = __hsub2(u32_as_half2((w & 0x000F000Fu) | MAGIC), z1024);                 // q0, q4
-  const half2 b = __hfma2(u32_as_half2((w & 0x00F000F0u) | MAGIC), SIXTEENTH, z64);        // q1, q5 (×16 in mantissa)
-  const uint32_t w2 = w >> 8;
-  const half2 c = __hsub2(u32_as_half2((w2 & 0x000F000Fu) | MAGIC), z1024);                // q2, q6
-  const half2 d = __hfma2(u32_as_half2((w2 & 0x00F000F0u) | MAGIC), SIXTEENTH, z64);       // q3, q7
-  half2 acc = __hmul2(a, xa);
-  acc = __hfma2(b, xb, acc);
-  acc = __hfma2(c, xc, acc);
-  acc = __hfma2(d, xd, acc);
-  const float2 f = __half22float2(acc);
-  return f.x + f.y;
-}
-
 
 struct Q4Mat {
   const uint4* qw;
@@ -95,20 +71,29 @@ struct Q4Args {
   int kPerBlock;           // K values per block (multiple of 128, at most XS_ROWS * 8)
   const int* swigluInv;    // non-null: also swigluPerm[swigluInv[n]] = swiglu[n] (the consumer's row order)
   float* swigluPerm;
+  // RMSNorm in the epilogue of a residual-add GEMV (normOut non-null; one matrix, flags == 1): the block
+  // that finishes last (ticket normCounter, left at zero) normalizes the finished y into normOut, so the
+  // model's next rmsnorm needs no kernel of its own.
+  const float* normW;      // [N] f32
+  float* normOut;          // [N] f32
+  unsigned* normCounter;
+  float eps;
+  int pad;
 };
 static_assert(sizeof(Q4Mat) == 64, "Q4Mat layout is mirrored by gemvBatch.ts");
-static_assert(sizeof(Q4Args) == 272, "Q4Args layout is mirrored by gemvBatch.ts");
+static_assert(sizeof(Q4Args) == 304, "Q4Args layout is mirrored by gemvBatch.ts");
 
 // packed rows of x a block stages (its K range / 8): 64 slices of 128 values
 #define XS_ROWS 1024
 
-// Loads half a slice (8 packed rows from value k) and its group scales / zeros.
+// Loads half a slice (8 packed rows from value k) and its group scales / zeros. wcol: this lane's
+// 16-byte column group in packed row 0; rowStride: uint4s between packed rows (N/4).
 template <int GR, int GH>
 __device__ __forceinline__ void q4_load_half(uint4 (&w)[8], uint2 (&s)[GH], uint32_t (&z)[GH], const Q4Mat& m,
-                                             int k, int n0, int rowVecs, int gs) {
-  const uint4* src = m.qw + (size_t)(k >> 3) * rowVecs + (n0 >> 2);
+                                             int k, int n0, const uint4* wcol, int rowStride, int gs) {
+  const uint4* src = wcol + (size_t)(k >> 3) * rowStride;
 #pragma unroll
-  for (int r = 0; r < 8; ++r) w[r] = ld_stream(src + (size_t)r * rowVecs);
+  for (int r = 0; r < 8; ++r) w[r] = ld_stream(src + r * rowStride);
 #pragma unroll
   for (int gi = 0; gi < GH; ++gi) {
     const int g = (k + gi * GR * 8) / gs;
@@ -117,75 +102,85 @@ __device__ __forceinline__ void q4_load_half(uint4 (&w)[8], uint2 (&s)[GH], uint
   }
 }
 
-// acc[c] += Σ over the half's 8 packed rows of column n0 + c, x from shared memory (8 rows at xr)
+// acc[c] += Σ over the half's 8 packed rows of column n0 + c. xr: the half's 8 staged rows of int8 x
+// (even, odd quads); xsum, xd: Σ xq and the step of each 4 packed rows (32 values), from the half's first.
 template <int GR, int GH>
 __device__ __forceinline__ void q4_mul_half(float (&acc)[4], const uint4 (&w)[8], const uint2 (&s)[GH], const uint32_t (&z)[GH],
-                                            const uint4* xr, int n0) {
+                                            const uint2* xr, const int* xsum, const float* xd, int n0) {
 #pragma unroll
   for (int gi = 0; gi < GH; ++gi) {
     const float2 s01 = __half22float2(u32_as_half2(s[gi].x)), s23 = __half22float2(u32_as_half2(s[gi].y));
     const float sc[4] = {s01.x, s01.y, s23.x, s23.y};
     const uint32_t zw = z[gi] >> ((n0 & 7) * 4);
-    half2 z1024[4], z64[4];
+    int zc[4];
 #pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const float zf = (float)(((zw >> (4 * c)) & 15u) + 1u);
-      z1024[c] = __float2half2_rn(1024.f + zf);
-      z64[c] = __float2half2_rn(-(64.f + zf));
-    }
+    for (int c = 0; c < 4; ++c) zc[c] = (int)(((zw >> (4 * c)) & 15u) + 1u);
     float gacc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-    for (int rr = 0; rr < GR; ++rr) {
-      const int r = gi * GR + rr;
-      const uint4 xv = xr[r];
-      const half2 xa = u32_as_half2(xv.x), xb = u32_as_half2(xv.y), xc = u32_as_half2(xv.z), xd = u32_as_half2(xv.w);
-      gacc[0] += dot8_q4(w[r].x, xa, xb, xc, xd, z1024[0], z64[0]);
-      gacc[1] += dot8_q4(w[r].y, xa, xb, xc, xd, z1024[1], z64[1]);
-      gacc[2] += dot8_q4(w[r].z, xa, xb, xc, xd, z1024[2], z64[2]);
-      gacc[3] += dot8_q4(w[r].w, xa, xb, xc, xd, z1024[3], z64[3]);
+    for (int b = 0; b < GR / 4; ++b) {  // blocks of 4 packed rows: one x step each
+      const int r0 = gi * GR + b * 4;
+      const int xs = xsum[r0 >> 2];
+      int iacc[4];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) iacc[c] = -zc[c] * xs;
+#pragma unroll
+      for (int rr = 0; rr < 4; ++rr) {
+        const uint2 xv = xr[r0 + rr];
+        iacc[0] = dot8_q4_i8(w[r0 + rr].x, (int)xv.x, (int)xv.y, iacc[0]);
+        iacc[1] = dot8_q4_i8(w[r0 + rr].y, (int)xv.x, (int)xv.y, iacc[1]);
+        iacc[2] = dot8_q4_i8(w[r0 + rr].z, (int)xv.x, (int)xv.y, iacc[2]);
+        iacc[3] = dot8_q4_i8(w[r0 + rr].w, (int)xv.x, (int)xv.y, iacc[3]);
+      }
+      const float d = xd[r0 >> 2];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) gacc[c] = fmaf((float)iacc[c], d, gacc[c]);
     }
 #pragma unroll
     for (int c = 0; c < 4; ++c) acc[c] = fmaf(gacc[c], sc[c], acc[c]);
   }
 }
 
-__device__ __forceinline__ uint32_t half2_as_u32(half2 h) {
-  return *reinterpret_cast<uint32_t*>(&h);
-}
-
-// Ring variant: each warp's half slices (8 packed rows = 4 KB per warp, plus their scales and zeros)
-// land in shared memory through cp.async, RING_STAGES per warp, RING_STAGES − 1 of them in flight
-// while one is multiplied; a lane reads back only what it copied itself, so no barrier is needed.
-#define RING_STAGES 4
-template <int GH>
-__host__ __device__ constexpr int ring_stage_bytes() { return 8 * 32 * 16 + GH * 32 * 8 + GH * 32 * 4; }
-
-template <int GR, int GH>
-__device__ __forceinline__ void q4_ring_issue(char* stage, const Q4Mat& m, int k, int n0, int rowVecs, int gs, int lane) {
-  const uint4* src = m.qw + (size_t)(k >> 3) * rowVecs + (n0 >> 2);
-  uint4* w = reinterpret_cast<uint4*>(stage);
-#pragma unroll
-  for (int r = 0; r < 8; ++r) cp_async16(w + r * 32 + lane, src + (size_t)r * rowVecs);
-  uint2* s = reinterpret_cast<uint2*>(stage + 8 * 32 * 16);
-  uint32_t* z = reinterpret_cast<uint32_t*>(stage + 8 * 32 * 16 + GH * 32 * 8);
-#pragma unroll
-  for (int gi = 0; gi < GH; ++gi) {
-    const int g = (k + gi * GR * 8) / gs;
-    cp_async8(s + gi * 32 + lane, m.scales + (size_t)g * m.N + n0);
-    cp_async4(z + gi * 32 + lane, m.qz + (size_t)g * (m.N >> 3) + (n0 >> 3));
+// The RMSNorm epilogue (see Q4Args): every block of the launch calls this after its last write to y.
+__device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, int* last) {
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  __threadfence();
+  __syncthreads();
+  if (t == 0) {
+    const bool isLast = atomicAdd(a.normCounter, 1u) == gridDim.x * gridDim.y - 1;
+    if (isLast) *a.normCounter = 0u;
+    *last = isLast;
+  }
+  __syncthreads();
+  if (!*last) return;
+  __threadfence();
+  const int dim = a.m[0].N;
+  const float* y = a.m[0].y;
+  float ss = 0.f;
+  for (int i = t * 4; i < dim; i += 512) {
+    const float4 v = __ldcg(reinterpret_cast<const float4*>(y + i));
+    ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+  }
+  ss = warp_sum(ss);
+  if (lane == 0) scratch[warp] = ss;
+  __syncthreads();
+  const float inv = rsqrtf((scratch[0] + scratch[1] + scratch[2] + scratch[3]) / dim + a.eps);
+  for (int i = t * 4; i < dim; i += 512) {
+    const float4 v = __ldcg(reinterpret_cast<const float4*>(y + i));
+    const float4 w = __ldg(reinterpret_cast<const float4*>(a.normW + i));
+    *reinterpret_cast<float4*>(a.normOut + i) = make_float4(v.x * inv * w.x, v.y * inv * w.y, v.z * inv * w.z, v.w * inv * w.w);
   }
 }
 
-template <int RPG, bool RING>
+template <int RPG>
 __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
   constexpr int GH = 8 / GR;             // groups per half slice
-  constexpr int SB = ring_stage_bytes<GH>();
-  __shared__ uint4 xs[XS_ROWS];
+  __shared__ uint2 xs[XS_ROWS];            // int8 x: (even, odd) byte quads per packed row
+  __shared__ int xsum[XS_ROWS / 4];         // Σ xq per 4 packed rows (32 values)
+  __shared__ float xd[XS_ROWS / 4];         // x's quantization step per 4 packed rows
   __shared__ float red[4][128];
   __shared__ float fin[128];
   __shared__ int last;
-  extern __shared__ uint4 ring_smem[];   // RING: [4 warps][RING_STAGES][SB bytes]
   const int tile = blockIdx.x;
   const int mi = tile < a.m[0].tileEnd ? 0 : tile < a.m[1].tileEnd ? 1 : 2;
   const Q4Mat& m = a.m[mi];
@@ -199,94 +194,99 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   const int col0 = (tile - tileStart) * 128;
   const int n0 = col0 + lane * 4;
   const bool colLive = n0 < N;
-  const int rowVecs = N >> 2;
+  const int rowStride = N >> 2;
+  const uint4* wcol = m.qw + (n0 >> 2);
   // flags & 4: m.perm is x already gathered into this matrix's row order (f32 [K]), read linearly
   const bool xPermuted = (m.flags & 4) != 0;
   const int* perm = xPermuted ? nullptr : m.perm;
   const float* xsrc = xPermuted ? reinterpret_cast<const float*>(m.perm) : a.x;
 
-  // weights of the first slice(s), and the first permutation entries, before waiting for x's producer
+  // weights of the first slice, and the first permutation entries, before waiting for x's producer
   uint4 wa[8], wb[8];
   uint2 sa[GH], sb[GH];
   uint32_t za[GH], zb[GH];
   int s = warp;
-  const int nh = warp < nSlices ? 2 * ((nSlices - warp + 3) >> 2) : 0;  // RING: this warp's half slices
-  char* ring = reinterpret_cast<char*>(ring_smem) + (size_t)warp * RING_STAGES * SB;
-  if constexpr (RING) {
-#pragma unroll
-    for (int h = 0; h < RING_STAGES - 1; ++h) {
-      if (colLive && h < nh) q4_ring_issue<GR, GH>(ring + h * SB, m, kb0 + (warp + 4 * (h >> 1)) * 128 + (h & 1) * 64, n0, rowVecs, gs, lane);
-      cp_async_commit();
-    }
-  } else {
-    if (colLive && s < nSlices) {
-      q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 128, n0, rowVecs, gs);
-      q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + s * 128 + 64, n0, rowVecs, gs);
-    }
+  if (colLive && s < nSlices) {
+    q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 128, n0, wcol, rowStride, gs);
+    q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + s * 128 + 64, n0, wcol, rowStride, gs);
   }
-  int4 p0 = make_int4(0, 0, 0, 0), p1 = p0;
+  // the permutation entries of the first two staging passes (x gathers then wait on one load, not two)
+  int4 p0 = make_int4(0, 0, 0, 0), p1 = p0, p2 = p0, p3 = p0;
   if (perm && t < rows8) {
     p0 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + t * 8));
     p1 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + t * 8 + 4));
   }
+  if (perm && t + 128 < rows8) {
+    p2 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + (t + 128) * 8));
+    p3 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + (t + 128) * 8 + 4));
+  }
   pdl_wait();
   pdl_launch_dependents();
 
-  for (int r = t; r < rows8; r += 128) {
+  // Every thread runs the same iterations (rows8 is a multiple of 16, so the 4 lanes that hold one
+  // block of 32 values are all live or all idle) because the block reductions below are warp shuffles.
+  for (int base = 0; base < rows8; base += 128) {
+    const int r = base + t;
+    const bool live = r < rows8;
     const int kb = kb0 + r * 8;
-    float v[8];
-    if (perm) {
-      if (r != t) {
-        p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
-        p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
+    float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (live) {
+      int idx[8];
+      if (perm) {
+        if (base == 128) {
+          p0 = p2;
+          p1 = p3;
+        } else if (base != 0) {
+          p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
+          p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
+        }
+        idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
+        idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] = xsrc[idx[j]];
+      } else {
+        const float4 x0 = *reinterpret_cast<const float4*>(xsrc + kb);
+        const float4 x1 = *reinterpret_cast<const float4*>(xsrc + kb + 4);
+        v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
+        v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) idx[j] = kb + j;
       }
-      v[0] = xsrc[p0.x]; v[1] = xsrc[p0.y]; v[2] = xsrc[p0.z]; v[3] = xsrc[p0.w];
-      v[4] = xsrc[p1.x]; v[5] = xsrc[p1.y]; v[6] = xsrc[p1.z]; v[7] = xsrc[p1.w];
-    } else {
-      const float4 x0 = *reinterpret_cast<const float4*>(xsrc + kb);
-      const float4 x1 = *reinterpret_cast<const float4*>(xsrc + kb + 4);
-      v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
-      v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
     }
-    uint4 o;
-    o.x = half2_as_u32(__floats2half2_rn(v[0], v[4]));
-    o.y = half2_as_u32(__floats2half2_rn(v[1], v[5]));
-    o.z = half2_as_u32(__floats2half2_rn(v[2], v[6]));
-    o.w = half2_as_u32(__floats2half2_rn(v[3], v[7]));
-    xs[r] = o;
+    // the block's step over its 4 packed rows (lanes 4·i .. 4·i + 3)
+    float amax = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(v[j]));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    const float qs = amax > 0.f ? 127.f / amax : 0.f;
+    int q[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) q[j] = __float2int_rn(v[j] * qs);
+    int sum4 = q[0] + q[1] + q[2] + q[3] + q[4] + q[5] + q[6] + q[7];
+    sum4 += __shfl_xor_sync(0xffffffffu, sum4, 1);
+    sum4 += __shfl_xor_sync(0xffffffffu, sum4, 2);
+    if (live) {
+      const uint32_t even = (q[0] & 0xFF) | ((q[2] & 0xFF) << 8) | ((q[4] & 0xFF) << 16) | ((uint32_t)(q[6] & 0xFF) << 24);
+      const uint32_t odd = (q[1] & 0xFF) | ((q[3] & 0xFF) << 8) | ((q[5] & 0xFF) << 16) | ((uint32_t)(q[7] & 0xFF) << 24);
+      xs[r] = make_uint2(even, odd);
+      if ((r & 3) == 0) {
+        xsum[r >> 2] = sum4;
+        xd[r >> 2] = amax / 127.f;
+      }
+    }
   }
   __syncthreads();
 
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  if constexpr (RING) {
-    for (int h = 0; h < nh; ++h) {
-      const int hn = h + RING_STAGES - 1;  // refills the slot read in iteration h − 1
-      if (colLive && hn < nh) q4_ring_issue<GR, GH>(ring + (hn % RING_STAGES) * SB, m, kb0 + (warp + 4 * (hn >> 1)) * 128 + (hn & 1) * 64, n0, rowVecs, gs, lane);
-      cp_async_commit();
-      cp_async_wait<RING_STAGES - 1>();
-      if (colLive) {
-        const char* st = ring + (h % RING_STAGES) * SB;
-        const uint4* w = reinterpret_cast<const uint4*>(st);
-        const uint2* sp = reinterpret_cast<const uint2*>(st + 8 * 32 * 16);
-        const uint32_t* zp = reinterpret_cast<const uint32_t*>(st + 8 * 32 * 16 + GH * 32 * 8);
-#pragma unroll
-        for (int r = 0; r < 8; ++r) wa[r] = w[r * 32 + lane];
-#pragma unroll
-        for (int gi = 0; gi < GH; ++gi) { sa[gi] = sp[gi * 32 + lane]; za[gi] = zp[gi * 32 + lane]; }
-        q4_mul_half<GR, GH>(acc, wa, sa, za, xs + (warp + 4 * (h >> 1)) * 16 + (h & 1) * 8, n0);
-      }
-    }
-    cp_async_wait<0>();
-  } else {
-    if (colLive) {
-      for (; s < nSlices; s += 4) {
-        const bool more = s + 4 < nSlices;
-        const int kn = kb0 + (s + 4) * 128;
-        q4_mul_half<GR, GH>(acc, wa, sa, za, xs + s * 16, n0);
-        if (more) q4_load_half<GR, GH>(wa, sa, za, m, kn, n0, rowVecs, gs);
-        q4_mul_half<GR, GH>(acc, wb, sb, zb, xs + s * 16 + 8, n0);
-        if (more) q4_load_half<GR, GH>(wb, sb, zb, m, kn + 64, n0, rowVecs, gs);
-      }
+  if (colLive) {
+    for (; s < nSlices; s += 4) {
+      const bool more = s + 4 < nSlices;
+      const int kn = kb0 + (s + 4) * 128;
+      q4_mul_half<GR, GH>(acc, wa, sa, za, xs + s * 16, xsum + s * 4, xd + s * 4, n0);
+      if (more) q4_load_half<GR, GH>(wa, sa, za, m, kn, n0, wcol, rowStride, gs);
+      q4_mul_half<GR, GH>(acc, wb, sb, zb, xs + s * 16 + 8, xsum + s * 4 + 2, xd + s * 4 + 2, n0);
+      if (more) q4_load_half<GR, GH>(wb, sb, zb, m, kn + 64, n0, wcol, rowStride, gs);
     }
   }
 #pragma unroll
@@ -300,6 +300,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
     v = sum;
   } else if (!pair && (m.flags & 3) == 1 && m.cache == nullptr) {
     if (n < N) atomicAdd(m.y + n, sum);  // residual add: partial sums straight into y
+    if (a.normOut) q4_norm_tail(a, fin, &last);
     return;
   } else {
     float* ws = a.ws + (size_t)tile * 128;
@@ -357,14 +358,12 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
       if (pos < a.maxSeq) m.cache[(size_t)pos * N + n] = __float2half(v);
     }
   }
+  if (a.normOut) q4_norm_tail(a, fin, &last);
 }
 
 #define GEMV_Q4(RPG)                                                                         \
   extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG(const __grid_constant__ Q4Args a) { \
-    gemv_q4_fused<RPG, false>(a);                                                            \
-  }                                                                                          \
-  extern "C" __global__ void __launch_bounds__(128, 2) gemv_q4r_rpg##RPG(const __grid_constant__ Q4Args a) { \
-    gemv_q4_fused<RPG, true>(a);                                                             \
+    gemv_q4_fused<RPG>(a);                                                                   \
   }
 GEMV_Q4(16)
 GEMV_Q4(8)
