@@ -74,6 +74,11 @@ export interface Backend {
   /** Copy an activation (or its first `rows` rows) back to the host. */
   readActivation(src: Activation, rows?: number): Float32Array;
 
+  /**
+   * true when upload* calls copy the host data before returning and keep no reference to it, so the
+   * loader may reuse its read buffers (model/weights.ts); absent or false: each upload gets fresh arrays.
+   */
+  readonly uploadCopiesHostData?: boolean;
   uploadLinear(weight: LinearHost): LinearWeight;
   uploadVector(data: Float32Array): VectorWeight;
   uploadEmbedding(data: Uint16Array, vocab: number, dim: number): EmbeddingWeight;

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './threadPool.js'; // first: sizes libuv's pool before any I/O
 import { QllamaError } from '../errors.js';
 import type { Command } from './command.js';
 

@@ -1,5 +1,5 @@
 import { ModelLoadError } from '../errors.js';
-import { getPacked } from './gptqPacking.js';
+import { setPacked } from './gptqPacking.js';
 import type { GptqBits, GptqLinearHost } from './gptqTypes.js';
 import type { QuantizeConfig } from './quantizeConfig.js';
 import { MissingTensorError, type SafetensorsDType } from './safetensors.js';
@@ -19,6 +19,36 @@ export class QuantizeConfigMismatchError extends GptqFormatError {}
 
 const BITS: readonly number[] = [2, 3, 4, 8];
 
+/** One GPTQ linear's tensors, checked against each other and the layer by their headers alone. */
+export interface GptqPlan {
+  readonly prefix: string;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly bits: GptqBits;
+  readonly groups: number;
+  readonly quantizeConfig?: QuantizeConfig;
+  /** tensor names to read: qweight, qzeros, scales always; g_idx and bias when the file has them */
+  readonly names: { readonly qweight: string; readonly qzeros: string; readonly scales: string; readonly gIdx?: string; readonly bias?: string };
+}
+
+/** The raw bytes of a plan's tensors, as read from the file. */
+export interface GptqTensorBytes {
+  readonly qweight: Uint8Array;
+  readonly qzeros: Uint8Array;
+  readonly scales: Uint8Array;
+  readonly gIdx?: Uint8Array;
+  readonly bias?: Uint8Array;
+}
+
+/** What the values of g_idx and qzeros say about a layer. */
+export interface GptqLayout {
+  readonly groupSize: number;
+  readonly actOrder: boolean;
+  readonly sym: boolean;
+  /** the file's g_idx, or the trivial i / groupSize when it has none */
+  readonly gIdx: Int32Array;
+}
+
 /**
  * Reads one GPTQ linear (`<prefix>.qweight|qzeros|scales`, optional `g_idx`, `bias`) and infers
  * its settings from the shapes, the way GPTQ-for-LLaMa files must be read (they carry no
@@ -27,11 +57,23 @@ const BITS: readonly number[] = [2, 3, 4, 8];
  * the trivial i / groupSize. `inFeatures`/`outFeatures` come from config.json (hidden /
  * intermediate size); a g_idx must have exactly inFeatures entries. A quantize_config.json,
  * when given, must agree with what the tensors say.
+ * Split for loaders that read asynchronously: planGptqLinear (headers) → read plan.names →
+ * finishGptqLinear (values).
  */
 export function loadGptqLinear(store: WeightStore, prefix: string, inFeatures: number, outFeatures: number, quantizeConfig?: QuantizeConfig): GptqLinearHost {
+  const plan = planGptqLinear(store, prefix, inFeatures, outFeatures, quantizeConfig);
+  const { names } = plan;
+  return finishGptqLinear(plan, {
+    qweight: store.read(names.qweight), qzeros: store.read(names.qzeros), scales: store.read(names.scales),
+    ...(names.gIdx ? { gIdx: store.read(names.gIdx) } : {}),
+    ...(names.bias ? { bias: store.read(names.bias) } : {}),
+  });
+}
+
+/** Every check that needs only the tensors' headers (dtypes, shapes, presence); reads nothing. */
+export function planGptqLinear(store: WeightStore, prefix: string, inFeatures: number, outFeatures: number, quantizeConfig?: QuantizeConfig): GptqPlan {
   const where = (tensor: string): string => `${prefix}.${tensor}`;
-  const shapeErr = (tensor: string, what: string): GptqShapeError =>
-    new GptqShapeError(`${where(tensor)} ${what}: the GPTQ file is corrupt or does not belong to this config.json (in ${inFeatures}, out ${outFeatures})`);
+  const shapeErr = (tensor: string, what: string): GptqShapeError => gptqShapeError(prefix, tensor, what, inFeatures, outFeatures);
   const shapeOf = (tensor: string, dtype: SafetensorsDType): readonly number[] => {
     if (!store.has(where(tensor))) throw new MissingTensorError(`GPTQ tensor ${where(tensor)} is missing: the checkpoint is incomplete or not GPTQ`);
     const e = store.entry(where(tensor));
@@ -52,39 +94,74 @@ export function loadGptqLinear(store: WeightStore, prefix: string, inFeatures: n
   const qz = shapeOf('qzeros', 'I32');
   if (qz.length !== 2 || qz[0] !== groups || qz[1] !== zeroCols) throw shapeErr('qzeros', `has shape ${show(qz)}, expected [${groups}, ${zeroCols}] (groups from scales, ${bits} bits from qweight)`);
 
-  let gIdx: Int32Array | undefined;
-  if (store.has(where('g_idx'))) {
+  const hasGIdx = store.has(where('g_idx'));
+  if (hasGIdx) {
     const gs = shapeOf('g_idx', 'I32');
     if (gs.length !== 1 || gs[0] !== inFeatures) throw shapeErr('g_idx', `has shape ${show(gs)}, expected [${inFeatures}] (one group per input row)`);
-    gIdx = asInt32(store.read(where('g_idx')));
-    for (let i = 0; i < inFeatures; i++) {
-      if (gIdx[i] < 0 || gIdx[i] >= groups) throw shapeErr('g_idx', `has g_idx[${i}] = ${gIdx[i]}, outside the ${groups} groups of scales`);
-    }
   }
-  const groupSize = inferGroupSize(inFeatures, groups, gIdx, quantizeConfig, (what) => shapeErr('scales', what));
-  const trivial = (i: number): number => Math.floor(i / groupSize);
-  const actOrder = gIdx !== undefined && gIdx.some((g, i) => g !== trivial(i));
-  if (!gIdx) gIdx = Int32Array.from({ length: inFeatures }, (_, i) => trivial(i));
-
-  let bias: Uint16Array | undefined;
-  if (store.has(where('bias'))) {
+  const hasBias = store.has(where('bias'));
+  if (hasBias) {
     const bs = shapeOf('bias', 'F16');
     if (bs.length !== 1 || bs[0] !== outFeatures) throw shapeErr('bias', `has shape ${show(bs)}, expected [${outFeatures}]`);
-    bias = asUint16(store.read(where('bias')));
   }
-
-  const qzeros = asInt32(store.read(where('qzeros')));
-  const sym = allZerosAre(qzeros, groups, outFeatures, bits, (1 << (bits - 1)) - 1);
-  if (quantizeConfig) checkAgainstConfig(prefix, quantizeConfig, { bits, groups, groupSize, inFeatures, actOrder, hasGIdx: store.has(where('g_idx')), sym });
-
   return {
-    kind: 'gptq', inFeatures, outFeatures, bits: bits as GptqBits, groupSize, groups, actOrder, sym,
-    qweight: asInt32(store.read(where('qweight'))),
-    qzeros,
-    scales: asUint16(store.read(where('scales'))),
-    gIdx,
-    ...(bias ? { bias } : {}),
+    prefix, inFeatures, outFeatures, bits: bits as GptqBits, groups, ...(quantizeConfig ? { quantizeConfig } : {}),
+    names: {
+      qweight: where('qweight'), qzeros: where('qzeros'), scales: where('scales'),
+      ...(hasGIdx ? { gIdx: where('g_idx') } : {}), ...(hasBias ? { bias: where('bias') } : {}),
+    },
   };
+}
+
+/** The checks on values (g_idx range and groups, zero points, quantize_config) and the host layer; views share the bytes' memory. */
+export function finishGptqLinear(plan: GptqPlan, t: GptqTensorBytes): GptqLinearHost {
+  const qzeros = asInt32(t.qzeros);
+  const layout = gptqLayout(plan, qzeros, t.gIdx ? asInt32(t.gIdx) : undefined);
+  return {
+    kind: 'gptq', inFeatures: plan.inFeatures, outFeatures: plan.outFeatures, bits: plan.bits, groupSize: layout.groupSize, groups: plan.groups,
+    actOrder: layout.actOrder, sym: layout.sym,
+    qweight: asInt32(t.qweight),
+    qzeros,
+    scales: asUint16(t.scales),
+    gIdx: layout.gIdx,
+    ...(t.bias ? { bias: asUint16(t.bias) } : {}),
+  };
+}
+
+/** Group size, act-order and symmetry from g_idx and qzeros (all a model folder's probe needs), checked as loadGptqLinear does. */
+export function gptqLayout(plan: GptqPlan, qzeros: Int32Array, fileGIdx: Int32Array | undefined): GptqLayout {
+  const { inFeatures, outFeatures, groups, bits, quantizeConfig } = plan;
+  const shapeErr = (tensor: string, what: string): GptqShapeError => gptqShapeError(plan.prefix, tensor, what, inFeatures, outFeatures);
+  if (fileGIdx) {
+    for (let i = 0; i < inFeatures; i++) {
+      const g = fileGIdx[i];
+      if (g < 0 || g >= groups) throw shapeErr('g_idx', `has g_idx[${i}] = ${g}, outside the ${groups} groups of scales`);
+    }
+  }
+  const groupSize = inferGroupSize(inFeatures, groups, fileGIdx, quantizeConfig, (what) => shapeErr('scales', what));
+  let actOrder = false;
+  if (fileGIdx) {
+    for (let i = 0; i < inFeatures; i++) {
+      if (fileGIdx[i] !== Math.floor(i / groupSize)) {
+        actOrder = true;
+        break;
+      }
+    }
+  }
+  const gIdx = fileGIdx ?? trivialGIdx(inFeatures, groupSize);
+  const sym = allZerosAre(qzeros, bits, (1 << (bits - 1)) - 1);
+  if (quantizeConfig) checkAgainstConfig(plan.prefix, quantizeConfig, { bits, groups, groupSize, inFeatures, actOrder, hasGIdx: fileGIdx !== undefined, sym });
+  return { groupSize, actOrder, sym, gIdx };
+}
+
+function gptqShapeError(prefix: string, tensor: string, what: string, inFeatures: number, outFeatures: number): GptqShapeError {
+  return new GptqShapeError(`${prefix}.${tensor} ${what}: the GPTQ file is corrupt or does not belong to this config.json (in ${inFeatures}, out ${outFeatures})`);
+}
+
+function trivialGIdx(inFeatures: number, groupSize: number): Int32Array {
+  const g = new Int32Array(inFeatures);
+  for (let i = 0; i < inFeatures; i++) g[i] = Math.floor(i / groupSize);
+  return g;
 }
 
 /**
@@ -109,11 +186,22 @@ function inferGroupSize(inF: number, groups: number, gIdx: Int32Array | undefine
   throw err(`has ${groups} groups, which do not divide ${inF} inputs; add quantize_config.json with the group_size`);
 }
 
-function allZerosAre(qzeros: Int32Array, groups: number, out: number, bits: number, stored: number): boolean {
-  const cols = (out * bits) / 32;
-  for (let g = 0; g < groups; g++) {
-    for (let o = 0; o < out; o++) if (getPacked(qzeros, g * cols, 1, o, bits) !== stored) return false;
+/**
+ * Every `bits`-bit value of qzeros equals `stored`. Rows of qzeros are whole words (O·bits/32 of
+ * them) and the value stream repeats every lcm(bits, 32) bits, so the check compares words with
+ * one period of the expected stream (1 word; 3 words for 3 bits) instead of unpacking each value.
+ */
+function allZerosAre(qzeros: Int32Array, bits: number, stored: number): boolean {
+  const period = bits === 3 ? 3 : 1;
+  const pattern = new Int32Array(period);
+  for (let k = 0; k < (period * 32) / bits; k++) setPacked(pattern, 0, 1, k, bits, stored);
+  const cols = qzeros.length; // a multiple of `period`: O·bits/32 words per row, O a multiple of 32 for 3 bits
+  if (period === 1) {
+    const p = pattern[0];
+    for (let w = 0; w < cols; w++) if (qzeros[w] !== p) return false;
+    return true;
   }
+  for (let w = 0; w < cols; w++) if (qzeros[w] !== pattern[w % 3]) return false;
   return true;
 }
 

@@ -1,7 +1,8 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ModelLoadError } from '../errors.js';
-import { loadGptqLinear } from './gptq.js';
+import { gptqLayout, planGptqLinear } from './gptq.js';
+import { asInt32 } from './tensorViews.js';
 import { quantizeConfigFromDir, type QuantizeConfig } from './quantizeConfig.js';
 import { readLlamaConfig, type LlamaConfig } from './hfConfig.js';
 import { SHARD_INDEX, WeightStore } from './weightStore.js';
@@ -34,7 +35,8 @@ const TOKENIZER_FILES = ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.
 /**
  * Finds config.json and the weights in `dir`, and detects fp16 vs GPTQ from the tensors
  * (`*.qweight` present → GPTQ; bits, group size and act-order then come from the first
- * layer's q_proj via loadGptqLinear, which also checks quantize_config.json against it).
+ * layer's q_proj, checked as loadGptqLinear checks it, quantize_config.json included, reading only
+ * its g_idx and qzeros).
  *
  * Weights choice, deterministic, first rule that applies:
  *   1. `--weights <file>` (relative to the folder, or absolute);
@@ -71,11 +73,13 @@ export function discoverModel(dir: string, options: { weights?: string } = {}): 
       throw new UnrecognizedWeightsError(`${path.basename(weightsPath)} has GPTQ tensors (${qweight}) but no ${probe}.qweight: it is not a GPTQ LLaMA checkpoint qllama knows`);
     }
     const dim = config.hiddenSize;
-    const layer = loadGptqLinear(store, probe, dim, dim, quantizeConfig);
+    // the probe checks what loadGptqLinear checks but reads only g_idx and qzeros (kilobytes), not qweight
+    const plan = planGptqLinear(store, probe, dim, dim, quantizeConfig);
+    const layout = gptqLayout(plan, asInt32(store.read(plan.names.qzeros)), plan.names.gIdx ? asInt32(store.read(plan.names.gIdx)) : undefined);
     return {
       ...base,
       format: 'gptq',
-      gptq: { bits: layer.bits, groupSize: layer.groups === 1 ? -1 : layer.groupSize, actOrder: layer.actOrder, ...(layer.sym !== undefined ? { sym: layer.sym } : {}) },
+      gptq: { bits: plan.bits, groupSize: plan.groups === 1 ? -1 : layout.groupSize, actOrder: layout.actOrder, sym: layout.sym },
     };
   } finally {
     store.close();

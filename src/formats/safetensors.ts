@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, read as readCb, readSync } from 'node:fs';
 import { ModelLoadError } from '../errors.js';
 
 /**
@@ -6,7 +6,9 @@ import { ModelLoadError } from '../errors.js';
  * `{name: {dtype, shape, data_offsets: [begin, end]}, __metadata__?: {string: string}}`, then
  * the data; offsets are relative to the end of the header.
  * Only the header is read on open; each tensor is read from disk on demand with a positional
- * read, so a 7 GB checkpoint never sits whole in memory. Every size and offset is checked
+ * read, so a 7 GB checkpoint never sits whole in memory. `readAsync` splits a tensor into chunks
+ * read concurrently on libuv's thread pool (page-cached reads are memory copies, so several in
+ * flight use several cores) and can read into a caller's buffer, so a loader can recycle them. Every size and offset is checked
  * against the file size at open, like llama.cpp's loader: a bad file fails early with a
  * named error instead of producing garbage logits later.
  */
@@ -52,6 +54,8 @@ export class SafetensorsClosedError extends ModelLoadError {}
 
 /** The format's own limit (safetensors rejects headers over 100 MB). */
 const MAX_HEADER_BYTES = 100_000_000;
+/** Bytes per positional read in readAsync: small enough to spread one big tensor over the pool's threads. */
+const READ_CHUNK = 8 << 20;
 const REDOWNLOAD = 'the model is corrupted or incomplete; download it again';
 
 export class SafetensorsFile {
@@ -112,6 +116,36 @@ export class SafetensorsFile {
       done += n;
     }
     return buf;
+  }
+
+  /**
+   * Like read(), but through the thread pool in chunks of READ_CHUNK bytes, all in flight at once,
+   * into `into` when given (exactly the tensor's byteLength; a fresh 8-aligned buffer otherwise).
+   * Do not close() while a read is pending.
+   */
+  async readAsync(name: string, into?: Uint8Array): Promise<Uint8Array> {
+    const e = this.entry(name);
+    const fd = this.fd;
+    if (fd === null) throw new SafetensorsClosedError(`${this.path} was closed before reading "${name}"`);
+    if (into && into.byteLength !== e.byteLength) throw new RangeError(`readAsync("${name}"): the buffer holds ${into.byteLength} bytes, the tensor ${e.byteLength}`);
+    const buf = into ?? Buffer.allocUnsafeSlow(e.byteLength);
+    const chunks: Promise<void>[] = [];
+    for (let at = 0; at < e.byteLength; at += READ_CHUNK) {
+      chunks.push(this.readRange(fd, buf, at, Math.min(READ_CHUNK, e.byteLength - at), e.offset + at, name));
+    }
+    await Promise.all(chunks);
+    return buf;
+  }
+
+  private async readRange(fd: number, buf: Uint8Array, at: number, length: number, position: number, name: string): Promise<void> {
+    let done = 0;
+    while (done < length) {
+      const n = await new Promise<number>((resolve, reject) => {
+        readCb(fd, buf, at + done, length - done, position + done, (err, bytes) => (err ? reject(err) : resolve(bytes)));
+      });
+      if (n === 0) throw new TruncatedSafetensorsError(`${this.path} ended while reading "${name}" (it shrank after opening?): ${REDOWNLOAD}`);
+      done += n;
+    }
   }
 
   close(): void {

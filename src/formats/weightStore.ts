@@ -79,6 +79,11 @@ export class WeightStore {
     return this.file(name).read(name);
   }
 
+  /** The raw bytes of one tensor through the thread pool, into `into` when given (see SafetensorsFile.readAsync). */
+  async readAsync(name: string, into?: Uint8Array): Promise<Uint8Array> {
+    return this.file(name).readAsync(name, into);
+  }
+
   close(): void {
     for (const f of this.files) f.close();
   }

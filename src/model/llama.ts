@@ -6,7 +6,7 @@ import { discoverModel, type DiscoveredModel } from '../formats/modelFolder.js';
 import { WeightStore } from '../formats/weightStore.js';
 import type { CausalLm } from './causalLm.js';
 import { allocRunState, type RunState } from './runState.js';
-import { bindLlamaWeights, type LlamaWeights } from './weights.js';
+import { bindLlamaWeights, type LlamaWeights, type LoadProfile } from './weights.js';
 
 export interface LlamaModelOptions {
   /** compute backend (default: the plain CPU backend) */
@@ -17,6 +17,8 @@ export interface LlamaModelOptions {
   readonly contextLength?: number;
   /** prompt tokens processed per forward chunk */
   readonly chunkRows?: number;
+  /** filled with the load's seconds by phase (benchmarks) */
+  readonly profile?: LoadProfile;
 }
 
 /**
@@ -46,14 +48,16 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
   }
 
   static async create(dir: string, options: LlamaModelOptions = {}): Promise<LlamaModel> {
+    const t0 = performance.now();
     const info = discoverModel(dir, { weights: options.weights });
     const { config } = info;
     const backend = options.backend ?? new CpuBackend();
     const contextLength = Math.min(options.contextLength ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings);
     const store = WeightStore.open(info.weightsPath);
+    if (options.profile) options.profile.headerS += (performance.now() - t0) / 1000;
     let weights: LlamaWeights;
     try {
-      weights = bindLlamaWeights(store, config, backend, info.quantizeConfig);
+      weights = await bindLlamaWeights(store, config, backend, info.quantizeConfig, options.profile);
     } finally {
       store.close();
     }
