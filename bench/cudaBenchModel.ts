@@ -26,8 +26,8 @@ export interface ModelFigures {
 export async function benchModel(dir: string, ceilingGBs: number, log: (l: string) => void): Promise<ModelFigures> {
   const backend = CudaBackend.create();
   const t0 = performance.now();
-  // prompt rows per forward pass (QLLAMA_BENCH_CHUNK_ROWS, default 512)
-  const chunkRows = Number(process.env.QLLAMA_BENCH_CHUNK_ROWS ?? 512);
+  // prompt rows per forward pass (QLLAMA_BENCH_CHUNK_ROWS; default: the backend's preferredChunkRows)
+  const chunkRows = process.env.QLLAMA_BENCH_CHUNK_ROWS ? Number(process.env.QLLAMA_BENCH_CHUNK_ROWS) : backend.preferredChunkRows;
   const model = await LlamaModel.create(dir, { backend, contextLength: 2048, chunkRows });
   backend.synchronize();
   const loadS = (performance.now() - t0) / 1000;

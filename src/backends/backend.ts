@@ -79,6 +79,8 @@ export interface Backend {
    * loader may reuse its read buffers (model/weights.ts); absent or false: each upload gets fresh arrays.
    */
   readonly uploadCopiesHostData?: boolean;
+  /** prompt rows per forward pass this backend runs best with (model default when absent: 256) */
+  readonly preferredChunkRows?: number;
   uploadLinear(weight: LinearHost): LinearWeight;
   uploadVector(data: Float32Array): VectorWeight;
   uploadEmbedding(data: Uint16Array, vocab: number, dim: number): EmbeddingWeight;

@@ -51,7 +51,7 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
     const t0 = performance.now();
     const info = discoverModel(dir, { weights: options.weights });
     const { config } = info;
-    const backend = options.backend ?? new CpuBackend();
+    const backend: Backend = options.backend ?? new CpuBackend();
     const contextLength = Math.min(options.contextLength ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings);
     const store = WeightStore.open(info.weightsPath);
     if (options.profile) options.profile.headerS += (performance.now() - t0) / 1000;
@@ -62,7 +62,7 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
       store.close();
     }
     const cache = backend.allocKvCache(config.numLayers, contextLength, config.numKvHeads, config.hiddenSize / config.numHeads);
-    const state = allocRunState(backend, config, Math.min(options.chunkRows ?? 256, contextLength));
+    const state = allocRunState(backend, config, Math.min(options.chunkRows ?? backend.preferredChunkRows ?? 256, contextLength));
     return new LlamaModel(info, backend, weights, cache, state, contextLength);
   }
 

@@ -46,6 +46,14 @@ export class CudaBackend implements Backend {
   readonly mem: DeviceMemory;
   readonly kernels: KernelModule;
   readonly smCount: number;
+  /** cuMemcpyHtoDAsync from pageable memory returns once the bytes are staged, and uploads keep no host arrays */
+  readonly uploadCopiesHostData = true;
+  /**
+   * Prompts in passes of up to 2048 rows: the tensor-core GEMM fills the GPU only with many rows (a 2048
+   * prompt ran 8,488 tok/s in one pass vs 6,582 in 512-row chunks on the H100; 13B at 2048 context
+   * then allocates 9.9 GB).
+   */
+  readonly preferredChunkRows = 2048;
   readonly deviceName: string;
   private readonly graphs = new Map<string, { graph: CuGraph; exec: CuGraphExec }>();
   private capturing = false;
@@ -298,7 +306,7 @@ export class CudaBackend implements Backend {
   argmax(x: Activation): number {
     this.batch.flush();
     const a = act(x);
-    this.kernels.launch('argmax_f32', { x: 1 }, { x: 1024 }, [ptr(this.argmaxOut), ptr(a.ptr), i32(a.cols)]);
+    this.kernels.launch('argmax_f32', { x: 1 }, { x: 1024 }, [ptr(this.argmaxOut), ptr(a.ptr), i32(a.cols)], 0, true);
     this.cu.copyDtoH(this.argmaxHost, this.argmaxOut, 4, this.stream);
     this.cu.streamSynchronize(this.stream);
     return this.argmaxHost[0];

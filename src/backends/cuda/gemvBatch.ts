@@ -25,7 +25,7 @@ export const MAX_PERM_K = 32768;
 /** packed rows of x one block stages in shared memory (XS_ROWS in gemv_q4.cu): 64 slices of 128 */
 const MAX_SLICES_PER_BLOCK = 64;
 /** blocks per SM the grid aims at: one wave (`__launch_bounds__(128, 4)`; more, shorter blocks measured slower) */
-const BLOCKS_PER_SM = 4;
+const BLOCKS_PER_SM = 4; // 3 or 2 (a slot left free for the next kernel's prefetch) measured slower: cudaNotes.md
 
 /**
  * QLLAMA_CUDA_PERMX=1: rmsnorm and the SwiGLU epilogue also write their output in the act-order

@@ -155,19 +155,36 @@ __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, in
   __threadfence();
   const int dim = a.m[0].N;
   const float* y = a.m[0].y;
+  // every load of y and w goes out before the first use (one L2 round trip, not one per pass of a
+  // loop): up to 16 float4 per thread covers dim ≤ 8192 (LLaMA-65B); wider rows loop below
+  constexpr int R = 16;
+  float4 v[R], w[R];
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
+    const int i = t * 4 + j * 512;
+    v[j] = i < dim ? __ldcg(reinterpret_cast<const float4*>(y + i)) : make_float4(0.f, 0.f, 0.f, 0.f);
+    w[j] = i < dim ? __ldg(reinterpret_cast<const float4*>(a.normW + i)) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
   float ss = 0.f;
-  for (int i = t * 4; i < dim; i += 512) {
-    const float4 v = __ldcg(reinterpret_cast<const float4*>(y + i));
-    ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+#pragma unroll
+  for (int j = 0; j < R; ++j) ss = fmaf(v[j].x, v[j].x, fmaf(v[j].y, v[j].y, fmaf(v[j].z, v[j].z, fmaf(v[j].w, v[j].w, ss))));
+  for (int i = t * 4 + R * 512; i < dim; i += 512) {
+    const float4 u = __ldcg(reinterpret_cast<const float4*>(y + i));
+    ss = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, ss))));
   }
   ss = warp_sum(ss);
   if (lane == 0) scratch[warp] = ss;
   __syncthreads();
   const float inv = rsqrtf((scratch[0] + scratch[1] + scratch[2] + scratch[3]) / dim + a.eps);
-  for (int i = t * 4; i < dim; i += 512) {
-    const float4 v = __ldcg(reinterpret_cast<const float4*>(y + i));
-    const float4 w = __ldg(reinterpret_cast<const float4*>(a.normW + i));
-    *reinterpret_cast<float4*>(a.normOut + i) = make_float4(v.x * inv * w.x, v.y * inv * w.y, v.z * inv * w.z, v.w * inv * w.w);
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
+    const int i = t * 4 + j * 512;
+    if (i < dim) *reinterpret_cast<float4*>(a.normOut + i) = make_float4(v[j].x * inv * w[j].x, v[j].y * inv * w[j].y, v[j].z * inv * w[j].z, v[j].w * inv * w[j].w);
+  }
+  for (int i = t * 4 + R * 512; i < dim; i += 512) {
+    const float4 u = __ldcg(reinterpret_cast<const float4*>(y + i));
+    const float4 g = __ldg(reinterpret_cast<const float4*>(a.normW + i));
+    *reinterpret_cast<float4*>(a.normOut + i) = make_float4(u.x * inv * g.x, u.y * inv * g.y, u.z * inv * g.z, u.w * inv * g.w);
   }
 }
 
