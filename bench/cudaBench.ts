@@ -48,18 +48,26 @@ console.log(`${b.deviceName}: read ceiling ${ceiling.toFixed(0)} GB/s (2 GiB, 16
 // 2. GEMV at 13B shapes; enough copies that the set exceeds L2, replayed as one graph. The fused rows
 // are one launch over several matrices that share x (q/k/v; gate/up with SwiGLU in the epilogue).
 const gemv: Record<string, unknown>[] = [];
+// epilogue: what the model folds into the launch (swiglu: gate/up; rope-kv: rotary on q and k and the
+// fp16 KV-cache write of k and v; residual-norm: y += W·x, then the next layer's RMSNorm of y, which
+// the last block of the launch computes)
 const cases = [
-  { name: 'o', K: 5120, N: 5120, mats: 1, swiglu: false },
-  { name: 'up', K: 5120, N: 13824, mats: 1, swiglu: false },
-  { name: 'down', K: 13824, N: 5120, mats: 1, swiglu: false },
-  { name: 'qkv fused', K: 5120, N: 5120, mats: 3, swiglu: false },
-  { name: 'gate/up+swiglu', K: 5120, N: 13824, mats: 2, swiglu: true },
-];
+  { name: 'o', K: 5120, N: 5120, mats: 1, epilogue: 'none' },
+  { name: 'up', K: 5120, N: 13824, mats: 1, epilogue: 'none' },
+  { name: 'down', K: 13824, N: 5120, mats: 1, epilogue: 'none' },
+  { name: 'qkv fused', K: 5120, N: 5120, mats: 3, epilogue: 'none' },
+  { name: 'gate/up+swiglu', K: 5120, N: 13824, mats: 2, epilogue: 'swiglu' },
+  { name: 'qkv+rope+kv', K: 5120, N: 5120, mats: 3, epilogue: 'rope-kv' },
+  { name: 'o+add+norm', K: 5120, N: 5120, mats: 1, epilogue: 'residual-norm' },
+  { name: 'down+add+norm', K: 13824, N: 5120, mats: 1, epilogue: 'residual-norm' },
+] as const;
 // QLLAMA_BENCH_PREFILL_ONLY=1 skips this section and the decode runs
 const gemvRuns = process.env.QLLAMA_BENCH_PREFILL_ONLY === '1' ? [] : [false, true];
 for (const actOrder of gemvRuns) {
   const variant = 'int8-x';
-  for (const { name, K, N, mats, swiglu } of cases) {
+  const kv = b.allocKvCache(1, 2048, 40, 128);
+  const normW = b.uploadVector(Float32Array.from({ length: 5120 }, () => 1 + 0.1 * Math.random()));
+  for (const { name, K, N, mats, epilogue } of cases) {
     const copies = Math.max(4, Math.ceil(256e6 / (mats * K * N / 2)));
     const layers = Array.from({ length: copies }, () => Array.from({ length: mats }, () => b.uploadLinear(randomQ4(K, N, actOrder))));
     const x = b.allocActivation(1, K);
@@ -69,8 +77,18 @@ for (const actOrder of gemvRuns) {
     const key = `gemv-${name}-${actOrder}-${variant}`;
     const ms = timeMs(() => b.runGraph(key, { startPos: 0, ids: new Int32Array(1) }, () => {
       for (const l of layers) {
+        if (epilogue === 'residual-norm') {
+          b.linearAdd(ys[0], x, l[0], 1);
+          b.rmsNorm(ys[1], ys[0], normW, 1e-6, 1);
+          continue;
+        }
         l.forEach((w, i) => b.linear(ys[i], x, w, 1));
-        if (swiglu) b.swiglu(ys[mats], ys[0], ys[1], 1);
+        if (epilogue === 'swiglu') b.swiglu(ys[mats], ys[0], ys[1], 1);
+        if (epilogue === 'rope-kv') {
+          b.rope(ys[0], 40, 128, 0, 10000, 1);
+          b.rope(ys[1], 40, 128, 0, 10000, 1);
+          b.writeKv(kv, 0, 0, ys[1], ys[2], 1);
+        }
       }
     }), 20) / copies;
     const gbs = setBytes / ms / 1e6;

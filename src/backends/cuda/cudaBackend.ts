@@ -8,7 +8,7 @@ import type {
   Activation, AttentionShape, Backend, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
 } from '../backend.js';
 import { QllamaError } from '../../errors.js';
-import { planAttention } from './attentionLaunch.js';
+import { planAttention, positionBucket } from './attentionLaunch.js';
 import {
   DeviceAttribute, loadDriver, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
@@ -57,10 +57,14 @@ export class CudaBackend implements Backend {
   readonly deviceName: string;
   private readonly graphs = new Map<string, { graph: CuGraph; exec: CuGraphExec }>();
   private capturing = false;
+  /** positions the graph being captured serves (its bucket: positionBucket) */
+  private captureBound = Infinity;
   private readonly step: Scratch = { ptr: null, bytes: 0 }; // int32 [startPos, ids...] for graph replays
   private stepHost = new Int32Array(2); // its host side, reused by every replay
   private readonly ids: Scratch = { ptr: null, bytes: 0 }; // int32 ids of eager embed calls
   private readonly attnPart: Scratch = { ptr: null, bytes: 0 };
+  /** per (row, head) tickets of the split attention (zeroed when allocated; the kernel leaves them at zero) */
+  private readonly attnTickets: Scratch = { ptr: null, bytes: 0 };
   private readonly xHalf: Scratch = { ptr: null, bytes: 0 }; // fp16 copy of a GEMM's x (rows > 1)
   /**
    * Prefill kernels (rows > 1): 'mma' = the mma.sync int4 GEMM + flash attention (default);
@@ -236,14 +240,13 @@ export class CudaBackend implements Backend {
           i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))], flashShared(d));
       return;
     }
-    const maxPositions = this.capturing ? c.maxSeq : shape.startPos + rows;
+    const maxPositions = this.capturing ? Math.min(c.maxSeq, this.captureBound) : shape.startPos + rows;
     const plan = planAttention(maxPositions, rows, shape.heads, this.smCount);
     const part = this.grow(this.attnPart, rows * shape.heads * plan.splits * (d + 2) * 4);
+    const tickets = this.growZeroed(this.attnTickets, rows * shape.heads * 4);
     this.kernels.launch(`attn_split_${d}`, { x: shape.heads, y: plan.splits, z: rows }, { x: 128 },
-      [ptr(part), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
-        i32(shape.heads), i32(shape.kvHeads), i32(plan.chunk), i32(plan.splits), f32(1 / Math.sqrt(d))], 0, true);
-    this.kernels.launch('attn_combine', { x: shape.heads, y: rows }, { x: Math.min(d, 256) },
-      [ptr(act(out).ptr), ptr(part), i32(shape.heads), i32(d), i32(plan.chunk), i32(plan.splits), ptr(pos), i32(shape.startPos)], 0, true);
+      [ptr(act(out).ptr), ptr(part), ptr(tickets), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos),
+        i32(shape.startPos), i32(shape.heads), i32(shape.kvHeads), i32(plan.chunk), i32(plan.splits), f32(1 / Math.sqrt(d))], 0, true);
   }
 
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {
@@ -285,10 +288,13 @@ export class CudaBackend implements Backend {
     const stepPtr = this.grow(this.step, len * 4);
     // pageable source: the driver has staged it when the call returns, so the buffer is reused next step
     this.cu.copyHtoD(stepPtr, host, len * 4, this.stream);
-    let g = this.graphs.get(key);
+    const bound = positionBucket(step.startPos + step.ids.length);
+    const graphKey = `${key}@${bound}`;
+    let g = this.graphs.get(graphKey);
     if (!g) {
       this.cu.beginCapture(this.stream);
       this.capturing = true;
+      this.captureBound = bound;
       let graph: CuGraph;
       try {
         record();
@@ -298,7 +304,7 @@ export class CudaBackend implements Backend {
         graph = this.cu.endCapture(this.stream);
       }
       g = { graph, exec: this.cu.instantiate(graph) };
-      this.graphs.set(key, g);
+      this.graphs.set(graphKey, g);
     }
     this.cu.launchGraph(g.exec, this.stream);
   }
@@ -336,6 +342,14 @@ export class CudaBackend implements Backend {
 
   private posPtr(): DevicePtr | null {
     return this.capturing ? this.step.ptr : null;
+  }
+
+  /** grow() whose new memory starts zeroed (a memset node when it happens during a capture) */
+  private growZeroed(s: Scratch, bytes: number): DevicePtr {
+    const before = s.ptr;
+    const p = this.grow(s, bytes);
+    if (p !== before) this.cu.memsetD32(p, 0, s.bytes / 4, this.stream);
+    return p;
   }
 
   private grow(s: Scratch, bytes: number): DevicePtr {
