@@ -196,6 +196,31 @@ test('writeKv + attention: decode over a long context, prefill (flash and looped
   gpu().prefillKernels = 'mma';
 });
 
+test('attention over 1000-2100 cached positions: one row and three (split kernel), grouped KV heads, head sizes 64/128/256', { skip: skipNoGpu }, () => {
+  // 'old' prefill kernels: three rows also go through attn_split (its row dimension, causal limit pos + t + 1)
+  gpu().prefillKernels = 'old';
+  for (const [heads, kvHeads, headDim] of [[8, 8, 128], [8, 2, 64], [32, 8, 128], [4, 4, 256]]) {
+    const maxSeq = 2200, filled = 2100, width = kvHeads * headDim;
+    const [g, c] = both((b) => {
+      const cache = b.allocKvCache(2, maxSeq, kvHeads, headDim);
+      b.writeKv(cache, 1, 0, input(b, filled, width, randnSeeded(filled * width, 1)), input(b, filled, width, randnSeeded(filled * width, 2)), filled);
+      const results: Float32Array[] = [];
+      for (const [startPos, rows] of [[999, 1], [1000, 3], [1536, 1], [2047, 1], [2096, 3], [2099, 1]]) {
+        const q = input(b, rows, heads * headDim, randnSeeded(rows * heads * headDim, startPos + 3));
+        const out = poisoned(b, rows, heads * headDim);
+        b.attention(out, q, cache, { layer: 1, startPos, heads, kvHeads, headDim }, rows);
+        results.push(b.readActivation(out));
+      }
+      return results;
+    });
+    g.forEach((r, i) => {
+      const err = normErr(r, c[i]);
+      assert.ok(err < HALF_TOL, `attention ${heads}/${kvHeads}x${headDim} case ${i}: err ${err}`);
+    });
+  }
+  gpu().prefillKernels = 'mma';
+});
+
 /** Deterministic per call site, so both backends see the same values. */
 const seeded = new Map<number, Float32Array>();
 function randnSeeded(n: number, key: number): Float32Array {

@@ -1,23 +1,34 @@
 /**
- * Launch plan of the split attention (attention.cu): how many position splits, how long each.
- * Decode (one row) splits the context in chunks of 128 positions so a long context spreads over
- * the SMs; inside a captured graph the plan covers the graph's position bucket (positions live on
- * the device and blocks past the current length exit at once). Many rows already fill the GPU: fewer splits.
+ * Launch plan of the split attention (attention.cu): how many blocks per (head, row) share the
+ * positions. The kernel reads the live length n on the device and deals tiles of attentionTile(d)
+ * positions round-robin to the warps of the blocks that hold positions (ceil(n / chunk) of them,
+ * chunk = 4 warps x 1 tile); the rest exit at once. So one plan serves every length up to
+ * maxPositions (inside a captured graph: the graph's position bucket), and it only has to fill the
+ * GPU once: splits x heads x rows ≈ the blocks resident at once, capped by what maxPositions can use.
  */
 export interface AttentionPlan {
+  /** positions per block round (4 warp tiles) */
   readonly chunk: number;
+  /** blocks per (head, row): grid.y */
   readonly splits: number;
 }
 
-const CHUNK = 128; // 4 warps x 32 positions
-/** ATTN_MAX_SPLITS in attention.cu: the combining block holds every split's (m, l) in shared memory */
-export const MAX_SPLITS = 64;
+const WARPS = 4;
+/** ATTN_MIN_BLOCKS in attention.cu: attn_split_<d> keeps to 102 registers so 5 blocks of 128 threads fit an SM */
+const BLOCKS_PER_SM = 5;
+/** ATTN_MAX_SPLITS in attention.cu: the merging block holds every split's (m, l), one per thread */
+export const MAX_SPLITS = 128;
 
-export function planAttention(maxPositions: number, rows: number, heads: number, smCount: number): AttentionPlan {
-  const tiles = Math.max(1, Math.ceil(maxPositions / CHUNK));
-  const wanted = Math.min(MAX_SPLITS, rows === 1 ? tiles : Math.max(1, Math.min(tiles, Math.ceil((2 * smCount) / (rows * heads)))));
-  const chunk = CHUNK * Math.ceil(tiles / wanted);
-  return { chunk, splits: Math.ceil(tiles * CHUNK / chunk) };
+/** Positions per warp tile of attn_split_<d> (AttnTile<d, 8>: 8 rows per group of d/8 lanes): 32, 16, 8. */
+export function attentionTile(headDim: number): number {
+  return (8 * 256) / headDim;
+}
+
+export function planAttention(maxPositions: number, rows: number, heads: number, smCount: number, headDim: number): AttentionPlan {
+  const chunk = WARPS * attentionTile(headDim);
+  const rounds = Math.max(1, Math.ceil(maxPositions / chunk));
+  const fill = Math.floor((BLOCKS_PER_SM * smCount) / (rows * heads));
+  return { chunk, splits: Math.max(1, Math.min(fill, rounds, MAX_SPLITS)) };
 }
 
 /**

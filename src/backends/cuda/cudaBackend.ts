@@ -241,7 +241,7 @@ export class CudaBackend implements Backend {
       return;
     }
     const maxPositions = this.capturing ? Math.min(c.maxSeq, this.captureBound) : shape.startPos + rows;
-    const plan = planAttention(maxPositions, rows, shape.heads, this.smCount);
+    const plan = planAttention(maxPositions, rows, shape.heads, this.smCount, d);
     const part = this.grow(this.attnPart, rows * shape.heads * plan.splits * (d + 2) * 4);
     const tickets = this.growZeroed(this.attnTickets, rows * shape.heads * 4);
     this.kernels.launch(`attn_split_${d}`, { x: shape.heads, y: plan.splits, z: rows }, { x: 128 },

@@ -1,169 +1,244 @@
 // Causal attention over the fp16 KV cache, split along positions (flash-decoding style).
 // Row t (position pos + t) of query head h reads kv head h / (heads / kvHeads) at positions 0..pos+t:
 //   s_p = (q · k_p) / sqrt(d);   out = Σ_p softmax(s)_p · v_p
-// Pass 1, attn_split_<d>: block (h, split, t), 4 warps, covers positions [split*chunk, min(+chunk, n)).
-//   A warp takes 32 positions at a time: lane j computes s for position base + j (q in shared memory),
-//   then the warp folds the tile into its running (m, l, acc) with lanes owning d/32 output dims each.
-//   Writes part[((t*heads + h)*splits + split)*(d+2) ..] = (m, l, acc[d]) with
-//   m = max s, l = Σ e^(s−m), acc = Σ e^(s−m) v   (m = −inf, l = 0 for an empty split).
-// Then the split that finishes last for (t, h) (ticket counter, left at zero) combines them:
-//   out[t, h, :] = Σ_s e^(m_s−M) acc_s / Σ_s e^(m_s−M) l_s,  M = max_s m_s   (one launch per layer, no
-//   second kernel: at short context the second launch and its gap cost more than the attention itself).
-// V rows are loaded 16 positions at a time before they are used (one round trip per 16 positions
-// instead of one per position), and the first batch goes out before the q·k dot products.
+// Scores live in the log2 domain (q pre-scaled by log2(e)/sqrt(d)), so the softmax uses exp2.
+//
+// attn_split_<d>: block (h, split, t), 4 warps. The live length n = pos + t + 1 is read on the device,
+// so one launch (a captured decode graph covers a whole bucket of positions) adapts to every length:
+//   tiles of TP positions; tile i goes to warp g = i mod (4·active) of the head (g = 4·split + warp),
+//   active = min(splits, ceil(n / (4·TP))) blocks; the rest exit at once.
+// A warp's tile: LPP = d/8 lanes share one cache row (one 16-byte load each), so a warp-wide load
+// reads PPI = 32/LPP whole rows (coalesced); lane (r, c) loads K and V chunk c of the NI positions
+// i·PPI + r together, forms NI partial dots against its 8 q values, and a reduce-scatter over the LPP
+// lanes (LPP−1 shuffles) leaves each lane one full score. The PV pass uses the V registers already
+// loaded: lane (r, c) owns output dims 8c..8c+7 for its positions; the r groups are summed at the end.
+// Each warp keeps a running (m, l, acc); the block merges its 4 warps into
+//   (m, l, acc[d]) with m = max s, l = Σ 2^(s−m), acc = Σ 2^(s−m) v.
+// One active block: it writes out[t, h, :] = acc / l itself. Otherwise each writes its partial to
+//   part[((t*heads + h)*splits + split)*(d+2) ..] = (m, l, acc[d])
+// and takes a ticket (tickets[t*heads + h], zeroed once by the host; the last block resets it); the last
+// of the active blocks merges, one launch per layer:
+//   out = Σ_s 2^(m_s−M) acc_s / Σ_s 2^(m_s−M) l_s,  M = max_s m_s
+// with every split's (m, l) and every dimension's sums loaded at once (dependent L2 round trips there
+// cost ~10 us per layer at 16 splits).
 // q, out: [rows, heads*d] f32 · kc, vc: one layer's cache [maxSeq, kvHeads*d] fp16
+// part: [rows, heads, splits, d+2] f32 · tickets: [rows*heads] u32
 #include "common.cuh"
 
-// most splits per (row, head): attentionLaunch.ts never plans more
-#define ATTN_MAX_SPLITS 64
+#define ATTN_WARPS 4
 
-// E/2 half2 of one lane's output dims of one V row
-template <int E>
-struct __align__(E * 2) VSlice { half2 h[E / 2]; };
+// Tile geometry of attn_decode<D, NI>: NI = 16-byte loads of K (and of V) per lane per tile.
+template <int D, int NI>
+struct AttnTile {
+  static constexpr int LPP = D / 8;      // lanes per cache row, one uint4 (8 halves) each
+  static constexpr int PPI = 32 / LPP;   // rows per warp-wide load
+  static constexpr int TP = NI * PPI;    // positions per warp tile
+  static constexpr int DUP = LPP / NI;   // lanes holding the same score after the reduce-scatter
+  static_assert(D == 64 || D == 128 || D == 256, "head size");
+  static_assert(NI >= 1 && NI <= LPP && LPP % NI == 0, "NI must be a power of two up to d/8");
+};
 
+// Loads per lane per tile in the shipped kernels: tiles of 32, 16, 8 positions (4 KiB of K + 4 KiB of V per warp).
+template <int D> struct AttnNI { static constexpr int value = 8; };
+
+__device__ __forceinline__ uint4 attn_ld(const __half* p) {
+  return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
+// most blocks per (row, head): one per thread of the merging block (attentionLaunch.ts never plans more)
+#define ATTN_MAX_SPLITS 128
+
+// out[i] = Σ_s 2^(m_s−M) acc_s[i] / Σ_s 2^(m_s−M) l_s over the `active` partials at src, written by
+// other blocks of this grid (L2 reads). All loads of a step go out together.
 template <int D>
-__device__ __forceinline__ void attn_split(float* __restrict__ out, float* __restrict__ part, unsigned* __restrict__ tickets,
-                                           const float* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
-                                           const int* pos_ptr, int pos_imm, int heads, int kvHeads,
-                                           int chunk, int splits, float scale) {
-  constexpr int E = D / 32;
-  constexpr int VB = 16;  // V rows loaded per batch
-  __shared__ float qs[D];
-  __shared__ float wm[4], wl[4];
-  __shared__ float wacc[4][D];
+__device__ __forceinline__ void attn_merge(float* __restrict__ out, const float* src, int active) {
+  __shared__ float sm[ATTN_MAX_SPLITS], sl[ATTN_MAX_SPLITS];
+  const int tid = threadIdx.x;
+  if (tid < active) {
+    sm[tid] = __ldcg(src + (size_t)tid * (D + 2));
+    sl[tid] = __ldcg(src + (size_t)tid * (D + 2) + 1);
+  }
+  __syncthreads();
+  float M = -INFINITY;
+  for (int s = 0; s < active; ++s) M = fmaxf(M, sm[s]);
+  __syncthreads();
+  if (tid < active) sm[tid] = exp2f(sm[tid] - M);  // weight of split tid (active splits are never empty)
+  __syncthreads();
+  float den = 0.f;
+  for (int s = 0; s < active; ++s) den = fmaf(sm[s], sl[s], den);
+  const float inv = 1.f / den;
+  for (int i = tid; i < D; i += blockDim.x) {
+    float num = 0.f;
+#pragma unroll 16
+    for (int s = 0; s < active; ++s) num = fmaf(sm[s], __ldcg(src + (size_t)s * (D + 2) + 2 + i), num);
+    out[i] = num * inv;
+  }
+}
+
+template <int D, int NI>
+__device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __restrict__ part, unsigned* tickets,
+                                            const float* __restrict__ q, const __half* __restrict__ kc,
+                                            const __half* __restrict__ vc, const int* pos_ptr, int pos_imm,
+                                            int heads, int kvHeads, int splits, float scale) {
+  using G = AttnTile<D, NI>;
+  constexpr int LPP = G::LPP, PPI = G::PPI, TP = G::TP, DUP = G::DUP;
+  __shared__ float wm[ATTN_WARPS], wl[ATTN_WARPS];
+  __shared__ __align__(16) float wacc[ATTN_WARPS][D];
   __shared__ int last;
   pdl_wait();
   pdl_launch_dependents();
   const int h = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n = read_pos(pos_ptr, pos_imm) + t + 1;
+  const int tiles = (n + TP - 1) / TP;
+  const int active = min(min(splits, ATTN_MAX_SPLITS), (tiles + ATTN_WARPS - 1) / ATTN_WARPS);
+  if (split >= active) return;  // past the live context: exit at once
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int c = lane % LPP, r = lane / LPP;
   const int kvh = h / (heads / kvHeads);
-  const int width = kvHeads * D;
-  const int p0 = split * chunk, p1 = min(p0 + chunk, n);
-  float m = -INFINITY, l = 0.f, acc[E];
+  const size_t width = (size_t)kvHeads * D;
+  const size_t row = (size_t)t * heads + h;
+  const __half* kb = kc + (size_t)kvh * D + c * 8;
+  const __half* vb = vc + (size_t)kvh * D + c * 8;
+
+  // this lane's q values (dims 8c..8c+7), scaled into the log2 domain
+  float qf[8];
+  {
+    const float4* qp = reinterpret_cast<const float4*>(q + row * D + c * 8);
+    const float4 a = __ldg(qp), b = __ldg(qp + 1);
+    const float sc = scale * 1.4426950408889634f;
+    qf[0] = a.x * sc; qf[1] = a.y * sc; qf[2] = a.z * sc; qf[3] = a.w * sc;
+    qf[4] = b.x * sc; qf[5] = b.y * sc; qf[6] = b.z * sc; qf[7] = b.w * sc;
+  }
+
+  float m = -INFINITY, l = 0.f, acc[8];
 #pragma unroll
-  for (int i = 0; i < E; ++i) acc[i] = 0.f;
-  if (p0 < p1) {  // blocks past the current length (captured graphs cover the whole cache) skip to the ticket
-    for (int i = threadIdx.x; i < D; i += blockDim.x) qs[i] = q[((size_t)t * heads + h) * D + i] * scale;
-    __syncthreads();
-    for (int base = p0 + warp * 32; base < p1; base += 128) {
-      const int cnt = min(32, p1 - base);
-      const __half* vcol = vc + (size_t)kvh * D + lane * E;
-      VSlice<E> vv[VB];
+  for (int k = 0; k < 8; ++k) acc[k] = 0.f;
+  const int stride = active * ATTN_WARPS;
+  for (int tile = split * ATTN_WARPS + warp; tile < tiles; tile += stride) {
+    const int p0 = tile * TP;
+    // K and V of the whole tile in flight at once; rows past n are not read (they may hold anything)
+    uint4 kr[NI], vr[NI];
 #pragma unroll
-      for (int j = 0; j < VB; ++j)
-        if (j < cnt) vv[j] = *reinterpret_cast<const VSlice<E>*>(vcol + (size_t)(base + j) * width);
-      const int p = base + lane;
-      float s = -INFINITY;
-      if (p < p1) {
-        const uint4* kp = reinterpret_cast<const uint4*>(kc + (size_t)p * width + (size_t)kvh * D);
-        uint4 ku[D / 8];
-#pragma unroll
-        for (int c = 0; c < D / 8; ++c) ku[c] = __ldg(kp + c);
-        float dot = 0.f;
-#pragma unroll
-        for (int c = 0; c < D / 8; ++c) {
-          const half2* h2 = reinterpret_cast<const half2*>(&ku[c]);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float2 f = __half22float2(h2[j]);
-            dot = fmaf(f.x, qs[c * 8 + 2 * j], dot);
-            dot = fmaf(f.y, qs[c * 8 + 2 * j + 1], dot);
-          }
-        }
-        s = dot;
+    for (int i = 0; i < NI; ++i) {
+      const int p = p0 + i * PPI + r;
+      if (p < n) {
+        kr[i] = attn_ld(kb + (size_t)p * width);
+        vr[i] = attn_ld(vb + (size_t)p * width);
+      } else {
+        kr[i] = make_uint4(0, 0, 0, 0);
+        vr[i] = make_uint4(0, 0, 0, 0);
       }
-      const float m_new = fmaxf(m, warp_max(s));  // finite: lane 0's position is always valid
-      const float corr = __expf(m - m_new);
-      const float e = p < p1 ? __expf(s - m_new) : 0.f;
-      l = l * corr + warp_sum(e);
+    }
+    float d[NI];
 #pragma unroll
-      for (int i = 0; i < E; ++i) acc[i] *= corr;
+    for (int i = 0; i < NI; ++i) {
+      const half2* h2 = reinterpret_cast<const half2*>(&kr[i]);
+      float s = 0.f;
 #pragma unroll
-      for (int b = 0; b < 32; b += VB) {
-        if (b > 0) {
-#pragma unroll
-          for (int j = 0; j < VB; ++j)
-            if (b + j < cnt) vv[j] = *reinterpret_cast<const VSlice<E>*>(vcol + (size_t)(base + b + j) * width);
-        }
-#pragma unroll
-        for (int j = 0; j < VB; ++j) {
-          const float ej = __shfl_sync(0xffffffffu, e, b + j);  // 0 past cnt
-          if (b + j < cnt) {
-#pragma unroll
-            for (int i = 0; i < E / 2; ++i) {
-              const float2 f = __half22float2(vv[j].h[i]);
-              acc[2 * i] = fmaf(ej, f.x, acc[2 * i]);
-              acc[2 * i + 1] = fmaf(ej, f.y, acc[2 * i + 1]);
-            }
-          }
-        }
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = __half22float2(h2[j]);
+        s = fmaf(f.x, qf[2 * j], s);
+        s = fmaf(f.y, qf[2 * j + 1], s);
       }
-      m = m_new;
+      d[i] = s;
+    }
+    // reduce-scatter over the LPP lanes of a row: after step o, lanes with bit o set keep the upper half
+    // of their values; lane c ends with the full dot of value c / DUP
+#pragma unroll
+    for (int o = LPP / 2, half = NI / 2; o >= DUP && half >= 1; o >>= 1, half >>= 1) {
+      const bool upper = (c & o) != 0;
+#pragma unroll
+      for (int k = 0; k < half; ++k) {
+        const float send = upper ? d[k] : d[k + half];
+        const float keep = upper ? d[k + half] : d[k];
+        d[k] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+      }
+    }
+#pragma unroll
+    for (int o = DUP / 2; o >= 1; o >>= 1) d[0] += __shfl_xor_sync(0xffffffffu, d[0], o);
+    // this lane's score: position p0 + (c / DUP)·PPI + r
+    const float s = p0 + (c / DUP) * PPI + r < n ? d[0] : -INFINITY;
+    const float m_new = fmaxf(m, warp_max(s));  // finite: position p0 < n is in every tile
+    const float corr = exp2f(m - m_new);
+    const float e = exp2f(s - m_new);
+    l = fmaf(l, corr, c % DUP == 0 ? e : 0.f);
+    m = m_new;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc[k] *= corr;
+#pragma unroll
+    for (int i = 0; i < NI; ++i) {
+      const float ei = __shfl_sync(0xffffffffu, e, r * LPP + i * DUP);  // score of position i·PPI + r
+      const half2* h2 = reinterpret_cast<const half2*>(&vr[i]);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = __half22float2(h2[j]);
+        acc[2 * j] = fmaf(ei, f.x, acc[2 * j]);
+        acc[2 * j + 1] = fmaf(ei, f.y, acc[2 * j + 1]);
+      }
     }
   }
+  // warp totals: l over all lanes, acc over the PPI row groups
+  l = warp_sum(l);
+#pragma unroll
+  for (int o = LPP; o < 32; o <<= 1)
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc[k] += __shfl_xor_sync(0xffffffffu, acc[k], o);
   if (lane == 0) { wm[warp] = m; wl[warp] = l; }
-#pragma unroll
-  for (int i = 0; i < E; ++i) wacc[warp][lane * E + i] = acc[i];
-  __syncthreads();
-
-  const float M = fmaxf(fmaxf(wm[0], wm[1]), fmaxf(wm[2], wm[3]));
-  float* head = part + ((size_t)t * heads + h) * splits * (D + 2);
-  float* dst = head + (size_t)split * (D + 2);
-  const bool empty = M == -INFINITY;
-  float f[4];
-#pragma unroll
-  for (int w = 0; w < 4; ++w) f[w] = empty ? 0.f : __expf(wm[w] - M);
-  if (threadIdx.x == 0) {
-    dst[0] = M;
-    dst[1] = wl[0] * f[0] + wl[1] * f[1] + wl[2] * f[2] + wl[3] * f[3];
+  if (r == 0) {
+    float4* w = reinterpret_cast<float4*>(&wacc[warp][c * 8]);
+    w[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    w[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
   }
-  for (int i = threadIdx.x; i < D; i += blockDim.x)
-    dst[2 + i] = wacc[0][i] * f[0] + wacc[1][i] * f[1] + wacc[2][i] * f[2] + wacc[3][i] * f[3];
+  __syncthreads();
 
-  // the last split of (t, h) to finish combines all of them
-  __threadfence();
+  // block merge (warp 0 always holds a tile, so M is finite; an empty warp has m = −inf: weight 0)
+  float M = wm[0];
+#pragma unroll
+  for (int w = 1; w < ATTN_WARPS; ++w) M = fmaxf(M, wm[w]);
+  float f[ATTN_WARPS], L = 0.f;
+#pragma unroll
+  for (int w = 0; w < ATTN_WARPS; ++w) { f[w] = exp2f(wm[w] - M); L = fmaf(wl[w], f[w], L); }
+  if (active == 1) {
+    const float inv = 1.f / L;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+      float a = 0.f;
+#pragma unroll
+      for (int w = 0; w < ATTN_WARPS; ++w) a = fmaf(wacc[w][i], f[w], a);
+      out[row * D + i] = a * inv;
+    }
+    return;
+  }
+  float* src = part + row * splits * (D + 2);
+  float* dst = src + (size_t)split * (D + 2);
+  if (threadIdx.x == 0) { dst[0] = M; dst[1] = L; }
+  for (int i = threadIdx.x; i < D; i += blockDim.x) {
+    float a = 0.f;
+#pragma unroll
+    for (int w = 0; w < ATTN_WARPS; ++w) a = fmaf(wacc[w][i], f[w], a);
+    dst[2 + i] = a;
+  }
+  __threadfence();  // this block's partial is visible device-wide before its ticket
   __syncthreads();
   if (threadIdx.x == 0) {
-    unsigned* ticket = tickets + (size_t)t * heads + h;
-    const bool isLast = atomicAdd(ticket, 1u) == (unsigned)splits - 1;
-    if (isLast) *ticket = 0u;
+    const bool isLast = atomicAdd(tickets + row, 1u) == (unsigned)active - 1;
+    if (isLast) tickets[row] = 0u;  // every active block has arrived: ready for the next launch
     last = isLast;
   }
   __syncthreads();
   if (!last) return;
   __threadfence();
-  // every split's (m, l) at once into shared memory, then each dimension's sums with 8 loads in flight
-  // (a loop of dependent L2 round trips here cost ~10 us per layer at 16 splits)
-  const int active = min(min(splits, ATTN_MAX_SPLITS), (n + chunk - 1) / chunk);
-  __shared__ float sm[ATTN_MAX_SPLITS], sl[ATTN_MAX_SPLITS], sf[ATTN_MAX_SPLITS];
-  if (threadIdx.x < active) {
-    sm[threadIdx.x] = __ldcg(head + (size_t)threadIdx.x * (D + 2));
-    sl[threadIdx.x] = __ldcg(head + (size_t)threadIdx.x * (D + 2) + 1);
-  }
-  __syncthreads();
-  float MM = -INFINITY;
-  for (int sp = 0; sp < active; ++sp) MM = fmaxf(MM, sm[sp]);
-  if (threadIdx.x < active) {
-    const float ms = sm[threadIdx.x];
-    sf[threadIdx.x] = ms == -INFINITY ? 0.f : __expf(ms - MM);  // an empty split weighs nothing
-  }
-  __syncthreads();
-  float den = 0.f;
-  for (int sp = 0; sp < active; ++sp) den = fmaf(sf[sp], sl[sp], den);
-  for (int i = threadIdx.x; i < D; i += blockDim.x) {
-    float num = 0.f;
-#pragma unroll 8
-    for (int sp = 0; sp < active; ++sp) num = fmaf(sf[sp], __ldcg(head + (size_t)sp * (D + 2) + 2 + i), num);
-    out[((size_t)t * heads + h) * D + i] = num / den;
-  }
+  attn_merge<D>(out + row * D, src, active);
 }
 
+// 5 blocks per SM (at most 102 registers): attentionLaunch.ts plans the splits to fill them once
+#define ATTN_MIN_BLOCKS 5
 #define ATTN_SPLIT(D)                                                                                         \
-  extern "C" __global__ void __launch_bounds__(128) attn_split_##D(                                           \
+  extern "C" __global__ void __launch_bounds__(128, ATTN_MIN_BLOCKS) attn_split_##D(                                           \
       float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,         \
       const int* pos_ptr, int pos_imm, int heads, int kvHeads, int chunk, int splits, float scale) {          \
-    attn_split<D>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, chunk, splits, scale);     \
+    (void)chunk; /* = 4 warp tiles (AttnTile<D, AttnNI<D>>::TP), planned by attentionLaunch.ts */             \
+    attn_decode<D, AttnNI<D>::value>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits, \
+                                     scale);                                                                  \
   }
 ATTN_SPLIT(64)
 ATTN_SPLIT(128)
