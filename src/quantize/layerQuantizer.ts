@@ -1,10 +1,13 @@
-import type { Activations } from './activations.js';
-import type { QuantEngine } from './engine.js';
+import type { LlamaConfig } from '../formats/hfConfig.js';
+import type { WeightStore } from '../formats/weightStore.js';
+import { Activations } from './activations.js';
+import { QuantEngine } from './engine.js';
 import { gptqQuantize } from './gptq.js';
 import { HessianAccumulator } from './hessian.js';
-import { LINEAR_NAMES, linearShape, type LayerParams, type LayerRunner, type LinearName } from './layerRunner.js';
+import { LINEAR_NAMES, LayerRunner, layerDims, linearShape, type LayerParams, type LinearName } from './layerRunner.js';
+import { readLayerParams } from './layerWeights.js';
 import { rtnQuantize } from './rtn.js';
-import { dequantize, type QuantizedLinear, type QuantizeSettings } from './types.js';
+import { dequantize, type LayerCompute, type QuantizedLinear, type QuantizeSettings } from './types.js';
 
 /** What the caller may look at after each linear is quantized (tests compute errors from it). */
 export interface LinearEvent {
@@ -163,4 +166,44 @@ export function rtnLayer(params: LayerParams, dims: LayerRunner['dims'], setting
     results[name] = rtnQuantize(params.linear[name], out, inF, settings);
   }
   return results;
+}
+
+/** What every LayerCompute is made from. */
+export interface LayerComputeOptions {
+  readonly store: WeightStore;
+  readonly config: LlamaConfig;
+  /** the calibration activations entering the first layer to quantize */
+  readonly acts: Activations;
+  readonly seqlen: number;
+  readonly settings: QuantizeSettings;
+  readonly trueSequential: boolean;
+  readonly onLinear?: (e: LinearEvent) => void;
+}
+
+/** The CPU implementation: quantizeLayer above on the SIMD/threads engine, activations in host memory. */
+export class CpuLayerCompute implements LayerCompute {
+  private readonly spare: Activations;
+  private readonly engine: QuantEngine | undefined;
+  private readonly runner: LayerRunner;
+
+  constructor(private readonly o: LayerComputeOptions, threads?: number) {
+    this.spare = Activations.alloc(o.acts.dtype, o.trueSequential ? o.acts.count : 0, o.acts.perSample);
+    this.engine = QuantEngine.create(threads);
+    this.runner = new LayerRunner(layerDims(o.config), o.seqlen, this.engine);
+  }
+
+  quantizeLayer(layer: number, onProgress: (fraction: number, what: string) => void): Promise<Record<LinearName, QuantizedLinear>> {
+    const { o } = this;
+    const params = readLayerParams(o.store, o.config, layer);
+    const job: LayerJob = { runner: this.runner, engine: this.engine, settings: o.settings, trueSequential: o.trueSequential, layer, onLinear: o.onLinear, onProgress };
+    return Promise.resolve(quantizeLayer(job, params, o.acts, this.spare, o.seqlen));
+  }
+
+  activations(): Activations {
+    return this.o.acts;
+  }
+
+  dispose(): void {
+    this.engine?.dispose();
+  }
 }

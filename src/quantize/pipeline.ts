@@ -4,14 +4,14 @@ import { discoverModel } from '../formats/modelFolder.js';
 import { WeightStore } from '../formats/weightStore.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { readCalibrationSource, sampleCalibration } from './calibration.js';
-import { Activations, chooseActivationDtype, type ActivationDtype } from './activations.js';
-import { QuantEngine } from './engine.js';
+import { chooseActivationDtype, type ActivationDtype } from './activations.js';
 import { embedSamples, readLayerParams } from './layerWeights.js';
-import { quantizeLayer, rtnLayer, type LinearEvent } from './layerQuantizer.js';
-import { LINEAR_NAMES, LayerRunner, layerDims, linearShape, type LinearName } from './layerRunner.js';
+import { CpuLayerCompute, rtnLayer, type LayerComputeOptions, type LinearEvent } from './layerQuantizer.js';
+import { LINEAR_NAMES, layerDims, linearShape, type LinearName } from './layerRunner.js';
+import { resolveQuantizeBackend, type QuantizeBackendKind } from './cuda/select.js';
 import { outputFileName, writeQuantizedModel } from './save.js';
 import { QuantizeState } from './state.js';
-import type { QuantizeSettings } from './types.js';
+import type { LayerCompute, QuantizeSettings } from './types.js';
 
 /** The source model cannot be quantized (already GPTQ, unsupported shapes). */
 export class QuantizeInputError extends QllamaError {}
@@ -58,6 +58,8 @@ export interface QuantizeModelOptions {
   readonly activations?: ActivationDtype | 'auto';
   /** compute threads (default: $QLLAMA_CPU_THREADS, else all cores); results do not depend on it */
   readonly threads?: number;
+  /** where GPTQ's per-layer work runs (default cpu; auto takes a CUDA GPU when one answers); RTN always runs on the CPU */
+  readonly backend?: QuantizeBackendKind;
   readonly log?: (line: string) => void;
   readonly onProgress?: (p: QuantizeProgress) => void;
   readonly onLinear?: (e: LinearEvent) => void;
@@ -102,6 +104,7 @@ export async function quantizeModel(o: QuantizeModelOptions): Promise<QuantizeRe
     windows = sampleCalibration(readCalibrationSource(cal.file, cal.docs, cal.kind), tokenizer, cal);
   }
 
+  const backend = cal ? resolveQuantizeBackend(o.backend ?? 'cpu', dims, log) : 'cpu';
   const actsDtype = cal ? chooseActivationDtype(o.activations ?? 'auto', cal.nsamples, cal.seqlen, dims.dim) : undefined;
   const name = o.name ?? defaultName(o.modelDir);
   const fileName = outputFileName(name, o.settings);
@@ -111,18 +114,15 @@ export async function quantizeModel(o: QuantizeModelOptions): Promise<QuantizeRe
   };
   const state = await QuantizeState.begin(o.outDir, run, { resume: o.resume ?? false, force: o.force ?? false, log });
   const store = WeightStore.open(info.weightsPath);
-  let engine: QuantEngine | undefined;
+  let compute: LayerCompute | undefined;
   try {
-    let acts: Activations | undefined;
-    let spare: Activations | undefined;
     if (cal && windows && actsDtype) {
       const perSample = cal.seqlen * dims.dim;
-      acts = state.finishedLayers > 0 ? state.loadActs(actsDtype, cal.nsamples, perSample) : embedSamples(store, config, windows, actsDtype);
+      const acts = state.finishedLayers > 0 ? state.loadActs(actsDtype, cal.nsamples, perSample) : embedSamples(store, config, windows, actsDtype);
       windows = undefined;
-      spare = Activations.alloc(actsDtype, o.trueSequential ? cal.nsamples : 0, perSample);
+      const co: LayerComputeOptions = { store, config, acts, seqlen: cal.seqlen, settings: o.settings, trueSequential: o.trueSequential, onLinear: o.onLinear };
+      compute = backend === 'cuda' ? (await import('./cuda/cudaLayerCompute.js')).CudaLayerCompute.create(co, log) : new CpuLayerCompute(co, o.threads);
     }
-    engine = cal ? QuantEngine.create(o.threads) : undefined;
-    const runner = cal ? new LayerRunner(dims, cal.seqlen, engine) : undefined;
     const losses: Record<string, number> = {};
     const first = state.finishedLayers;
     for (let l = first; l < config.numLayers; l++) {
@@ -133,16 +133,13 @@ export async function quantizeModel(o: QuantizeModelOptions): Promise<QuantizeRe
         o.onProgress?.({ layer: l, layers: config.numLayers, fraction, what, elapsedS, etaS });
       };
       report(0, 'reading weights');
-      const params = readLayerParams(store, config, l);
-      const results = runner && cal && acts && spare
-        ? quantizeLayer({ runner, engine, settings: o.settings, trueSequential: o.trueSequential, layer: l, onLinear: o.onLinear, onProgress: report }, params, acts, spare, cal.seqlen)
-        : rtnLayer(params, dims, o.settings);
+      const results = compute ? await compute.quantizeLayer(l, report) : rtnLayer(readLayerParams(store, config, l), dims, o.settings);
       for (const n of LINEAR_NAMES) losses[`model.layers.${l}.${n}`] = results[n].loss;
       report(1, 'saving checkpoint');
-      await state.saveLayer(l, results, runner ? acts : undefined);
+      await state.saveLayer(l, results, compute?.activations());
     }
-    acts = undefined;
-    spare = undefined;
+    compute?.dispose();
+    compute = undefined;
     log(`writing ${fileName}`);
     const file = await writeQuantizedModel({
       workDir: state.workDir, sourceDir: o.modelDir, source: store, config, fileName,
@@ -151,7 +148,7 @@ export async function quantizeModel(o: QuantizeModelOptions): Promise<QuantizeRe
     await state.finish();
     return { outDir: o.outDir, file: path.join(o.outDir, path.basename(file)), losses, seconds: (Date.now() - started) / 1000 };
   } finally {
-    engine?.dispose();
+    compute?.dispose();
     store.close();
   }
 }

@@ -1,4 +1,6 @@
 import type { GptqBits } from '../formats/gptqTypes.js';
+import type { Activations } from './activations.js';
+import type { LinearName } from './layerRunner.js';
 
 /** How to quantize each linear layer (the `qllama quantize` flags). */
 export interface QuantizeSettings {
@@ -49,4 +51,18 @@ export function dequantize(ql: QuantizedLinear): Float32Array {
     for (let o = 0; o < out; o++) w[o * inF + i] = scales[g + o] * (q[qi + o] - zeros[g + o]);
   }
   return w;
+}
+
+/**
+ * Where a GPTQ run does its per-layer work (the CPU engine, or the GPU): it holds the calibration
+ * activations between layers, reads each layer's weights, quantizes the layer on them and moves
+ * them through the quantized layer. The pipeline around it (calibration draws, checkpoints,
+ * packing, saving, progress) is the same for every implementation.
+ */
+export interface LayerCompute {
+  /** Quantizes decoder layer `layer`; the activations are then that quantized layer's outputs. */
+  quantizeLayer(layer: number, onProgress: (fraction: number, what: string) => void): Promise<Record<LinearName, QuantizedLinear>>;
+  /** The activations after the last quantized layer, in the run's checkpoint dtype (valid until the next call). */
+  activations(): Activations;
+  dispose(): void;
 }

@@ -2,13 +2,14 @@ import { UsageError } from '../../errors.js';
 import type { GptqBits } from '../../formats/gptqTypes.js';
 import { quantizeModel, type CalibrationSpec, type QuantizeProgress } from '../../quantize/pipeline.js';
 import type { ActivationDtype } from '../../quantize/activations.js';
+import type { QuantizeBackendKind } from '../../quantize/cuda/select.js';
 import type { QuantizeSettings } from '../../quantize/types.js';
 import { boolOpt, defineCommand, numberOpt, stringOpt, type OptionValues } from '../command.js';
 
 export const quantizeCommand = defineCommand({
   name: 'quantize',
-  summary: 'Quantize an fp16 LLaMA folder to GPTQ (GPTQ-for-LLaMa layout and file names), layer by layer on the CPU.',
-  usage: 'qllama quantize <fp16-model-dir> --out <dir> --dataset <c4|wikitext2|file> [--data-file <file>] [--nsamples 128] [--seqlen 2048] [--wbits 4] [--groupsize 128] [--act-order] [--true-sequential] [...]',
+  summary: 'Quantize an fp16 LLaMA folder to GPTQ (GPTQ-for-LLaMa layout and file names), layer by layer on the CPU or a CUDA GPU.',
+  usage: 'qllama quantize <fp16-model-dir> --out <dir> --dataset <c4|wikitext2|file> [--data-file <file>] [--nsamples 128] [--seqlen 2048] [--wbits 4] [--groupsize 128] [--act-order] [--true-sequential] [--backend auto|cpu|cuda] [...]',
   maxPositionals: 1,
   options: {
     out: { type: 'string', value: 'dir', description: 'output folder (created when the run completes; refused if it exists unless --force)' },
@@ -30,6 +31,7 @@ export const quantizeCommand = defineCommand({
     weights: { type: 'string', value: 'file', description: 'weights file in the model folder, when it holds several' },
     resume: { type: 'boolean', description: 'continue an interrupted run (same flags) after its last finished layer' },
     threads: { type: 'string', value: 'N', description: 'compute threads (default: $QLLAMA_CPU_THREADS, else all cores); results do not depend on it' },
+    backend: { type: 'string', value: 'auto|cpu|cuda', description: 'where GPTQ runs: cuda (a CUDA GPU; calibration activations in GPU memory), cpu, or auto (cuda when a GPU answers)', default: 'auto' },
     activations: { type: 'string', value: 'auto|f32|f16', description: 'how calibration activations are kept between passes (auto: f32 up to 2 GiB, else fp16, half the memory)', default: 'auto' },
     force: { type: 'boolean', description: 'replace an existing output folder, or discard an unfinished run' },
   },
@@ -58,6 +60,7 @@ export const quantizeCommand = defineCommand({
       force: boolOpt(values, 'force'),
       threads: numberOpt(values, 'threads', { integer: true, min: 1, max: 256 }),
       activations: parseActivations(values),
+      backend: parseBackend(values),
       log: (line) => bar.line(line),
       onProgress: (p) => bar.update(p),
     });
@@ -66,6 +69,12 @@ export const quantizeCommand = defineCommand({
     return 0;
   },
 });
+
+function parseBackend(values: OptionValues): QuantizeBackendKind {
+  const v = stringOpt(values, 'backend') ?? 'auto';
+  if (v !== 'auto' && v !== 'cpu' && v !== 'cuda') throw new UsageError(`--backend must be auto, cpu or cuda, got "${v}"`);
+  return v;
+}
 
 function parseActivations(values: OptionValues): ActivationDtype | 'auto' {
   const v = stringOpt(values, 'activations') ?? 'auto';
