@@ -11,7 +11,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { readDatasetText } from '../../src/eval/datasetText.js';
 import { perplexity } from '../../src/eval/perplexity.js';
-import { SafetensorsFile } from '../../src/formats/safetensors.js';
+import { assertSameTensorLayout } from '../support/tensorLayout.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { quantizeModel, type QuantizeModelOptions } from '../../src/quantize/pipeline.js';
 import { Tokenizer } from '../../src/tokenizer/index.js';
@@ -44,15 +44,7 @@ test('quantize tiny-vicuna-4k with --backend cuda: the CPU path\'s layout, perpl
     const cpu = await quantizeModel({ ...base, outDir: path.join(work, 'cpu'), backend: 'cpu' });
     const gpu = await quantizeModel({ ...base, outDir: path.join(work, 'cuda'), backend: 'cuda' });
     assert.deepEqual(readdirSync(gpu.outDir).sort(), readdirSync(cpu.outDir).sort());
-    const ours = SafetensorsFile.open(gpu.file);
-    const ref = SafetensorsFile.open(cpu.file);
-    assert.deepEqual(ours.names().sort(), ref.names().sort());
-    for (const n of ref.names()) {
-      assert.equal(ours.entry(n).dtype, ref.entry(n).dtype, n);
-      assert.deepEqual(ours.entry(n).shape, ref.entry(n).shape, n);
-    }
-    ours.close();
-    ref.close();
+    assertSameTensorLayout(gpu.file, cpu.file);
     for (const [k, v] of Object.entries(cpu.losses)) {
       assert.ok(Math.abs(gpu.losses[k] - v) <= 0.05 * v + 1e-9, `${k}: GPTQ loss cuda ${gpu.losses[k]} vs cpu ${v}`);
     }

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { SafetensorsFile } from '../../src/formats/safetensors.js';
 import { WeightStore } from '../../src/formats/weightStore.js';
+import { assertSameTensorLayout } from '../support/tensorLayout.js';
 import { fixtureDir, loadReference } from '../support/reference.js';
 import { FP16, TEST_CALIBRATION, pplOf, quantizeWithErrors, referenceWeights, settings4, tempOut } from './quantizeSupport.js';
 
@@ -20,15 +20,7 @@ test('quantize tiny-vicuna-4k 4-bit g128 act-order true-sequential: same layout,
     );
     // same file name, tensor names, dtypes and shapes as the reference export
     assert.ok(readdirSync(out).includes(FILE), `output holds ${readdirSync(out).join(', ')}`);
-    const ours = SafetensorsFile.open(path.join(out, FILE));
-    const ref = SafetensorsFile.open(path.join(refDir, FILE));
-    assert.deepEqual(ours.names().sort(), ref.names().sort());
-    for (const n of ref.names()) {
-      assert.equal(ours.entry(n).dtype, ref.entry(n).dtype, n);
-      assert.deepEqual(ours.entry(n).shape, ref.entry(n).shape, n);
-    }
-    ours.close();
-    ref.close();
+    assertSameTensorLayout(path.join(out, FILE), path.join(refDir, FILE));
 
     // ‖WX − QX‖² per layer on our calibration set: ours within 2% of (in practice below) the reference weights'
     for (let l = 0; l < errors.ours.length; l++) {

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { WeightStore } from '../../src/formats/weightStore.js';
+import { assertSameTensorLayout } from '../support/tensorLayout.js';
 import { quantizeModel } from '../../src/quantize/pipeline.js';
 import { FP16, TEST_CALIBRATION, pplOf, settings4, tempOut } from './quantizeSupport.js';
 
@@ -25,14 +25,7 @@ test('quantize with fp16 activations: same layout, perplexity within 0.5% of the
     }
     // same tensors, dtypes and shapes (element-wise agreement is no criterion: GPTQ's error feedback
     // carries any rounding flip into every later column — measured 83% equal values at equal quality)
-    const [a, b] = [WeightStore.open(path.join(outs.f32, FILE)), WeightStore.open(path.join(outs.f16, FILE))];
-    try {
-      assert.deepEqual(b.names().sort(), a.names().sort());
-      for (const n of a.names()) assert.deepEqual([b.entry(n).dtype, b.entry(n).shape], [a.entry(n).dtype, a.entry(n).shape], n);
-    } finally {
-      a.close();
-      b.close();
-    }
+    assertSameTensorLayout(path.join(outs.f16, FILE), path.join(outs.f32, FILE));
     const [pa, pb] = [await pplOf(outs.f32, 'wikitext2', 20), await pplOf(outs.f16, 'wikitext2', 20)];
     console.log(`fp16 vs f32 activations: wikitext2 ppl ${pb.toFixed(4)} vs ${pa.toFixed(4)} (${(100 * (pb / pa - 1)).toFixed(3)}%)`);
     assert.ok(Math.abs(pb / pa - 1) < 0.005, `ppl with fp16 activations ${pb} vs f32 ${pa}: more than 0.5% apart`);
