@@ -5,6 +5,7 @@
  *   rope(q), rope(k)                  → rotary embedding on the finished tile (head size 128)
  *   writeKv(k, v)                     → fp16 KV-cache store of the finished k and v tiles
  *   swiglu(hidden, gate, up)          → silu(gate)·up written beside gate and up
+ *   rmsNorm(xb, x) after x += W·h     → the launch's last block normalizes the finished x (normEpilogue)
  * The backend flushes the batch before any other op, so the observable order of effects is the
  * model's. Split-K partial sums go through a workspace that the kernel leaves zeroed, so no memsets.
  */
