@@ -55,3 +55,50 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   const half2 h = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&h);
 }
+
+// One k16 step of a warp's 64 × 32 tile in a 128 × 128 block tile (8 warps: wm = (warp / 4)·64,
+// wn = (warp % 4)·32): A fragments from a [m][ast] fp16 tile, B fragments from an [n][bst] fp16 tile
+// (K contiguous in both), column kk; acc[mt][nt] is the 16 × 8 piece (mt, nt) of the warp's tile.
+template <int AST, int BST>
+__device__ __forceinline__ void mma_warp_64x32_k16(float (&acc)[4][4][4], const __half* a, const __half* b, int wm, int wn,
+                                                   int kk, int lane) {
+  uint32_t af[4][4], bf[4][2];
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+    ldmatrix_x4(af[mt][0], af[mt][1], af[mt][2], af[mt][3], a + (wm + mt * 16 + (lane & 15)) * AST + kk + (lane >> 4) * 8);
+#pragma unroll
+  for (int np = 0; np < 2; ++np)
+    ldmatrix_x4(bf[2 * np][0], bf[2 * np][1], bf[2 * np + 1][0], bf[2 * np + 1][1],
+                b + (wn + np * 16 + (lane & 7) + (lane >> 4) * 8) * BST + kk + ((lane >> 3) & 1) * 8);
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) mma_16816(acc[mt][nt], af[mt], bf[nt][0], bf[nt][1]);
+}
+
+// Stores (accumulate: adds to) a warp's 64 × 32 f32 tile at rows row0.., columns col0.. of C [M, ldc],
+// skipping rows ≥ M and column pairs at ≥ N (N and ldc even: float2 stores).
+__device__ __forceinline__ void mma_store_64x32(float* C, int ldc, int M, int N, int row0, int col0, const float (&acc)[4][4][4],
+                                                int lane, int accumulate) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      const int col = col0 + nt * 8 + 2 * t;
+      if (col >= N) continue;
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int row = row0 + mt * 16 + g + hf * 8;
+        if (row >= M) continue;
+        float2* dst = reinterpret_cast<float2*>(C + (size_t)row * ldc + col);
+        float2 v = make_float2(acc[mt][nt][2 * hf], acc[mt][nt][2 * hf + 1]);
+        if (accumulate) {
+          const float2 old = *dst;
+          v.x += old.x;
+          v.y += old.y;
+        }
+        *dst = v;
+      }
+    }
+}

@@ -70,44 +70,10 @@ qz_gemm_f16(float* __restrict__ C, int ldc, const __half* __restrict__ A, int ld
     const __half* a = As + (i % STAGES) * A_STAGE;
     const __half* b = Bs + (i % STAGES) * B_STAGE;
 #pragma unroll
-    for (int kk = 0; kk < BK; kk += 16) {
-      uint32_t af[4][4], bf[4][2];
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
-        ldmatrix_x4(af[mt][0], af[mt][1], af[mt][2], af[mt][3], a + (wm + mt * 16 + (lane & 15)) * ST + kk + (lane >> 4) * 8);
-#pragma unroll
-      for (int np = 0; np < 2; ++np)
-        ldmatrix_x4(bf[2 * np][0], bf[2 * np][1], bf[2 * np + 1][0], bf[2 * np + 1][1],
-                    b + (wn + np * 16 + (lane & 7) + (lane >> 4) * 8) * ST + kk + ((lane >> 3) & 1) * 8);
-#pragma unroll
-      for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt) mma_16816(acc[mt][nt], af[mt], bf[nt][0], bf[nt][1]);
-    }
+    for (int kk = 0; kk < BK; kk += 16) mma_warp_64x32_k16<ST, ST>(acc, a, b, wm, wn, kk, lane);
   }
   mma_cp_wait<0>();
-
-  const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt) {
-      const int col = n0 + wn + nt * 8 + 2 * t;
-      if (col >= N) continue;
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        const int row = m0 + wm + mt * 16 + g + hf * 8;
-        if (row >= M) continue;
-        float2* dst = reinterpret_cast<float2*>(C + (size_t)row * ldc + col);
-        float2 v = make_float2(acc[mt][nt][2 * hf], acc[mt][nt][2 * hf + 1]);
-        if (accumulate) {
-          const float2 old = *dst;
-          v.x += old.x;
-          v.y += old.y;
-        }
-        *dst = v;
-      }
-    }
+  mma_store_64x32(C, ldc, M, N, m0 + wm, n0 + wn, acc, lane, accumulate);
 }
 
 namespace qzs {
