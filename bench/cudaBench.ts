@@ -64,7 +64,6 @@ const cases = [
 // QLLAMA_BENCH_PREFILL_ONLY=1 skips this section and the decode runs
 const gemvRuns = process.env.QLLAMA_BENCH_PREFILL_ONLY === '1' ? [] : [false, true];
 for (const actOrder of gemvRuns) {
-  const variant = 'int8-x';
   const kv = b.allocKvCache(1, 2048, 40, 128);
   const normW = b.uploadVector(Float32Array.from({ length: 5120 }, () => 1 + 0.1 * Math.random()));
   for (const { name, K, N, mats, epilogue } of cases) {
@@ -74,7 +73,7 @@ for (const actOrder of gemvRuns) {
     const ys = Array.from({ length: mats + 1 }, () => b.allocActivation(1, N));
     b.writeActivation(x, Float32Array.from({ length: K }, () => Math.random() - 0.5));
     const setBytes = mats * ((K * N) / 2 + (K / 128) * N * 2 + (K / 128) * N / 8 * 4);
-    const key = `gemv-${name}-${actOrder}-${variant}`;
+    const key = `gemv-${name}-${actOrder}`;
     const ms = timeMs(() => b.runGraph(key, { startPos: 0, ids: new Int32Array(1) }, () => {
       for (const l of layers) {
         if (epilogue === 'residual-norm') {
@@ -92,8 +91,8 @@ for (const actOrder of gemvRuns) {
       }
     }), 20) / copies;
     const gbs = setBytes / ms / 1e6;
-    gemv.push({ name, K, N, mats, actOrder, variant, us: +(ms * 1000).toFixed(2), GBs: Math.round(gbs), ofCeiling: +(gbs / ceiling).toFixed(3) });
-    console.log(`gemv q4 g128 [${variant}] ${actOrder ? 'act-order' : 'compat   '} ${name.padEnd(15)} ${mats}x ${K}x${N}: ${(ms * 1000).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / ceiling).toFixed(1)}% of ceiling`);
+    gemv.push({ name, K, N, mats, actOrder, us: +(ms * 1000).toFixed(2), GBs: Math.round(gbs), ofCeiling: +(gbs / ceiling).toFixed(3) });
+    console.log(`gemv q4 g128 ${actOrder ? 'act-order' : 'compat   '} ${name.padEnd(15)} ${mats}x ${K}x${N}: ${(ms * 1000).toFixed(2)} us, ${gbs.toFixed(0)} GB/s = ${(100 * gbs / ceiling).toFixed(1)}% of ceiling`);
   }
 }
 figures.gemv = gemv;

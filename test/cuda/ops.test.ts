@@ -235,7 +235,6 @@ test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearA
   // [act-order, producers write x permuted for act-order consumers]
   const runs = [[false, false], [true, false], [true, true], [false, true]] as const;
   for (const [ao, permX] of runs) {
-    const variant = 'int8 x';
     gpu().gemvPermuteX = permX;
     const [wq, wk, wv] = [0, 1, 2].map(() => randomGptq(dim, dim, 4, 128, ao));
     const [wg, wu] = [0, 1].map(() => randomGptq(dim, ffn, 4, 128, ao));
@@ -279,7 +278,7 @@ test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearA
     g.forEach((r, i) => {
       if (names[i] === 'attention') return; // below, on identical inputs
       const err = normErr(r, c[i]);
-      assert.ok(err < (i === 0 ? HALF_TOL : INT8_TOL), `${names[i]}${ao ? ' act-order' : ''} (${variant}${permX ? ', permuted x' : ''}): err ${err}`);
+      assert.ok(err < (i === 0 ? HALF_TOL : INT8_TOL), `${names[i]}${ao ? ' act-order' : ''} ${permX ? ' (permuted x)' : ''}: err ${err}`);
     });
     // attention on identical inputs (softmax would amplify the int8 error of q and k): the CPU attends
     // with the GPU's roped q and its k, v, so the fused rope, fp16 KV write and attention are checked tightly
@@ -289,7 +288,7 @@ test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearA
     const ca = poisoned(cpu, 1, dim);
     cpu.attention(ca, input(cpu, 1, dim, g[1]), cc, { layer: 1, startPos: pos, heads, kvHeads: heads, headDim }, 1);
     const errAtt = normErr(g[4], cpu.readActivation(ca));
-    assert.ok(errAtt < HALF_TOL, `attention on the GPU's q, k, v${ao ? ' act-order' : ''} (${permX ? 'permuted x' : variant}): err ${errAtt}`);
+    assert.ok(errAtt < HALF_TOL, `attention on the GPU's q, k, v${ao ? ' act-order' : ''} ${permX ? ' (permuted x)' : ''}: err ${errAtt}`);
   }
   gpu().gemvPermuteX = false;
 });

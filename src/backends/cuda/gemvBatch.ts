@@ -25,8 +25,11 @@ export const PERM_BUFFERS = 4;
 export const MAX_PERM_K = 32768;
 /** packed rows of x one block stages in shared memory (XS_ROWS in gemv_q4.cu): 64 slices of 128 */
 const MAX_SLICES_PER_BLOCK = 64;
-/** blocks per SM the grid aims at: one wave (`__launch_bounds__(128, 4)`; more, shorter blocks measured slower) */
-const BLOCKS_PER_SM = 4; // 3 or 2 (a slot left free for the next kernel's prefetch) measured slower: cudaNotes.md
+/**
+ * blocks per SM the grid aims at: one wave (`__launch_bounds__(128, 4)`); more, shorter blocks and 3 or 2
+ * (a slot left for the next kernel's prefetch) measured slower (bench/cudaNotes.md, sixth pass)
+ */
+const BLOCKS_PER_SM = 4;
 
 /**
  * QLLAMA_CUDA_PERMX=1: rmsnorm and the SwiGLU epilogue also write their output in the act-order
@@ -75,9 +78,6 @@ export class GemvBatch {
   constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr,
     private readonly smCount: number, private readonly permBufs: readonly DevicePtr[]) {}
 
-  /** RMSNorm of the finished y that the next launch's last block writes (normEpilogue), or null */
-  private epilogueNorm: { readonly out: DevicePtr; readonly w: DevicePtr; readonly eps: number } | null = null;
-
   /**
    * out = rmsnorm(x)·w of one row as the epilogue of the waiting residual-add GEMV that produces x
    * (o_proj and down_proj before the next norm), launched now; false when no such GEMV waits (the
@@ -88,8 +88,7 @@ export class GemvBatch {
     if (this.permuteX || this.norm !== null || this.swigluOut !== null || p.length !== 1) return false;
     const e = p[0];
     if (e.y !== x || !e.accumulate || e.ropeTheta !== 0 || e.cache !== null || e.w.bias !== null || e.w.outFeatures !== dim || dim % 4 !== 0) return false;
-    this.epilogueNorm = { out, w, eps };
-    this.flush();
+    this.launch(null, null, { out, w, eps });
     return true;
   }
 
@@ -103,9 +102,9 @@ export class GemvBatch {
    * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, each block's
    * range a multiple of 4 slices (one per warp) where K allows, at most MAX_SLICES_PER_BLOCK slices.
    */
-  static kPerBlock(K: number, tiles: number, smCount: number, blocksPerSm = BLOCKS_PER_SM): number {
+  static kPerBlock(K: number, tiles: number, smCount: number): number {
     const slices = Math.ceil(K / 128);
-    const splits = Math.max(1, Math.floor((smCount * blocksPerSm) / tiles));
+    const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM) / tiles));
     let per = Math.ceil(Math.ceil(slices / splits) / 4) * 4;
     per = Math.max(Math.min(per, MAX_SLICES_PER_BLOCK), Math.ceil(slices / MAX_SLICES_PER_BLOCK));
     return per * 128;
@@ -205,7 +204,8 @@ export class GemvBatch {
     return this.pos === null || (this.pos.ptr === pos.ptr && this.pos.imm === pos.imm);
   }
 
-  private launch(swiglu: DevicePtr | null, swigluInv: DevicePtr | null): void {
+  /** @param norm RMSNorm of the finished y for the launch's last block to write (normEpilogue) */
+  private launch(swiglu: DevicePtr | null, swigluInv: DevicePtr | null, norm?: { readonly out: DevicePtr; readonly w: DevicePtr; readonly eps: number }): void {
     this.launchNorm();
     this.swigluOut = null;
     const p = this.pending;
@@ -243,13 +243,11 @@ export class GemvBatch {
     a.writeInt32LE(kPer, 252);
     a.writeBigUInt64LE(swigluInv ?? 0n, 256);
     a.writeBigUInt64LE(swigluInv !== null ? this.permBufs[PERM_BUFFERS - 1] : 0n, 264);
-    const en = this.epilogueNorm;
-    if (en !== null) {
-      a.writeBigUInt64LE(en.w, 272);
-      a.writeBigUInt64LE(en.out, 280);
+    if (norm) {
+      a.writeBigUInt64LE(norm.w, 272);
+      a.writeBigUInt64LE(norm.out, 280);
       a.writeBigUInt64LE(this.counters + BigInt(MAX_TILES * 4), 288);
-      a.writeFloatLE(en.eps, 296);
-      this.epilogueNorm = null;
+      a.writeFloatLE(norm.eps, 296);
     }
     this.kernels.launch(`gemv_q4_rpg${w0.rowsPerGroup}`, { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, { x: 128 }, [a], 0, true);
     p.length = 0;

@@ -7,7 +7,8 @@
 // the host sizes it to about one wave of 4 blocks per SM.
 // Block: 4 warps. A lane owns 4 adjacent columns, so one packed row is one 16-byte load per lane and
 // 512 contiguous bytes per warp (a layout tiled so each warp's 8 rows are 4 KB in one piece measured
-// no faster on the H100, nor did grids of more, shorter blocks: bench/cudaNotes.md, sixth pass). Warp w streams the 128-value slices w, w+4, ... of the block's K range
+// no faster on the H100, nor did grids of more, shorter blocks: bench/cudaNotes.md, sixth pass).
+// Warp w streams the 128-value slices w, w+4, ... of the block's K range
 // as two halves of 8 packed rows held in registers: while one half is being multiplied, the other
 // half's next loads are in flight, so each warp keeps loading until its range ends.
 // Programmatic dependent launch (sm_90): the first slice's weights, scales and the act-order
@@ -21,10 +22,11 @@
 //   otherwise: split-K sums go into a workspace (zero between launches), the tile's last block (ticket
 //   counter) reads them, restores the workspace and the counter to zero, and runs the epilogue.
 // Epilogue: store or add into y (residual stream), rotary embedding (one tile = one head of 128) and
-// the fp16 KV-cache write, or SwiGLU of a gate/up pair.
+// the fp16 KV-cache write, or SwiGLU of a gate/up pair; after a residual add, optionally the next
+// RMSNorm of the finished y in the launch's last block (q4_norm_tail).
 // Integer dot products (as llama.cpp's MMVQ): x is quantized while staged, to int8 per 32 values
-// (symmetric, step d = max|x| / 127, as llama.cpp's Q8_1 blocks); a packed word w holds q0..q7, so w & 0x0F0F0F0F is the bytes
-// (q0, q2, q4, q6) and (w >> 4) & 0x0F0F0F0F is (q1, q3, q5, q7): two dp4a against x staged as the
+// (symmetric, step d = max|x| / 127, as llama.cpp's Q8_1 blocks); a packed word w holds q0..q7, so
+// w & 0x0F0F0F0F is the bytes (q0, q2, q4, q6) and (w >> 4) & 0x0F0F0F0F is (q1, q3, q5, q7): two dp4a against x staged as the
 // matching (even, odd) byte quads give Σ q·xq exactly in int32. Per GPTQ group and column:
 //   y += s · Σ_blocks d · (Σ q·xq − z · Σ xq)      (z = stored zero + 1; Σ xq per 32 values is staged too)
 // That is 5 instructions per 8 weights (the fp16 path needed ~17, and issue, not DRAM, was the limit).
