@@ -38,3 +38,8 @@ export function planAttention(maxPositions: number, rows: number, heads: number,
 export function positionBucket(endPos: number): number {
   return endPos <= 128 ? 128 : endPos <= 512 ? 512 : Infinity;
 }
+
+/** dynamic shared memory of attn_flash_<d> (attention_flash.cu): K and V tiles of 64 positions, double-buffered, rows padded by 8 halves */
+export function flashShared(d: number): number {
+  return 2 * 2 * 64 * (d + 8) * 2;
+}

@@ -8,7 +8,7 @@ import type {
   Activation, AttentionShape, Backend, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
 } from '../backend.js';
 import { QllamaError } from '../../errors.js';
-import { planAttention, positionBucket } from './attentionLaunch.js';
+import { flashShared, planAttention, positionBucket } from './attentionLaunch.js';
 import {
   DeviceAttribute, loadDriver, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
@@ -380,10 +380,6 @@ export class CudaBackend implements Backend {
   }
 }
 
-/** dynamic shared memory of attn_flash_<d>: K and V tiles of 64 positions, double-buffered, rows padded by 8 halves */
-function flashShared(d: number): number {
-  return 2 * 2 * 64 * (d + 8) * 2;
-}
 
 function act(a: Activation): CudaActivation {
   if (!(a instanceof CudaActivation)) throw new TypeError('activation was not allocated by the CUDA backend');

@@ -4,6 +4,7 @@
  * knows nothing of calibration buffers; the driver, module and memory plumbing are shared.
  */
 import { CudaOutOfMemoryError, DeviceAttribute, loadDriver, type CuStream, type DevicePtr, type Dim3, type Driver } from '../../backends/cuda/driver.js';
+import { flashShared } from '../../backends/cuda/attentionLaunch.js';
 import { DeviceMemory } from '../../backends/cuda/memory.js';
 import { KernelModule } from '../../backends/cuda/module.js';
 import { QllamaError } from '../../errors.js';
@@ -18,10 +19,6 @@ export const SHARED = {
   qz_gemm_f16: 61440, // 3 stages × (128 + 128 rows) × 40 halves × 2 bytes
   qz_gptq_block: 98816, // U block 128 × 128 f32 + weights 128 × 65 f32
 } as const;
-/** attn_flash_<D>: K and V, double-buffered, 64 positions of D + 8 halves */
-export function flashShared(d: number): number {
-  return 2 * 2 * 64 * (d + 8) * 2;
-}
 
 /** p + bytes. */
 export function offset(p: DevicePtr, bytes: number): DevicePtr {

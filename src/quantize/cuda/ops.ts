@@ -5,7 +5,8 @@
  */
 import type { DevicePtr } from '../../backends/cuda/driver.js';
 import { f32, i32, ptr, u64 } from '../../backends/cuda/kernelArgs.js';
-import { SHARED, flashShared, type QuantGpu } from './gpu.js';
+import { flashShared } from '../../backends/cuda/attentionLaunch.js';
+import { SHARED, type QuantGpu } from './gpu.js';
 
 /** Blocks for a grid-stride elementwise kernel of 256 threads. */
 function strideBlocks(n: number): number {
