@@ -3,6 +3,9 @@
  * (the GPU machine has no network). Layout as GPTQ-for-LLaMa / AutoGPTQ write it: qweight
  * [K·bits/32, N] int32, qzeros [G, N·bits/32] (all zeros stored as 2^(bits−1) − 1), scales
  * [G, N] fp16, g_idx [K] (shuffled for --act-order); fp16 embeddings, norms and lm_head.
+ * Act-order: one column order per distinct input, as GPTQ-for-LLaMa leaves it — q/k/v read the same
+ * x, so their Hessians and hence their descending-diag(H) orders are equal, and likewise gate/up
+ * (../shared's tiny-vicuna act-order file has equal g_idx there; test/unit/synth.test.ts checks both).
  */
 import { copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -79,11 +82,11 @@ export async function synthesize(o: SynthOptions): Promise<number> {
     fill: (out) => (table ? rng.fillHalves(out as Uint16Array, table) : (out as Uint16Array).fill(one)),
   });
   const zeroStored = (1 << (bits - 1)) - 1;
-  const gptq = (name: string, K: number, N: number): void => {
-    const gs = o.groupSize === -1 ? K : o.groupSize;
-    const G = K / gs;
+  const groupSizeFor = (K: number): number => (o.groupSize === -1 ? K : o.groupSize);
+  const gptq = (name: string, N: number, gIdx: Int32Array): void => {
+    const K = gIdx.length;
+    const G = K / groupSizeFor(K);
     const zeros = packedZeros(N, bits, zeroStored);
-    const gIdx = groupIndex(K, gs, o.actOrder, rng);
     tensors.push(
       { name: `${name}.qweight`, dtype: 'I32', shape: [(K * bits) / 32, N], fill: (out) => rng.fillWords(out as Int32Array) },
       { name: `${name}.qzeros`, dtype: 'I32', shape: [G, (N * bits) / 32], fill: (out) => { for (let i = 0; i < out.length; i++) out[i] = zeros[i % zeros.length]; } },
@@ -94,10 +97,13 @@ export async function synthesize(o: SynthOptions): Promise<number> {
   tensors.push(f16('model.embed_tokens.weight', [s.vocab, s.hidden], embedTable));
   for (let l = 0; l < s.layers; l++) {
     const p = `model.layers.${l}`;
-    for (const n of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) gptq(`${p}.self_attn.${n}`, s.hidden, s.hidden);
-    gptq(`${p}.mlp.gate_proj`, s.hidden, s.ffn);
-    gptq(`${p}.mlp.up_proj`, s.hidden, s.ffn);
-    gptq(`${p}.mlp.down_proj`, s.ffn, s.hidden);
+    const order = (K: number): Int32Array => groupIndex(K, groupSizeFor(K), o.actOrder, rng);
+    const qkvOrder = order(s.hidden), gateUpOrder = order(s.hidden);
+    for (const n of ['q_proj', 'k_proj', 'v_proj']) gptq(`${p}.self_attn.${n}`, s.hidden, qkvOrder);
+    gptq(`${p}.self_attn.o_proj`, s.hidden, order(s.hidden));
+    gptq(`${p}.mlp.gate_proj`, s.ffn, gateUpOrder);
+    gptq(`${p}.mlp.up_proj`, s.ffn, gateUpOrder);
+    gptq(`${p}.mlp.down_proj`, s.hidden, order(s.ffn));
     tensors.push(f16(`${p}.input_layernorm.weight`, [s.hidden], null), f16(`${p}.post_attention_layernorm.weight`, [s.hidden], null));
   }
   tensors.push(f16('model.norm.weight', [s.hidden], null), f16('lm_head.weight', [s.vocab, s.hidden], embedTable));

@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { SafetensorsFile } from '../../src/formats/safetensors.js';
+import { synthesize } from '../../src/synth/synth.js';
+import { FIXTURES } from '../support/paths.js';
+import { tempDir } from './formatsSupport.js';
+
+const SHAPE = { hidden: 256, ffn: 512, layers: 2, heads: 2, vocab: 4096 };
+
+/** g_idx bytes of each named projection of layer `l`, by short name (q, k, v, o, gate, up, down). */
+function gIdx(st: SafetensorsFile, l: number): Record<string, Buffer> {
+  const names: Record<string, string> = {
+    q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj',
+    gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj',
+  };
+  return Object.fromEntries(Object.entries(names).map(([k, n]) => [k, st.read(`model.layers.${l}.${n}.g_idx`)]));
+}
+
+test('GPTQ-for-LLaMa act-order files share one column order across q/k/v and across gate/up (the reference fixture)', () => {
+  const dir = path.join(FIXTURES, 'tiny-vicuna-4k', 'gptq-4bit-128g-actorder');
+  const file = readdirSync(dir).find((f) => f.endsWith('.safetensors'));
+  assert.ok(file, `no safetensors file in ${dir}`);
+  const st = SafetensorsFile.open(path.join(dir, file));
+  try {
+    const g = gIdx(st, 0);
+    assert.ok(g.q.equals(g.k) && g.q.equals(g.v), 'q/k/v g_idx differ');
+    assert.ok(g.gate.equals(g.up), 'gate/up g_idx differ');
+    assert.ok(!g.q.equals(g.o), 'q and o share g_idx: the check would not tell shared orders from identity');
+  } finally {
+    st.close();
+  }
+});
+
+test('synth --act-order draws its column orders as GPTQ-for-LLaMa leaves them: shared by q/k/v and by gate/up only', async () => {
+  const out = tempDir('synth-order');
+  try {
+    await synthesize({ shape: SHAPE, bits: 4, groupSize: 64, actOrder: true, out, seed: 5 });
+    const st = SafetensorsFile.open(path.join(out, 'model.safetensors'));
+    try {
+      for (let l = 0; l < SHAPE.layers; l++) {
+        const g = gIdx(st, l);
+        assert.ok(g.q.equals(g.k) && g.q.equals(g.v), `layer ${l}: q/k/v g_idx differ`);
+        assert.ok(g.gate.equals(g.up), `layer ${l}: gate/up g_idx differ`);
+        assert.ok(!g.q.equals(g.o) && !g.q.equals(g.gate), `layer ${l}: unrelated inputs share one order`);
+        const groups = new Int32Array(g.q.buffer, g.q.byteOffset, g.q.length / 4);
+        const sorted = Int32Array.from(groups).sort();
+        assert.ok(!groups.every((v, i) => v === sorted[i]), `layer ${l}: q's g_idx is not shuffled`);
+        assert.deepEqual(Array.from(new Set(sorted)), [0, 1, 2, 3], 'every group of 64 is present');
+      }
+    } finally {
+      st.close();
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
