@@ -10,13 +10,14 @@ import type {
 import { QllamaError } from '../../errors.js';
 import { flashShared, planAttention, positionBucket } from './attentionLaunch.js';
 import {
-  DeviceAttribute, loadDriver, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
+  DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, launchLinear, type GemmOptions } from './linearLaunch.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
+import { openDevice } from './openDevice.js';
 import { KernelModule } from './module.js';
 
 export class CudaUnavailableError extends QllamaError {}
@@ -106,16 +107,9 @@ export class CudaBackend implements Backend {
 
   /** Opens device `ordinal` (default $QLLAMA_CUDA_DEVICE or 0) with its primary context. */
   static create(ordinal = Number(process.env.QLLAMA_CUDA_DEVICE ?? 0)): CudaBackend {
-    const cu = loadDriver();
-    if (typeof cu === 'string') throw new CudaUnavailableError(`${cu}`);
-    cu.init();
-    const count = cu.deviceCount();
-    if (count < 1) throw new CudaUnavailableError('the NVIDIA driver reports no CUDA device: use --backend cpu');
-    if (ordinal >= count) throw new CudaUnavailableError(`CUDA device ${ordinal} asked for, ${count} present`);
-    const dev = cu.device(ordinal);
-    const ctx = cu.retainPrimaryContext(dev);
-    cu.setCurrent(ctx);
-    return new CudaBackend(cu, dev, cu.createStream());
+    const { cu, device, stream } = openDevice(ordinal,
+      (reason) => new CudaUnavailableError(/--backend cpu/.test(reason) ? reason : `${reason}: use --backend cpu`));
+    return new CudaBackend(cu, device, stream);
   }
 
   // --- memory ----------------------------------------------------------------------------

@@ -3,10 +3,11 @@
  * with typed upload/download helpers. Separate from the inference backend (CudaBackend), which
  * knows nothing of calibration buffers; the driver, module and memory plumbing are shared.
  */
-import { CudaOutOfMemoryError, DeviceAttribute, loadDriver, type CuStream, type DevicePtr, type Dim3, type Driver } from '../../backends/cuda/driver.js';
+import { CudaOutOfMemoryError, DeviceAttribute, type CuStream, type DevicePtr, type Dim3, type Driver } from '../../backends/cuda/driver.js';
 import { flashShared } from '../../backends/cuda/attentionLaunch.js';
 import { DeviceMemory } from '../../backends/cuda/memory.js';
 import { KernelModule } from '../../backends/cuda/module.js';
+import { openDevice } from '../../backends/cuda/openDevice.js';
 import { QllamaError } from '../../errors.js';
 
 /** --backend cuda was asked for and no usable CUDA GPU answers. */
@@ -47,15 +48,8 @@ export class QuantGpu {
 
   /** Device `ordinal` (default $QLLAMA_CUDA_DEVICE or 0) through its primary context. */
   static create(ordinal = Number(process.env.QLLAMA_CUDA_DEVICE ?? 0)): QuantGpu {
-    const cu = loadDriver();
-    if (typeof cu === 'string') throw new QuantizeCudaUnavailableError(`${cu}: quantize with --backend cpu`);
-    cu.init();
-    const count = cu.deviceCount();
-    if (count < 1) throw new QuantizeCudaUnavailableError('the NVIDIA driver reports no CUDA device: quantize with --backend cpu');
-    if (ordinal >= count) throw new QuantizeCudaUnavailableError(`CUDA device ${ordinal} asked for ($QLLAMA_CUDA_DEVICE), ${count} present`);
-    const dev = cu.device(ordinal);
-    cu.setCurrent(cu.retainPrimaryContext(dev));
-    return new QuantGpu(cu, dev, cu.createStream());
+    const { cu, device, stream } = openDevice(ordinal, (reason) => new QuantizeCudaUnavailableError(`${reason}: quantize with --backend cpu`));
+    return new QuantGpu(cu, device, stream);
   }
 
   /** Bytes free on the device now. */
