@@ -26,6 +26,17 @@ extern "C" __global__ void __launch_bounds__(128, 3) attn_split_128_ni16(
   (void)chunk;
   attn_decode<128, 16>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits, scale);
 }
+// The shipped kernel in the lab's launch signature (attn_split_<d> itself takes no chunk and a NextGemv).
+#define ATTN_SPLIT_LAB(D)                                                                                    \
+  extern "C" __global__ void __launch_bounds__(128, ATTN_MIN_BLOCKS) attn_split_lab_##D(                      \
+      float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,        \
+      const int* pos_ptr, int pos_imm, int heads, int kvHeads, int chunk, int splits, float scale) {         \
+    (void)chunk;                                                                                             \
+    attn_decode<D, AttnNI<D>::value>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits, scale); \
+  }
+ATTN_SPLIT_LAB(64)
+ATTN_SPLIT_LAB(128)
+ATTN_SPLIT_LAB(256)
 
 // ---------------------------------------------------------------------------------------------
 // The previous attention.cu (commit 0dc9393), verbatim except the _old / _OLD names.
@@ -310,7 +321,7 @@ static float medianOf(std::vector<float> v) {
   return v[v.size() / 2];
 }
 
-static AttnFn newFn(int d) { return d == 64 ? attn_split_64 : d == 128 ? attn_split_128 : attn_split_256; }
+static AttnFn newFn(int d) { return d == 64 ? attn_split_lab_64 : d == 128 ? attn_split_lab_128 : attn_split_lab_256; }
 
 // ---- correctness sweep: small shapes against the CPU reference --------------------------------
 static bool correctness(cudaStream_t st) {
@@ -461,13 +472,13 @@ int main() {
   printf("%s, %d SMs\n", prop.name, g_sms);
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-  for (AttnFn f : {(AttnFn)attn_split_128, (AttnFn)attn_split_128_ni16, (AttnFn)attn_split_old_128}) {
+  for (AttnFn f : {(AttnFn)attn_split_lab_128, (AttnFn)attn_split_128_ni16, (AttnFn)attn_split_old_128}) {
     cudaFuncAttributes fa;
     CK(cudaFuncGetAttributes(&fa, (const void*)f));
     int blocks = 0;
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, f, 128, 0));
     printf("  %-22s %3d registers, %5zu B smem, %d blocks/SM\n",
-           f == attn_split_128 ? "attn_split_128 (new)" : f == attn_split_128_ni16 ? "attn_split_128_ni16" : "attn_split_old_128",
+           f == attn_split_lab_128 ? "attn_split_128 (new)" : f == attn_split_128_ni16 ? "attn_split_128_ni16" : "attn_split_old_128",
            fa.numRegs, fa.sharedSizeBytes, blocks);
   }
 
@@ -503,10 +514,10 @@ int main() {
     r.pn = planNew(maxPos, 1, Bench::HEADS, Bench::D);
     r.old_us = B.time(attn_split_old_128, r.po);
     const std::vector<float> o = B.outputs(Bench::L - 1);
-    r.new_us = B.time(attn_split_128, r.pn);
+    r.new_us = B.time(attn_split_lab_128, r.pn);
     const std::vector<float> nw = B.outputs(Bench::L - 1);
     r.err = maxNormErr(nw, o);
-    r.new_full_us = B.time(attn_split_128, planNew(Bench::MAXSEQ, 1, Bench::HEADS, Bench::D));
+    r.new_full_us = B.time(attn_split_lab_128, planNew(Bench::MAXSEQ, 1, Bench::HEADS, Bench::D));
     rows.push_back(r);
   }
 
@@ -522,7 +533,7 @@ int main() {
       printf("  %4d NI %-2d    ", ctx, ni);
       for (int s : splitList) {
         const Plan p = {4 * ni * 2, s};
-        printf("%7.2f", B.time(ni == 8 ? attn_split_128 : attn_split_128_ni16, p, 30));
+        printf("%7.2f", B.time(ni == 8 ? attn_split_lab_128 : attn_split_128_ni16, p, 30));
       }
       printf("\n");
     }

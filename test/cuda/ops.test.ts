@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend, LinearHost } from '../../src/backends/backend.js';
 import type { GptqLinearHost } from '../../src/formats/gptqTypes.js';
+import { PREFETCH_OFF, type PrefetchOptions } from '../../src/backends/cuda/l2Prefetch.js';
 import { groupContiguousPerm } from '../../src/backends/cuda/linearUpload.js';
 import { gpu, input, int8RoundTrip, normErr, poisoned, randHalf, randn, randomGptq, skipNoGpu } from './support.js';
 
@@ -234,6 +235,7 @@ test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearA
   const dim = 1024, heads = 8, headDim = 128, ffn = 2760, pos = 37, maxSeq = 64;
   // [act-order, producers write x permuted for act-order consumers]
   const runs = [[false, false], [true, false], [true, true], [false, true]] as const;
+  const permXBefore = gpu().gemvPermuteX;
   for (const [ao, permX] of runs) {
     gpu().gemvPermuteX = permX;
     const [wq, wk, wv] = [0, 1, 2].map(() => randomGptq(dim, dim, 4, 128, ao));
@@ -290,5 +292,95 @@ test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearA
     const errAtt = normErr(g[4], cpu.readActivation(ca));
     assert.ok(errAtt < HALF_TOL, `attention on the GPU's q, k, v${ao ? ' act-order' : ''} ${permX ? ' (permuted x)' : ''}: err ${errAtt}`);
   }
-  gpu().gemvPermuteX = false;
+  gpu().gemvPermuteX = permXBefore;
+});
+
+test('a decode layer chained as the model runs it: every permuted-x hand-off, L2 prefetch on and off', { skip: skipNoGpu }, () => {
+  // each stage checked against the CPU on the GPU's own input to it, so int8 errors do not compound
+  const g = gpu();
+  const dim = 1024, heads = 8, headDim = 128, ffn = 2816, pos = 37, maxSeq = 64;
+  const before = { permX: g.gemvPermuteX, prefetch: g.gemvPrefetch };
+  const on: PrefetchOptions = { latency: true, tail: true, tailBytes: 1 << 20, latencyBytes: 16 << 20 };
+  // [act-order, q/k/v and gate/up share their permutation (GPTQ-for-LLaMa files), permuted x, prefetch]
+  const runs: [boolean, boolean, boolean, PrefetchOptions][] = [
+    [false, true, false, PREFETCH_OFF], [false, true, true, on], [true, true, false, PREFETCH_OFF], [true, true, true, PREFETCH_OFF],
+    [true, true, true, on], [true, false, true, on], [true, true, false, on],
+  ];
+  for (const [ao, shared, permX, prefetch] of runs) {
+    const name = `${ao ? 'act-order' : 'compat'}${ao && !shared ? ' (own permutations)' : ''}${permX ? ', permuted x' : ''}${prefetch.tail ? ', prefetch' : ''}`;
+    g.gemvPermuteX = permX;
+    g.gemvPrefetch = prefetch;
+    const wq = randomGptq(dim, dim, 4, 128, ao), wg = randomGptq(dim, ffn, 4, 128, ao);
+    const like = (w: GptqLinearHost, first: GptqLinearHost): GptqLinearHost => (ao && shared ? { ...w, gIdx: first.gIdx } : w);
+    const wk = like(randomGptq(dim, dim, 4, 128, ao), wq), wv = like(randomGptq(dim, dim, 4, 128, ao), wq);
+    const wu = like(randomGptq(dim, ffn, 4, 128, ao), wg);
+    const wo = randomGptq(dim, dim, 4, 128, ao), wd = randomGptq(ffn, dim, 4, 128, ao);
+    const x = randn(dim), n1 = randn(dim), n2 = randn(dim), past = randn(pos * dim), pastV = randn(pos * dim);
+    const resid0 = randn(dim), resid1 = randn(dim);
+    // the GPU, in the model's order; every buffer written first (a write flushes the held launches)
+    const cache = g.allocKvCache(2, maxSeq, heads, headDim);
+    g.writeKv(cache, 1, 0, input(g, pos, dim, past), input(g, pos, dim, pastV), pos);
+    const [lq, lk, lv, lo, lg, lu, ld] = [wq, wk, wv, wo, wg, wu, wd].map((w) => g.uploadLinear(w));
+    const [nw1, nw2] = [n1, n2].map((vv) => g.uploadVector(vv));
+    const xin = input(g, 1, dim, x), acc0 = input(g, 1, dim, resid0), acc1 = input(g, 1, dim, resid1);
+    const [xb, q, k, v, att, xb2, xn, q2] = Array.from({ length: 8 }, () => poisoned(g, 1, dim));
+    const [gate, up, hidden] = Array.from({ length: 3 }, () => poisoned(g, 1, ffn));
+    g.rmsNorm(xb, xin, nw1, 1e-6, 1);
+    g.linear(q, xb, lq, 1);
+    g.linear(k, xb, lk, 1);
+    g.linear(v, xb, lv, 1);
+    g.rope(q, heads, headDim, pos, 10000, 1);
+    g.rope(k, heads, headDim, pos, 10000, 1);
+    g.writeKv(cache, 1, pos, k, v, 1);
+    g.attention(att, q, cache, { layer: 1, startPos: pos, heads, kvHeads: heads, headDim }, 1);
+    g.linearAdd(acc0, att, lo, 1);
+    g.rmsNorm(xb2, acc0, nw2, 1e-6, 1);
+    g.linear(gate, xb2, lg, 1);
+    g.linear(up, xb2, lu, 1);
+    g.swiglu(hidden, gate, up, 1);
+    g.linearAdd(acc1, hidden, ld, 1);
+    g.rmsNorm(xn, acc1, nw1, 1e-6, 1);
+    g.linear(q2, xn, lq, 1);
+    const out = Object.fromEntries(Object.entries({ xb, q, k, v, att, acc0, xb2, gate, up, hidden, acc1, xn, q2 }).map(([key, a]) => [key, g.readActivation(a)]));
+    // the CPU, stage by stage on the GPU's inputs
+    const c = cpu;
+    const [cq, ck, cv, co, cg, cu, cd] = [wq, wk, wv, wo, wg, wu, wd].map((w) => c.uploadLinear(w));
+    const [cn1, cn2] = [n1, n2].map((vv) => c.uploadVector(vv));
+    const lin = (w: ReturnType<typeof c.uploadLinear>, xin: Float32Array, n: number, resid?: Float32Array): Float32Array => {
+      const o = resid ? input(c, 1, n, resid) : poisoned(c, 1, n);
+      if (resid) c.linearAdd(o, input(c, 1, xin.length, xin), w, 1);
+      else c.linear(o, input(c, 1, xin.length, xin), w, 1);
+      return c.readActivation(o);
+    };
+    const norm = (w: ReturnType<typeof c.uploadVector>, xin: Float32Array): Float32Array => {
+      const o = poisoned(c, 1, xin.length);
+      c.rmsNorm(o, input(c, 1, xin.length, xin), w, 1e-6, 1);
+      return c.readActivation(o);
+    };
+    const roped = (xin: Float32Array): Float32Array => {
+      const a = input(c, 1, dim, xin);
+      c.rope(a, heads, headDim, pos, 10000, 1);
+      return c.readActivation(a);
+    };
+    const cc = c.allocKvCache(2, maxSeq, heads, headDim);
+    c.writeKv(cc, 1, 0, input(c, pos, dim, past), input(c, pos, dim, pastV), pos);
+    c.writeKv(cc, 1, pos, input(c, 1, dim, out.k), input(c, 1, dim, out.v), 1);
+    const ca = poisoned(c, 1, dim);
+    c.attention(ca, input(c, 1, dim, out.q), cc, { layer: 1, startPos: pos, heads, kvHeads: heads, headDim }, 1);
+    const ch = poisoned(c, 1, ffn);
+    c.swiglu(ch, input(c, 1, ffn, out.gate), input(c, 1, ffn, out.up), 1);
+    const want: [string, Float32Array, number][] = [
+      ['xb', norm(cn1, x), HALF_TOL], ['q', roped(lin(cq, out.xb, dim)), INT8_TOL], ['k', roped(lin(ck, out.xb, dim)), INT8_TOL],
+      ['v', lin(cv, out.xb, dim), INT8_TOL], ['att', c.readActivation(ca), HALF_TOL], ['acc0', lin(co, out.att, dim, resid0), INT8_TOL],
+      ['xb2', norm(cn2, out.acc0), HALF_TOL], ['gate', lin(cg, out.xb2, ffn), INT8_TOL], ['up', lin(cu, out.xb2, ffn), INT8_TOL],
+      ['hidden', c.readActivation(ch), HALF_TOL], ['acc1', lin(cd, out.hidden, dim, resid1), INT8_TOL], ['xn', norm(cn1, out.acc1), HALF_TOL],
+      ['q2', lin(cq, out.xn, dim), INT8_TOL],
+    ];
+    for (const [key, ref, tol] of want) {
+      const err = normErr(out[key], ref);
+      assert.ok(err < tol, `${name}: ${key} err ${err}`);
+    }
+  }
+  g.gemvPermuteX = before.permX;
+  g.gemvPrefetch = before.prefetch;
 });

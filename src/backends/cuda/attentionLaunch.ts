@@ -7,8 +7,6 @@
  * GPU once: splits x heads x rows ≈ the blocks resident at once, capped by what maxPositions can use.
  */
 export interface AttentionPlan {
-  /** positions per block round (4 warp tiles) */
-  readonly chunk: number;
   /** blocks per (head, row): grid.y */
   readonly splits: number;
 }
@@ -28,7 +26,7 @@ export function planAttention(maxPositions: number, rows: number, heads: number,
   const chunk = WARPS * attentionTile(headDim);
   const rounds = Math.max(1, Math.ceil(maxPositions / chunk));
   const fill = Math.floor((BLOCKS_PER_SM * smCount) / (rows * heads));
-  return { chunk, splits: Math.max(1, Math.min(fill, rounds, MAX_SPLITS)) };
+  return { splits: Math.max(1, Math.min(fill, rounds, MAX_SPLITS)) };
 }
 
 /**

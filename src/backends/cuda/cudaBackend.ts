@@ -9,13 +9,14 @@ import type {
 } from '../backend.js';
 import { QllamaError } from '../../errors.js';
 import { flashShared, planAttention, positionBucket } from './attentionLaunch.js';
+import { NEXT_GEMV_BYTES, prefetchFromEnv, type PrefetchOptions } from './l2Prefetch.js';
 import {
   DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, launchLinear, type GemmOptions } from './linearLaunch.js';
-import { uploadArray, uploadDense, uploadGptq, type CudaLinear } from './linearUpload.js';
+import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { openDevice } from './openDevice.js';
 import { KernelModule } from './module.js';
@@ -82,6 +83,8 @@ export class CudaBackend implements Backend {
   private disposed = false;
   /** seconds spent in upload calls so far (benchmarks split load time with it) */
   uploadSeconds = 0;
+  /** act-order permutations uploaded so far, by content: equal ones share one device buffer */
+  private readonly permCache: PermCache = new Map();
 
   private constructor(readonly cu: Driver, readonly device: number, readonly stream: CuStream) {
     this.mem = new DeviceMemory(cu);
@@ -96,7 +99,9 @@ export class CudaBackend implements Backend {
     cu.memsetD32(ws, 0, MAX_TILES * 128, stream);
     cu.memsetD32(counters, 0, MAX_TILES + 1, stream);
     const permBufs = Array.from({ length: PERM_BUFFERS }, () => this.mem.alloc(MAX_PERM_K * 4));
-    this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs);
+    // L2 prefetch of the next GEMV's weights ($QLLAMA_CUDA_PREFETCH, l2Prefetch.ts); 38: CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE
+    const prefetch = prefetchFromEnv(cu.attribute(DeviceAttribute.ComputeCapabilityMajor, device), cu.attribute(38 as DeviceAttribute, device));
+    this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs, prefetch);
     // the prefill kernels' shared memory (sm_86/89 allow 99 KiB per block: the old GEMM there)
     const optin = cu.attribute(DeviceAttribute.MaxSharedMemoryPerBlockOptin, device);
     this.mmaGemmFits = optin >= GEMM_MMA_SHARED;
@@ -136,7 +141,7 @@ export class CudaBackend implements Backend {
   uploadLinear(weight: LinearHost): LinearWeight {
     this.batch.flush();
     const t0 = performance.now();
-    const ctx = { cu: this.cu, mem: this.mem, kernels: this.kernels, stream: this.stream };
+    const ctx = { cu: this.cu, mem: this.mem, kernels: this.kernels, stream: this.stream, perms: this.permCache };
     const w = weight.kind === 'dense' ? uploadDense(ctx, weight) : uploadGptq(ctx, weight);
     this.uploadSeconds += (performance.now() - t0) / 1000;
     return w;
@@ -180,15 +185,8 @@ export class CudaBackend implements Backend {
   }
 
   rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
-    if (rows === 1 && this.batch.normEpilogue(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, x.cols)) return;
-    if (rows === 1 && this.batch.permuteX) {
-      // held back until its consumers are known: act-order GEMVs then read it already permuted
-      this.batch.addNorm(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, x.cols);
-      return;
-    }
-    this.batch.flush();
-    this.kernels.launch('rmsnorm_f32', { x: rows }, { x: 1024 },
-      [ptr(act(out).ptr), ptr(act(x).ptr), ptr((weight as CudaVector).ptr), f32(eps), i32(x.cols)], 0, true);
+    // one row: the epilogue of the GEMV that produced x, else held for the next GEMV (gemvBatch.ts)
+    this.batch.rmsNorm(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, rows, x.cols);
   }
 
   linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
@@ -221,7 +219,6 @@ export class CudaBackend implements Backend {
   }
 
   attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void {
-    this.batch.flush();
     const c = cache as CudaKvCache;
     const d = shape.headDim;
     if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
@@ -229,6 +226,7 @@ export class CudaBackend implements Backend {
     const pos = this.posPtr();
     if (rows > 1 && (d === 64 || d === 128) && this.prefillKernels === 'mma' && this.flashFits && shape.heads % shape.kvHeads === 0) {
       // flash-style causal kernel: a block per (64 query rows, head)
+      this.batch.flush();
       this.kernels.launch(`attn_flash_${d}`, { x: Math.ceil(rows / 64), y: shape.heads }, { x: 128 },
         [ptr(act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
           i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))], flashShared(d));
@@ -238,9 +236,11 @@ export class CudaBackend implements Backend {
     const plan = planAttention(maxPositions, rows, shape.heads, this.smCount, d);
     const part = this.grow(this.attnPart, rows * shape.heads * plan.splits * (d + 2) * 4);
     const tickets = this.growZeroed(this.attnTickets, rows * shape.heads * 4);
-    this.kernels.launch(`attn_split_${d}`, { x: shape.heads, y: plan.splits, z: rows }, { x: 128 },
+    // one row: held until the next GEMV is known (its x permuted for act-order, its weights prefetched)
+    const nx = Buffer.alloc(NEXT_GEMV_BYTES);
+    this.batch.launchBeforeGemv(`attn_split_${d}`, { x: shape.heads, y: plan.splits, z: rows }, { x: 128 },
       [ptr(act(out).ptr), ptr(part), ptr(tickets), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos),
-        i32(shape.startPos), i32(shape.heads), i32(shape.kvHeads), i32(plan.chunk), i32(plan.splits), f32(1 / Math.sqrt(d))], 0, true);
+        i32(shape.startPos), i32(shape.heads), i32(shape.kvHeads), i32(plan.splits), f32(1 / Math.sqrt(d)), nx], nx, rows === 1 ? act(out).ptr : null, out.cols);
   }
 
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {
@@ -268,6 +268,14 @@ export class CudaBackend implements Backend {
   set gemvPermuteX(on: boolean) {
     this.synchronize();
     this.batch.permuteX = on;
+    this.dropGraphs();
+  }
+
+  /** Which launches prefetch the next GEMV's weights into L2 ($QLLAMA_CUDA_PREFETCH); drops captured graphs. */
+  get gemvPrefetch(): PrefetchOptions { return this.batch.prefetch; }
+  set gemvPrefetch(p: PrefetchOptions) {
+    this.synchronize();
+    this.batch.prefetch = p;
     this.dropGraphs();
   }
 
@@ -354,6 +362,7 @@ export class CudaBackend implements Backend {
         // nodes captured so far may use the old buffer, and a capturing stream cannot be synchronized:
         // keep it until dispose
       } else {
+        this.batch.flush(); // held launches may use the old buffer
         this.cu.streamSynchronize(this.stream);
         this.mem.free(s.ptr);
         this.dropGraphs();

@@ -6,11 +6,29 @@
  *   writeKv(k, v)                     → fp16 KV-cache store of the finished k and v tiles
  *   swiglu(hidden, gate, up)          → silu(gate)·up written beside gate and up
  *   rmsNorm(xb, x) after x += W·h     → the launch's last block normalizes the finished x (normEpilogue)
- * The backend flushes the batch before any other op, so the observable order of effects is the
- * model's. Split-K partial sums go through a workspace that the kernel leaves zeroed, so no memsets.
+ * Held launches: a launch that can do something for the NEXT GEMV batch waits until that batch is
+ * complete, and then goes out knowing it:
+ *   - permuted x (act-order): when the batch reads the launch's one-row output as x through a
+ *     layer's permutation, the launch also writes the output in that row order (one scatter store per
+ *     value), and the GEMV stages it linearly like a compat layer's x (flag 4), with no gather.
+ *     Producers: the norm epilogue (o_proj, down_proj), the SwiGLU epilogue (gate/up), attention and
+ *     one-row rmsnorm. GPTQ-for-LLaMa act-order files share one permutation among q/k/v and among
+ *     gate/up (one input, one Hessian); upload gives equal permutations one device buffer
+ *     (linearUpload.ts), so one copy serves the whole batch; a member with another permutation
+ *     gathers as before.
+ *   - L2 prefetch of the batch's weights (l2Prefetch.ts): attention and rmsnorm (latency-bound) take
+ *     the whole next launch, a GEMV the first slice of every warp of the next launch, from its blocks
+ *     once their own weights are in.
+ * Held launches go out in the order issued, before the batch they waited for or before any other op,
+ * so the stream runs the model's order. Graph capture records them as issued: a captured decode step
+ * carries the same copies and prefetches as an eager one, with no learning and no re-capture.
+ * Split-K partial sums go through a workspace that the kernel leaves zeroed, so no memsets.
  */
-import type { DevicePtr } from './driver.js';
+import type { DevicePtr, Dim3 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
+import {
+  NEXT_GEMV_BYTES, NEXT_GEMV_PF_AT, PREFETCH_OFF, q4PrefetchRanges, writeL2Prefetch, type PrefetchOptions, type Q4Launch,
+} from './l2Prefetch.js';
 import type { CudaGptq } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 
@@ -18,8 +36,14 @@ import type { KernelModule } from './module.js';
 export const MAX_TILES = 8192;
 const MAX_MATS = 3;
 const MAT_BYTES = 64;
-const ARGS_BYTES = 304;
-/** permuted-x buffers: 3 for an rmsnorm's consumers, 1 for a SwiGLU epilogue's */
+/** sizeof(Q4Args) in gemv_q4.cu, and the byte offsets of its fields after the 3 Q4Mat */
+const ARGS_BYTES = 720;
+const AT = {
+  ws: 192, counters: 200, swiglu: 208, x: 216, posPtr: 224, posImm: 232, count: 236, K: 240, gs: 244, maxSeq: 248,
+  kPerBlock: 252, swigluInv: 256, swigluPerm: 264, normW: 272, normOut: 280, normCounter: 288, eps: 296,
+  normInv: 304, normPerm: 312, pf: 320,
+} as const;
+/** permuted-x buffers, used in rotation by successive producers */
 export const PERM_BUFFERS = 4;
 /** largest K whose x producers can write a permuted copy (f32 buffers allocated once) */
 export const MAX_PERM_K = 32768;
@@ -32,12 +56,11 @@ const MAX_SLICES_PER_BLOCK = 64;
 const BLOCKS_PER_SM = 4;
 
 /**
- * QLLAMA_CUDA_PERMX=1: rmsnorm and the SwiGLU epilogue also write their output in the act-order
- * consumer's row order. Off by default: with the one-block rmsnorm_perm_f32 it measured slower
- * (act-order decode 218 vs 231 tok/s on the H100).
+ * $QLLAMA_CUDA_PERMX=0 turns the permuted-x copies off (act-order GEMVs then gather x through their
+ * permutation while staging it). On by default.
  */
 export function permuteXDefault(): boolean {
-  return process.env.QLLAMA_CUDA_PERMX === '1';
+  return process.env.QLLAMA_CUDA_PERMX !== '0';
 }
 
 interface Pending {
@@ -46,57 +69,55 @@ interface Pending {
   readonly accumulate: boolean;
   ropeTheta: number; // 0: none
   cache: DevicePtr | null;
-  /** x already gathered into this weight's row order (act-order), read linearly; else null */
-  xPerm: DevicePtr | null;
+  /** x already in this weight's row order (act-order), read linearly; else null */
+  readonly xPerm: DevicePtr | null;
 }
 
-/** A one-row RMSNorm held back until its consumers are known, so it can write their permuted inputs. */
-interface PendingNorm {
-  readonly out: DevicePtr;
-  readonly x: DevicePtr;
-  readonly w: DevicePtr;
-  readonly eps: number;
+/** A launch waiting for the next GEMV batch. */
+interface Held {
+  readonly name: string;
+  readonly grid: Dim3;
+  readonly block: Dim3;
+  readonly args: Buffer[];
+  /** its one-row output that the next GEMV may read as x ([dim] f32), or null */
+  readonly out: DevicePtr | null;
   readonly dim: number;
-  readonly perms: DevicePtr[];
+  /** the argument bytes holding its (inv, permOut) pointers at permAt (-1: no permuted copy) and its L2Prefetch at pfAt */
+  readonly fields: Buffer;
+  readonly permAt: number;
+  readonly pfAt: number;
+  /** latency-bound (attention, rmsnorm): prefetches the next launch whole; else a GEMV: its first slices */
+  readonly latency: boolean;
+  /** set when a consumer reads `out` permuted: that consumer's inverse permutation and the copy's buffer */
+  perm: { readonly inv: DevicePtr; readonly buf: DevicePtr } | null;
 }
 
 interface PosRef { readonly ptr: DevicePtr | null; readonly imm: number }
+
+/** What a GEMV launch writes after its sums: SwiGLU of a gate/up pair into `swiglu`, or the next RMSNorm. */
+interface Epilogue {
+  readonly swiglu?: DevicePtr;
+  readonly norm?: { readonly out: DevicePtr; readonly w: DevicePtr; readonly eps: number };
+}
 
 export class GemvBatch {
   private readonly pending: Pending[] = [];
   private x: DevicePtr | null = null;
   private pos: PosRef | null = null;
   private maxSeq = 0;
-  /** producers write act-order consumers' inputs already permuted (see permuteXDefault) */
+  private readonly held: Held[] = [];
+  /** x whose copy in row order `perm` a held launch writes into buf; the batch's members with that permutation read it */
+  private tag: { readonly x: DevicePtr; readonly perm: DevicePtr; readonly buf: DevicePtr } | null = null;
+  private nextBuf = 0;
+  /** producers write act-order consumers' inputs already permuted (permuteXDefault) */
   permuteX = permuteXDefault();
 
-  private norm: PendingNorm | null = null;
-  /** SwiGLU output of the waiting gate/up pair (launched when its consumer is known); else null */
-  private swigluOut: DevicePtr | null = null;
-
-  /** @param permBufs PERM_BUFFERS f32 buffers of MAX_PERM_K values each */
-  constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr,
-    private readonly smCount: number, private readonly permBufs: readonly DevicePtr[]) {}
-
   /**
-   * out = rmsnorm(x)·w of one row as the epilogue of the waiting residual-add GEMV that produces x
-   * (o_proj and down_proj before the next norm), launched now; false when no such GEMV waits (the
-   * caller runs the norm itself). Saves one kernel and its launch gap per norm.
+   * @param permBufs PERM_BUFFERS f32 buffers of MAX_PERM_K values each
+   * @param prefetch which launches prefetch the next GEMV's weights into L2 (prefetchFromEnv)
    */
-  normEpilogue(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, dim: number): boolean {
-    const p = this.pending;
-    if (this.permuteX || this.norm !== null || this.swigluOut !== null || p.length !== 1) return false;
-    const e = p[0];
-    if (e.y !== x || !e.accumulate || e.ropeTheta !== 0 || e.cache !== null || e.w.bias !== null || e.w.outFeatures !== dim || dim % 4 !== 0) return false;
-    this.launch(null, null, { out, w, eps });
-    return true;
-  }
-
-  /** Holds back out = rmsnorm(x)·w of one row (launched before the next GEMV batch or op). */
-  addNorm(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, dim: number): void {
-    this.flush();
-    this.norm = { out, x, w, eps, dim, perms: [] };
-  }
+  constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr,
+    private readonly smCount: number, private readonly permBufs: readonly DevicePtr[], public prefetch: PrefetchOptions = PREFETCH_OFF) {}
 
   /**
    * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, each block's
@@ -115,29 +136,57 @@ export class GemvBatch {
     return w.layout === 'q4' && Math.ceil(w.outFeatures / 128) <= MAX_TILES;
   }
 
-  /** Queues y (+)= x Wᵀ; flushes first when it cannot join the waiting batch. */
-  add(y: DevicePtr, x: DevicePtr, w: CudaGptq, accumulate: boolean): void {
-    let xPerm: DevicePtr | null = null;
-    if (this.swigluOut !== null) {
-      // the gate/up pair goes out now; when this GEMV reads its SwiGLU output, also in its row order
-      const permuted = x === this.swigluOut && w.invPerm !== null && w.inFeatures <= MAX_PERM_K;
-      this.launch(this.swigluOut, permuted ? w.invPerm : null);
-      if (permuted) xPerm = this.permBufs[PERM_BUFFERS - 1];
-    }
-    if (this.norm !== null && this.norm.out !== x) this.flush();
+  /**
+   * out = rmsnorm(x)·w over `rows` rows: one row as the epilogue of the waiting residual-add GEMV that
+   * produces x when there is one (o_proj and down_proj before the next norm: no kernel of its own),
+   * else rmsnorm_f32 (one row: held for the next GEMV like attention).
+   */
+  rmsNorm(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, rows: number, dim: number): void {
+    if (rows === 1 && this.normEpilogue(out, x, w, eps, dim)) return;
+    const nx = Buffer.alloc(NEXT_GEMV_BYTES);
+    this.launchBeforeGemv('rmsnorm_f32', { x: rows }, { x: 1024 }, [ptr(out), ptr(x), ptr(w), f32(eps), i32(dim), nx], nx, rows === 1 ? out : null, dim);
+  }
+
+  /**
+   * out = rmsnorm(x)·w of one row as the epilogue of the waiting residual-add GEMV that produces x;
+   * false when no such GEMV waits (the caller runs the norm itself).
+   */
+  normEpilogue(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, dim: number): boolean {
     const p = this.pending;
-    if (p.length > 0) {
-      const w0 = p[0].w;
-      const tiles = p.reduce((s, q) => s + Math.ceil(q.w.outFeatures / 128), 0) + Math.ceil(w.outFeatures / 128);
-      const joins = w.bias === null && w0.bias === null && this.x === x && y !== x && p.length < MAX_MATS && tiles <= MAX_TILES && w.inFeatures === w0.inFeatures &&
-        w.groupSize === w0.groupSize && w.rowsPerGroup === w0.rowsPerGroup && p.every((q) => q.y !== y) &&
-        p.every((q) => q.ropeTheta === 0 && q.cache === null);
-      if (!joins) this.flush();
+    if (p.length !== 1) return false;
+    const e = p[0];
+    if (e.y !== x || !e.accumulate || e.ropeTheta !== 0 || e.cache !== null || e.w.bias !== null || e.w.outFeatures !== dim || dim % 4 !== 0) return false;
+    this.finalize(true, { norm: { out, w, eps } });
+    return true;
+  }
+
+  /**
+   * Launches a kernel whose last argument is a NextGemv (common.cuh; `nx`, its bytes, zeroed). With a
+   * one-row output `out` ([dim] f32) it is held until the next GEMV batch is known (permuted copy,
+   * L2 prefetch); out null (several rows): it goes out now.
+   */
+  launchBeforeGemv(name: string, grid: Dim3, block: Dim3, args: Buffer[], nx: Buffer, out: DevicePtr | null, dim: number): void {
+    if (out !== null) {
+      this.finalize(true);
+      this.tag = null;
+      if (this.held.length > 0 || this.permuteX || this.prefetch.latency) {
+        this.held.push({ name, grid, block, args, out, dim, fields: nx, permAt: 0, pfAt: NEXT_GEMV_PF_AT, latency: true, perm: null });
+        return;
+      }
     }
-    const n = this.norm;
-    if (n !== null && n.out === x && w.perm !== null && n.dim === w.inFeatures && n.dim <= MAX_PERM_K && n.perms.length < PERM_BUFFERS - 1) {
-      xPerm = this.permBufs[n.perms.length];
-      n.perms.push(w.perm);
+    this.flush();
+    this.kernels.launch(name, grid, block, args, 0, true);
+  }
+
+  /** Queues y (+)= x Wᵀ; the waiting batch goes out first when this cannot join it. */
+  add(y: DevicePtr, x: DevicePtr, w: CudaGptq, accumulate: boolean): void {
+    if (this.pending.length > 0 && !this.joins(y, x, w)) this.finalize(true);
+    if (this.tag !== null && y === this.tag.x) this.tag = null;
+    let xPerm: DevicePtr | null = null;
+    if (this.permuteX && w.perm !== null && w.invPerm !== null && w.inFeatures <= MAX_PERM_K) {
+      if (this.tag === null || this.tag.x !== x) this.tagProducer(x, w);
+      const t = this.tag;
+      if (t !== null && t.x === x && t.perm === w.perm) xPerm = t.buf;
     }
     this.x = x;
     this.pending.push({ y, w, accumulate, ropeTheta: 0, cache: null, xPerm });
@@ -146,7 +195,7 @@ export class GemvBatch {
   /** Folds rope of a waiting output into its epilogue; false when it cannot (caller runs rope_f32). */
   addRope(y: DevicePtr, heads: number, headDim: number, theta: number, pos: PosRef): boolean {
     const e = this.pending.find((q) => q.y === y);
-    if (!e || this.swigluOut !== null || e.w.bias !== null || headDim !== 128 || e.accumulate || e.ropeTheta !== 0 || e.cache !== null || e.w.outFeatures !== heads * headDim || !this.samePos(pos)) return false;
+    if (!e || e.w.bias !== null || headDim !== 128 || e.accumulate || e.ropeTheta !== 0 || e.cache !== null || e.w.outFeatures !== heads * headDim || !this.samePos(pos)) return false;
     e.ropeTheta = theta;
     this.pos = pos;
     return true;
@@ -155,7 +204,7 @@ export class GemvBatch {
   /** Folds the KV-cache write of two waiting outputs into their epilogues; false when it cannot. */
   addKvWrite(k: DevicePtr, v: DevicePtr, kc: DevicePtr, vc: DevicePtr, maxSeq: number, pos: PosRef): boolean {
     const ek = this.pending.find((q) => q.y === k), ev = this.pending.find((q) => q.y === v);
-    if (!ek || !ev || ek === ev || this.swigluOut !== null || ek.w.bias !== null || ev.w.bias !== null || ek.cache !== null || ev.cache !== null || ek.accumulate || ev.accumulate || !this.samePos(pos)) return false;
+    if (!ek || !ev || ek === ev || ek.w.bias !== null || ev.w.bias !== null || ek.cache !== null || ev.cache !== null || ek.accumulate || ev.accumulate || !this.samePos(pos)) return false;
     if (ek.w.outFeatures !== ev.w.outFeatures) return false;
     ek.cache = kc;
     ev.cache = vc;
@@ -164,50 +213,105 @@ export class GemvBatch {
     return true;
   }
 
-  /**
-   * Folds SwiGLU into the waiting gate/up pair's epilogue; false when the batch is not that pair. The
-   * launch waits for the next op: a GEMV that reads `out` gets it also in its own row order (act-order).
-   */
+  /** Folds SwiGLU into the waiting gate/up pair's epilogue; false when the batch is not that pair. */
   swiglu(out: DevicePtr, gate: DevicePtr, up: DevicePtr): boolean {
     const p = this.pending;
-    if (p.length !== 2 || this.swigluOut !== null || p[0].y !== gate || p[1].y !== up || out === gate || out === up) return false;
+    if (p.length !== 2 || p[0].y !== gate || p[1].y !== up || out === gate || out === up) return false;
     if (p.some((q) => q.w.bias !== null || q.accumulate || q.ropeTheta !== 0 || q.cache !== null) || p[0].w.outFeatures !== p[1].w.outFeatures) return false;
-    if (this.permuteX) this.swigluOut = out;
-    else this.launch(out, null);
+    this.finalize(true, { swiglu: out });
     return true;
   }
 
+  /** Sends everything waiting (before any other op). */
   flush(): void {
-    if (this.pending.length > 0) this.launch(this.swigluOut, null);
-    else this.launchNorm();
+    this.finalize(false);
+    this.release(null);
+    this.tag = null;
   }
 
-  private launchNorm(): void {
-    const n = this.norm;
-    if (n === null) return;
-    this.norm = null;
-    const args = [ptr(n.out), ptr(n.x), ptr(n.w), f32(n.eps), i32(n.dim)];
-    if (n.perms.length === 0) {
-      this.kernels.launch('rmsnorm_f32', { x: 1 }, { x: 1024 }, args, 0, true);
+  private joins(y: DevicePtr, x: DevicePtr, w: CudaGptq): boolean {
+    const p = this.pending;
+    const w0 = p[0].w;
+    const tiles = p.reduce((s, q) => s + Math.ceil(q.w.outFeatures / 128), 0) + Math.ceil(w.outFeatures / 128);
+    return w.bias === null && w0.bias === null && this.x === x && y !== x && p.length < MAX_MATS && tiles <= MAX_TILES && w.inFeatures === w0.inFeatures &&
+      w.groupSize === w0.groupSize && w.rowsPerGroup === w0.rowsPerGroup && p.every((q) => q.y !== y) &&
+      p.every((q) => q.ropeTheta === 0 && q.cache === null);
+  }
+
+  /** The latest held launch that writes x: asks it for a copy in w's row order, when it can write one. */
+  private tagProducer(x: DevicePtr, w: CudaGptq): void {
+    for (let i = this.held.length - 1; i >= 0; i--) {
+      const h = this.held[i];
+      if (h.out !== x) continue;
+      if (h.permAt >= 0 && h.perm === null && h.dim === w.inFeatures) {
+        const buf = this.permBufs[this.nextBuf];
+        this.nextBuf = (this.nextBuf + 1) % PERM_BUFFERS;
+        h.perm = { inv: w.invPerm!, buf };
+        this.tag = { x, perm: w.perm!, buf };
+      }
       return;
     }
-    const np = Buffer.alloc(56); // NormPerm: perm[3], out[3], count
-    n.perms.forEach((q, k) => {
-      np.writeBigUInt64LE(q, k * 8);
-      np.writeBigUInt64LE(this.permBufs[k], 24 + k * 8);
-    });
-    np.writeInt32LE(n.perms.length, 48);
-    this.kernels.launch('rmsnorm_perm_f32', { x: 1 }, { x: 1024 }, [...args, np], 0, true);
   }
 
   private samePos(pos: PosRef): boolean {
     return this.pos === null || (this.pos.ptr === pos.ptr && this.pos.imm === pos.imm);
   }
 
-  /** @param norm RMSNorm of the finished y for the launch's last block to write (normEpilogue) */
-  private launch(swiglu: DevicePtr | null, swigluInv: DevicePtr | null, norm?: { readonly out: DevicePtr; readonly w: DevicePtr; readonly eps: number }): void {
-    this.launchNorm();
-    this.swigluOut = null;
+  /**
+   * The waiting batch as one launch: the held launches go out first, knowing this batch; then it is
+   * held itself (hold, and it can do something for the next batch) or goes out.
+   */
+  private finalize(hold: boolean, epi: Epilogue = {}): void {
+    const p = this.pending;
+    if (p.length === 0) return;
+    const w0 = p[0].w;
+    const tiles = p.reduce((s, e) => s + Math.ceil(e.w.outFeatures / 128), 0);
+    const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
+    const a = this.args(kPer, epi);
+    const out = epi.swiglu ?? epi.norm?.out ?? null;
+    const h: Held = {
+      name: `gemv_q4_rpg${w0.rowsPerGroup}`, grid: { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block: { x: 128 }, args: [a],
+      out, dim: epi.swiglu !== undefined ? w0.outFeatures : p[0].w.outFeatures, fields: a,
+      permAt: epi.swiglu !== undefined ? AT.swigluInv : epi.norm !== undefined ? AT.normInv : -1, pfAt: AT.pf, latency: false, perm: null,
+    };
+    this.release({
+      mats: p.map((e) => ({ qweight: e.w.qweight, scales: e.w.scales, qzeros: e.w.qzeros, N: e.w.outFeatures })),
+      K: w0.inFeatures, groupSize: w0.groupSize, kPerBlock: kPer,
+    });
+    p.length = 0;
+    this.x = null;
+    this.pos = null;
+    this.maxSeq = 0;
+    this.tag = null;
+    if (hold && (this.prefetch.tail || (this.permuteX && out !== null))) this.held.push(h);
+    else this.kernels.launch(h.name, h.grid, h.block, h.args, 0, true);
+  }
+
+  /**
+   * Sends the held launches in order. next: the GEMV launch that follows them; the last one allowed
+   * to (latency kernels: prefetch.latency, GEMVs: prefetch.tail) prefetches its weights.
+   */
+  private release(next: Q4Launch | null): void {
+    const held = this.held;
+    if (held.length === 0) return;
+    let pf = -1;
+    const o = this.prefetch;
+    if (next !== null) {
+      for (let i = held.length - 1; i >= 0 && pf < 0; i--) if (held[i].latency ? o.latency : o.tail) pf = i;
+    }
+    held.forEach((h, i) => {
+      if (h.perm !== null && h.permAt >= 0) {
+        h.fields.writeBigUInt64LE(h.perm.inv, h.permAt);
+        h.fields.writeBigUInt64LE(h.perm.buf, h.permAt + 8);
+      }
+      if (i === pf && next !== null) writeL2Prefetch(h.fields, h.pfAt, q4PrefetchRanges(next, h.latency ? o.latencyBytes : o.tailBytes, h.latency));
+      this.kernels.launch(h.name, h.grid, h.block, h.args, 0, true);
+    });
+    held.length = 0;
+  }
+
+  /** Q4Args (gemv_q4.cu) of the waiting batch; the permuted-copy pointers and the prefetch are left zero. */
+  private args(kPer: number, epi: Epilogue): Buffer {
     const p = this.pending;
     const a = Buffer.alloc(ARGS_BYTES);
     let tiles = 0;
@@ -229,30 +333,23 @@ export class GemvBatch {
       a.writeInt32LE(tiles, o + 52); // unused slots end where the last used one ends
     }
     const w0 = p[0].w;
-    a.writeBigUInt64LE(this.ws, 192);
-    a.writeBigUInt64LE(this.counters, 200);
-    a.writeBigUInt64LE(swiglu ?? 0n, 208);
-    a.writeBigUInt64LE(this.x!, 216);
-    a.writeBigUInt64LE(this.pos?.ptr ?? 0n, 224);
-    a.writeInt32LE(this.pos?.imm ?? 0, 232);
-    a.writeInt32LE(p.length, 236);
-    a.writeInt32LE(w0.inFeatures, 240);
-    a.writeInt32LE(w0.groupSize, 244);
-    a.writeInt32LE(this.maxSeq, 248);
-    const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
-    a.writeInt32LE(kPer, 252);
-    a.writeBigUInt64LE(swigluInv ?? 0n, 256);
-    a.writeBigUInt64LE(swigluInv !== null ? this.permBufs[PERM_BUFFERS - 1] : 0n, 264);
-    if (norm) {
-      a.writeBigUInt64LE(norm.w, 272);
-      a.writeBigUInt64LE(norm.out, 280);
-      a.writeBigUInt64LE(this.counters + BigInt(MAX_TILES * 4), 288);
-      a.writeFloatLE(norm.eps, 296);
+    a.writeBigUInt64LE(this.ws, AT.ws);
+    a.writeBigUInt64LE(this.counters, AT.counters);
+    a.writeBigUInt64LE(epi.swiglu ?? 0n, AT.swiglu);
+    a.writeBigUInt64LE(this.x!, AT.x);
+    a.writeBigUInt64LE(this.pos?.ptr ?? 0n, AT.posPtr);
+    a.writeInt32LE(this.pos?.imm ?? 0, AT.posImm);
+    a.writeInt32LE(p.length, AT.count);
+    a.writeInt32LE(w0.inFeatures, AT.K);
+    a.writeInt32LE(w0.groupSize, AT.gs);
+    a.writeInt32LE(this.maxSeq, AT.maxSeq);
+    a.writeInt32LE(kPer, AT.kPerBlock);
+    if (epi.norm) {
+      a.writeBigUInt64LE(epi.norm.w, AT.normW);
+      a.writeBigUInt64LE(epi.norm.out, AT.normOut);
+      a.writeBigUInt64LE(this.counters + BigInt(MAX_TILES * 4), AT.normCounter);
+      a.writeFloatLE(epi.norm.eps, AT.eps);
     }
-    this.kernels.launch(`gemv_q4_rpg${w0.rowsPerGroup}`, { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, { x: 128 }, [a], 0, true);
-    p.length = 0;
-    this.x = null;
-    this.pos = null;
-    this.maxSeq = 0;
+    return a;
   }
 }

@@ -1,9 +1,13 @@
 /**
  * Upload of linear layers. GPTQ 4-bit layers whose shapes suit the fast GEMV keep GPTQ's own
  * [K/8, N] packing (a lane's 4 adjacent columns are one 16-byte load); act-order layers get their
- * rows reordered on the GPU so each group's rows are contiguous, and the kernels gather x through
- * the permutation instead. Everything else keeps its packing and its g_idx for the generic kernels.
+ * rows reordered on the GPU so each group's rows are contiguous, and the kernels read x through
+ * the permutation instead (gathered, or written in that order by its producer: gemvBatch.ts).
+ * Equal permutations (q/k/v, gate/up of a GPTQ-for-LLaMa act-order file) share one device buffer, so
+ * the batch sees by pointer that one permuted x serves them all.
+ * Everything else keeps its packing and its g_idx for the generic kernels.
  */
+import { createHash } from 'node:crypto';
 import type { DenseLinearHost, LinearWeight } from '../backend.js';
 import type { GptqBits, GptqLinearHost } from '../../formats/gptqTypes.js';
 import type { DevicePtr, Driver, CuStream } from './driver.js';
@@ -39,11 +43,16 @@ export interface CudaGptq extends LinearWeight {
 
 export type CudaLinear = CudaDense | CudaGptq;
 
+/** Act-order permutations uploaded by one backend, by content hash: the permutation and its inverse. */
+export type PermCache = Map<string, { readonly perm: DevicePtr; readonly inv: DevicePtr }>;
+
 interface UploadContext {
   readonly cu: Driver;
   readonly mem: DeviceMemory;
   readonly kernels: KernelModule;
   readonly stream: CuStream;
+  /** equal permutations share one device buffer where given */
+  readonly perms?: PermCache;
 }
 
 export function uploadArray(ctx: UploadContext, data: ArrayBufferView): DevicePtr {
@@ -99,10 +108,7 @@ export function uploadGptq(ctx: UploadContext, w: GptqLinearHost): CudaGptq {
     if (perm === null) {
       return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight: uploadArray(ctx, w.qweight), gIdx: null, perm: null, invPerm: null };
     }
-    const permDev = uploadArray(ctx, perm);
-    const inv = new Int32Array(perm.length);
-    perm.forEach((k, i) => { inv[k] = i; });
-    const invDev = uploadArray(ctx, inv);
+    const { perm: permDev, inv: invDev } = uploadPerm(ctx, perm);
     const src = uploadArray(ctx, w.qweight);
     const dst = ctx.mem.alloc(w.qweight.byteLength);
     const N = w.outFeatures;
@@ -112,6 +118,18 @@ export function uploadGptq(ctx: UploadContext, w: GptqLinearHost): CudaGptq {
     return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight: dst, gIdx: null, perm: permDev, invPerm: invDev };
   }
   return { ...base, layout: 'generic', rowsPerGroup: 16, qweight: uploadArray(ctx, w.qweight), gIdx: uploadArray(ctx, w.gIdx), perm: null, invPerm: null };
+}
+
+/** perm and its inverse on the device; once per distinct permutation where ctx.perms is given. */
+function uploadPerm(ctx: UploadContext, perm: Int32Array): { readonly perm: DevicePtr; readonly inv: DevicePtr } {
+  const key = ctx.perms ? createHash('sha256').update(new Uint8Array(perm.buffer, perm.byteOffset, perm.byteLength)).digest('hex') : '';
+  const known = ctx.perms?.get(key);
+  if (known) return known;
+  const inv = new Int32Array(perm.length);
+  perm.forEach((k, i) => { inv[k] = i; });
+  const dev = { perm: uploadArray(ctx, perm), inv: uploadArray(ctx, inv) };
+  ctx.perms?.set(key, dev);
+  return dev;
 }
 
 function isTrivial(gIdx: Int32Array, groupSize: number): boolean {

@@ -23,6 +23,11 @@
 // cost ~10 us per layer at 16 splits).
 // q, out: [rows, heads*d] f32 · kc, vc: one layer's cache [maxSeq, kvHeads*d] fp16
 // part: [rows, heads, splits, d+2] f32 · tickets: [rows*heads] u32
+// nx (one row; see NextGemv in common.cuh): the output also in o_proj's act-order row order,
+// permOut[inv[h*d + i]] = out[h*d + i]; and o_proj's weights prefetched into L2 by every block before it
+// waits for q (attention at short context is latency, so DRAM would idle). While it prefetches, the
+// K/V loads are marked evict-first in L2 (each is read once per step), so a long context's cache does
+// not push the prefetched weights out.
 #include "common.cuh"
 
 #define ATTN_WARPS 4
@@ -44,14 +49,26 @@ template <int D> struct AttnNI { static constexpr int value = 8; };
 __device__ __forceinline__ uint4 attn_ld(const __half* p) {
   return __ldg(reinterpret_cast<const uint4*>(p));
 }
+// the same load with an L2 eviction policy (createpolicy)
+__device__ __forceinline__ uint4 attn_ld_hint(const __half* p, uint64_t policy) {
+  uint4 v;
+  asm("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p), "l"(policy));
+  return v;
+}
 
 // most blocks per (row, head): one per thread of the merging block (attentionLaunch.ts never plans more)
 #define ATTN_MAX_SPLITS 128
 
+// output dims per thread of a block (128 threads): 1, 1, 2 for d 64, 128, 256
+#define ATTN_DIMS_PER_THREAD(D) (((D) + 127) / 128)
+
 // out[i] = Σ_s 2^(m_s−M) acc_s[i] / Σ_s 2^(m_s−M) l_s over the `active` partials at src, written by
-// other blocks of this grid (L2 reads). All loads of a step go out together.
+// other blocks of this grid (L2 reads). All loads of a step go out together. permOut non-null: also
+// permOut[pinv[k]] = out[i] for the k-th dimension i of this thread.
 template <int D>
-__device__ __forceinline__ void attn_merge(float* __restrict__ out, const float* src, int active) {
+__device__ __forceinline__ void attn_merge(float* __restrict__ out, const float* src, int active, float* permOut,
+                                           const int (&pinv)[ATTN_DIMS_PER_THREAD(D)]) {
   __shared__ float sm[ATTN_MAX_SPLITS], sl[ATTN_MAX_SPLITS];
   const int tid = threadIdx.x;
   if (tid < active) {
@@ -67,11 +84,15 @@ __device__ __forceinline__ void attn_merge(float* __restrict__ out, const float*
   float den = 0.f;
   for (int s = 0; s < active; ++s) den = fmaf(sm[s], sl[s], den);
   const float inv = 1.f / den;
-  for (int i = tid; i < D; i += blockDim.x) {
+#pragma unroll
+  for (int k = 0; k < ATTN_DIMS_PER_THREAD(D); ++k) {
+    const int i = tid + k * 128;
+    if (i >= D) break;
     float num = 0.f;
 #pragma unroll 16
     for (int s = 0; s < active; ++s) num = fmaf(sm[s], __ldcg(src + (size_t)s * (D + 2) + 2 + i), num);
     out[i] = num * inv;
+    if (permOut) permOut[pinv[k]] = num * inv;
   }
 }
 
@@ -79,15 +100,35 @@ template <int D, int NI>
 __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __restrict__ part, unsigned* tickets,
                                             const float* __restrict__ q, const __half* __restrict__ kc,
                                             const __half* __restrict__ vc, const int* pos_ptr, int pos_imm,
-                                            int heads, int kvHeads, int splits, float scale) {
+                                            int heads, int kvHeads, int splits, float scale, const NextGemv* nx = nullptr) {
   using G = AttnTile<D, NI>;
   constexpr int LPP = G::LPP, PPI = G::PPI, TP = G::TP, DUP = G::DUP;
   __shared__ float wm[ATTN_WARPS], wl[ATTN_WARPS];
   __shared__ __align__(16) float wacc[ATTN_WARPS][D];
   __shared__ int last;
+  const int h = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
+  // before waiting for q: this block's share of the next GEMV's weights into L2, and the inverse
+  // permutation entries of the dimensions this thread may write
+  float* permOut = nullptr;
+  int pinv[ATTN_DIMS_PER_THREAD(D)];
+  bool evictFirst = false;
+  if (nx) {
+    l2_prefetch_share(nx->pf, (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x, gridDim.x * gridDim.y * gridDim.z,
+                      threadIdx.x, blockDim.x);
+    evictFirst = nx->pf.count > 0;
+    if (nx->inv && t == 0) {
+      permOut = nx->permOut;
+#pragma unroll
+      for (int k = 0; k < ATTN_DIMS_PER_THREAD(D); ++k) {
+        const int i = threadIdx.x + k * 128;
+        pinv[k] = i < D ? __ldg(nx->inv + h * D + i) : 0;
+      }
+    }
+  }
+  uint64_t policy = 0;
+  if (evictFirst) asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
   pdl_wait();
   pdl_launch_dependents();
-  const int h = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
   const int n = read_pos(pos_ptr, pos_imm) + t + 1;
   const int tiles = (n + TP - 1) / TP;
   const int active = min(min(splits, ATTN_MAX_SPLITS), (tiles + ATTN_WARPS - 1) / ATTN_WARPS);
@@ -122,8 +163,8 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
     for (int i = 0; i < NI; ++i) {
       const int p = p0 + i * PPI + r;
       if (p < n) {
-        kr[i] = attn_ld(kb + (size_t)p * width);
-        vr[i] = attn_ld(vb + (size_t)p * width);
+        kr[i] = evictFirst ? attn_ld_hint(kb + (size_t)p * width, policy) : attn_ld(kb + (size_t)p * width);
+        vr[i] = evictFirst ? attn_ld_hint(vb + (size_t)p * width, policy) : attn_ld(vb + (size_t)p * width);
       } else {
         kr[i] = make_uint4(0, 0, 0, 0);
         vr[i] = make_uint4(0, 0, 0, 0);
@@ -200,11 +241,15 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
   for (int w = 0; w < ATTN_WARPS; ++w) { f[w] = exp2f(wm[w] - M); L = fmaf(wl[w], f[w], L); }
   if (active == 1) {
     const float inv = 1.f / L;
-    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+#pragma unroll
+    for (int k = 0; k < ATTN_DIMS_PER_THREAD(D); ++k) {
+      const int i = threadIdx.x + k * 128;
+      if (i >= D) break;
       float a = 0.f;
 #pragma unroll
       for (int w = 0; w < ATTN_WARPS; ++w) a = fmaf(wacc[w][i], f[w], a);
       out[row * D + i] = a * inv;
+      if (permOut) permOut[pinv[k]] = a * inv;
     }
     return;
   }
@@ -227,18 +272,18 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
   __syncthreads();
   if (!last) return;
   __threadfence();
-  attn_merge<D>(out + row * D, src, active);
+  attn_merge<D>(out + row * D, src, active, permOut, pinv);
 }
 
 // 5 blocks per SM (at most 102 registers): attentionLaunch.ts plans the splits to fill them once
 #define ATTN_MIN_BLOCKS 5
-#define ATTN_SPLIT(D)                                                                                         \
-  extern "C" __global__ void __launch_bounds__(128, ATTN_MIN_BLOCKS) attn_split_##D(                                           \
-      float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,         \
-      const int* pos_ptr, int pos_imm, int heads, int kvHeads, int chunk, int splits, float scale) {          \
-    (void)chunk; /* = 4 warp tiles (AttnTile<D, AttnNI<D>>::TP), planned by attentionLaunch.ts */             \
-    attn_decode<D, AttnNI<D>::value>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits, \
-                                     scale);                                                                  \
+#define ATTN_SPLIT(D)                                                                                          \
+  extern "C" __global__ void __launch_bounds__(128, ATTN_MIN_BLOCKS) attn_split_##D(                                \
+      float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,          \
+      const int* pos_ptr, int pos_imm, int heads, int kvHeads, int splits, float scale,                       \
+      const __grid_constant__ NextGemv nx) {                                                                   \
+    attn_decode<D, AttnNI<D>::value>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits,  \
+                                     scale, &nx);                                                              \
   }
 ATTN_SPLIT(64)
 ATTN_SPLIT(128)

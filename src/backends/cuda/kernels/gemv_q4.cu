@@ -15,7 +15,11 @@
 // permutation are loaded before griddepcontrol.wait, i.e. while the kernel that produces x is still
 // finishing; x, y, the workspace and the KV cache are touched only after it.
 // x is staged once per block into shared memory as int8 (see below) per packed row, gathered
-// through perm for act-order layers, so both layouts run the same inner loop.
+// through perm for act-order layers (or read linearly when its producer already wrote it in this
+// layer's row order: flags & 4, gemvBatch.ts), so both layouts run the same inner loop.
+// L2 prefetch (pf, common.cuh): once a block's own weights are in, it asks L2 for its share of the
+// next GEMV launch's first weights, so DRAM keeps streaming through this launch's reduction tail and
+// the next one's ramp.
 // Reduction: the 4 warps' sums meet in shared memory; then
 //   one K range (gridDim.y == 1): the block runs the epilogue itself, no atomics;
 //   y += result only (residual add): float atomics straight into y, no workspace;
@@ -23,7 +27,8 @@
 //   counter) reads them, restores the workspace and the counter to zero, and runs the epilogue.
 // Epilogue: store or add into y (residual stream), rotary embedding (one tile = one head of 128) and
 // the fp16 KV-cache write, or SwiGLU of a gate/up pair; after a residual add, optionally the next
-// RMSNorm of the finished y in the launch's last block (q4_norm_tail).
+// RMSNorm of the finished y in the launch's last block (q4_norm_tail). The SwiGLU and RMSNorm outputs
+// can also be written in the next GEMV's act-order row order (swigluInv / normInv scatter stores).
 // Integer dot products (as llama.cpp's MMVQ): x is quantized while staged, to int8 per 32 values
 // (symmetric, step d = max|x| / 127, as llama.cpp's Q8_1 blocks); a packed word w holds q0..q7, so
 // w & 0x0F0F0F0F is the bytes (q0, q2, q4, q6) and (w >> 4) & 0x0F0F0F0F is (q1, q3, q5, q7): two dp4a against x staged as the
@@ -81,9 +86,15 @@ struct Q4Args {
   unsigned* normCounter;
   float eps;
   int pad;
+  // non-null: the norm's output also in the next GEMV's act-order row order, normPerm[normInv[i]] = normOut[i]
+  const int* normInv;
+  float* normPerm;
+  // the next GEMV's first weights, prefetched into L2 by every block once its own weights are in (see
+  // common.cuh), so DRAM stays busy through this launch's reduction tail and the next one's ramp
+  L2Prefetch pf;
 };
 static_assert(sizeof(Q4Mat) == 64, "Q4Mat layout is mirrored by gemvBatch.ts");
-static_assert(sizeof(Q4Args) == 304, "Q4Args layout is mirrored by gemvBatch.ts");
+static_assert(sizeof(Q4Args) == 720, "Q4Args layout is mirrored by gemvBatch.ts");
 
 // packed rows of x a block stages (its K range / 8): 64 slices of 128 values
 #define XS_ROWS 1024
@@ -142,34 +153,41 @@ __device__ __forceinline__ void q4_mul_half(float (&acc)[4], const uint4 (&w)[8]
   }
 }
 
-// The RMSNorm epilogue (see Q4Args): every block of the launch calls this after its last write to y.
-__device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, int* last) {
+// The RMSNorm epilogue (see Q4Args), run by the launch's last block (q4_norm_tail).
+// Every load of y and w goes out before the first use: one L2 round trip, not one per pass of a loop
+// (R float4 per thread cover dim ≤ R · 512; wider rows loop at the end). PERMUTED: also
+// normPerm[normInv[i]] = normOut[i]; the index loads go out once y·w is formed (y and w no longer
+// held), so they overlap the block reduction without spilling (normW and normInv were prefetched
+// into L2 when the launch began).
+template <int R, bool PERMUTED>
+__device__ __forceinline__ void q4_norm_rows(const Q4Args& a, float* scratch) {
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
-  __threadfence();
-  __syncthreads();
-  if (t == 0) {
-    const bool isLast = atomicAdd(a.normCounter, 1u) == gridDim.x * gridDim.y - 1;
-    if (isLast) *a.normCounter = 0u;
-    *last = isLast;
-  }
-  __syncthreads();
-  if (!*last) return;
-  __threadfence();
   const int dim = a.m[0].N;
   const float* y = a.m[0].y;
-  // every load of y and w goes out before the first use (one L2 round trip, not one per pass of a
-  // loop): up to 16 float4 per thread covers dim ≤ 8192 (LLaMA-65B); wider rows loop below
-  constexpr int R = 16;
-  float4 v[R], w[R];
-#pragma unroll
-  for (int j = 0; j < R; ++j) {
-    const int i = t * 4 + j * 512;
-    v[j] = i < dim ? __ldcg(reinterpret_cast<const float4*>(y + i)) : make_float4(0.f, 0.f, 0.f, 0.f);
-    w[j] = i < dim ? __ldg(reinterpret_cast<const float4*>(a.normW + i)) : make_float4(0.f, 0.f, 0.f, 0.f);
-  }
+  float4 vw[R];
   float ss = 0.f;
+  {
+    float4 v[R], w[R];
 #pragma unroll
-  for (int j = 0; j < R; ++j) ss = fmaf(v[j].x, v[j].x, fmaf(v[j].y, v[j].y, fmaf(v[j].z, v[j].z, fmaf(v[j].w, v[j].w, ss))));
+    for (int j = 0; j < R; ++j) {
+      const int i = t * 4 + j * 512;
+      v[j] = i < dim ? __ldcg(reinterpret_cast<const float4*>(y + i)) : make_float4(0.f, 0.f, 0.f, 0.f);
+      w[j] = i < dim ? __ldg(reinterpret_cast<const float4*>(a.normW + i)) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+      ss = fmaf(v[j].x, v[j].x, fmaf(v[j].y, v[j].y, fmaf(v[j].z, v[j].z, fmaf(v[j].w, v[j].w, ss))));
+      vw[j] = make_float4(v[j].x * w[j].x, v[j].y * w[j].y, v[j].z * w[j].z, v[j].w * w[j].w);
+    }
+  }
+  int4 iv[PERMUTED ? R : 1];
+  if (PERMUTED) {
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+      const int i = t * 4 + j * 512;
+      iv[j] = i < dim ? __ldg(reinterpret_cast<const int4*>(a.normInv + i)) : make_int4(0, 0, 0, 0);
+    }
+  }
   for (int i = t * 4 + R * 512; i < dim; i += 512) {
     const float4 u = __ldcg(reinterpret_cast<const float4*>(y + i));
     ss = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, ss))));
@@ -181,13 +199,50 @@ __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, in
 #pragma unroll
   for (int j = 0; j < R; ++j) {
     const int i = t * 4 + j * 512;
-    if (i < dim) *reinterpret_cast<float4*>(a.normOut + i) = make_float4(v[j].x * inv * w[j].x, v[j].y * inv * w[j].y, v[j].z * inv * w[j].z, v[j].w * inv * w[j].w);
+    if (i < dim) {
+      const float4 o = make_float4(vw[j].x * inv, vw[j].y * inv, vw[j].z * inv, vw[j].w * inv);
+      *reinterpret_cast<float4*>(a.normOut + i) = o;
+      if (PERMUTED) {
+        a.normPerm[iv[j].x] = o.x;
+        a.normPerm[iv[j].y] = o.y;
+        a.normPerm[iv[j].z] = o.z;
+        a.normPerm[iv[j].w] = o.w;
+      }
+    }
   }
   for (int i = t * 4 + R * 512; i < dim; i += 512) {
     const float4 u = __ldcg(reinterpret_cast<const float4*>(y + i));
     const float4 g = __ldg(reinterpret_cast<const float4*>(a.normW + i));
-    *reinterpret_cast<float4*>(a.normOut + i) = make_float4(u.x * inv * g.x, u.y * inv * g.y, u.z * inv * g.z, u.w * inv * g.w);
+    const float4 o = make_float4(u.x * g.x * inv, u.y * g.y * inv, u.z * g.z * inv, u.w * g.w * inv);
+    *reinterpret_cast<float4*>(a.normOut + i) = o;
+    if (PERMUTED) {
+      const int4 q = __ldg(reinterpret_cast<const int4*>(a.normInv + i));
+      a.normPerm[q.x] = o.x;
+      a.normPerm[q.y] = o.y;
+      a.normPerm[q.z] = o.z;
+      a.normPerm[q.w] = o.w;
+    }
   }
+}
+
+// Every block of the launch calls this after its last write to y; the last to arrive (ticket
+// normCounter, left at zero) normalizes the finished y.
+__device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, int* last) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const bool isLast = atomicAdd(a.normCounter, 1u) == gridDim.x * gridDim.y - 1;
+    if (isLast) *a.normCounter = 0u;
+    *last = isLast;
+  }
+  __syncthreads();
+  if (!*last) return;
+  __threadfence();
+  // R = 16 covers rows up to 8192 in one trip; with the permuted copy's index registers that spills,
+  // so rows up to 5120 (LLaMA 7B/13B) take R = 10 (none)
+  if (!a.normInv) q4_norm_rows<16, false>(a, scratch);
+  else if (a.m[0].N <= 5120) q4_norm_rows<10, true>(a, scratch);
+  else q4_norm_rows<16, true>(a, scratch);
 }
 
 template <int RPG>
@@ -238,6 +293,11 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   if (perm && t + 128 < rows8) {
     p2 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + (t + 128) * 8));
     p3 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + (t + 128) * 8 + 4));
+  }
+  // the norm epilogue's weight and inverse permutation into L2 now, so its last block finds them there
+  if (a.normOut && blockIdx.x == 0 && blockIdx.y == 0) {
+    l2_prefetch_bytes(a.normW, a.m[0].N * 4, t, 128);
+    if (a.normInv) l2_prefetch_bytes(a.normInv, a.m[0].N * 4, t, 128);
   }
   pdl_wait();
   pdl_launch_dependents();
@@ -308,6 +368,8 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
       if (more) q4_load_half<GR, GH>(wb, sb, zb, m, kn + 64, n0, wcol, rowStride, gs);
     }
   }
+  // this block's weights are in: its share of the next GEMV's first weights goes to L2 now
+  if (warp == 0) l2_prefetch_share(a.pf, blockIdx.y * gridDim.x + blockIdx.x, gridDim.x * gridDim.y, lane, 32);
 #pragma unroll
   for (int c = 0; c < 4; ++c) red[warp][lane * 4 + c] = acc[c];
   __syncthreads();

@@ -1,0 +1,96 @@
+/**
+ * The decode step's speed switches must not change what it computes: L2 prefetch of the next GEMV's
+ * weights ($QLLAMA_CUDA_PREFETCH) only moves bytes into L2, and the permuted-x copies
+ * ($QLLAMA_CUDA_PERMX) feed an act-order GEMV the same values in the order it would gather them.
+ * Under every combination, through the captured decode graph:
+ *   - the embedded tiny-vicuna (act-order, head size 64: rope and the KV write run as kernels of their
+ *     own) decodes greedily to the same ids;
+ *   - a small synthetic LLaMA with head size 128 (rope and the KV write fold into the q/k/v GEMV as in
+ *     7B-65B), compat and act-order, gives the same logits on a fixed token sequence (random weights
+ *     leave near-ties, so ids are not compared there). Its prompt is long enough that decode attention
+ *     merges two blocks (the path that writes o_proj's permuted input from the merge).
+ * Logits agree up to float-atomic order in the split-K sums (which can move one int8 rounding of x).
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { PREFETCH_OFF, type PrefetchOptions } from '../../src/backends/cuda/l2Prefetch.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { synthesize } from '../../src/synth/synth.js';
+import { EMBEDDED_MODEL } from '../support/paths.js';
+import { gpu, normErr, skipNoGpu } from './support.js';
+
+const SHAPE = { hidden: 512, ffn: 1408, layers: 3, heads: 4, vocab: 4096 };
+const work = mkdtempSync(path.join(tmpdir(), 'qllama-decode-variants-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const ON: PrefetchOptions = { latency: true, tail: true, tailBytes: 8 << 20, latencyBytes: 16 << 20 };
+const variants: [string, boolean, PrefetchOptions][] = [
+  ['baseline', false, PREFETCH_OFF], ['permuted x', true, PREFETCH_OFF], ['prefetch', false, ON],
+  ['prefetch (tails only)', false, { ...ON, latency: false }], ['prefetch (latency only)', true, { ...ON, tail: false }], ['both', true, ON],
+];
+
+const TOL = 2e-3;
+
+/** Runs `steps` decode steps after `prompt` under each variant; `next` picks the following token. */
+async function underEachVariant(model: LlamaModel, prompt: number[], steps: number, next: (logits: Float32Array, i: number) => number):
+  Promise<{ name: string; ids: number[]; logits: Float32Array[] }[]> {
+  const g = gpu();
+  const before = { permX: g.gemvPermuteX, prefetch: g.gemvPrefetch };
+  const out: { name: string; ids: number[]; logits: Float32Array[] }[] = [];
+  try {
+    for (const [name, permX, prefetch] of variants) {
+      g.gemvPermuteX = permX;
+      g.gemvPrefetch = prefetch;
+      const ids: number[] = [], logits: Float32Array[] = [];
+      let l = await model.forward(prompt, 0);
+      for (let i = 0; i < steps; i++) {
+        ids.push(next(l, i));
+        l = await model.forward([ids[i]], prompt.length + i);
+        logits.push(l);
+      }
+      out.push({ name, ids, logits });
+    }
+  } finally {
+    g.gemvPermuteX = before.permX;
+    g.gemvPrefetch = before.prefetch;
+  }
+  return out;
+}
+
+function argmax(x: Float32Array): number {
+  let best = 0;
+  for (let j = 1; j < x.length; j++) if (x[j] > x[best]) best = j;
+  return best;
+}
+
+function assertLogitsAgree(runs: { name: string; logits: Float32Array[] }[], what: string): void {
+  const [base, ...rest] = runs;
+  for (const r of rest) {
+    r.logits.forEach((x, i) => {
+      const err = normErr(x, base.logits[i]);
+      assert.ok(err < TOL, `${what}, ${r.name} vs ${base.name}: step ${i} logits err ${err}`);
+    });
+  }
+}
+
+test('tiny-vicuna (act-order): greedy ids identical under the prefetch and permuted-x switches', { skip: skipNoGpu }, async () => {
+  const model = await LlamaModel.create(EMBEDDED_MODEL, { backend: gpu(), contextLength: 256 });
+  const prompt = [1, 319, 13563, 1546, 263, 12758, 5199, 322, 385, 23116].map((t) => t % 4096);
+  const runs = await underEachVariant(model, prompt, 24, (l) => argmax(l));
+  for (const r of runs.slice(1)) assert.deepEqual(r.ids, runs[0].ids, `${r.name}: greedy ids`);
+  assertLogitsAgree(runs, 'tiny-vicuna');
+});
+
+for (const actOrder of [false, true]) {
+  test(`synthetic ${actOrder ? 'act-order' : 'compat'} model, head size 128: same logits under the prefetch and permuted-x switches`, { skip: skipNoGpu }, async () => {
+    const dir = path.join(work, actOrder ? 'ao' : 'compat');
+    await synthesize({ shape: SHAPE, bits: 4, groupSize: 128, actOrder, out: dir, seed: 3 });
+    const model = await LlamaModel.create(dir, { backend: gpu(), contextLength: 256 });
+    const prompt = Array.from({ length: 90 }, (_, i) => (i * 7919 + 13) % SHAPE.vocab);
+    const runs = await underEachVariant(model, prompt, 12, (_l, i) => (i * 104729 + 7) % SHAPE.vocab);
+    assertLogitsAgree(runs, `synthetic ${actOrder ? 'act-order' : 'compat'}`);
+  });
+}
