@@ -1,7 +1,7 @@
 /**
  * `node dist/bench/cudaDecodeProfile.js MODEL_DIR [CONTEXT[,CONTEXT...]] [--steps N] [--skip-attention]`:
  * a model's decode loop and nothing else, for a profiler on the GPU machine or for comparing the
- * backend's switches ($QLLAMA_CUDA_PREFETCH, $QLLAMA_CUDA_PREFETCH_MB, $QLLAMA_CUDA_PERMX, ...), e.g.
+ * backend's switches ($QLLAMA_CUDA_PERMX, $QLLAMA_CUDA_PDL, ...), e.g.
  *   nsys profile --cuda-graph-trace=node -o /tmp/decode node dist/bench/cudaDecodeProfile.js /tmp/m13 1
  *   nsys stats --report cuda_gpu_kern_sum /tmp/decode.nsys-rep
  * Loads the model once; for each CONTEXT (default 1) fills the KV cache to it with one prefill, runs 8
@@ -30,9 +30,7 @@ const WARM = 8, WINDOW = 2048;
 const backend = CudaBackend.create();
 if (skipAttention) backend.attention = (out, q, _cache, _shape, rows): void => backend.copyRows(out, q, 0, rows);
 const model = await LlamaModel.create(dir, { backend, contextLength: WINDOW });
-const p = backend.gemvPrefetch;
-const knobs = `prefetch ${p.latency ? 'latency' : ''}${p.latency && p.tail ? '+' : ''}${p.tail ? `tail ${(p.tailBytes / 2 ** 20).toFixed(0)} MiB` : ''}${!p.latency && !p.tail ? 'off' : ''}` +
-  `, permuted x ${backend.gemvPermuteX ? 'on' : 'off'}${process.env.QLLAMA_CUDA_PDL === '0' ? ', PDL off' : ''}`;
+const knobs = `permuted x ${backend.gemvPermuteX ? 'on' : 'off'}${process.env.QLLAMA_CUDA_PDL === '0' ? ', PDL off' : ''}`;
 for (const context of contexts) {
   const start = Math.min(context - 1, WINDOW - WARM - steps - 1);
   if (start > 0) await model.forward(Array.from({ length: start }, (_, i) => (i * 7919 + 13) % model.vocabSize), 0);

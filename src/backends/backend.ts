@@ -64,6 +64,24 @@ export interface AttentionShape {
   readonly headDim: number;
 }
 
+/**
+ * One draw of the host Sampler's (src/generate/sampler.ts) as a device sampler takes it: the logits
+ * are divided by `temperature`, then top-k, top-p and min-p keep candidates (in that order), and
+ * the draw over what is left uses the uniform `u`, which came from the Sampler's PRNG.
+ */
+export interface DeviceSampling {
+  /** > 0 */
+  readonly temperature: number;
+  /** 0 = off, else keep the topK most likely (topK < vocabulary) */
+  readonly topK: number;
+  /** in (0, 1]; 1 = off */
+  readonly topP: number;
+  /** in [0, 1]; 0 = off */
+  readonly minP: number;
+  /** uniform in [0, 1) */
+  readonly u: number;
+}
+
 export interface Backend {
   readonly name: string;
 
@@ -128,6 +146,13 @@ export interface Backend {
   linearAdd?(acc: Activation, x: Activation, weight: LinearWeight, rows: number): void;
   /** argmax of row 0 of `x`, computed on the device so only an id comes back. */
   argmax?(x: Activation): number;
+  /**
+   * The token Sampler.sample would draw from row 0 of `x` with these settings and this `u` (up to
+   * rounding when u sits at a boundary of the cumulative mass), computed on the device so only an id
+   * comes back; null when the device cannot decide (non-finite logits, too many candidates) and the
+   * caller must read the logits and sample on the host.
+   */
+  sample?(x: Activation, p: DeviceSampling): number | null;
 
   /** Release everything this backend allocated. */
   dispose(): void;

@@ -117,11 +117,21 @@ export async function* generate(
   }
   if (request.maxNewTokens === 0) return result();
 
-  // Feed tokens and choose the next id. Plain greedy decoding on a backend with a device argmax
-  // brings back only the id, not the whole logits row.
+  // Feed tokens and choose the next id. Plain greedy decoding on a backend with a device argmax, and
+  // temperature / top-k / top-p / min-p sampling on one with a device sampler, bring back only the
+  // id, not the whole logits row; the device draws with the Sampler's next uniform, and where it
+  // cannot decide, the logits come back and the host draws with that same uniform.
   const forwardArgmax = sampler.isPlainGreedy ? model.forwardArgmax?.bind(model) : undefined;
-  const feed = async (tokens: readonly number[], pos: number): Promise<number> =>
-    forwardArgmax ? forwardArgmax(tokens, pos) : sampler.sample(await model.forward(tokens, pos), history);
+  const forwardSample = forwardArgmax ? undefined : model.forwardSample?.bind(model);
+  const feed = async (tokens: readonly number[], pos: number): Promise<number> => {
+    if (forwardArgmax) return forwardArgmax(tokens, pos);
+    const device = forwardSample ? sampler.deviceSampling() : null;
+    if (!forwardSample || device === null) return sampler.sample(await model.forward(tokens, pos), history);
+    const out = await forwardSample(tokens, pos, device);
+    if (typeof out !== 'number') return sampler.sample(out, history);
+    sampler.acceptDeviceDraw();
+    return out;
+  };
 
   // While forward runs, only positions before startPos are known to be valid.
   state.cachedIds = promptIds.slice(0, reuse);

@@ -1,3 +1,4 @@
+import type { DeviceSampling } from '../backends/backend.js';
 import { applyPenalties } from './penalties.js';
 import { Prng, randomSeed } from './prng.js';
 import { resolveSampling, type SamplingOptions } from './samplingOptions.js';
@@ -17,6 +18,9 @@ export { DEFAULT_SAMPLING, InvalidSamplingOptionsError, resolveSampling, type Sa
  *   7. draw from what is left with the seeded PRNG
  * This is HF's processor order (penalties, temperature, then warpers); llama.cpp's newer
  * default applies temperature last, which changes what top-p / min-p see.
+ *
+ * Steps 2, 3, 5, 6 and 7 can also run where the logits are (`deviceSampling`, Backend.sample): the
+ * device gets the uniform the next draw would use, so the PRNG stream is the same on either side.
  */
 export class Sampler {
   readonly options: SamplingOptions;
@@ -32,6 +36,10 @@ export class Sampler {
   private readonly bucketMass = new Float64Array(BUCKETS); // [octaves] prefilter mass per bucket
   /** Mass (in cand weight units) the prefilter removed; top-p counts it in the total. */
   private droppedMass = 0;
+  /** The uniform handed to the device and not yet taken by a draw (deviceSampling). */
+  private pendingU: number | null = null;
+  /** deviceSampling's answer, filled once and updated in place (the decode loop allocates nothing). */
+  private readonly device: { temperature: number; topK: number; topP: number; minP: number; u: number };
   private readonly byLogitDesc = (a: number, b: number): number => this.work[b] - this.work[a] || a - b;
   private readonly byAuxAsc = (a: number, b: number): number => this.aux[a] - this.aux[b] || a - b;
   private readonly ranksAfter = (a: number, b: number): boolean => this.byLogitDesc(a, b) > 0;
@@ -50,13 +58,46 @@ export class Sampler {
     this.aux = new Float64Array(vocabSize);
     this.order = new Int32Array(vocabSize);
     this.counts = new Uint32Array(vocabSize);
+    const o = this.options;
+    this.device = { temperature: o.temperature, topK: o.topK < vocabSize ? o.topK : 0, topP: o.topP, minP: o.minP, u: 0 };
   }
 
   /** Greedy with no penalties: the choice is a plain argmax, which a backend can do on the device. */
   get isPlainGreedy(): boolean {
+    return this.options.temperature === 0 && this.penaltiesOff;
+  }
+
+  private get penaltiesOff(): boolean {
     const o = this.options;
-    return o.temperature === 0 && (o.repeatLastN === 0
-      || (o.repetitionPenalty === 1 && o.presencePenalty === 0 && o.frequencyPenalty === 0));
+    return o.repeatLastN === 0 || (o.repetitionPenalty === 1 && o.presencePenalty === 0 && o.frequencyPenalty === 0);
+  }
+
+  /**
+   * The next draw as a device sampler takes it (Backend.sample: temperature, top-k, top-p, min-p,
+   * and `u`, the uniform this draw uses), or null when these options need the host: greedy (the
+   * device argmax covers it), penalties, typical-p. `u` comes from the PRNG once and stays pending
+   * until a draw takes it: `acceptDeviceDraw` when the device chose the token, or `sample` when the
+   * caller fell back to the host (which draws with it, or keeps it for the next token where the host
+   * would not have drawn). So a seed gives the same tokens whichever side draws.
+   */
+  deviceSampling(): DeviceSampling | null {
+    const o = this.options;
+    if (o.temperature === 0 || o.typicalP < 1 || !this.penaltiesOff) return null;
+    this.pendingU ??= this.prng.nextFloat();
+    this.device.u = this.pendingU;
+    return this.device;
+  }
+
+  /** The device chose this token with deviceSampling's `u` (it always draws): the uniform is used up. */
+  acceptDeviceDraw(): void {
+    this.pendingU = null;
+  }
+
+  /** The uniform of the next draw: the one handed to the device, if any, else a fresh one. */
+  private nextUniform(): number {
+    const u = this.pendingU ?? this.prng.nextFloat();
+    this.pendingU = null;
+    return u;
   }
 
   /**
@@ -95,7 +136,7 @@ export class Sampler {
     if (!Number.isFinite(max)) return argmax(work);
     let sum = 0;
     for (let i = 0; i < V; i++) sum += Math.exp(work[i] - max);
-    let r = this.prng.nextFloat() * sum;
+    let r = this.nextUniform() * sum;
     let last = 0;
     for (let i = 0; i < V; i++) {
       const w = Math.exp(work[i] - max);
@@ -269,7 +310,7 @@ export class Sampler {
     let sum = 0;
     for (let i = 0; i < n; i++) sum += weight[i];
     if (!(sum > 0) || !Number.isFinite(sum)) return this.cand[0];
-    let r = this.prng.nextFloat() * sum;
+    let r = this.nextUniform() * sum;
     for (let i = 0; i < n; i++) {
       r -= weight[i];
       if (r < 0) return this.cand[i];

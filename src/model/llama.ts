@@ -1,4 +1,4 @@
-import type { Activation, Backend, KvCache, LinearWeight } from '../backends/backend.js';
+import type { Activation, Backend, DeviceSampling, KvCache, LinearWeight } from '../backends/backend.js';
 import { CpuBackend } from '../backends/cpu/cpuBackend.js';
 import { ContextOverflowError } from '../errors.js';
 import type { LlamaConfig } from '../formats/hfConfig.js';
@@ -81,6 +81,16 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
     let best = 0;
     for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
     return best;
+  }
+
+  /**
+   * The next id drawn where the logits are (Backend.sample, a launch after the decode graph), or the
+   * logits row when the backend has no device sampler or cannot decide this one.
+   */
+  async forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling): Promise<number | Float32Array> {
+    this.lastLogits(tokens, startPos);
+    const { backend, state } = this;
+    return backend.sample?.(state.logits, sampling) ?? backend.readActivation(state.logits, 1);
   }
 
   /** Runs the tokens through the model, leaving the last position's logits in state.logits row 0. */

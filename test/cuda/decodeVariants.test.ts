@@ -1,8 +1,7 @@
 /**
- * The decode step's speed switches must not change what it computes: L2 prefetch of the next GEMV's
- * weights ($QLLAMA_CUDA_PREFETCH) only moves bytes into L2, and the permuted-x copies
+ * The decode step's speed switch must not change what it computes: the permuted-x copies
  * ($QLLAMA_CUDA_PERMX) feed an act-order GEMV the same values in the order it would gather them.
- * Under every combination, through the captured decode graph:
+ * On and off, through the captured decode graph:
  *   - the embedded tiny-vicuna (act-order, head size 64: rope and the KV write run as kernels of their
  *     own) decodes greedily to the same ids;
  *   - a small synthetic LLaMA with head size 128 (rope and the KV write fold into the q/k/v GEMV as in
@@ -16,7 +15,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { PREFETCH_OFF, type PrefetchOptions } from '../../src/backends/cuda/l2Prefetch.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { synthesize } from '../../src/synth/synth.js';
 import { EMBEDDED_MODEL } from '../support/paths.js';
@@ -26,11 +24,7 @@ const SHAPE = { hidden: 512, ffn: 1408, layers: 3, heads: 4, vocab: 4096 };
 const work = mkdtempSync(path.join(tmpdir(), 'qllama-decode-variants-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-const ON: PrefetchOptions = { latency: true, tail: true, tailBytes: 8 << 20, latencyBytes: 16 << 20 };
-const variants: [string, boolean, PrefetchOptions][] = [
-  ['baseline', false, PREFETCH_OFF], ['permuted x', true, PREFETCH_OFF], ['prefetch', false, ON],
-  ['prefetch (tails only)', false, { ...ON, latency: false }], ['prefetch (latency only)', true, { ...ON, tail: false }], ['both', true, ON],
-];
+const variants: [string, boolean][] = [['baseline', false], ['permuted x', true]];
 
 const TOL = 2e-3;
 
@@ -38,12 +32,11 @@ const TOL = 2e-3;
 async function underEachVariant(model: LlamaModel, prompt: number[], steps: number, next: (logits: Float32Array, i: number) => number):
   Promise<{ name: string; ids: number[]; logits: Float32Array[] }[]> {
   const g = gpu();
-  const before = { permX: g.gemvPermuteX, prefetch: g.gemvPrefetch };
+  const before = g.gemvPermuteX;
   const out: { name: string; ids: number[]; logits: Float32Array[] }[] = [];
   try {
-    for (const [name, permX, prefetch] of variants) {
+    for (const [name, permX] of variants) {
       g.gemvPermuteX = permX;
-      g.gemvPrefetch = prefetch;
       const ids: number[] = [], logits: Float32Array[] = [];
       let l = await model.forward(prompt, 0);
       for (let i = 0; i < steps; i++) {
@@ -54,8 +47,7 @@ async function underEachVariant(model: LlamaModel, prompt: number[], steps: numb
       out.push({ name, ids, logits });
     }
   } finally {
-    g.gemvPermuteX = before.permX;
-    g.gemvPrefetch = before.prefetch;
+    g.gemvPermuteX = before;
   }
   return out;
 }
@@ -76,7 +68,7 @@ function assertLogitsAgree(runs: { name: string; logits: Float32Array[] }[], wha
   }
 }
 
-test('tiny-vicuna (act-order): greedy ids identical under the prefetch and permuted-x switches', { skip: skipNoGpu }, async () => {
+test('tiny-vicuna (act-order): greedy ids identical with permuted x on and off', { skip: skipNoGpu }, async () => {
   const model = await LlamaModel.create(EMBEDDED_MODEL, { backend: gpu(), contextLength: 256 });
   const prompt = [1, 319, 13563, 1546, 263, 12758, 5199, 322, 385, 23116].map((t) => t % 4096);
   const runs = await underEachVariant(model, prompt, 24, (l) => argmax(l));
@@ -85,7 +77,7 @@ test('tiny-vicuna (act-order): greedy ids identical under the prefetch and permu
 });
 
 for (const actOrder of [false, true]) {
-  test(`synthetic ${actOrder ? 'act-order' : 'compat'} model, head size 128: same logits under the prefetch and permuted-x switches`, { skip: skipNoGpu }, async () => {
+  test(`synthetic ${actOrder ? 'act-order' : 'compat'} model, head size 128: same logits with permuted x on and off`, { skip: skipNoGpu }, async () => {
     const dir = path.join(work, actOrder ? 'ao' : 'compat');
     await synthesize({ shape: SHAPE, bits: 4, groupSize: 128, actOrder, out: dir, seed: 3 });
     const model = await LlamaModel.create(dir, { backend: gpu(), contextLength: 256 });

@@ -7,7 +7,6 @@ import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend, LinearHost } from '../../src/backends/backend.js';
 import type { GptqLinearHost } from '../../src/formats/gptqTypes.js';
-import { PREFETCH_OFF, type PrefetchOptions } from '../../src/backends/cuda/l2Prefetch.js';
 import { groupContiguousPerm } from '../../src/backends/cuda/linearUpload.js';
 import { gpu, input, int8RoundTrip, normErr, poisoned, randHalf, randn, randomGptq, skipNoGpu } from './support.js';
 
@@ -295,21 +294,18 @@ test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearA
   gpu().gemvPermuteX = permXBefore;
 });
 
-test('a decode layer chained as the model runs it: every permuted-x hand-off, L2 prefetch on and off', { skip: skipNoGpu }, () => {
+test('a decode layer chained as the model runs it: every permuted-x hand-off, permuted x on and off', { skip: skipNoGpu }, () => {
   // each stage checked against the CPU on the GPU's own input to it, so int8 errors do not compound
   const g = gpu();
   const dim = 1024, heads = 8, headDim = 128, ffn = 2816, pos = 37, maxSeq = 64;
-  const before = { permX: g.gemvPermuteX, prefetch: g.gemvPrefetch };
-  const on: PrefetchOptions = { latency: true, tail: true, tailBytes: 1 << 20, latencyBytes: 16 << 20 };
-  // [act-order, q/k/v and gate/up share their permutation (GPTQ-for-LLaMa files), permuted x, prefetch]
-  const runs: [boolean, boolean, boolean, PrefetchOptions][] = [
-    [false, true, false, PREFETCH_OFF], [false, true, true, on], [true, true, false, PREFETCH_OFF], [true, true, true, PREFETCH_OFF],
-    [true, true, true, on], [true, false, true, on], [true, true, false, on],
+  const permXBefore = g.gemvPermuteX;
+  // [act-order, q/k/v and gate/up share their permutation (GPTQ-for-LLaMa files), permuted x]
+  const runs: [boolean, boolean, boolean][] = [
+    [false, true, false], [false, true, true], [true, true, false], [true, true, true], [true, false, true],
   ];
-  for (const [ao, shared, permX, prefetch] of runs) {
-    const name = `${ao ? 'act-order' : 'compat'}${ao && !shared ? ' (own permutations)' : ''}${permX ? ', permuted x' : ''}${prefetch.tail ? ', prefetch' : ''}`;
+  for (const [ao, shared, permX] of runs) {
+    const name = `${ao ? 'act-order' : 'compat'}${ao && !shared ? ' (own permutations)' : ''}${permX ? ', permuted x' : ''}`;
     g.gemvPermuteX = permX;
-    g.gemvPrefetch = prefetch;
     const wq = randomGptq(dim, dim, 4, 128, ao), wg = randomGptq(dim, ffn, 4, 128, ao);
     const like = (w: GptqLinearHost, first: GptqLinearHost): GptqLinearHost => (ao && shared ? { ...w, gIdx: first.gIdx } : w);
     const wk = like(randomGptq(dim, dim, 4, 128, ao), wq), wv = like(randomGptq(dim, dim, 4, 128, ao), wq);
@@ -381,6 +377,5 @@ test('a decode layer chained as the model runs it: every permuted-x hand-off, L2
       assert.ok(err < tol, `${name}: ${key} err ${err}`);
     }
   }
-  g.gemvPermuteX = before.permX;
-  g.gemvPrefetch = before.prefetch;
+  g.gemvPermuteX = permXBefore;
 });

@@ -2,15 +2,12 @@
  * The CUDA backend's GEMV batching and held launches, on the host side only (no GPU: a fake kernel
  * module records what would be launched). One 13B-shaped decode layer and a half, issued as
  * CudaBackend issues it, must come out in the model's order with the permuted-x copies wired from
- * each producer to its act-order consumers and the L2 prefetches aimed at the next GEMV's weights.
+ * each producer to its act-order consumers.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DevicePtr, Dim3 } from '../../src/backends/cuda/driver.js';
-import { GemvBatch, PERM_BUFFERS } from '../../src/backends/cuda/gemvBatch.js';
-import {
-  L2PF_RANGES, NEXT_GEMV_BYTES, NEXT_GEMV_PF_AT, PREFETCH_OFF, prefetchFromEnv, q4PrefetchRanges, type PrefetchOptions,
-} from '../../src/backends/cuda/l2Prefetch.js';
+import { GemvBatch, NEXT_GEMV_BYTES, PERM_BUFFERS, permuteXDefault } from '../../src/backends/cuda/gemvBatch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
@@ -40,7 +37,6 @@ function weight(K: number, N: number, perm: { perm: DevicePtr; inv: DevicePtr } 
 const permOf = (K: number): { perm: DevicePtr; inv: DevicePtr } => ({ perm: alloc(K * 4), inv: alloc(K * 4) });
 
 const DIM = 5120, FFN = 13824, HEADS = 40, SMS = 132;
-const L2 = 50 * 1024 * 1024;
 
 interface Layer { q: CudaGptq; k: CudaGptq; v: CudaGptq; o: CudaGptq; gate: CudaGptq; up: CudaGptq; down: CudaGptq }
 /** act-order: one permutation for q/k/v and one for gate/up (GPTQ-for-LLaMa); shared: false gives each its own */
@@ -79,37 +75,30 @@ function runLayer(b: GemvBatch, w: Layer): void {
   b.add(act.x, act.hidden, w.down, true);
 }
 
-function batch(opts: { permuteX: boolean; prefetch: PrefetchOptions }): { b: GemvBatch; k: FakeKernels; bufs: DevicePtr[] } {
+function batch(permuteX: boolean): { b: GemvBatch; k: FakeKernels; bufs: DevicePtr[] } {
   const k = new FakeKernels();
   const bufs = Array.from({ length: PERM_BUFFERS }, () => alloc(32768 * 4));
-  const b = new GemvBatch(k as unknown as KernelModule, alloc(1 << 22), alloc(1 << 16), SMS, bufs, opts.prefetch);
-  b.permuteX = opts.permuteX;
+  const b = new GemvBatch(k as unknown as KernelModule, alloc(1 << 22), alloc(1 << 16), SMS, bufs);
+  b.permuteX = permuteX;
   return { b, k, bufs };
 }
 
 // Q4Args (gemv_q4.cu) fields
 const mat = (a: Buffer, i: number): { perm: bigint; y: bigint; qweight: bigint; flags: number } =>
   ({ qweight: a.readBigUInt64LE(i * 64), perm: a.readBigUInt64LE(i * 64 + 24), y: a.readBigUInt64LE(i * 64 + 32), flags: a.readInt32LE(i * 64 + 56) });
-const q4 = (a: Buffer): { count: number; swigluInv: bigint; swigluPerm: bigint; normOut: bigint; normInv: bigint; normPerm: bigint; pfCount: number; pfTotal: number } => ({
+const q4 = (a: Buffer): { count: number; swigluInv: bigint; swigluPerm: bigint; normOut: bigint; normInv: bigint; normPerm: bigint } => ({
   count: a.readInt32LE(236), swigluInv: a.readBigUInt64LE(256), swigluPerm: a.readBigUInt64LE(264), normOut: a.readBigUInt64LE(280),
-  normInv: a.readBigUInt64LE(304), normPerm: a.readBigUInt64LE(312), pfCount: a.readInt32LE(320 + L2PF_RANGES * 12 + 8),
-  pfTotal: Number(a.readBigUInt64LE(320 + L2PF_RANGES * 12)),
+  normInv: a.readBigUInt64LE(304), normPerm: a.readBigUInt64LE(312),
 });
 /** NextGemv (common.cuh): the last argument of rmsnorm_f32 and attn_split_<d> */
-const nextGemv = (l: Launch): { inv: bigint; permOut: bigint; pfCount: number; pfTotal: number; ptrs: bigint[] } => {
+const nextGemv = (l: Launch): { inv: bigint; permOut: bigint } => {
   const a = l.args[l.args.length - 1];
-  const pf = NEXT_GEMV_PF_AT;
-  const pfCount = a.readInt32LE(pf + L2PF_RANGES * 12 + 8);
-  return {
-    inv: a.readBigUInt64LE(0), permOut: a.readBigUInt64LE(8), pfCount, pfTotal: Number(a.readBigUInt64LE(pf + L2PF_RANGES * 12)),
-    ptrs: Array.from({ length: pfCount }, (_, i) => a.readBigUInt64LE(pf + i * 8)),
-  };
+  assert.equal(a.length, NEXT_GEMV_BYTES);
+  return { inv: a.readBigUInt64LE(0), permOut: a.readBigUInt64LE(8) };
 };
 
-const ON: PrefetchOptions = { latency: true, tail: true, tailBytes: 8 << 20, latencyBytes: L2 / 2 };
-
-test('act-order decode layer: producers write the permuted x their consumers read, prefetches aim at the next GEMV', () => {
-  const { b, k } = batch({ permuteX: true, prefetch: ON });
+test('act-order decode layer: producers write the permuted x their consumers read', () => {
+  const { b, k } = batch(true);
   const l0 = layer(true), l1 = layer(true);
   runLayer(b, l0);
   runLayer(b, l1);
@@ -127,16 +116,11 @@ test('act-order decode layer: producers write the permuted x their consumers rea
     assert.equal(mat(a(qkv), i).perm, n.permOut, `qkv mat ${i} reads the copy`);
     assert.equal(mat(a(qkv), i).flags & 4, 4);
   }
-  // and it prefetches q/k/v's first slices (the whole launch exceeds half the L2)
-  assert.ok(n.pfCount > 0 && n.pfTotal <= L2 / 2, `rmsnorm prefetch ${n.pfCount} ranges, ${n.pfTotal} bytes`);
-  // q/k/v leave the prefetch of o to the attention (latency-bound), which takes o whole
-  assert.equal(q4(a(qkv)).pfCount, 0);
+  // attention -> o_proj
   const at = nextGemv(attn);
   assert.equal(at.inv, l0.o.invPerm);
   assert.equal(mat(a(o), 0).perm, at.permOut);
   assert.equal(mat(a(o), 0).flags, 1 | 4);
-  assert.deepEqual(at.ptrs.slice(0, 1), [l0.o.qweight]);
-  assert.equal(at.pfTotal, (DIM / 8) * DIM * 4 + 40 * DIM * 2 + 40 * DIM / 2);
   // o + norm epilogue -> gate/up; gate/up + SwiGLU -> down; down + norm -> next q/k/v
   const chain: [Launch, Launch, CudaGptq[]][] = [[o, gu, [l0.gate, l0.up]], [gu, down, [l0.down]], [down, qkv1, [l1.q, l1.k, l1.v]], [o1, gu1, [l1.gate, l1.up]], [gu1, down1, [l1.down]]];
   const copies = new Set<bigint>();
@@ -149,20 +133,18 @@ test('act-order decode layer: producers write the permuted x their consumers rea
       assert.equal(mat(a(cons), i).perm, buf);
       assert.equal(mat(a(cons), i).flags & 4, 4);
     });
-    assert.ok(p.pfCount > 0 && p.pfTotal <= ON.tailBytes, `tail prefetch ${p.pfCount} ranges ${p.pfTotal} bytes`);
     copies.add(buf);
   }
   // a consumer never reads the buffer it writes
   for (const l of [gu, down, gu1]) assert.notEqual(mat(a(l), 0).perm, q4(a(l)).swigluPerm || q4(a(l)).normPerm);
   assert.ok(copies.size >= 2);
-  // the last down_proj: nothing follows in this test, so no copy and no prefetch
+  // the last down_proj: nothing follows in this test, so no copy
   assert.equal(q4(a(down1)).normInv, 0n);
-  assert.equal(q4(a(down1)).pfCount, 0);
   assert.equal(nextGemv(attn1).inv, l1.o.invPerm);
 });
 
 test('q/k/v with different permutations: the first reads the copy, the others gather', () => {
-  const { b, k } = batch({ permuteX: true, prefetch: PREFETCH_OFF });
+  const { b, k } = batch(true);
   const l0 = layer(true, false);
   runLayer(b, l0);
   b.flush();
@@ -171,61 +153,51 @@ test('q/k/v with different permutations: the first reads the copy, the others ga
   assert.equal(mat(qkv, 1).flags & 4, 0);
   assert.equal(mat(qkv, 1).perm, l0.k.perm);
   assert.equal(mat(qkv, 2).perm, l0.v.perm);
-  // prefetch off: nothing prefetched anywhere
-  for (const l of k.launches) {
-    if (l.name.startsWith('gemv')) assert.equal(q4(l.args[0]).pfCount, 0);
-    else assert.equal(nextGemv(l).pfCount, 0);
-  }
 });
 
-test('compat layer with everything off: launched at once, in order, no copies, no prefetch', () => {
-  const { b, k } = batch({ permuteX: false, prefetch: PREFETCH_OFF });
-  runLayer(b, layer(false));
-  // nothing is held: the last GEMV (down) waits only for its batch to complete
-  assert.equal(k.launches.length, 5);
-  b.flush();
-  assert.deepEqual(k.launches.map((l) => l.name), ['rmsnorm_f32', 'gemv_q4_rpg16', 'attn_split_128', 'gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16']);
-  for (const l of k.launches) {
-    if (!l.name.startsWith('gemv')) continue;
-    const p = q4(l.args[0]);
-    assert.equal(p.pfCount, 0);
-    assert.equal(p.normInv, 0n);
-    assert.equal(p.swigluInv, 0n);
-    for (let i = 0; i < p.count; i++) assert.equal(mat(l.args[0], i).flags & 4, 0);
-  }
-});
-
-test('q4PrefetchRanges: within budget, 16-byte aligned pieces inside the matrices, first slices of every K range', () => {
-  const w = [weight(DIM, DIM, null), weight(DIM, DIM, null), weight(DIM, DIM, null)];
-  const launch = { mats: w.map((m) => ({ qweight: m.qweight, scales: m.scales, qzeros: m.qzeros, N: m.outFeatures })), K: DIM, groupSize: 128, kPerBlock: GemvBatch.kPerBlock(DIM, 120, SMS) };
-  for (const budget of [1 << 20, 4 << 20, 8 << 20, 64 << 20]) {
-    for (const whole of [false, true]) {
-      const r = q4PrefetchRanges(launch, budget, whole);
-      const total = r.reduce((s, x) => s + x.bytes, 0);
-      assert.ok(total <= budget, `budget ${budget}: ${total}`);
-      assert.ok(r.length <= L2PF_RANGES);
-      for (const x of r) {
-        assert.equal(Number(x.ptr % 16n), 0);
-        assert.equal(x.bytes % 16, 0);
-        const m = w.find((q) => x.ptr >= q.qweight && x.ptr + BigInt(x.bytes) <= q.qweight + BigInt((DIM / 8) * DIM * 4)) ??
-          w.find((q) => x.ptr === q.scales || x.ptr === q.qzeros);
-        assert.ok(m, `range ${x.ptr} + ${x.bytes} inside a matrix`);
+for (const actOrder of [false, true]) {
+  test(`${actOrder ? 'act-order' : 'compat'} layer with permuted x off: launched at once, in order, no copies`, () => {
+    const { b, k } = batch(false);
+    const l0 = layer(actOrder);
+    runLayer(b, l0);
+    // nothing is held: the last GEMV (down) waits only for its batch to complete
+    assert.equal(k.launches.length, 5);
+    b.flush();
+    assert.deepEqual(k.launches.map((l) => l.name), ['rmsnorm_f32', 'gemv_q4_rpg16', 'attn_split_128', 'gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16']);
+    const consumers = [[l0.q, l0.k, l0.v], [l0.o], [l0.gate, l0.up], [l0.down]];
+    for (const l of k.launches) {
+      if (!l.name.startsWith('gemv')) {
+        assert.deepEqual(nextGemv(l), { inv: 0n, permOut: 0n });
+        continue;
       }
+      assert.equal(l.args[0].length, 320); // sizeof(Q4Args)
+      const p = q4(l.args[0]);
+      assert.equal(p.normInv, 0n);
+      assert.equal(p.normPerm, 0n);
+      assert.equal(p.swigluInv, 0n);
+      assert.equal(p.swigluPerm, 0n);
+      const ws = consumers.shift()!;
+      assert.equal(p.count, ws.length);
+      // act-order: each GEMV gathers x through its own permutation
+      ws.forEach((w, i) => {
+        assert.equal(mat(l.args[0], i).flags & 4, 0);
+        assert.equal(mat(l.args[0], i).perm, w.perm ?? 0n);
+      });
     }
-  }
-  // q/k/v: 4 K ranges of 1536; 8 MiB covers scales, zeros and some rows of each range of each matrix
-  const r = q4PrefetchRanges(launch, 8 << 20, false);
-  assert.equal(r.length, 6 + 3 * 4);
-  const whole = q4PrefetchRanges({ ...launch, mats: launch.mats.slice(0, 1) }, 64 << 20, true);
-  assert.equal(whole.length, 3);
-});
+  });
+}
 
-test('prefetchFromEnv: default on for sm_90+, off below; the mask and the MiB knob', () => {
-  assert.deepEqual(prefetchFromEnv(9, L2, {}), { latency: true, tail: true, tailBytes: 8 << 20, latencyBytes: L2 / 2 });
-  assert.equal(prefetchFromEnv(8, L2, {}).tail, false);
-  assert.equal(prefetchFromEnv(8, L2, {}).latency, false);
-  const o = prefetchFromEnv(9, L2, { QLLAMA_CUDA_PREFETCH: '1', QLLAMA_CUDA_PREFETCH_MB: '16' });
-  assert.deepEqual([o.latency, o.tail, o.tailBytes], [true, false, 16 << 20]);
-  assert.equal(prefetchFromEnv(9, L2, { QLLAMA_CUDA_PREFETCH: '0' }).latency, false);
-  assert.throws(() => prefetchFromEnv(9, L2, { QLLAMA_CUDA_PREFETCH: '7' }), RangeError);
+test('permuted x is off unless QLLAMA_CUDA_PERMX=1', () => {
+  const saved = process.env.QLLAMA_CUDA_PERMX;
+  try {
+    delete process.env.QLLAMA_CUDA_PERMX;
+    assert.equal(permuteXDefault(), false);
+    process.env.QLLAMA_CUDA_PERMX = '0';
+    assert.equal(permuteXDefault(), false);
+    process.env.QLLAMA_CUDA_PERMX = '1';
+    assert.equal(permuteXDefault(), true);
+  } finally {
+    if (saved === undefined) delete process.env.QLLAMA_CUDA_PERMX;
+    else process.env.QLLAMA_CUDA_PERMX = saved;
+  }
 });

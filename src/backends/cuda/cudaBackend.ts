@@ -5,21 +5,21 @@
  * device buffer that each replay refreshes, so one graph serves every position.
  */
 import type {
-  Activation, AttentionShape, Backend, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
+  Activation, AttentionShape, Backend, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
 } from '../backend.js';
 import { QllamaError } from '../../errors.js';
 import { flashShared, planAttention, positionBucket } from './attentionLaunch.js';
-import { NEXT_GEMV_BYTES, prefetchFromEnv, type PrefetchOptions } from './l2Prefetch.js';
 import {
   DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
-import { GemvBatch, MAX_PERM_K, MAX_TILES, PERM_BUFFERS } from './gemvBatch.js';
+import { GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, launchLinear, type GemmOptions } from './linearLaunch.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { openDevice } from './openDevice.js';
 import { KernelModule } from './module.js';
+import { launchSample } from './sampleLaunch.js';
 
 export class CudaUnavailableError extends QllamaError {}
 export class CudaUnsupportedError extends QllamaError {}
@@ -99,9 +99,7 @@ export class CudaBackend implements Backend {
     cu.memsetD32(ws, 0, MAX_TILES * 128, stream);
     cu.memsetD32(counters, 0, MAX_TILES + 1, stream);
     const permBufs = Array.from({ length: PERM_BUFFERS }, () => this.mem.alloc(MAX_PERM_K * 4));
-    // L2 prefetch of the next GEMV's weights ($QLLAMA_CUDA_PREFETCH, l2Prefetch.ts); 38: CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE
-    const prefetch = prefetchFromEnv(cu.attribute(DeviceAttribute.ComputeCapabilityMajor, device), cu.attribute(38 as DeviceAttribute, device));
-    this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs, prefetch);
+    this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs);
     // the prefill kernels' shared memory (sm_86/89 allow 99 KiB per block: the old GEMM there)
     const optin = cu.attribute(DeviceAttribute.MaxSharedMemoryPerBlockOptin, device);
     this.mmaGemmFits = optin >= GEMM_MMA_SHARED;
@@ -236,7 +234,7 @@ export class CudaBackend implements Backend {
     const plan = planAttention(maxPositions, rows, shape.heads, this.smCount, d);
     const part = this.grow(this.attnPart, rows * shape.heads * plan.splits * (d + 2) * 4);
     const tickets = this.growZeroed(this.attnTickets, rows * shape.heads * 4);
-    // one row: held until the next GEMV is known (its x permuted for act-order, its weights prefetched)
+    // one row: held until the next GEMV is known (its x permuted for act-order)
     const nx = Buffer.alloc(NEXT_GEMV_BYTES);
     this.batch.launchBeforeGemv(`attn_split_${d}`, { x: shape.heads, y: plan.splits, z: rows }, { x: 128 },
       [ptr(act(out).ptr), ptr(part), ptr(tickets), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos),
@@ -268,14 +266,6 @@ export class CudaBackend implements Backend {
   set gemvPermuteX(on: boolean) {
     this.synchronize();
     this.batch.permuteX = on;
-    this.dropGraphs();
-  }
-
-  /** Which launches prefetch the next GEMV's weights into L2 ($QLLAMA_CUDA_PREFETCH); drops captured graphs. */
-  get gemvPrefetch(): PrefetchOptions { return this.batch.prefetch; }
-  set gemvPrefetch(p: PrefetchOptions) {
-    this.synchronize();
-    this.batch.prefetch = p;
     this.dropGraphs();
   }
 
@@ -318,6 +308,17 @@ export class CudaBackend implements Backend {
     this.cu.copyDtoH(this.argmaxHost, this.argmaxOut, 4, this.stream);
     this.cu.streamSynchronize(this.stream);
     return this.argmaxHost[0];
+  }
+
+  /** The Sampler's draw from row 0 of x on the device (sampleLaunch.ts); null: sample on the host. */
+  sample(x: Activation, p: DeviceSampling): number | null {
+    this.batch.flush();
+    const a = act(x);
+    if (!launchSample(this.kernels, this.argmaxOut, a.ptr, a.cols, p)) return null;
+    this.cu.copyDtoH(this.argmaxHost, this.argmaxOut, 4, this.stream);
+    this.cu.streamSynchronize(this.stream);
+    const id = this.argmaxHost[0];
+    return id >= 0 ? id : null;
   }
 
   /** Waits for all queued work (benchmarks, tests). */

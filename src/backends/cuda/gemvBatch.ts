@@ -16,19 +16,13 @@
  *     gate/up (one input, one Hessian); upload gives equal permutations one device buffer
  *     (linearUpload.ts), so one copy serves the whole batch; a member with another permutation
  *     gathers as before.
- *   - L2 prefetch of the batch's weights (l2Prefetch.ts): attention and rmsnorm (latency-bound) take
- *     the whole next launch, a GEMV the first slice of every warp of the next launch, from its blocks
- *     once their own weights are in.
  * Held launches go out in the order issued, before the batch they waited for or before any other op,
  * so the stream runs the model's order. Graph capture records them as issued: a captured decode step
- * carries the same copies and prefetches as an eager one, with no learning and no re-capture.
+ * carries the same copies as an eager one, with no learning and no re-capture.
  * Split-K partial sums go through a workspace that the kernel leaves zeroed, so no memsets.
  */
 import type { DevicePtr, Dim3 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
-import {
-  NEXT_GEMV_BYTES, NEXT_GEMV_PF_AT, PREFETCH_OFF, q4PrefetchRanges, writeL2Prefetch, type PrefetchOptions, type Q4Launch,
-} from './l2Prefetch.js';
 import type { CudaGptq } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 
@@ -37,12 +31,14 @@ export const MAX_TILES = 8192;
 const MAX_MATS = 3;
 const MAT_BYTES = 64;
 /** sizeof(Q4Args) in gemv_q4.cu, and the byte offsets of its fields after the 3 Q4Mat */
-const ARGS_BYTES = 720;
+const ARGS_BYTES = 320;
 const AT = {
   ws: 192, counters: 200, swiglu: 208, x: 216, posPtr: 224, posImm: 232, count: 236, K: 240, gs: 244, maxSeq: 248,
   kPerBlock: 252, swigluInv: 256, swigluPerm: 264, normW: 272, normOut: 280, normCounter: 288, eps: 296,
-  normInv: 304, normPerm: 312, pf: 320,
+  normInv: 304, normPerm: 312,
 } as const;
+/** sizeof(NextGemv) in common.cuh (inv, permOut): the last argument of rmsnorm_f32 and attn_split_<d> */
+export const NEXT_GEMV_BYTES = 16;
 /** permuted-x buffers, used in rotation by successive producers */
 export const PERM_BUFFERS = 4;
 /** largest K whose x producers can write a permuted copy (f32 buffers allocated once) */
@@ -56,11 +52,13 @@ const MAX_SLICES_PER_BLOCK = 64;
 const BLOCKS_PER_SM = 4;
 
 /**
- * $QLLAMA_CUDA_PERMX=0 turns the permuted-x copies off (act-order GEMVs then gather x through their
- * permutation while staging it). On by default.
+ * $QLLAMA_CUDA_PERMX=1 turns the permuted-x copies on (else act-order GEMVs gather x through their
+ * permutation while staging it). Off by default: on the H100 (13B act-order synthetic,
+ * bench/cudaDecodeProfile.ts) it measured 287.3 vs 293.4 tok/s at context 1 (−2%) and 248.0 vs
+ * 244.8 at context 2000 (+1.3%) (bench/cudaNotes.md, seventh pass).
  */
 export function permuteXDefault(): boolean {
-  return process.env.QLLAMA_CUDA_PERMX !== '0';
+  return process.env.QLLAMA_CUDA_PERMX === '1';
 }
 
 interface Pending {
@@ -73,21 +71,18 @@ interface Pending {
   readonly xPerm: DevicePtr | null;
 }
 
-/** A launch waiting for the next GEMV batch. */
+/** A launch waiting for the next GEMV batch, which may read its output permuted. */
 interface Held {
   readonly name: string;
   readonly grid: Dim3;
   readonly block: Dim3;
   readonly args: Buffer[];
-  /** its one-row output that the next GEMV may read as x ([dim] f32), or null */
-  readonly out: DevicePtr | null;
+  /** its one-row output that the next GEMV may read as x ([dim] f32) */
+  readonly out: DevicePtr;
   readonly dim: number;
-  /** the argument bytes holding its (inv, permOut) pointers at permAt (-1: no permuted copy) and its L2Prefetch at pfAt */
+  /** the argument bytes holding its (inv, permOut) pointers at permAt */
   readonly fields: Buffer;
   readonly permAt: number;
-  readonly pfAt: number;
-  /** latency-bound (attention, rmsnorm): prefetches the next launch whole; else a GEMV: its first slices */
-  readonly latency: boolean;
   /** set when a consumer reads `out` permuted: that consumer's inverse permutation and the copy's buffer */
   perm: { readonly inv: DevicePtr; readonly buf: DevicePtr } | null;
 }
@@ -112,12 +107,9 @@ export class GemvBatch {
   /** producers write act-order consumers' inputs already permuted (permuteXDefault) */
   permuteX = permuteXDefault();
 
-  /**
-   * @param permBufs PERM_BUFFERS f32 buffers of MAX_PERM_K values each
-   * @param prefetch which launches prefetch the next GEMV's weights into L2 (prefetchFromEnv)
-   */
+  /** @param permBufs PERM_BUFFERS f32 buffers of MAX_PERM_K values each */
   constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr,
-    private readonly smCount: number, private readonly permBufs: readonly DevicePtr[], public prefetch: PrefetchOptions = PREFETCH_OFF) {}
+    private readonly smCount: number, private readonly permBufs: readonly DevicePtr[]) {}
 
   /**
    * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, each block's
@@ -162,17 +154,15 @@ export class GemvBatch {
 
   /**
    * Launches a kernel whose last argument is a NextGemv (common.cuh; `nx`, its bytes, zeroed). With a
-   * one-row output `out` ([dim] f32) it is held until the next GEMV batch is known (permuted copy,
-   * L2 prefetch); out null (several rows): it goes out now.
+   * one-row output `out` ([dim] f32) and permuteX it is held until the next GEMV batch is known
+   * (permuted copy); otherwise it goes out now.
    */
   launchBeforeGemv(name: string, grid: Dim3, block: Dim3, args: Buffer[], nx: Buffer, out: DevicePtr | null, dim: number): void {
-    if (out !== null) {
+    if (out !== null && this.permuteX) {
       this.finalize(true);
       this.tag = null;
-      if (this.held.length > 0 || this.permuteX || this.prefetch.latency) {
-        this.held.push({ name, grid, block, args, out, dim, fields: nx, permAt: 0, pfAt: NEXT_GEMV_PF_AT, latency: true, perm: null });
-        return;
-      }
+      this.held.push({ name, grid, block, args, out, dim, fields: nx, permAt: 0, perm: null });
+      return;
     }
     this.flush();
     this.kernels.launch(name, grid, block, args, 0, true);
@@ -225,7 +215,7 @@ export class GemvBatch {
   /** Sends everything waiting (before any other op). */
   flush(): void {
     this.finalize(false);
-    this.release(null);
+    this.release();
     this.tag = null;
   }
 
@@ -243,7 +233,7 @@ export class GemvBatch {
     for (let i = this.held.length - 1; i >= 0; i--) {
       const h = this.held[i];
       if (h.out !== x) continue;
-      if (h.permAt >= 0 && h.perm === null && h.dim === w.inFeatures) {
+      if (h.perm === null && h.dim === w.inFeatures) {
         const buf = this.permBufs[this.nextBuf];
         this.nextBuf = (this.nextBuf + 1) % PERM_BUFFERS;
         h.perm = { inv: w.invPerm!, buf };
@@ -259,7 +249,7 @@ export class GemvBatch {
 
   /**
    * The waiting batch as one launch: the held launches go out first, knowing this batch; then it is
-   * held itself (hold, and it can do something for the next batch) or goes out.
+   * held itself (hold, permuteX, and an epilogue output the next batch may read permuted) or goes out.
    */
   private finalize(hold: boolean, epi: Epilogue = {}): void {
     const p = this.pending;
@@ -268,49 +258,36 @@ export class GemvBatch {
     const tiles = p.reduce((s, e) => s + Math.ceil(e.w.outFeatures / 128), 0);
     const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
     const a = this.args(kPer, epi);
-    const out = epi.swiglu ?? epi.norm?.out ?? null;
-    const h: Held = {
-      name: `gemv_q4_rpg${w0.rowsPerGroup}`, grid: { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block: { x: 128 }, args: [a],
-      out, dim: epi.swiglu !== undefined ? w0.outFeatures : p[0].w.outFeatures, fields: a,
-      permAt: epi.swiglu !== undefined ? AT.swigluInv : epi.norm !== undefined ? AT.normInv : -1, pfAt: AT.pf, latency: false, perm: null,
-    };
-    this.release({
-      mats: p.map((e) => ({ qweight: e.w.qweight, scales: e.w.scales, qzeros: e.w.qzeros, N: e.w.outFeatures })),
-      K: w0.inFeatures, groupSize: w0.groupSize, kPerBlock: kPer,
-    });
+    const name = `gemv_q4_rpg${w0.rowsPerGroup}`, grid = { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block = { x: 128 };
+    const out = epi.swiglu ?? epi.norm?.out;
+    const dim = w0.outFeatures;
     p.length = 0;
     this.x = null;
     this.pos = null;
     this.maxSeq = 0;
     this.tag = null;
-    if (hold && (this.prefetch.tail || (this.permuteX && out !== null))) this.held.push(h);
-    else this.kernels.launch(h.name, h.grid, h.block, h.args, 0, true);
+    this.release();
+    if (hold && this.permuteX && out !== undefined) {
+      const permAt = epi.swiglu !== undefined ? AT.swigluInv : AT.normInv;
+      this.held.push({ name, grid, block, args: [a], out, dim, fields: a, permAt, perm: null });
+    } else {
+      this.kernels.launch(name, grid, block, [a], 0, true);
+    }
   }
 
-  /**
-   * Sends the held launches in order. next: the GEMV launch that follows them; the last one allowed
-   * to (latency kernels: prefetch.latency, GEMVs: prefetch.tail) prefetches its weights.
-   */
-  private release(next: Q4Launch | null): void {
-    const held = this.held;
-    if (held.length === 0) return;
-    let pf = -1;
-    const o = this.prefetch;
-    if (next !== null) {
-      for (let i = held.length - 1; i >= 0 && pf < 0; i--) if (held[i].latency ? o.latency : o.tail) pf = i;
-    }
-    held.forEach((h, i) => {
-      if (h.perm !== null && h.permAt >= 0) {
+  /** Sends the held launches in order, each with the permuted copy its consumer asked for, if any. */
+  private release(): void {
+    for (const h of this.held) {
+      if (h.perm !== null) {
         h.fields.writeBigUInt64LE(h.perm.inv, h.permAt);
         h.fields.writeBigUInt64LE(h.perm.buf, h.permAt + 8);
       }
-      if (i === pf && next !== null) writeL2Prefetch(h.fields, h.pfAt, q4PrefetchRanges(next, h.latency ? o.latencyBytes : o.tailBytes, h.latency));
       this.kernels.launch(h.name, h.grid, h.block, h.args, 0, true);
-    });
-    held.length = 0;
+    }
+    this.held.length = 0;
   }
 
-  /** Q4Args (gemv_q4.cu) of the waiting batch; the permuted-copy pointers and the prefetch are left zero. */
+  /** Q4Args (gemv_q4.cu) of the waiting batch; the permuted-copy pointers are left zero. */
   private args(kPer: number, epi: Epilogue): Buffer {
     const p = this.pending;
     const a = Buffer.alloc(ARGS_BYTES);

@@ -24,10 +24,7 @@
 // q, out: [rows, heads*d] f32 · kc, vc: one layer's cache [maxSeq, kvHeads*d] fp16
 // part: [rows, heads, splits, d+2] f32 · tickets: [rows*heads] u32
 // nx (one row; see NextGemv in common.cuh): the output also in o_proj's act-order row order,
-// permOut[inv[h*d + i]] = out[h*d + i]; and o_proj's weights prefetched into L2 by every block before it
-// waits for q (attention at short context is latency, so DRAM would idle). While it prefetches, the
-// K/V loads are marked evict-first in L2 (each is read once per step), so a long context's cache does
-// not push the prefetched weights out.
+// permOut[inv[h*d + i]] = out[h*d + i].
 #include "common.cuh"
 
 #define ATTN_WARPS 4
@@ -48,13 +45,6 @@ template <int D> struct AttnNI { static constexpr int value = 8; };
 
 __device__ __forceinline__ uint4 attn_ld(const __half* p) {
   return __ldg(reinterpret_cast<const uint4*>(p));
-}
-// the same load with an L2 eviction policy (createpolicy)
-__device__ __forceinline__ uint4 attn_ld_hint(const __half* p, uint64_t policy) {
-  uint4 v;
-  asm("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p), "l"(policy));
-  return v;
 }
 
 // most blocks per (row, head): one per thread of the merging block (attentionLaunch.ts never plans more)
@@ -107,26 +97,17 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
   __shared__ __align__(16) float wacc[ATTN_WARPS][D];
   __shared__ int last;
   const int h = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
-  // before waiting for q: this block's share of the next GEMV's weights into L2, and the inverse
-  // permutation entries of the dimensions this thread may write
+  // before waiting for q: the inverse permutation entries of the dimensions this thread may write
   float* permOut = nullptr;
   int pinv[ATTN_DIMS_PER_THREAD(D)];
-  bool evictFirst = false;
-  if (nx) {
-    l2_prefetch_share(nx->pf, (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x, gridDim.x * gridDim.y * gridDim.z,
-                      threadIdx.x, blockDim.x);
-    evictFirst = nx->pf.count > 0;
-    if (nx->inv && t == 0) {
-      permOut = nx->permOut;
+  if (nx && nx->inv && t == 0) {
+    permOut = nx->permOut;
 #pragma unroll
-      for (int k = 0; k < ATTN_DIMS_PER_THREAD(D); ++k) {
-        const int i = threadIdx.x + k * 128;
-        pinv[k] = i < D ? __ldg(nx->inv + h * D + i) : 0;
-      }
+    for (int k = 0; k < ATTN_DIMS_PER_THREAD(D); ++k) {
+      const int i = threadIdx.x + k * 128;
+      pinv[k] = i < D ? __ldg(nx->inv + h * D + i) : 0;
     }
   }
-  uint64_t policy = 0;
-  if (evictFirst) asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
   pdl_wait();
   pdl_launch_dependents();
   const int n = read_pos(pos_ptr, pos_imm) + t + 1;
@@ -163,8 +144,8 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
     for (int i = 0; i < NI; ++i) {
       const int p = p0 + i * PPI + r;
       if (p < n) {
-        kr[i] = evictFirst ? attn_ld_hint(kb + (size_t)p * width, policy) : attn_ld(kb + (size_t)p * width);
-        vr[i] = evictFirst ? attn_ld_hint(vb + (size_t)p * width, policy) : attn_ld(vb + (size_t)p * width);
+        kr[i] = attn_ld(kb + (size_t)p * width);
+        vr[i] = attn_ld(vb + (size_t)p * width);
       } else {
         kr[i] = make_uint4(0, 0, 0, 0);
         vr[i] = make_uint4(0, 0, 0, 0);

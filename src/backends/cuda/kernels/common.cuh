@@ -61,59 +61,11 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-// L2 prefetch of byte ranges that the next kernel will read (gemvBatch.ts fills them in when it knows
-// that kernel: the next GEMV's packed weights, scales and zeros). Each block of the issuing launch takes
-// an equal share of the ranges laid end to end. sm_90: cp.async.bulk.prefetch.L2 (the TMA unit fetches
-// while the SM goes on); older GPUs: prefetch.global.L2 per 128-byte line over the calling threads.
-// A hint: nothing waits for it, and the results do not depend on it.
-#define L2PF_RANGES 32
-struct L2Prefetch {
-  const char* ptr[L2PF_RANGES];  // 16-byte aligned
-  unsigned bytes[L2PF_RANGES];   // multiples of 16
-  unsigned long long total;      // Σ bytes
-  int count;                     // 0: nothing to prefetch
-  int pad;
-};
-static_assert(sizeof(L2Prefetch) == 400, "L2Prefetch layout is mirrored by l2Prefetch.ts");
-
-// One range into L2 (16-byte aligned, bytes a multiple of 16), issued by the calling threads: on sm_90
-// in pieces of L2PF_PIECE bytes, one per thread in turn (many requests in the TMA unit's queue rather
-// than one long one).
-#define L2PF_PIECE 32768u
-__device__ __forceinline__ void l2_prefetch_bytes(const void* ptr, unsigned bytes, unsigned tid, unsigned nthreads) {
-  const char* a = static_cast<const char*>(ptr);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  for (unsigned o = tid * L2PF_PIECE; o < bytes; o += nthreads * L2PF_PIECE) {
-    const unsigned n = bytes - o < L2PF_PIECE ? bytes - o : L2PF_PIECE;
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a + o), "r"(n) : "memory");
-  }
-#else
-  for (unsigned o = tid * 128u; o < bytes; o += nthreads * 128u) asm volatile("prefetch.global.L2 [%0];" ::"l"(a + o));
-#endif
-}
-
-// Share `part` of `parts` of p, issued by the calling threads (thread index tid of nthreads).
-__device__ __forceinline__ void l2_prefetch_share(const L2Prefetch& p, unsigned part, unsigned parts, unsigned tid, unsigned nthreads) {
-  if (p.count == 0) return;
-  const unsigned long long lo = (p.total * part / parts) & ~15ull;
-  const unsigned long long hi = part + 1 == parts ? p.total : (p.total * (part + 1) / parts) & ~15ull;
-  unsigned long long base = 0;
-  for (int r = 0; r < p.count && base < hi; ++r) {
-    const unsigned long long b0 = base;
-    base += p.bytes[r];
-    const unsigned long long s = lo > b0 ? lo : b0, e = hi < base ? hi : base;
-    if (s >= e) continue;
-    l2_prefetch_bytes(p.ptr[r] + (s - b0), (unsigned)(e - s), tid, nthreads);
-  }
-}
-
 // What a kernel whose one-row output feeds the next GEMV does for that GEMV (gemvBatch.ts holds the
 // kernel back until the GEMV is known): with inv non-null it also writes its output in the GEMV's
-// act-order row order, permOut[inv[i]] = out[i], so the GEMV stages x without a gather; and it prefetches
-// the GEMV's weights into L2 (pf) while it runs.
+// act-order row order, permOut[inv[i]] = out[i], so the GEMV stages x without a gather.
 struct NextGemv {
   const int* inv;   // [dim] row of each x index in the consumer's order, or null
   float* permOut;   // [dim]
-  L2Prefetch pf;
 };
-static_assert(sizeof(NextGemv) == 416, "NextGemv layout is mirrored by l2Prefetch.ts");
+static_assert(sizeof(NextGemv) == 16, "NextGemv layout is mirrored by gemvBatch.ts");

@@ -17,9 +17,6 @@
 // x is staged once per block into shared memory as int8 (see below) per packed row, gathered
 // through perm for act-order layers (or read linearly when its producer already wrote it in this
 // layer's row order: flags & 4, gemvBatch.ts), so both layouts run the same inner loop.
-// L2 prefetch (pf, common.cuh): once a block's own weights are in, it asks L2 for its share of the
-// next GEMV launch's first weights, so DRAM keeps streaming through this launch's reduction tail and
-// the next one's ramp.
 // Reduction: the 4 warps' sums meet in shared memory; then
 //   one K range (gridDim.y == 1): the block runs the epilogue itself, no atomics;
 //   y += result only (residual add): float atomics straight into y, no workspace;
@@ -89,12 +86,9 @@ struct Q4Args {
   // non-null: the norm's output also in the next GEMV's act-order row order, normPerm[normInv[i]] = normOut[i]
   const int* normInv;
   float* normPerm;
-  // the next GEMV's first weights, prefetched into L2 by every block once its own weights are in (see
-  // common.cuh), so DRAM stays busy through this launch's reduction tail and the next one's ramp
-  L2Prefetch pf;
 };
 static_assert(sizeof(Q4Mat) == 64, "Q4Mat layout is mirrored by gemvBatch.ts");
-static_assert(sizeof(Q4Args) == 720, "Q4Args layout is mirrored by gemvBatch.ts");
+static_assert(sizeof(Q4Args) == 320, "Q4Args layout is mirrored by gemvBatch.ts");
 
 // packed rows of x a block stages (its K range / 8): 64 slices of 128 values
 #define XS_ROWS 1024
@@ -157,8 +151,7 @@ __device__ __forceinline__ void q4_mul_half(float (&acc)[4], const uint4 (&w)[8]
 // Every load of y and w goes out before the first use: one L2 round trip, not one per pass of a loop
 // (R float4 per thread cover dim ≤ R · 512; wider rows loop at the end). PERMUTED: also
 // normPerm[normInv[i]] = normOut[i]; the index loads go out once y·w is formed (y and w no longer
-// held), so they overlap the block reduction without spilling (normW and normInv were prefetched
-// into L2 when the launch began).
+// held), so they overlap the block reduction without spilling.
 template <int R, bool PERMUTED>
 __device__ __forceinline__ void q4_norm_rows(const Q4Args& a, float* scratch) {
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
@@ -294,11 +287,6 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
     p2 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + (t + 128) * 8));
     p3 = __ldg(reinterpret_cast<const int4*>(perm + kb0 + (t + 128) * 8 + 4));
   }
-  // the norm epilogue's weight and inverse permutation into L2 now, so its last block finds them there
-  if (a.normOut && blockIdx.x == 0 && blockIdx.y == 0) {
-    l2_prefetch_bytes(a.normW, a.m[0].N * 4, t, 128);
-    if (a.normInv) l2_prefetch_bytes(a.normInv, a.m[0].N * 4, t, 128);
-  }
   pdl_wait();
   pdl_launch_dependents();
 
@@ -368,8 +356,6 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
       if (more) q4_load_half<GR, GH>(wb, sb, zb, m, kn + 64, n0, wcol, rowStride, gs);
     }
   }
-  // this block's weights are in: its share of the next GEMV's first weights goes to L2 now
-  if (warp == 0) l2_prefetch_share(a.pf, blockIdx.y * gridDim.x + blockIdx.x, gridDim.x * gridDim.y, lane, 32);
 #pragma unroll
   for (int c = 0; c < 4; ++c) red[warp][lane * 4 + c] = acc[c];
   __syncthreads();

@@ -1,7 +1,7 @@
 // RMSNorm, one block per row.  out[t, i] = x[t, i] / sqrt(mean_j x[t, j]^2 + eps) * w[i]
 // x, out: [rows, dim] f32 (out may alias x: each thread rewrites only what it read) · w: [dim] f32
 // nx (one row only, see NextGemv in common.cuh): the output also in the next GEMV's act-order row
-// order, permOut[inv[i]] = out[i], and that GEMV's weights prefetched into L2 while the norm runs.
+// order, permOut[inv[i]] = out[i].
 #include "common.cuh"
 
 // inverse-permutation entries a thread loads before waiting for x (dim ≤ 8 · blockDim.x)
@@ -10,7 +10,6 @@
 extern "C" __global__ void rmsnorm_f32(float* out, const float* x, const float* __restrict__ w, float eps, int dim,
                                        const __grid_constant__ NextGemv nx) {
   __shared__ float scratch[32];
-  l2_prefetch_share(nx.pf, blockIdx.x, gridDim.x, threadIdx.x, blockDim.x);
   int inv[NORM_INV_REGS];
   if (nx.inv) {
 #pragma unroll

@@ -1,0 +1,421 @@
+// Hopper (sm_90a) prefill GEMM for the lab (bench/lab/gemmLab.cu): y[m, n] (+)= Σ_k xh[m, k] · W[n, k]
+// on int4 GPTQ weights in the q4 layout (qweight [K/8, N] u32, 8 k of one column per word, LSB first;
+// scales [K/gs, N] fp16; qzeros [K/gs, N/8] u32, stored zero z, the weight is s·(q − (z + 1))).
+//
+// Two ways to feed the tensor cores (both: warpgroup wgmma.mma_async m64nNk16, f16 in, f32 accumulators):
+//  (b) dequant_q4_nk writes W once per linear as fp16 [N, K] (K contiguous) into a scratch buffer, then
+//      wg_gemm<BN, R, false> multiplies xh [M, K] by it. Both operands reach shared memory through TMA
+//      (cp.async.bulk.tensor.2d, 128-byte swizzle, completion on an mbarrier), R stages deep.
+//  (c) wg_gemm<BN, R, true>: TMA brings xh and the packed int4 slice (plus its scales and zeros) into an
+//      R-deep ring; three producer warps dequantize each slice into a 2-deep ring of fp16 B tiles, written
+//      in the same 128-byte-swizzled layout the TMA would produce. No fp16 scratch in device memory.
+//
+// Block: 384 threads = 3 warpgroups. Warpgroup 0 produces (warp 0 lane 0 issues the TMA copies; in (c)
+// warps 1-3 dequantize), warpgroups 1 and 2 consume: each owns 64 rows of the 128 × BN block tile and
+// issues 4 wgmma m64nBNk16 per 64-wide K slice. setmaxnreg moves registers from the producer to the
+// consumers (BN = 256: 128 f32 accumulators per consumer thread). Persistent grid: block b takes tiles
+// b, b + gridDim.x, ...; tile t = (m tile t % mtiles, n tile t / mtiles) so concurrent tiles share W columns.
+//
+// Shared-memory operands (canonical K-major layout, 128-byte swizzle): a tile of rows × 64 halves is
+// rows × 128 bytes; row r's 16-byte chunk c sits at r·128 + ((c ^ (r & 7)) · 16) from a 1024-aligned base.
+// Matrix descriptor: start address >> 4 (bits 0-13), leading byte offset 16 >> 4 (unused with this
+// swizzle, bits 16-29), stride byte offset 1024 >> 4 (8-row groups, bits 32-45), swizzle mode 1 = 128 B
+// (bits 62-63). The k16 step kk of a slice starts kk·32 bytes into each row (the swizzle is applied to
+// the absolute address, which is why the tiles are 1024-aligned).
+// Accumulator fragment of m64nN (per warpgroup): warp w holds rows 16w..16w+15; lane l: g = l / 4,
+// t = l % 4; d[4j + 0, 1] = (row g, cols 8j + 2t, +1), d[4j + 2, 3] = (row g + 8, same cols).
+//
+// Needs: K % 64 == 0, N % 8 == 0 (scratch path) or N % 32 == 0 (fused: the qzeros rows must be 16-byte
+// multiples for the TMA), gs == 32 or gs % 64 == 0, 16-byte aligned pointers. M and N need not be tile
+// multiples (TMA zero-fills what lies outside; the epilogue skips it).
+#pragma once
+#include <cuda.h>  // CUtensorMap (types only: the lab gets cuTensorMapEncodeTiled from the runtime)
+#include <cuda_fp16.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "gemmWgmma.cuh needs the sm_90a target: -gencode arch=compute_90a,code=sm_90a"
+#endif
+
+#ifndef WG_WATCHDOG_CYCLES
+// an mbarrier wait longer than this (~5 s at 1.7 GHz) traps: a pipeline bug then fails the launch
+// (cudaErrorLaunchFailure) instead of hanging the run
+#define WG_WATCHDOG_CYCLES (1ll << 33)
+#endif
+
+namespace wg {
+
+__device__ __forceinline__ uint32_t saddr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+// ---- mbarrier ---------------------------------------------------------------------------------
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// after the inits, before anyone (threads or the TMA unit) uses the barriers
+__device__ __forceinline__ void mbar_fence_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+// one arrival that also announces `bytes` of TMA transactions for the current phase
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ bool mbar_try(uint32_t bar, uint32_t parity) {
+  uint32_t ok;
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(ok)
+      : "r"(bar), "r"(parity)
+      : "memory");
+  return ok != 0;
+}
+__device__ unsigned wg_stuck;  // the kind of the barrier a trapped wait was stuck on
+// waits until the phase with this parity has completed (a fresh barrier: parity 0 = its first phase)
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity, int what) {
+  if (mbar_try(bar, parity)) return;
+  const long long t0 = clock64();
+  unsigned spins = 0;
+  while (!mbar_try(bar, parity)) {
+    if ((++spins & 255u) == 0 && clock64() - t0 > WG_WATCHDOG_CYCLES) {
+      wg_stuck = (unsigned)what;  // for a debugger; no printf here (a call would serialize the wgmma pipeline)
+      __trap();
+    }
+  }
+}
+
+// ---- TMA ----------------------------------------------------------------------------------------
+// 2-D tiled copy global -> shared; c0 = element index along the innermost dimension, c1 = row
+__device__ __forceinline__ void tma_2d(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void prefetch_map(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+// ordinary shared-memory stores -> visible to the async proxy (wgmma operand reads)
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void st_shared_v4(uint32_t a, uint4 v) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
+// ---- wgmma --------------------------------------------------------------------------------------
+__device__ __forceinline__ uint64_t desc_sw128(uint32_t smem_addr) {
+  return (uint64_t)((smem_addr & 0x3FFFFu) >> 4) | ((uint64_t)(16 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) |
+         ((uint64_t)1 << 62);
+}
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// pins the accumulators at this point of the program (no reads or writes of them move across it)
+template <int R>
+__device__ __forceinline__ void fence_regs(float (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+template <int R>
+__device__ __forceinline__ void reg_alloc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+template <int R>
+__device__ __forceinline__ void reg_dealloc() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+
+// d[128] += A(64x16, desc a) * B(16x256, desc b); scale_d = 0 overwrites d
+__device__ __forceinline__ void wgmma_m64n256k16(float (&d)[128], uint64_t a, uint64_t b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+      " %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+      " %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
+      " %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,"
+      " %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
+      "%128, %129, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(a), "l"(b), "r"(scale_d));
+}
+
+// d[64] += A(64x16, desc a) * B(16x128, desc b); scale_d = 0 overwrites d
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(a), "l"(b), "r"(scale_d));
+}
+
+
+// ---- dequantization -------------------------------------------------------------------------------
+// the 8 weights of one packed word (k = 8r .. 8r+7 of one column) as fp16, k order, with s2 = (s, s) and
+// z2 = (1024 + z + 1) in both halves: (1024 + q) − (1024 + z + 1) is exact, one rounding in the product
+// (the same values as gemm_q4_mma's shared-memory tile)
+__device__ __forceinline__ uint4 dq8(uint32_t q, half2 s2, half2 z2) {
+  uint32_t v[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {  // v[j] = (k = j, k = j + 4)
+    uint32_t t = ((q >> (4 * j)) & 0x000F000Fu) | 0x64006400u;  // 1024 + q in both halves
+    half2 h = __hmul2(__hsub2(*reinterpret_cast<half2*>(&t), z2), s2);
+    v[j] = *reinterpret_cast<uint32_t*>(&h);
+  }
+  uint4 o;  // (k0,k1) (k2,k3) (k4,k5) (k6,k7): low halves of v0/v1, v2/v3, then the high halves
+  o.x = __byte_perm(v[0], v[1], 0x5410);
+  o.y = __byte_perm(v[2], v[3], 0x5410);
+  o.z = __byte_perm(v[0], v[1], 0x7632);
+  o.w = __byte_perm(v[2], v[3], 0x7632);
+  return o;
+}
+__device__ __forceinline__ half2 zero_half2(uint32_t zword, int n) {
+  const uint32_t z = ((zword >> ((n & 7) * 4)) & 15u) + 1u;
+  const uint32_t u = (0x6400u | z) * 0x10001u;
+  return *reinterpret_cast<const half2*>(&u);
+}
+
+// (b) W[n, k] (fp16, K contiguous) = s[k / gs, n] · (q[k, n] − z[k / gs, n] − 1). Thread: column n, RP
+// consecutive packed rows (8·RP k values, one group: gs % (8·RP) == 0), one RP·16-byte contiguous store.
+// grid (ceil(N / 256), K / (8·RP)), 256 threads.
+template <int RP>
+__global__ void __launch_bounds__(256) dequant_q4_nk(__half* __restrict__ W, const uint32_t* __restrict__ qw,
+                                                    const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
+                                                    int N, int K, int gs) {
+  const int n = blockIdx.x * 256 + threadIdx.x;
+  if (n >= N) return;
+  const int r0 = blockIdx.y * RP;  // first packed row
+  const int g = r0 * 8 / gs;
+  const half2 s2 = __half2half2(scales[(size_t)g * N + n]);
+  const half2 z2 = zero_half2(__ldg(qzeros + (size_t)g * (N >> 3) + (n >> 3)), n);
+  uint32_t q[RP];
+#pragma unroll
+  for (int j = 0; j < RP; ++j) q[j] = __ldg(qw + (size_t)(r0 + j) * N + n);
+  uint4* dst = reinterpret_cast<uint4*>(W + (size_t)n * K + (size_t)r0 * 8);
+#pragma unroll
+  for (int j = 0; j < RP; ++j) dst[j] = dq8(q[j], s2, z2);
+}
+
+// ---- the GEMM -----------------------------------------------------------------------------------
+constexpr int BM = 128, BK = 64, THREADS = 384;
+
+template <int BN, int R, bool FUSED>
+struct Cfg {
+  static constexpr int A_BYTES = BM * BK * 2;                  // xh tile, 128-byte swizzled
+  static constexpr int B_BYTES = BN * BK * 2;                  // fp16 W tile [BN][64], 128-byte swizzled
+  static constexpr int Q_BYTES = FUSED ? (BK / 8) * BN * 4 : 0;  // packed int4 slice [8][BN] u32
+  static constexpr int S_BYTES = FUSED ? 2 * BN * 2 : 0;         // up to 2 group rows of scales
+  static constexpr int Z_BYTES = FUSED ? 2 * (BN / 8) * 4 : 0;   // up to 2 group rows of packed zeros
+  static constexpr int BSTAGES = FUSED ? 2 : R;                  // fp16 B tiles: TMA ring (b) / dequantized ring (c)
+  static constexpr int OFF_B = 0;
+  static constexpr int OFF_A = OFF_B + BSTAGES * B_BYTES;
+  static constexpr int OFF_Q = OFF_A + R * A_BYTES;
+  static constexpr int OFF_S = OFF_Q + R * Q_BYTES;
+  static constexpr int OFF_Z = OFF_S + R * S_BYTES;
+  static constexpr int END = OFF_Z + R * Z_BYTES;
+  static constexpr int SMEM = END + 1024;  // the base is rounded up to 1024 bytes
+  static_assert(BN == 128 || BN == 256, "BN");
+  static_assert(S_BYTES % 128 == 0 && Z_BYTES % 128 == 0, "TMA destinations must stay 128-byte aligned");
+};
+
+template <int BN>
+__device__ __forceinline__ void wgmma_bn(float (&d)[BN / 2], uint64_t a, uint64_t b);
+template <>
+__device__ __forceinline__ void wgmma_bn<256>(float (&d)[128], uint64_t a, uint64_t b) { wgmma_m64n256k16(d, a, b, 1); }
+template <>
+__device__ __forceinline__ void wgmma_bn<128>(float (&d)[64], uint64_t a, uint64_t b) { wgmma_m64n128k16(d, a, b, 1); }
+
+// barrier kinds in the watchdog message
+enum { BAR_FULL = 1, BAR_EMPTY = 2, BAR_BFULL = 3, BAR_BEMPTY = 4 };
+
+// y[M, N] f32 (+)= xh[M, K] · W[N, K]ᵀ.
+//   tmA: xh fp16 [M][K], box {64, 128}, 128-byte swizzle
+//   (b) tmB: W fp16 [N][K], box {64, BN}, 128-byte swizzle; tmS, tmZ unused
+//   (c) tmB: qweight u32 [K/8][N], box {BN, 8}; tmS: scales fp16 [K/gs][N], box {BN, sg};
+//       tmZ: qzeros u32 [K/gs][N/8], box {BN/8, sg}; sg = 2 when gs == 32, else 1
+// PREG / CREG: registers per producer / consumer thread after setmaxnreg (≤ 65536 / MINB in all).
+template <int BN, int R, bool FUSED, int MINB, int PREG, int CREG>
+__global__ void __launch_bounds__(THREADS, MINB)
+    wg_gemm(float* __restrict__ y, int M, int N, int K, int accumulate, int gs, const __grid_constant__ CUtensorMap tmA,
+            const __grid_constant__ CUtensorMap tmB, const __grid_constant__ CUtensorMap tmS,
+            const __grid_constant__ CUtensorMap tmZ) {
+  using C = Cfg<BN, R, FUSED>;
+  static_assert(128 * PREG + 256 * CREG <= 65536 / MINB, "register budget");
+  extern __shared__ unsigned char wg_smem[];
+  __shared__ __align__(8) uint64_t bar_full[R], bar_empty[R], bar_bfull[2], bar_bempty[2];
+  const uint32_t sbase = (saddr(wg_smem) + 1023u) & ~1023u;
+  unsigned char* gbase = wg_smem + (sbase - saddr(wg_smem));  // generic pointer to the same byte
+  const int tid = threadIdx.x, wgi = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+  const int mtiles = (M + BM - 1) / BM, ntiles = (N + BN - 1) / BN, tiles = mtiles * ntiles, nk = K / BK;
+  const int sg = gs < BK ? BK / gs : 1;
+  const uint32_t full0 = saddr(&bar_full[0]), empty0 = saddr(&bar_empty[0]);
+  const uint32_t bfull0 = saddr(&bar_bfull[0]), bempty0 = saddr(&bar_bempty[0]);
+
+  if (tid == 0) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+      mbar_init(full0 + 8 * i, 1);   // the producer's arrive.expect_tx (+ the TMA bytes)
+      mbar_init(empty0 + 8 * i, 8);  // one arrival per consumer warp
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      mbar_init(bfull0 + 8 * i, 3);   // one per dequantizing warp
+      mbar_init(bempty0 + 8 * i, 8);  // one per consumer warp
+    }
+    mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (wgi == 0) {
+    reg_dealloc<PREG>();
+    if (warp == 0) {
+      if (lane == 0) {  // TMA issue
+        prefetch_map(&tmA);
+        prefetch_map(&tmB);
+        if (FUSED) {
+          prefetch_map(&tmS);
+          prefetch_map(&tmZ);
+        }
+        const uint32_t tx = FUSED ? C::A_BYTES + C::Q_BYTES + sg * BN * 2 + sg * (BN / 8) * 4 : C::A_BYTES + C::B_BYTES;
+        int j = 0;
+        for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+          const int m0 = (tile % mtiles) * BM, n0 = (tile / mtiles) * BN;
+          for (int kb = 0; kb < nk; ++kb, ++j) {
+            const int s = j % R, use = j / R;
+            if (use > 0) mbar_wait(empty0 + 8 * s, (use - 1) & 1, BAR_EMPTY);
+            const uint32_t full = full0 + 8 * s;
+            mbar_expect_tx(full, tx);
+            tma_2d(sbase + C::OFF_A + s * C::A_BYTES, &tmA, kb * BK, m0, full);
+            if (!FUSED) {
+              tma_2d(sbase + C::OFF_B + s * C::B_BYTES, &tmB, kb * BK, n0, full);
+            } else {
+              const int grow = kb * BK / gs;
+              tma_2d(sbase + C::OFF_Q + s * C::Q_BYTES, &tmB, n0, kb * (BK / 8), full);
+              tma_2d(sbase + C::OFF_S + s * C::S_BYTES, &tmS, n0, grow, full);
+              tma_2d(sbase + C::OFF_Z + s * C::Z_BYTES, &tmZ, n0 / 8, grow, full);
+            }
+          }
+        }
+      }
+    } else if (FUSED) {  // warps 1-3: int4 slice -> swizzled fp16 B tile
+      const int t = tid - 32;  // 0..95
+      int j = 0;
+      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        for (int kb = 0; kb < nk; ++kb, ++j) {
+          const int s = j % R, use = j / R, b = j & 1, buse = j >> 1;
+          mbar_wait(full0 + 8 * s, use & 1, BAR_FULL);
+          if (buse > 0) mbar_wait(bempty0 + 8 * b, (buse - 1) & 1, BAR_BEMPTY);
+          const uint32_t* qs = reinterpret_cast<const uint32_t*>(gbase + C::OFF_Q + s * C::Q_BYTES);
+          const __half* ss = reinterpret_cast<const __half*>(gbase + C::OFF_S + s * C::S_BYTES);
+          const uint32_t* zs = reinterpret_cast<const uint32_t*>(gbase + C::OFF_Z + s * C::Z_BYTES);
+          const uint32_t bt = sbase + C::OFF_B + b * C::B_BYTES;
+#pragma unroll 2
+          for (int u = t; u < 8 * BN; u += 96) {
+            const int n = u & (BN - 1), r = u / BN;  // column n, packed row r (k = 8r .. 8r+7)
+            const int gl = sg == 2 ? (r >> 2) : 0;
+            const uint32_t q = qs[r * BN + n];
+            const half2 s2 = __half2half2(ss[gl * BN + n]);
+            const half2 z2 = zero_half2(zs[gl * (BN / 8) + (n >> 3)], n);
+            st_shared_v4(bt + n * 128 + ((r ^ (n & 7)) << 4), dq8(q, s2, z2));
+          }
+          fence_proxy_async();
+          __syncwarp();
+          if (lane == 0) mbar_arrive(bfull0 + 8 * b);
+        }
+      }
+    }
+  } else {
+    reg_alloc<CREG>();
+    const int c = wgi - 1;  // rows c·64 .. c·64+63 of the block tile
+    float acc[BN / 2];
+    int j = 0;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const int m0 = (tile % mtiles) * BM, n0 = (tile / mtiles) * BN;
+#pragma unroll
+      for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
+      for (int kb = 0; kb < nk; ++kb, ++j) {
+        const int s = j % R, use = j / R, b = j & 1;
+        mbar_wait(full0 + 8 * s, use & 1, BAR_FULL);
+        if (FUSED) mbar_wait(bfull0 + 8 * b, (j >> 1) & 1, BAR_BFULL);
+        const uint64_t da = desc_sw128(sbase + C::OFF_A + s * C::A_BYTES + c * (64 * 128));
+        const uint64_t db = desc_sw128(sbase + C::OFF_B + (FUSED ? b : s) * C::B_BYTES);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk) wgmma_bn<BN>(acc, da + 2 * kk, db + 2 * kk);  // +32 bytes per k16
+        wg_commit();
+        if (kb > 0) {  // the previous slice's wgmmas are done: give its buffers back
+          wg_wait<1>();
+          if (lane == 0) {
+            mbar_arrive(empty0 + 8 * ((j - 1) % R));
+            if (FUSED) mbar_arrive(bempty0 + 8 * ((j - 1) & 1));
+          }
+        }
+      }
+      wg_wait<0>();
+      fence_regs(acc);
+      if (lane == 0) {
+        mbar_arrive(empty0 + 8 * ((j - 1) % R));
+        if (FUSED) mbar_arrive(bempty0 + 8 * ((j - 1) & 1));
+      }
+      const int row = m0 + c * 64 + warp * 16 + (lane >> 2);
+      const int col0 = n0 + 2 * (lane & 3);
+#pragma unroll
+      for (int jn = 0; jn < BN / 8; ++jn) {
+        const int col = col0 + jn * 8;
+        if (col >= N) continue;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = row + 8 * h;
+          if (r >= M) continue;
+          float2* dst = reinterpret_cast<float2*>(y + (size_t)r * N + col);
+          float2 v = make_float2(acc[4 * jn + 2 * h], acc[4 * jn + 2 * h + 1]);
+          if (accumulate) {
+            const float2 o = *dst;
+            v.x += o.x;
+            v.y += o.y;
+          }
+          *dst = v;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace wg
