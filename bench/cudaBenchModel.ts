@@ -50,9 +50,10 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   const prefill = await timePrefill('');
   const prefillOld: Record<string, number> = {};
   if (process.env.QLLAMA_BENCH_PREFILL_OLD === '1') {
+    const before = backend.prefillKernels;
     backend.prefillKernels = 'old';
     Object.assign(prefillOld, await timePrefill(' (old kernels: wmma GEMM, looped decode attention)'));
-    backend.prefillKernels = 'mma';
+    backend.prefillKernels = before;
   }
   // QLLAMA_BENCH_PREFILL_ONLY=1: load and prefill only
   const decodeContexts = process.env.QLLAMA_BENCH_PREFILL_ONLY === '1' ? [] : [1, 512, 2048];

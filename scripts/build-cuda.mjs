@@ -1,5 +1,6 @@
 // Compiles every kernel under src/backends/cuda/kernels/*.cu into one fatbin (sm_80, sm_86, sm_89,
-// sm_90 machine code + compute_90 PTX for newer GPUs) at src/backends/cuda/qllama-kernels.fatbin,
+// sm_90a machine code + compute_90 PTX for newer GPUs; sm_90a, not sm_90: the Hopper GEMM (gemm_wgmma.cu)
+// needs wgmma, and sm_90a code runs on every sm_90 card) at src/backends/cuda/qllama-kernels.fatbin,
 // and copies it next to the compiled backend in dist/ when that exists. Needs nvcc (CUDA >= 12).
 // Usage: npm run build:cuda [-- --verbose]   (QLLAMA_NVCC overrides the nvcc path)
 import { spawnSync } from 'node:child_process';
@@ -20,7 +21,7 @@ const work = mkdtempSync(path.join(tmpdir(), 'qllama-cuda-'));
 const unity = path.join(work, 'qllama_kernels.cu');
 writeFileSync(unity, sources.map((f) => `#include "${path.join(kernelDir, f)}"\n`).join(''));
 
-const targets = ['80', '86', '89', '90'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
+const targets = ['80', '86', '89', '90a'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
 const args = ['-fatbin', '-O3', '-std=c++17', '-lineinfo', ...targets, '-gencode', 'arch=compute_90,code=compute_90',
   ...(verbose ? ['-Xptxas', '-v'] : []), '-o', out, unity];
 const t0 = Date.now();

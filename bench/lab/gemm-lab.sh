@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the prefill GEMM lab (bench/lab/gemmLab.cu): the shipped gemm_q4_mma against Hopper wgmma
-# kernels (dequantize-to-fp16 + wgmma, and fused int4 wgmma; bench/lab/gemmWgmma.cuh) at the 13B shapes with
+# kernels (dequantize-to-fp16 + wgmma, and fused int4 wgmma; src/backends/cuda/kernels/gemm_wgmma.cuh) at the 13B shapes with
 # M = 2048 and 512, plus the prefill attention kernel, then (if PyTorch sees the GPU) cuBLAS fp16 GEMMs
 # at the same shapes for comparison.
 # Each wgmma variant first runs a small-shape probe in its own process under `timeout` (a pipeline bug

@@ -1,6 +1,6 @@
 // Lab: prefill GEMMs of a 13B 4-bit g128 GPTQ model (q4 layout) on the H100, M = 2048 and 512 rows.
 //   (a) q4mma     the shipped gemm_q4_mma (src/backends/cuda/kernels/gemm_mma.cu, included as is)
-//   (b) wg*       dequant_q4_nk (int4 -> fp16 [N, K] scratch, timed and counted) + wgmma GEMM (gemmWgmma.cuh)
+//   (b) wg*       dequant_q4_nk (int4 -> fp16 [N, K] scratch, timed and counted) + wgmma GEMM (src/backends/cuda/kernels/gemm_wgmma.cu + .cuh)
 //       mma16     the same scratch + an mma.sync fp16 GEMM (sm_80 instructions: the fallback if wgmma fails)
 //   (c) fused*    wgmma GEMM that dequantizes each int4 slice into shared memory itself
 // Also: x_to_half (x f32 -> fp16, every path needs it once per linear input) and the prefill attention
@@ -27,7 +27,7 @@
 #include "../../src/backends/cuda/kernels/gemm_mma.cu"
 #include "../../src/backends/cuda/kernels/attention_flash.cu"
 #include "../../src/backends/cuda/kernels/readbw.cu"
-#include "gemmWgmma.cuh"
+#include "../../src/backends/cuda/kernels/gemm_wgmma.cu"
 
 #define CK(x)                                                                                               \
   do {                                                                                                      \

@@ -141,6 +141,7 @@ test('linear: GPTQ 4-bit GEMM for rows > 1 (mma.sync and the old wmma kernel), o
     [1280, 520, 128, true, [2, 17, 130, 512]], [1280, 520, 128, false, [4, 512]], [768, 200, 64, false, [2, 5, 129]],
     [384, 136, 32, true, [3, 64, 257]], [5120, 1000, 128, true, [2, 33]], [2816, 1024, 128, false, [200]],
   ];
+  const before = gpu().prefillKernels;
   for (const mode of ['mma', 'old'] as const) {
     gpu().prefillKernels = mode;
     for (const [k, n, gs, ao, rowsList] of cases) {
@@ -148,7 +149,7 @@ test('linear: GPTQ 4-bit GEMM for rows > 1 (mma.sync and the old wmma kernel), o
       for (const rows of rowsList) checkLinear(`gemm[${mode}] q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`, w, rows, HALF_TOL);
     }
   }
-  gpu().prefillKernels = 'mma';
+  gpu().prefillKernels = before;
 });
 
 test('linear: GPTQ 8, 3 and 2 bits', { skip: skipNoGpu }, () => {
@@ -168,6 +169,7 @@ test('linear: dense fp16 (lm_head), with and without bias', { skip: skipNoGpu },
 });
 
 test('writeKv + attention: decode over a long context, prefill (flash and looped kernels), grouped KV heads', { skip: skipNoGpu }, () => {
+  const before = gpu().prefillKernels;
   for (const mode of ['mma', 'old'] as const) for (const [heads, kvHeads, headDim] of [[8, 8, 128], [8, 2, 64], [4, 4, 256]]) {
     gpu().prefillKernels = mode;
     const maxSeq = 1024, layers = 2, layer = 1;
@@ -193,11 +195,12 @@ test('writeKv + attention: decode over a long context, prefill (flash and looped
       assert.ok(err < HALF_TOL, `attention[${mode}] ${heads}/${kvHeads}x${headDim} step ${i}: err ${err}`);
     });
   }
-  gpu().prefillKernels = 'mma';
+  gpu().prefillKernels = before;
 });
 
 test('attention over 1000-2100 cached positions: one row and three (split kernel), grouped KV heads, head sizes 64/128/256', { skip: skipNoGpu }, () => {
   // 'old' prefill kernels: three rows also go through attn_split (its row dimension, causal limit pos + t + 1)
+  const before = gpu().prefillKernels;
   gpu().prefillKernels = 'old';
   for (const [heads, kvHeads, headDim] of [[8, 8, 128], [8, 2, 64], [32, 8, 128], [4, 4, 256]]) {
     const maxSeq = 2200, filled = 2100, width = kvHeads * headDim;
@@ -218,7 +221,7 @@ test('attention over 1000-2100 cached positions: one row and three (split kernel
       assert.ok(err < HALF_TOL, `attention ${heads}/${kvHeads}x${headDim} case ${i}: err ${err}`);
     });
   }
-  gpu().prefillKernels = 'mma';
+  gpu().prefillKernels = before;
 });
 
 /** Deterministic per call site, so both backends see the same values. */

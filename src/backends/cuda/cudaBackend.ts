@@ -14,7 +14,7 @@ import {
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
-import { GEMM_MMA_SHARED, launchLinear, type GemmOptions } from './linearLaunch.js';
+import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { openDevice } from './openDevice.js';
@@ -43,6 +43,22 @@ class CudaKvCache implements KvCache {
 /** A device buffer that only grows; growing invalidates captured graphs (they hold its address). */
 interface Scratch { ptr: DevicePtr | null; bytes: number }
 
+/**
+ * Prefill kernels (rows > 1):
+ *   'wgmma': as 'mma', but q4 GEMMs of ≥ WGMMA_MIN_ROWS rows on sm_90 dequantize the weights to fp16 and
+ *            run the wgmma/TMA GEMM (gemm_wgmma.cu); elsewhere the same as 'mma'
+ *   'mma':   the mma.sync int4 GEMM + flash attention
+ *   'old':   the wmma GEMM with per-element dequantization + the looped decode attention
+ */
+export type PrefillKernels = 'wgmma' | 'mma' | 'old';
+/** the default where $QLLAMA_CUDA_PREFILL is not set */
+export const DEFAULT_PREFILL: PrefillKernels = 'wgmma';
+
+function prefillFromEnv(): PrefillKernels {
+  const v = process.env.QLLAMA_CUDA_PREFILL;
+  return v === 'wgmma' || v === 'mma' || v === 'old' ? v : DEFAULT_PREFILL;
+}
+
 export class CudaBackend implements Backend {
   readonly name = 'cuda';
   readonly mem: DeviceMemory;
@@ -68,13 +84,17 @@ export class CudaBackend implements Backend {
   /** per (row, head) tickets of the split attention (zeroed when allocated; the kernel leaves them at zero) */
   private readonly attnTickets: Scratch = { ptr: null, bytes: 0 };
   private readonly xHalf: Scratch = { ptr: null, bytes: 0 }; // fp16 copy of a GEMM's x (rows > 1)
+  /** fp16 [N, K] weights of the wgmma GEMM: one matrix at a time, kept (141 MB for 13B's MLP) */
+  private readonly wHalf: Scratch = { ptr: null, bytes: 0 };
   /**
-   * Prefill kernels (rows > 1): 'mma' = the mma.sync int4 GEMM + flash attention (default);
-   * 'old' = the wmma GEMM with per-element dequantization + the looped decode attention
-   * ($QLLAMA_CUDA_PREFILL=old). Tests and benchmarks switch it to compare.
+   * Prefill kernels (PrefillKernels; $QLLAMA_CUDA_PREFILL=wgmma|mma|old, default DEFAULT_PREFILL).
+   * Tests and benchmarks switch it to compare.
    */
-  prefillKernels: 'mma' | 'old' = process.env.QLLAMA_CUDA_PREFILL === 'old' ? 'old' : 'mma';
+  prefillKernels: PrefillKernels = prefillFromEnv();
   private readonly mmaGemmFits: boolean;
+  /** sm_90 with tensor maps and the wgmma GEMM's shared memory: 'wgmma' takes effect */
+  readonly wgmmaFits: boolean;
+  private readonly wgmma: WgmmaOptions;
   private readonly flashFits: boolean;
   private readonly argmaxOut: DevicePtr;
   private readonly argmaxHost = new Int32Array(1);
@@ -89,7 +109,9 @@ export class CudaBackend implements Backend {
   private constructor(readonly cu: Driver, readonly device: number, readonly stream: CuStream) {
     this.mem = new DeviceMemory(cu);
     // programmatic dependent launch: sm_90+, where the driver has cuLaunchKernelEx; QLLAMA_CUDA_PDL=0 turns it off
-    const pdl = cu.attribute(DeviceAttribute.ComputeCapabilityMajor, device) >= 9 && cu.hasLaunchEx() && process.env.QLLAMA_CUDA_PDL !== '0';
+    const ccMajor = cu.attribute(DeviceAttribute.ComputeCapabilityMajor, device);
+    const ccMinor = cu.attribute(DeviceAttribute.ComputeCapabilityMinor, device);
+    const pdl = ccMajor >= 9 && cu.hasLaunchEx() && process.env.QLLAMA_CUDA_PDL !== '0';
     this.kernels = new KernelModule(cu, stream, pdl);
     this.smCount = cu.attribute(DeviceAttribute.MultiprocessorCount, device);
     this.deviceName = cu.deviceName(device);
@@ -104,6 +126,10 @@ export class CudaBackend implements Backend {
     const optin = cu.attribute(DeviceAttribute.MaxSharedMemoryPerBlockOptin, device);
     this.mmaGemmFits = optin >= GEMM_MMA_SHARED;
     if (this.mmaGemmFits) this.kernels.allowDynamicShared('gemm_q4_mma', GEMM_MMA_SHARED);
+    // the fatbin's sm_90a code runs on compute capability 9.0 only
+    this.wgmmaFits = this.mmaGemmFits && ccMajor === 9 && ccMinor === 0 && cu.hasTensorMaps() && optin >= GEMM_WGMMA_SHARED;
+    if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_256', GEMM_WGMMA_SHARED);
+    this.wgmma = { weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);
   }
@@ -222,7 +248,7 @@ export class CudaBackend implements Backend {
     if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
     const off = BigInt(shape.layer * c.layerBytes());
     const pos = this.posPtr();
-    if (rows > 1 && (d === 64 || d === 128) && this.prefillKernels === 'mma' && this.flashFits && shape.heads % shape.kvHeads === 0) {
+    if (rows > 1 && (d === 64 || d === 128) && this.prefillKernels !== 'old' && this.flashFits && shape.heads % shape.kvHeads === 0) {
       // flash-style causal kernel: a block per (64 query rows, head)
       this.batch.flush();
       this.kernels.launch(`attn_flash_${d}`, { x: Math.ceil(rows / 64), y: shape.heads }, { x: 128 },
@@ -340,7 +366,11 @@ export class CudaBackend implements Backend {
 
   // --- internals -------------------------------------------------------------------------
   private gemmOptions(): GemmOptions {
-    return { mma: this.prefillKernels === 'mma' && this.mmaGemmFits, scratch: (bytes) => this.grow(this.xHalf, bytes) };
+    return {
+      mma: this.prefillKernels !== 'old' && this.mmaGemmFits,
+      scratch: (bytes) => this.grow(this.xHalf, bytes),
+      wgmma: this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null,
+    };
   }
 
   private posPtr(): DevicePtr | null {
@@ -355,7 +385,8 @@ export class CudaBackend implements Backend {
     return p;
   }
 
-  private grow(s: Scratch, bytes: number): DevicePtr {
+  /** @param double grow to at least twice the old size (false: exactly `bytes`, for large buffers) */
+  private grow(s: Scratch, bytes: number, double = true): DevicePtr {
     if (s.ptr !== null && s.bytes >= bytes) return s.ptr;
     if (this.capturing && s === this.step) throw new CudaUnsupportedError('step buffer grew during capture');
     if (s.ptr !== null) {
@@ -369,7 +400,7 @@ export class CudaBackend implements Backend {
         this.dropGraphs();
       }
     }
-    const size = Math.max(bytes, 2 * s.bytes, 256);
+    const size = Math.max(bytes, double ? 2 * s.bytes : 0, 256);
     s.ptr = this.mem.alloc(size);
     s.bytes = size;
     return s.ptr;

@@ -46,6 +46,7 @@ interface Koffi {
   array(type: string, length: number): unknown;
   encode(ref: unknown, type: unknown, value: number[]): void;
   address(ref: unknown): bigint;
+  decode(ref: unknown, offset: number, type: string, length: number): Uint8Array;
 }
 
 /** CUlaunchAttribute {id, pad, value[64 bytes]} asking for programmatic stream serialization */
@@ -96,8 +97,32 @@ type Name = keyof typeof SIGNATURES;
 export const enum DeviceAttribute {
   MultiprocessorCount = 16,
   ComputeCapabilityMajor = 75,
+  ComputeCapabilityMinor = 76,
   MaxSharedMemoryPerBlockOptin = 97,
 }
+
+/** sizeof(CUtensorMap): an opaque TMA descriptor, 64-byte aligned where the driver writes it */
+export const TENSOR_MAP_BYTES = 128;
+/** A 2-D tiled TMA descriptor (cuTensorMapEncodeTiled), always fp16, no interleave, L2 promotion 256 B, zero fill. */
+export interface TensorMap2d {
+  /** global address, 16-byte aligned */
+  readonly base: DevicePtr;
+  /** elements along the contiguous dimension, and rows */
+  readonly inner: number;
+  readonly outer: number;
+  /** bytes from one row to the next (a multiple of 16) */
+  readonly rowBytes: number;
+  /** the box (shared-memory tile) in elements: inner · 2 bytes ≤ the swizzle span */
+  readonly boxInner: number;
+  readonly boxOuter: number;
+  /** CUtensorMapSwizzle */
+  readonly swizzle: TensorMapSwizzle;
+}
+export const enum TensorMapSwizzle { None = 0, B32 = 1, B64 = 2, B128 = 3 }
+const CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = 6;
+const CU_TENSOR_MAP_INTERLEAVE_NONE = 0;
+const CU_TENSOR_MAP_L2_PROMOTION_L2_256B = 3;
+const CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0;
 
 /** CUfunction_attribute: raise a kernel's dynamic shared memory limit above 48 KiB. */
 export const FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
@@ -140,7 +165,21 @@ export function loadDriver(): Driver | string {
   } catch {
     launchEx = null;
   }
-  cached = new Driver(fns, launchEx);
+  // cuTensorMapEncodeTiled (CUDA >= 12, a host-only call) writing into 64-byte aligned memory that lives as
+  // long as the process; without it the Hopper GEMM is not used
+  let tensorMap: TensorMapEncoder | null;
+  try {
+    const fn = lib.func('int cuTensorMapEncodeTiled(uint64_t map, int dataType, unsigned int rank, uint64_t base, ' +
+      'const uint64_t *dims, const uint64_t *strides, const uint32_t *box, const uint32_t *elementStrides, ' +
+      'int interleave, int swizzle, int l2Promotion, int oobFill)');
+    const block = koffi.alloc('uint8_t', TENSOR_MAP_BYTES + 64);
+    const addr = koffi.address(block);
+    const offset = Number((64n - (addr % 64n)) % 64n);
+    tensorMap = { fn, addr: addr + BigInt(offset), read: () => Buffer.from(koffi.decode(block, offset, 'uint8_t', TENSOR_MAP_BYTES)) };
+  } catch {
+    tensorMap = null;
+  }
+  cached = new Driver(fns, launchEx, tensorMap);
   return cached;
 }
 
@@ -158,11 +197,20 @@ export function cudaAvailable(): { ok: true } | { ok: false; reason: string } {
   }
 }
 
+interface TensorMapEncoder {
+  readonly fn: Fn;
+  /** the aligned 128 bytes the driver writes */
+  readonly addr: bigint;
+  /** a copy of them */
+  readonly read: () => Buffer;
+}
+
 /** Kernel launch geometry. */
 export interface Dim3 { readonly x: number; readonly y?: number; readonly z?: number }
 
 export class Driver {
-  constructor(private readonly f: Record<Name, Fn>, private readonly launchEx: { readonly fn: Fn; readonly attrs: bigint } | null = null) {}
+  constructor(private readonly f: Record<Name, Fn>, private readonly launchEx: { readonly fn: Fn; readonly attrs: bigint } | null = null,
+    private readonly tensorMap: TensorMapEncoder | null = null) {}
 
   private readonly launchConfig = Buffer.alloc(LAUNCH_CONFIG_BYTES);
 
@@ -281,6 +329,26 @@ export class Driver {
     c.writeUInt32LE(1, 48);
     const rc = this.launchEx.fn(c, fn, params, null) as number;
     if (rc !== 0) throw new CudaError('cuLaunchKernelEx', rc, `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1} (programmatic dependent launch; QLLAMA_CUDA_PDL=0 turns it off)`);
+  }
+
+  /** Whether encodeTensorMap2d is available (the driver has cuTensorMapEncodeTiled). */
+  hasTensorMaps(): boolean { return this.tensorMap !== null; }
+
+  /**
+   * A CUtensorMap (TENSOR_MAP_BYTES) for a 2-D fp16 tensor, to pass by value to a kernel's
+   * `const __grid_constant__ CUtensorMap` parameter (a launch copies the bytes).
+   */
+  encodeTensorMap2d(m: TensorMap2d): Buffer {
+    if (!this.tensorMap) throw new CudaError('cuTensorMapEncodeTiled', 500, 'the driver does not have it (CUDA >= 12 needed)');
+    const rc = this.tensorMap.fn(this.tensorMap.addr, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, m.base,
+      new BigUint64Array([BigInt(m.inner), BigInt(m.outer)]), new BigUint64Array([BigInt(m.rowBytes)]),
+      new Uint32Array([m.boxInner, m.boxOuter]), new Uint32Array([1, 1]),
+      CU_TENSOR_MAP_INTERLEAVE_NONE, m.swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) as number;
+    if (rc !== 0) {
+      throw new CudaError('cuTensorMapEncodeTiled', rc,
+        `dims {${m.inner}, ${m.outer}}, row ${m.rowBytes} bytes, box {${m.boxInner}, ${m.boxOuter}}, base 0x${m.base.toString(16)}`);
+    }
+    return this.tensorMap.read();
   }
 
   createStream(): CuStream {

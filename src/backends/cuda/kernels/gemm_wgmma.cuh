@@ -1,4 +1,6 @@
-// Hopper (sm_90a) prefill GEMM for the lab (bench/lab/gemmLab.cu): y[m, n] (+)= Σ_k xh[m, k] · W[n, k]
+// Hopper (sm_90a) prefill GEMM: y[m, n] (+)= Σ_k xh[m, k] · W[n, k]. The product launches (b) through
+// gemm_wgmma.cu's extern "C" entry points (linearLaunch.ts); the lab (bench/lab/gemmLab.cu) includes
+// gemm_wgmma.cu and instantiates the templates below for every variant, (c) included.
 // on int4 GPTQ weights in the q4 layout (qweight [K/8, N] u32, 8 k of one column per word, LSB first;
 // scales [K/gs, N] fp16; qzeros [K/gs, N/8] u32, stored zero z, the weight is s·(q − (z + 1))).
 //
@@ -28,14 +30,16 @@
 // Needs: K % 64 == 0, N % 8 == 0 (scratch path) or N % 32 == 0 (fused: the qzeros rows must be 16-byte
 // multiples for the TMA), gs == 32 or gs % 64 == 0, 16-byte aligned pointers. M and N need not be tile
 // multiples (TMA zero-fills what lies outside; the epilogue skips it).
+// Arch: the wgmma / TMA / setmaxnreg code below exists only in the host pass and the sm_90a device pass
+// (WG_SM90A); the other targets of the product's fatbin (sm_80/86/89, plain compute_90 PTX) see only
+// the dequantization, and gemm_wgmma.cu's GEMM entry point traps there.
 #pragma once
-#include <cuda.h>  // CUtensorMap (types only: the lab gets cuTensorMapEncodeTiled from the runtime)
+#include <cuda.h>  // CUtensorMap (types only: the host gets cuTensorMapEncodeTiled from the driver)
 #include <cuda_fp16.h>
 #include <stdint.h>
-#include <stdio.h>
 
-#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#error "gemmWgmma.cuh needs the sm_90a target: -gencode arch=compute_90a,code=sm_90a"
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WG_SM90A 1
 #endif
 
 #ifndef WG_WATCHDOG_CYCLES
@@ -45,6 +49,8 @@
 #endif
 
 namespace wg {
+
+#ifdef WG_SM90A
 
 __device__ __forceinline__ uint32_t saddr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
@@ -187,6 +193,8 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t a, uin
 }
 
 
+#endif  // WG_SM90A
+
 // ---- dequantization -------------------------------------------------------------------------------
 // the 8 weights of one packed word (k = 8r .. 8r+7 of one column) as fp16, k order, with s2 = (s, s) and
 // z2 = (1024 + z + 1) in both halves: (1024 + q) − (1024 + z + 1) is exact, one rounding in the product
@@ -216,9 +224,9 @@ __device__ __forceinline__ half2 zero_half2(uint32_t zword, int n) {
 // consecutive packed rows (8·RP k values, one group: gs % (8·RP) == 0), one RP·16-byte contiguous store.
 // grid (ceil(N / 256), K / (8·RP)), 256 threads.
 template <int RP>
-__global__ void __launch_bounds__(256) dequant_q4_nk(__half* __restrict__ W, const uint32_t* __restrict__ qw,
-                                                    const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
-                                                    int N, int K, int gs) {
+__device__ __forceinline__ void dequant_q4_nk_body(__half* __restrict__ W, const uint32_t* __restrict__ qw,
+                                                   const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
+                                                   int N, int K, int gs) {
   const int n = blockIdx.x * 256 + threadIdx.x;
   if (n >= N) return;
   const int r0 = blockIdx.y * RP;  // first packed row
@@ -233,8 +241,17 @@ __global__ void __launch_bounds__(256) dequant_q4_nk(__half* __restrict__ W, con
   for (int j = 0; j < RP; ++j) dst[j] = dq8(q[j], s2, z2);
 }
 
+template <int RP>
+__global__ void __launch_bounds__(256) dequant_q4_nk(__half* __restrict__ W, const uint32_t* __restrict__ qw,
+                                                    const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
+                                                    int N, int K, int gs) {
+  dequant_q4_nk_body<RP>(W, qw, scales, qzeros, N, K, gs);
+}
+
 // ---- the GEMM -----------------------------------------------------------------------------------
 constexpr int BM = 128, BK = 64, THREADS = 384;
+
+#ifdef WG_SM90A
 
 template <int BN, int R, bool FUSED>
 struct Cfg {
@@ -271,11 +288,11 @@ enum { BAR_FULL = 1, BAR_EMPTY = 2, BAR_BFULL = 3, BAR_BEMPTY = 4 };
 //   (c) tmB: qweight u32 [K/8][N], box {BN, 8}; tmS: scales fp16 [K/gs][N], box {BN, sg};
 //       tmZ: qzeros u32 [K/gs][N/8], box {BN/8, sg}; sg = 2 when gs == 32, else 1
 // PREG / CREG: registers per producer / consumer thread after setmaxnreg (≤ 65536 / MINB in all).
+// The maps are the calling kernel's own __grid_constant__ parameters (the TMA needs their param-space address).
 template <int BN, int R, bool FUSED, int MINB, int PREG, int CREG>
-__global__ void __launch_bounds__(THREADS, MINB)
-    wg_gemm(float* __restrict__ y, int M, int N, int K, int accumulate, int gs, const __grid_constant__ CUtensorMap tmA,
-            const __grid_constant__ CUtensorMap tmB, const __grid_constant__ CUtensorMap tmS,
-            const __grid_constant__ CUtensorMap tmZ) {
+__device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N, int K, int accumulate, int gs,
+                                             const CUtensorMap& tmA, const CUtensorMap& tmB, const CUtensorMap& tmS,
+                                             const CUtensorMap& tmZ) {
   using C = Cfg<BN, R, FUSED>;
   static_assert(128 * PREG + 256 * CREG <= 65536 / MINB, "register budget");
   extern __shared__ unsigned char wg_smem[];
@@ -417,5 +434,15 @@ __global__ void __launch_bounds__(THREADS, MINB)
     }
   }
 }
+
+template <int BN, int R, bool FUSED, int MINB, int PREG, int CREG>
+__global__ void __launch_bounds__(THREADS, MINB)
+    wg_gemm(float* __restrict__ y, int M, int N, int K, int accumulate, int gs, const __grid_constant__ CUtensorMap tmA,
+            const __grid_constant__ CUtensorMap tmB, const __grid_constant__ CUtensorMap tmS,
+            const __grid_constant__ CUtensorMap tmZ) {
+  wg_gemm_body<BN, R, FUSED, MINB, PREG, CREG>(y, M, N, K, accumulate, gs, tmA, tmB, tmS, tmZ);
+}
+
+#endif  // WG_SM90A
 
 }  // namespace wg
