@@ -96,8 +96,9 @@ export class CudaBackend implements Backend {
   readonly wgmmaFits: boolean;
   private readonly wgmma: WgmmaOptions;
   private readonly flashFits: boolean;
-  private readonly argmaxOut: DevicePtr;
-  private readonly argmaxHost = new Int32Array(1);
+  /** the one token id argmax and sample write on the device, and its host copy */
+  private readonly idOut: DevicePtr;
+  private readonly idHost = new Int32Array(1);
   /** one-token int4 GEMVs waiting to go out together (flushed before every other op) */
   private readonly batch: GemvBatch;
   private disposed = false;
@@ -115,7 +116,7 @@ export class CudaBackend implements Backend {
     this.kernels = new KernelModule(cu, stream, pdl);
     this.smCount = cu.attribute(DeviceAttribute.MultiprocessorCount, device);
     this.deviceName = cu.deviceName(device);
-    this.argmaxOut = this.mem.alloc(4);
+    this.idOut = this.mem.alloc(4);
     // one ticket per tile, and one more for the RMSNorm epilogue (GemvBatch.normEpilogue)
     const ws = this.mem.alloc(MAX_TILES * 128 * 4), counters = this.mem.alloc((MAX_TILES + 1) * 4);
     cu.memsetD32(ws, 0, MAX_TILES * 128, stream);
@@ -330,21 +331,24 @@ export class CudaBackend implements Backend {
   argmax(x: Activation): number {
     this.batch.flush();
     const a = act(x);
-    this.kernels.launch('argmax_f32', { x: 1 }, { x: 1024 }, [ptr(this.argmaxOut), ptr(a.ptr), i32(a.cols)], 0, true);
-    this.cu.copyDtoH(this.argmaxHost, this.argmaxOut, 4, this.stream);
-    this.cu.streamSynchronize(this.stream);
-    return this.argmaxHost[0];
+    this.kernels.launch('argmax_f32', { x: 1 }, { x: 1024 }, [ptr(this.idOut), ptr(a.ptr), i32(a.cols)], 0, true);
+    return this.readId();
   }
 
   /** The Sampler's draw from row 0 of x on the device (sampleLaunch.ts); null: sample on the host. */
   sample(x: Activation, p: DeviceSampling): number | null {
     this.batch.flush();
     const a = act(x);
-    if (!launchSample(this.kernels, this.argmaxOut, a.ptr, a.cols, p)) return null;
-    this.cu.copyDtoH(this.argmaxHost, this.argmaxOut, 4, this.stream);
-    this.cu.streamSynchronize(this.stream);
-    const id = this.argmaxHost[0];
+    if (!launchSample(this.kernels, this.idOut, a.ptr, a.cols, p)) return null;
+    const id = this.readId();
     return id >= 0 ? id : null;
+  }
+
+  /** The id the last argmax or sample launch wrote (waits for it). */
+  private readId(): number {
+    this.cu.copyDtoH(this.idHost, this.idOut, 4, this.stream);
+    this.cu.streamSynchronize(this.stream);
+    return this.idHost[0];
   }
 
   /** Waits for all queued work (benchmarks, tests). */
