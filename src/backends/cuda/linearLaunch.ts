@@ -80,10 +80,11 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
     const xh = gemm.scratch(c.rows * K * 2);
     const pairs = (c.rows * K) / 2;
-    const wg = gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS && K % WG_BK === 0 && N % 8 === 0 ? gemm.wgmma : null;
-    const wnk = wg ? wg.weightScratch(N * K * 2) : null; // before launching: growing it synchronizes
+    // (K % 64 and N % 8, which this branch already requires, are also all the wgmma path needs)
+    const wg = gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS ? gemm.wgmma : null;
+    const wnk = wg !== null ? wg.weightScratch(N * K * 2) : null; // before launching: growing it synchronizes
     kernels.launch('x_to_half', { x: Math.min(Math.ceil(pairs / 256), 8192) }, { x: 256 }, [ptr(xh), ptr(c.x), ptr(w.perm), i32(c.rows), i32(K)]);
-    if (wg !== null && wnk !== null) {
+    if (wg !== null && wnk !== null) { // (wnk is set exactly when wg is; the pair narrows both types)
       kernels.launch('dequant_q4_nk_rp4', { x: Math.ceil(N / 256), y: K / 32 }, { x: 256 },
         [ptr(wnk), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), i32(N), i32(K), i32(w.groupSize)]);
       const tmA = cu.encodeTensorMap2d({ base: xh, inner: K, outer: c.rows, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BM, swizzle: TensorMapSwizzle.B128 });
