@@ -35,9 +35,13 @@
 #include "common.cuh"
 
 // Weights are read once: skip L1 so they don't evict x; volatile keeps the loads issued where written.
+// GEMV_Q4_LD: the load instruction (bench/lab/gemvLab.cu builds variants with other cache hints).
+#ifndef GEMV_Q4_LD
+#define GEMV_Q4_LD "ld.global.nc.L1::no_allocate.v4.u32"
+#endif
 __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+  asm volatile(GEMV_Q4_LD " {%0, %1, %2, %3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
   return v;
 }

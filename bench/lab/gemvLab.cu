@@ -1,0 +1,302 @@
+// Decode GEMV lab: where the int4 GEMV's time goes at the LLaMA-13B shapes, on the card it runs on.
+// For each shape (o, q/k/v fused, gate/up + SwiGLU, down), enough copies that the set exceeds L2, launched
+// back to back with programmatic dependent launch and replayed as one CUDA graph (as the decode graph
+// runs them), it times:
+//   gemv      the product kernel gemv_q4_rpg16 (src/backends/cuda/kernels/gemv_q4.cu; this file includes it,
+//             and gemv-lab.sh builds it once per GEMV_Q4_LD cache hint), grid sized as gemvBatch.ts does
+//             with B blocks per SM (--blocks-per-sm, default 4)
+//   loads     the same grid and the same weight loads with no arithmetic (what the access pattern allows)
+//   linear    read_bw-style grid-stride reads of the same bytes per launch (what the size allows)
+// and prints µs per launch, GB/s and the ratio to a 2 GiB read ceiling measured in the same process.
+// The GEMV's output is checked against a host dot product on the first copy before timing.
+// Usage: gemv-lab [--blocks-per-sm B]     (built by bench/lab/gemv-lab.sh)
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../../src/backends/cuda/kernels/gemv_q4.cu"
+
+#define CK(call)                                                                                  \
+  do {                                                                                            \
+    cudaError_t e_ = (call);                                                                      \
+    if (e_ != cudaSuccess) {                                                                      \
+      fprintf(stderr, "gemv-lab: %s failed: %s (line %d)\n", #call, cudaGetErrorString(e_), __LINE__); \
+      exit(1);                                                                                    \
+    }                                                                                             \
+  } while (0)
+
+#ifndef GEMV_LAB_TAG
+#define GEMV_LAB_TAG "default"
+#endif
+
+// The GEMV's weight loads alone: same grid, same slices per warp, 16 packed rows per slice.
+extern "C" __global__ void __launch_bounds__(128, 4) gemv_loads_only(const uint4* qw, int N, int K, int kPerBlock, unsigned* sink) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n0 = blockIdx.x * 128 + lane * 4;
+  const int kb0 = blockIdx.y * kPerBlock, kb1 = min(K, kb0 + kPerBlock);
+  const int nSlices = (kb1 - kb0) >> 7, rowStride = N >> 2;
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  if (n0 < N) {
+    const uint4* wcol = qw + (n0 >> 2);
+    for (int s = warp; s < nSlices; s += 4) {
+      const uint4* src = wcol + (size_t)((kb0 + s * 128) >> 3) * rowStride;
+      uint4 v[16];
+#pragma unroll
+      for (int r = 0; r < 16; ++r) v[r] = ld_stream(src + r * rowStride);
+#pragma unroll
+      for (int r = 0; r < 16; ++r) {
+        acc.x ^= v[r].x; acc.y ^= v[r].y; acc.z ^= v[r].z; acc.w ^= v[r].w;
+      }
+    }
+  }
+  if ((acc.x ^ acc.y ^ acc.z ^ acc.w) == 0x9E3779B9u) sink[threadIdx.x] = 1u;  // keeps the loads
+}
+
+extern "C" __global__ void read_linear(const uint4* __restrict__ a, unsigned long long n, unsigned* sink) {
+  pdl_wait();
+  pdl_launch_dependents();
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
+  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += stride) {
+    const uint4 v = ld_stream(a + i);
+    acc.x ^= v.x; acc.y ^= v.y; acc.z ^= v.z; acc.w ^= v.w;
+  }
+  if ((acc.x ^ acc.y ^ acc.z ^ acc.w) == 0x9E3779B9u) sink[threadIdx.x] = 1u;
+}
+
+struct Shape {
+  const char* name;
+  int K, N, mats;
+  bool swiglu;    // gate/up pair: SwiGLU epilogue
+  bool residual;  // y += result (atomics straight into y)
+};
+
+static float halfToFloat(__half h) { return __half2float(h); }
+
+// gemvBatch.ts GemvBatch.kPerBlock
+static int kPerBlock(int K, int tiles, int sms, int blocksPerSm) {
+  const int slices = (K + 127) / 128;
+  const int splits = std::max(1, (sms * blocksPerSm) / tiles);
+  int per = ((((slices + splits - 1) / splits) + 3) / 4) * 4;
+  per = std::max(std::min(per, 64), (slices + 63) / 64);
+  return per * 128;
+}
+
+template <typename Kernel, typename... Args>
+static void launchPdl(Kernel k, dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  CK(cudaLaunchKernelEx(&cfg, k, args...));
+}
+
+// µs per launch: `launches` captured once into a graph, replayed; median of 5 timed replays.
+template <typename F>
+static double timeGraph(cudaStream_t s, int launches, F&& record) {
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+  record();
+  CK(cudaStreamEndCapture(s, &g));
+  CK(cudaGraphInstantiate(&ge, g, 0));
+  CK(cudaGraphLaunch(ge, s));
+  CK(cudaStreamSynchronize(s));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  std::vector<double> t;
+  for (int r = 0; r < 5; ++r) {
+    CK(cudaEventRecord(e0, s));
+    CK(cudaGraphLaunch(ge, s));
+    CK(cudaEventRecord(e1, s));
+    CK(cudaEventSynchronize(e1));
+    float ms = 0.f;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    t.push_back(ms * 1000.0 / launches);
+  }
+  std::sort(t.begin(), t.end());
+  CK(cudaGraphExecDestroy(ge));
+  CK(cudaGraphDestroy(g));
+  return t[2];
+}
+
+int main(int argc, char** argv) {
+  int blocksPerSm = 4;
+  for (int i = 1; i < argc; ++i) {
+    if (!strcmp(argv[i], "--blocks-per-sm") && i + 1 < argc) blocksPerSm = atoi(argv[++i]);
+  }
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  const int sms = prop.multiProcessorCount;
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  unsigned* sink;
+  CK(cudaMalloc(&sink, 1 << 20));
+
+  // the ceiling: 2 GiB once
+  const size_t ceilBytes = size_t(1) << 31;
+  uint4* big;
+  CK(cudaMalloc(&big, ceilBytes));
+  CK(cudaMemset(big, 0x5A, ceilBytes));
+  const double ceilUs = timeGraph(s, 4, [&] {
+    for (int i = 0; i < 4; ++i) launchPdl(read_linear, dim3(sms * 8), dim3(256), s, (const uint4*)big, (unsigned long long)(ceilBytes / 16), sink);
+  });
+  const double ceiling = ceilBytes / ceilUs / 1e3;
+  CK(cudaFree(big));
+  printf("gemv-lab [%s] %s, %d SMs: read ceiling %.0f GB/s (2 GiB), %d blocks per SM\n", GEMV_LAB_TAG, prop.name, sms, ceiling, blocksPerSm);
+
+  const Shape shapes[] = {
+      {"o+add", 5120, 5120, 1, false, true},
+      {"qkv", 5120, 5120, 3, false, false},
+      {"gate/up+swiglu", 5120, 13824, 2, true, false},
+      {"down+add", 13824, 5120, 1, false, true},
+  };
+  std::mt19937 rng(1234);
+  for (const Shape& sh : shapes) {
+    const int K = sh.K, N = sh.N, G = K / 128;
+    const size_t qBytes = size_t(K / 8) * N * 4, sBytes = size_t(G) * N * 2, zBytes = size_t(G) * (N / 8) * 4;
+    const size_t matBytes = qBytes + sBytes + zBytes;
+    const int copies = std::max(4, (int)std::ceil(512e6 / (sh.mats * (double)matBytes)));
+    const int nm = copies * sh.mats;
+    // one allocation for all copies' weights, so `linear` can read the same bytes
+    uint8_t* pool;
+    CK(cudaMalloc(&pool, matBytes * nm));
+    {
+      std::vector<uint32_t> hq(qBytes / 4);
+      std::vector<__half> hs(size_t(G) * N);
+      std::vector<uint32_t> hz(zBytes / 4);
+      for (int m = 0; m < nm; ++m) {
+        for (auto& v : hq) v = rng();
+        for (auto& v : hs) v = __float2half(0.002f + 0.004f * (rng() % 1000) / 1000.f);
+        for (auto& v : hz) v = rng();
+        uint8_t* base = pool + matBytes * m;
+        CK(cudaMemcpy(base, hq.data(), qBytes, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(base + qBytes, hs.data(), sBytes, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(base + qBytes + sBytes, hz.data(), zBytes, cudaMemcpyHostToDevice));
+        if (m == 0) {  // keep copy 0 on the host for the check
+          std::vector<float> hx(K);
+          for (int k = 0; k < K; ++k) hx[k] = (float)((int)(rng() % 2001) - 1000) / 1000.f;
+          float* dx;
+          CK(cudaMalloc(&dx, K * 4));
+          CK(cudaMemcpy(dx, hx.data(), K * 4, cudaMemcpyHostToDevice));
+          // check: y = W x through the product kernel, one matrix, plain store (flags 0)
+          const int tiles = (N + 127) / 128, kPer = kPerBlock(K, tiles, sms, blocksPerSm);
+          float *dy, *ws;
+          unsigned* ctr;
+          CK(cudaMalloc(&dy, N * 4));
+          CK(cudaMalloc(&ws, size_t(tiles) * 128 * 4));
+          CK(cudaMalloc(&ctr, tiles * 4));
+          CK(cudaMemset(ws, 0, size_t(tiles) * 128 * 4));
+          CK(cudaMemset(ctr, 0, tiles * 4));
+          CK(cudaMemset(dy, 0xFF, N * 4));  // poison
+          Q4Args a;
+          memset(&a, 0, sizeof a);
+          a.m[0] = Q4Mat{(const uint4*)base, (const __half*)(base + qBytes), (const uint32_t*)(base + qBytes + sBytes), nullptr, dy, nullptr, N, tiles, 0, 0.f};
+          a.ws = ws;
+          a.counters = ctr;
+          a.x = dx;
+          a.count = 1;
+          a.K = K;
+          a.gs = 128;
+          a.kPerBlock = kPer;
+          launchPdl(gemv_q4_rpg16, dim3(tiles, (K + kPer - 1) / kPer), dim3(128), s, a);
+          CK(cudaStreamSynchronize(s));
+          std::vector<float> hy(N);
+          CK(cudaMemcpy(hy.data(), dy, N * 4, cudaMemcpyDeviceToHost));
+          double err = 0, ref2 = 0;
+          for (int n = 0; n < N; n += 97) {
+            double acc = 0;
+            for (int k = 0; k < K; ++k) {
+              const int q = (hq[size_t(k / 8) * N + n] >> ((k % 8) * 4)) & 15;
+              const int z = ((hz[size_t(k / 128) * (N / 8) + n / 8] >> ((n % 8) * 4)) & 15) + 1;
+              acc += halfToFloat(hs[size_t(k / 128) * N + n]) * (q - z) * hx[k];
+            }
+            err += (hy[n] - acc) * (hy[n] - acc);
+            ref2 += acc * acc;
+          }
+          const double rel = std::sqrt(err / ref2);
+          printf("  check %-15s rel. error %.2e (int8 x: expect ~1e-2 or less)\n", sh.name, rel);
+          if (!(rel < 0.03)) {
+            fprintf(stderr, "gemv-lab: %s check failed\n", sh.name);
+            return 1;
+          }
+          CK(cudaFree(dx));
+          CK(cudaFree(dy));
+          CK(cudaFree(ws));
+          CK(cudaFree(ctr));
+        }
+      }
+    }
+    const int tilesPer = (N + 127) / 128, tiles = tilesPer * sh.mats;
+    const int kPer = kPerBlock(K, tiles, sms, blocksPerSm);
+    const dim3 grid(tiles, (K + kPer - 1) / kPer);
+    float *x, *ys, *ws, *sw;
+    unsigned* ctr;
+    CK(cudaMalloc(&x, K * 4));
+    CK(cudaMemset(x, 0, K * 4));
+    CK(cudaMalloc(&ys, size_t(3) * N * 4));
+    CK(cudaMemset(ys, 0, size_t(3) * N * 4));
+    CK(cudaMalloc(&sw, N * 4));
+    CK(cudaMalloc(&ws, size_t(tiles) * 128 * 4));
+    CK(cudaMemset(ws, 0, size_t(tiles) * 128 * 4));
+    CK(cudaMalloc(&ctr, tiles * 4));
+    CK(cudaMemset(ctr, 0, tiles * 4));
+    std::vector<Q4Args> args(copies);
+    for (int c = 0; c < copies; ++c) {
+      Q4Args& a = args[c];
+      memset(&a, 0, sizeof a);
+      for (int i = 0; i < sh.mats; ++i) {
+        uint8_t* base = pool + matBytes * (size_t(c) * sh.mats + i);
+        a.m[i] = Q4Mat{(const uint4*)base, (const __half*)(base + qBytes), (const uint32_t*)(base + qBytes + sBytes), nullptr,
+                       ys + size_t(i) * N, nullptr, N, tilesPer * (i + 1), sh.residual ? 1 : 0, 0.f};
+      }
+      a.ws = ws;
+      a.counters = ctr;
+      a.swiglu = sh.swiglu ? sw : nullptr;
+      a.x = x;
+      a.count = sh.mats;
+      a.K = K;
+      a.gs = 128;
+      a.kPerBlock = kPer;
+    }
+    const double bytes = double(matBytes) * sh.mats;
+    const double gemvUs = timeGraph(s, copies, [&] {
+      for (int c = 0; c < copies; ++c) launchPdl(gemv_q4_rpg16, grid, dim3(128), s, args[c]);
+    });
+    const double loadsUs = timeGraph(s, copies * sh.mats, [&] {
+      for (int c = 0; c < copies * sh.mats; ++c)
+        launchPdl(gemv_loads_only, dim3(tilesPer * sh.mats, grid.y), dim3(128), s, (const uint4*)(pool + matBytes * size_t(c)), N, K, kPer, sink);
+    }) * sh.mats;  // (one launch per matrix here: µs per GEMV launch = per matrix × mats)
+    const double linearUs = timeGraph(s, copies, [&] {
+      for (int c = 0; c < copies; ++c)
+        launchPdl(read_linear, dim3(sms * 8), dim3(256), s, (const uint4*)(pool + matBytes * size_t(c) * sh.mats),
+                  (unsigned long long)(matBytes * sh.mats / 16), sink);
+    });
+    const double gemvGBs = bytes / gemvUs / 1e3, loadsGBs = qBytes * sh.mats / loadsUs / 1e3, linGBs = bytes / linearUs / 1e3;
+    printf("  %-15s %5.1f MB  grid %4dx%-3d  gemv %6.2f us %5.0f GB/s %5.1f%% | loads-only %6.2f us %5.1f%% | linear %6.2f us %5.1f%%\n",
+           sh.name, bytes / 1e6, grid.x, grid.y, gemvUs, gemvGBs, 100 * gemvGBs / ceiling, loadsUs, 100 * loadsGBs / ceiling, linearUs,
+           100 * linGBs / ceiling);
+    CK(cudaFree(pool));
+    CK(cudaFree(x));
+    CK(cudaFree(ys));
+    CK(cudaFree(sw));
+    CK(cudaFree(ws));
+    CK(cudaFree(ctr));
+  }
+  return 0;
+}
