@@ -59,6 +59,9 @@ class TouchBackend implements Backend {
   swiglu(): void { throw new Error('touch backend runs no ops'); }
   copyRows(): void { throw new Error('touch backend runs no ops'); }
   addInPlace(): void { throw new Error('touch backend runs no ops'); }
+  ropeRows(): void { throw new Error('touch backend runs no ops'); }
+  writeKvRows(): void { throw new Error('touch backend runs no ops'); }
+  attentionRows(): void { throw new Error('touch backend runs no ops'); }
   dispose(): void {}
 }
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds and runs the prefill GEMM lab (bench/lab/gemmLab.cu): the shipped gemm_q4_mma against Hopper wgmma
 # kernels (dequantize-to-fp16 + wgmma, and fused int4 wgmma; src/backends/cuda/kernels/gemm_wgmma.cuh) at the 13B shapes with
-# M = 2048 and 512, plus the prefill attention kernel, then (if PyTorch sees the GPU) cuBLAS fp16 GEMMs
-# at the same shapes for comparison.
+# M = 2048 and 512, the dequantization kernels (first and tiled, ms and GB/s), the product's sliced path (wg256s)
+# and one 13B layer as the product runs it (old dequant + whole GEMM vs tiled dequant vs slices of N, M = 2048
+# and 1024), plus the prefill attention kernel, then (if PyTorch sees the GPU) cuBLAS fp16 GEMMs at the same
+# shapes for comparison. The probe of "deq" checks dequant_q4_tile byte-equal to the first kernel.
+# Only some variants: bash bench/lab/gemm-lab.sh wg256,wg256s,deq   (probes and the full run of those alone)
 # Each wgmma variant first runs a small-shape probe in its own process under `timeout` (a pipeline bug
 # hangs or traps only that process); the full run times only the variants whose probe passed.
 # Exit status: non-zero when the build fails, any probe or check fails, or the full run fails.
@@ -20,7 +23,10 @@ echo "gemm-lab: compiling $here/gemmLab.cu (sm_90a)"
 echo "gemm-lab: built $out"
 status=0
 ok=()
-for v in $("$out" --list); do
+# an optional first argument limits the run to those variants (comma-separated names from gemmLab --list)
+variants="$("$out" --list)"
+[ "$#" -ge 1 ] && variants="$(echo "$1" | tr ',' ' ')"
+for v in $variants; do
   echo "gemm-lab: probe $v"
   timeout 120 "$out" --probe "$v"
   rc=$?

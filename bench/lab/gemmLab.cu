@@ -1,10 +1,16 @@
 // Lab: prefill GEMMs of a 13B 4-bit g128 GPTQ model (q4 layout) on the H100, M = 2048 and 512 rows.
 //   (a) q4mma     the shipped gemm_q4_mma (src/backends/cuda/kernels/gemm_mma.cu, included as is)
-//   (b) wg*       dequant_q4_nk (int4 -> fp16 [N, K] scratch, timed and counted) + wgmma GEMM (src/backends/cuda/kernels/gemm_wgmma.cu + .cuh)
+//   (b) wg*       dequant_q4_tile (int4 -> fp16 [N, K] scratch, timed and counted; the first dequant_q4_nk timed
+//                 beside it) + wgmma GEMM (src/backends/cuda/kernels/gemm_wgmma.cu + .cuh)
 //       mma16     the same scratch + an mma.sync fp16 GEMM (sm_80 instructions: the fallback if wgmma fails)
+//   (s) wg256s    the product's path: per slice of N (sliceCols, a copy of wgmmaLinear.ts's planner), dequant_q4_tile
+//                 into a slice-sized scratch + wg256 into the slice's columns of y; timed with its dequantizations
+//   deq           (probe only) dequant_q4_tile byte-equal to dequant_q4_nk, whole and for a slice of columns
 //   (c) fused*    wgmma GEMM that dequantizes each int4 slice into shared memory itself
 // Also: x_to_half (x f32 -> fp16, every path needs it once per linear input) and the prefill attention
-// (attn_flash_128, 40 heads, d 128, 2048 causal rows), so the lead can see linears vs attention.
+// (attn_flash_128, 40 heads, d 128, 2048 causal rows), so the lead can see linears vs attention; and one
+// 13B layer as the product runs it (7 linears: q, k, v, o 5120x5120, gate, up 13824x5120, down 5120x13824):
+// old dequant + whole GEMM, new dequant + whole GEMM, sliced (the planner's width, and a 32 MiB cap), M 2048 / 1024.
 // Every variant is checked against a plain f32 reference (dequantize, multiply, f32 sums) on every output,
 // with the output poisoned (NaN) first; a variant that fails is not timed and the lab exits 1.
 // Timing: cudaEvents around each launch, L2 flushed (256 MB memset) before each, median of 15 (10 for attention).
@@ -296,10 +302,10 @@ static void freeQ4(Q4& w) {
 }
 
 // ---- variants -------------------------------------------------------------------------------------
-typedef void (*WgFn)(float*, int, int, int, int, int, CUtensorMap, CUtensorMap, CUtensorMap, CUtensorMap);
+typedef void (*WgFn)(float*, int, int, int, int, int, int, CUtensorMap, CUtensorMap, CUtensorMap, CUtensorMap);
 struct Variant {
   const char* name;
-  char kind;  // 'a' q4mma, 'b' dequant + wgmma, 'c' fused wgmma
+  char kind;  // 'a' q4mma, 'b' dequant + wgmma, 'c' fused wgmma, 's' sliced dequant + wgmma, 'd' dequant check (probe only)
   int bn, stages, smem;
   WgFn fn;
   const char* about;
@@ -318,6 +324,9 @@ static std::vector<Variant> variants() {
        "wgmma 128x256, int4 via TMA (6 stages), 3 warps dequantize into 2 fp16 B tiles"},
       {"fused128", 'c', 128, 8, Cfg<128, 8, true>::SMEM, (WgFn)wg_gemm<128, 8, true, 1, 56, 224>,
        "wgmma 128x128, int4 via TMA (8 stages), 3 warps dequantize into 2 fp16 B tiles"},
+      {"wg256s", 's', 256, 4, Cfg<256, 4, false>::SMEM, (WgFn)wg_gemm<256, 4, false, 1, 40, 232>,
+       "the product: per slice of N, dequant_q4_tile -> fp16 scratch of the slice, wg256 into its columns"},
+      {"deq", 'd', 0, 0, 0, nullptr, "dequant_q4_tile byte-equal to dequant_q4_nk (probe only)"},
   };
 }
 static const Variant* findVariant(const std::vector<Variant>& vs, const std::string& name) {
@@ -340,30 +349,68 @@ static void setupKernels(const std::vector<Variant>& vs) {
   }
 }
 
+// ---- slices of N (kind 's') -------------------------------------------------------------------------
+// A copy of wgmmaSliceCols (src/backends/cuda/wgmmaLinear.ts; keep the two in step): columns per slice, a
+// multiple of 256 (or N), at most cap bytes of fp16 weights (one tile at least), minimizing
+// Σ waves · 13.3 ns · K + 10 µs per slice, ties to the wider slice.
+static const size_t SLICE_BYTES = (size_t)80 << 20;  // WG_SLICE_BYTES
+static size_t g_sliceCap = SLICE_BYTES;              // what kind 's' plans with (the probe lowers it)
+static int sliceCols(int M, int N, int K, int sms, size_t cap) {
+  const int mtiles = (M + wg::BM - 1) / wg::BM, ntiles = (N + 255) / 256;
+  const int most = std::min<long long>(ntiles, std::max<long long>(1, (long long)(cap / ((size_t)256 * K * 2))));
+  int best = most;
+  double bestCost = INFINITY;
+  for (int s = most; s >= 1; --s) {
+    const int full = ntiles / s, rest = ntiles - full * s;
+    const int waves = full * ((mtiles * s + sms - 1) / sms) + (rest > 0 ? (mtiles * rest + sms - 1) / sms : 0);
+    const double cost = waves * 13.3 * K + (full + (rest > 0 ? 1 : 0)) * 10000.0;
+    if (cost < bestCost) {
+      best = s;
+      bestCost = cost;
+    }
+  }
+  return std::min(N, best * 256);
+}
+// dequant_q4_tile (gemm_wgmma.cu, the product's) of columns n0 .. n0 + ns − 1 into W [ns, K]
+static void dequantTile(__half* W, const Q4& w, int n0, int ns) {
+  dim3 grid((ns + wg::DQ_TN - 1) / wg::DQ_TN, (w.K + 8 * wg::DQ_TR - 1) / (8 * wg::DQ_TR));
+  dequant_q4_tile<<<grid, wg::DQ_THREADS>>>(W, w.qw + n0, w.scales + n0, w.qzeros + n0 / 8, ns, w.N, w.K, w.gs);
+}
+
 // A prepared launch (tensor maps built outside the timed region).
 struct Launch {
   const Variant* v;
   float* y;
   int M, N, K, gs, accumulate, grid;
+  int cols;            // 's': columns per slice
   CUtensorMap tA, tB, tS, tZ;
+  CUtensorMap tBlast;  // 's': the scratch map of a narrower last slice
   const __half* xh;
-  const __half* Wnk;
+  __half* Wnk;
   Q4 w;
   void operator()() const {
-    if (v->kind == 'a') {
+    if (v->kind == 's') {  // as launchWgmmaSlices in wgmmaLinear.ts
+      for (int n0 = 0; n0 < N; n0 += cols) {
+        const int ns = std::min(cols, N - n0);
+        dequantTile(Wnk, w, n0, ns);
+        const int tiles = ((M + wg::BM - 1) / wg::BM) * ((ns + 255) / 256);
+        v->fn<<<std::min(tiles, grid), wg::THREADS, v->smem>>>(y + n0, M, ns, N, K, accumulate, gs, tA, ns == cols ? tB : tBlast, tA, tA);
+      }
+    } else if (v->kind == 'a') {
       dim3 grid((N + 127) / 128, (M + 127) / 128);
       gemm_q4_mma<<<grid, 256, gq::SMEM>>>(y, xh, M, N, K, accumulate, w.qw, w.scales, w.qzeros, gs);
     } else if (!v->fn) {  // mma16
       dim3 grid((N + hm::BN - 1) / hm::BN, (M + hm::BM - 1) / hm::BM);
       gemm_f16_mma<<<grid, hm::THREADS, hm::SMEM>>>(y, xh, Wnk, M, N, K, accumulate);
     } else {
-      v->fn<<<grid, wg::THREADS, v->smem>>>(y, M, N, K, accumulate, gs, tA, tB, tS, tZ);
+      v->fn<<<grid, wg::THREADS, v->smem>>>(y, M, N, N, K, accumulate, gs, tA, tB, tS, tZ);
     }
   }
 };
-// xh [M, K] fp16; Wnk: the fp16 scratch for (b); maxGrid > 0 caps the persistent grid (probe)
-static Launch prepare(const Variant& v, float* y, const __half* xh, int M, const Q4& w, const __half* Wnk, int accumulate,
-                      int maxGrid = 0) {
+// xh [M, K] fp16; Wnk: the fp16 scratch for (b) and (s); maxGrid > 0 caps the persistent grid (probe);
+// cols > 0: (s) with slices of this width instead of sliceCols's
+static Launch prepare(const Variant& v, float* y, const __half* xh, int M, const Q4& w, __half* Wnk, int accumulate,
+                      int maxGrid = 0, int cols = 0) {
   Launch L;
   memset(&L, 0, sizeof L);
   L.v = &v;
@@ -381,6 +428,13 @@ static Launch prepare(const Variant& v, float* y, const __half* xh, int M, const
   L.tA = tmap2d(CU_TENSOR_MAP_DATA_TYPE_FLOAT16, xh, K, M, (uint64_t)K * 2, 64, wg::BM, CU_TENSOR_MAP_SWIZZLE_128B, "xh");
   if (v.kind == 'b') {
     L.tB = tmap2d(CU_TENSOR_MAP_DATA_TYPE_FLOAT16, Wnk, K, N, (uint64_t)K * 2, 64, v.bn, CU_TENSOR_MAP_SWIZZLE_128B, "W fp16");
+    L.tS = L.tA;
+    L.tZ = L.tA;
+  } else if (v.kind == 's') {
+    L.cols = cols > 0 ? cols : sliceCols(M, N, K, g_sms, g_sliceCap);
+    const int last = N - (N - 1) / L.cols * L.cols;
+    L.tB = tmap2d(CU_TENSOR_MAP_DATA_TYPE_FLOAT16, Wnk, K, L.cols, (uint64_t)K * 2, 64, v.bn, CU_TENSOR_MAP_SWIZZLE_128B, "W slice");
+    L.tBlast = tmap2d(CU_TENSOR_MAP_DATA_TYPE_FLOAT16, Wnk, K, last, (uint64_t)K * 2, 64, v.bn, CU_TENSOR_MAP_SWIZZLE_128B, "W last slice");
     L.tS = L.tA;
     L.tZ = L.tA;
   } else {
@@ -422,40 +476,92 @@ static void toHalf(__half* xh, const float* x, int M, int K) {
   x_to_half<<<(unsigned)std::min<size_t>((pairs + 255) / 256, 8192), 256>>>(xh, x, nullptr, M, K);
 }
 
-// runs variant v once on poisoned output and checks it; for (b) dequantizes into Wnk first
+// runs variant v once on poisoned output and checks it; for (b) dequantizes into Wnk first (dequant_q4_tile)
 static Err runChecked(const Variant& v, float* y, const float* ref, const __half* xh, int M, const Q4& w, __half* Wnk,
-                      int accumulate = 0, const float* yInit = nullptr, int maxGrid = 0) {
+                      int accumulate = 0, const float* yInit = nullptr, int maxGrid = 0, int cols = 0) {
   g_current = v.name;
   const size_t n = (size_t)M * w.N;
   if (accumulate)
     CK(cudaMemcpy(y, yInit, n * 4, cudaMemcpyDeviceToDevice));
   else
     CK(cudaMemset(y, 0xff, n * 4));  // NaN
+  if (v.kind == 'b' || v.kind == 's') CK(cudaMemset(Wnk, 0xff, (size_t)w.N * w.K * 2));  // NaN weights where unwritten
   if (v.kind == 'b') {
-    CK(cudaMemset(Wnk, 0xff, (size_t)w.N * w.K * 2));
-    dequant(Wnk, w, 4);
-    ckLaunch("dequant_q4_nk");
+    dequantTile(Wnk, w, 0, w.N);
+    ckLaunch("dequant_q4_tile");
   }
-  const Launch L = prepare(v, y, xh, M, w, Wnk, accumulate, maxGrid);
+  const Launch L = prepare(v, y, xh, M, w, Wnk, accumulate, maxGrid, cols);
   L();
   ckLaunch(v.name);
   return compareDev(y, ref, n);
 }
 
 // ---- probe: small shapes, one variant --------------------------------------------------------------
-static int probe(const Variant& v) {
-  struct Case { int M, N, K, gs, maxGrid; bool acc; };
+// dequant_q4_tile against dequant_q4_nk<4> (the first kernel, the same dq8 values): byte-equal, for the
+// whole matrix and for a slice of columns (qw / scales / qzeros offset, rows of the full width)
+static int probeDequant() {
+  struct Case { int N, K, gs; };
   const Case cases[] = {
-      {256, 512, 1024, 128, 0, false},   // whole tiles
-      {200, 640, 384, 32, 0, false},     // partial M and N tiles, two groups per K slice
-      {512, 1024, 2048, 64, 5, false},   // 5 blocks for 16-32 tiles: the persistent loop across tiles
-      {256, 512, 1024, 128, 0, true},    // accumulate
-      {77, 5120, 5120, 128, 0, false},   // a few rows at the 13B width
-      {2048, 1024, 5120, 128, 0, false}, // many tiles, grid of every SM
+      {640, 1024, 128},    // whole 64-column tiles, 4 row tiles
+      {200, 384, 32},      // a partial column tile (8 of 64), a partial row tile (16 of 32 packed rows), 8 groups per tile
+      {776, 768, 64},      // N % 64 == 8
+      {5120, 13824, 128},  // 13B down
+  };
+  printf("probe deq (dequant_q4_tile vs dequant_q4_nk<4>):\n");
+  bool ok = true;
+  for (const Case& c : cases) {
+    Q4 w = makeQ4(c.N, c.K, c.gs, 500u + c.N);
+    const size_t n = (size_t)c.N * c.K;
+    __half *a, *b;
+    CK(cudaMalloc(&a, n * 2));
+    CK(cudaMalloc(&b, n * 2));
+    CK(cudaMemset(a, 0xff, n * 2));
+    CK(cudaMemset(b, 0x7f, n * 2));  // different poison: an unwritten element differs
+    dequant(a, w, 4);
+    dequantTile(b, w, 0, c.N);
+    ckLaunch("dequant whole");
+    std::vector<uint16_t> ha(n), hb(n);
+    CK(cudaMemcpy(ha.data(), a, n * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hb.data(), b, n * 2, cudaMemcpyDeviceToHost));
+    size_t diff = 0;
+    for (size_t i = 0; i < n; ++i) diff += ha[i] != hb[i];
+    // a slice: columns n0 .. n0 + ns − 1 into the start of the scratch
+    const int n0 = c.N > 256 ? 256 : 0, ns = std::min(c.N - n0, 264);
+    CK(cudaMemset(b, 0x7f, n * 2));
+    dequantTile(b, w, n0, ns);
+    ckLaunch("dequant slice");
+    CK(cudaMemcpy(hb.data(), b, (size_t)ns * c.K * 2, cudaMemcpyDeviceToHost));
+    size_t sdiff = 0;
+    for (size_t i = 0; i < (size_t)ns * c.K; ++i) sdiff += ha[(size_t)n0 * c.K + i] != hb[i];
+    printf("  N %5d K %5d gs %3d: %zu of %zu halves differ; slice of %d columns at %d: %zu differ  %s\n", c.N, c.K, c.gs, diff, n, ns,
+           n0, sdiff, diff == 0 && sdiff == 0 ? "ok" : "FAIL");
+    ok = ok && diff == 0 && sdiff == 0;
+    cudaFree(a);
+    cudaFree(b);
+    freeQ4(w);
+  }
+  printf("probe deq: %s\n", ok ? "passed" : "FAILED");
+  return ok ? 0 : 1;
+}
+
+static int probe(const Variant& v) {
+  if (v.kind == 'd') return probeDequant();
+  struct Case { int M, N, K, gs, maxGrid; bool acc, n8; };  // n8: N % 32 != 0, (b)/(s) wgmma only
+  const Case cases[] = {
+      {256, 512, 1024, 128, 0, false, false},   // whole tiles
+      {200, 640, 384, 32, 0, false, false},     // partial M and N tiles, two groups per K slice
+      {512, 1024, 2048, 64, 5, false, false},   // 5 blocks for 16-32 tiles: the persistent loop across tiles
+      {256, 512, 1024, 128, 0, true, false},    // accumulate
+      {77, 5120, 5120, 128, 0, false, false},   // a few rows at the 13B width
+      {2048, 1024, 5120, 128, 0, false, false}, // many tiles, grid of every SM
+      {130, 776, 512, 128, 0, true, true},      // N % 256 == 8 ((s): a last slice of 8 columns), accumulate
   };
   printf("probe %s (%s):\n", v.name, v.about);
   bool ok = true;
   for (const Case& c : cases) {
+    if (c.n8 && !(v.fn && (v.kind == 'b' || v.kind == 's'))) continue;
+    // (s): slices of at most 2 tiles (3 for the last case), so every case but the smallest runs in several
+    g_sliceCap = (size_t)(c.n8 ? 3 : 2) * 256 * c.K * 2;
     Q4 w = makeQ4(c.N, c.K, c.gs, 1000u + c.M + c.N);
     float *x, *y, *ref, *yInit = nullptr;
     __half *xh, *Wnk;
@@ -476,8 +582,13 @@ static int probe(const Variant& v) {
       ckLaunch("accumulate setup");
     }
     const Err e = runChecked(v, y, ref, xh, c.M, w, Wnk, c.acc ? 1 : 0, yInit, c.maxGrid);
-    printf("  M %4d N %5d K %5d gs %3d%s%s: max|err|/max|ref| %.2e, rms %.2e, non-finite %llu  %s\n", c.M, c.N, c.K, c.gs,
-           c.maxGrid ? " grid 5" : "", c.acc ? " accumulate" : "", e.maxNorm, e.rmsNorm, e.bad, e.ok ? "ok" : "FAIL");
+    char sl[48] = "";
+    if (v.kind == 's') {
+      const int cols = sliceCols(c.M, c.N, c.K, g_sms, g_sliceCap);
+      snprintf(sl, sizeof sl, " slices of %d (%d)", cols, (c.N + cols - 1) / cols);
+    }
+    printf("  M %4d N %5d K %5d gs %3d%s%s%s: max|err|/max|ref| %.2e, rms %.2e, non-finite %llu  %s\n", c.M, c.N, c.K, c.gs,
+           c.maxGrid ? " grid 5" : "", c.acc ? " accumulate" : "", sl, e.maxNorm, e.rmsNorm, e.bad, e.ok ? "ok" : "FAIL");
     ok = ok && e.ok;
     cudaFree(x); cudaFree(xh); cudaFree(y); cudaFree(ref); cudaFree(Wnk);
     if (yInit) cudaFree(yInit);
@@ -548,13 +659,100 @@ static AttnResult attention() {
   return r;
 }
 
+// ---- one 13B layer as the product runs it ----------------------------------------------------------------
+// 7 linears (q, k, v, o; gate, up; down), each timed with its dequantization (L2 flushed before each):
+//   old:   dequant_q4_nk<4> (the first kernel) + wg256 on the whole fp16 matrix
+//   tile:  dequant_q4_tile + wg256 on the whole matrix (scratch N·K·2 bytes, 141 MB for gate/up/down)
+//   plan:  wg256s with sliceCols at the product's cap (80 MiB), as wgmmaLinear.ts runs it
+//   32MiB: wg256s with a 32 MiB cap (slices that could stay in the 50 MB L2, at the cost of fuller waves)
+//   q4mma: the shipped mma.sync GEMM (where q4mma is enabled): what rows below WGMMA_MIN_ROWS run
+// The whole and both sliced runs (and q4mma) are checked against the reference first; a failure is reported
+// and not timed. M = 2048, 1024, 512, 256: where the wgmma path starts to pay (WGMMA_MIN_ROWS).
+struct LayerShape { const char* name; int N, K, count; };
+static const LayerShape LAYER[] = {{"q/k/v/o", 5120, 5120, 4}, {"gate/up", 13824, 5120, 2}, {"down", 5120, 13824, 1}};
+static void layer13b(const Variant& whole, const Variant& sliced, const Variant* mma) {
+  printf("one 13B layer as the product runs it: 4 x (5120 x 5120), 2 x (13824 x 5120), 1 x (5120 x 13824), g128;\n"
+         "ms per linear, dequantization included\n");
+  for (int M : {2048, 1024, 512, 256}) {
+    printf("== M = %d ==\n", M);
+    double sum[6] = {0, 0, 0, 0, 0, 0};  // old, tile, plan, 32MiB, GEMM alone, q4mma
+    bool ok = true;
+    for (const LayerShape& sh : LAYER) {
+      Q4 w = makeQ4(sh.N, sh.K, 128, 700u + sh.N + sh.K);
+      float *x, *y, *ref;
+      __half *xh, *Wnk;
+      CK(cudaMalloc(&x, (size_t)M * sh.K * 4));
+      CK(cudaMalloc(&xh, (size_t)M * sh.K * 2));
+      CK(cudaMalloc(&y, (size_t)M * sh.N * 4));
+      CK(cudaMalloc(&ref, (size_t)M * sh.N * 4));
+      CK(cudaMalloc(&Wnk, (size_t)sh.N * sh.K * 2));
+      fill_float<<<g_sms * 4, 256>>>(x, (size_t)M * sh.K, 900u + sh.K, -1.f, 1.f);
+      toHalf(xh, x, M, sh.K);
+      ckLaunch("x fill");
+      reference(ref, xh, w, M);
+      const int colsPlan = sliceCols(M, sh.N, sh.K, g_sms, SLICE_BYTES), cols32 = sliceCols(M, sh.N, sh.K, g_sms, (size_t)32 << 20);
+      const Err eW = runChecked(whole, y, ref, xh, M, w, Wnk);
+      const Err eP = runChecked(sliced, y, ref, xh, M, w, Wnk, 0, nullptr, 0, colsPlan);
+      const Err e32 = runChecked(sliced, y, ref, xh, M, w, Wnk, 0, nullptr, 0, cols32);
+      const Err eM = mma ? runChecked(*mma, y, ref, xh, M, w, Wnk) : Err{0, 0, 0, true};
+      if (!eM.ok) {
+        printf("  %-8s q4mma FAIL: err %.2e\n", sh.name, eM.maxNorm);
+        ok = false;
+        g_failed = true;
+      }
+      if (!eW.ok || !eP.ok || !e32.ok) {
+        printf("  %-8s FAIL: whole err %.2e (%s), sliced by %d err %.2e (%s), by %d err %.2e (%s); not timed\n", sh.name, eW.maxNorm,
+               eW.ok ? "ok" : "FAIL", colsPlan, eP.maxNorm, eP.ok ? "ok" : "FAIL", cols32, e32.maxNorm, e32.ok ? "ok" : "FAIL");
+        ok = false;
+        g_failed = true;
+      } else {
+        const Launch Lw = prepare(whole, y, xh, M, w, Wnk, 0);
+        const Launch Lp = prepare(sliced, y, xh, M, w, Wnk, 0, 0, colsPlan);
+        const Launch L32 = prepare(sliced, y, xh, M, w, Wnk, 0, 0, cols32);
+        g_current = "layer: old dequant + wg256";
+        const float tOld = timeMs([&] { dequant(Wnk, w, 4); Lw(); });
+        g_current = "layer: dequant_q4_tile + wg256";
+        const float tTile = timeMs([&] { dequantTile(Wnk, w, 0, w.N); Lw(); });
+        g_current = "layer: wg256 alone";
+        const float tGemm = timeMs([&] { Lw(); });
+        g_current = "layer: wg256s (plan)";
+        const float tPlan = timeMs([&] { Lp(); });
+        g_current = "layer: wg256s (32 MiB)";
+        const float t32 = timeMs([&] { L32(); });
+        float tMma = NAN;
+        if (mma && eM.ok) {
+          const Launch Lm = prepare(*mma, y, xh, M, w, Wnk, 0);
+          g_current = "layer: q4mma";
+          tMma = timeMs([&] { Lm(); });
+        }
+        const int slP = (sh.N + colsPlan - 1) / colsPlan, sl32 = (sh.N + cols32 - 1) / cols32;
+        printf("  %-8s x%d: old %.3f | tile %.3f | GEMM alone %.3f | sliced %.3f (%d x %d cols, %.1f MB scratch) | "
+               "32 MiB cap %.3f (%d x %d cols, %.1f MB) | q4mma %.3f\n",
+               sh.name, sh.count, tOld, tTile, tGemm, tPlan, slP, colsPlan, (double)colsPlan * sh.K * 2 / 1e6, t32, sl32, cols32,
+               (double)cols32 * sh.K * 2 / 1e6, tMma);
+        const float t[6] = {tOld, tTile, tPlan, t32, tGemm, tMma};
+        for (int i = 0; i < 6; ++i) sum[i] += sh.count * t[i];
+      }
+      cudaFree(x); cudaFree(xh); cudaFree(y); cudaFree(ref); cudaFree(Wnk);
+      freeQ4(w);
+    }
+    if (!ok) continue;
+    const char* names[6] = {"old dequant + whole GEMM", "dequant_q4_tile + whole GEMM", "sliced (product plan, 80 MiB cap)",
+                            "sliced (32 MiB cap)", "GEMM alone (fp16 weights resident)", "q4mma (mma.sync, int4 in smem)"};
+    for (int i = 0; i < (mma ? 6 : 5); ++i)
+      printf("  %-36s %7.3f ms/layer (%s %+.3f) | x40: %6.2f ms, %6.0f tok/s linears only\n", names[i], sum[i],
+             i == 5 ? "vs GEMM alone  " : "dequant share", sum[i] - sum[4], 40 * sum[i], M / (40 * sum[i] * 1e-3));
+  }
+  printf("\n");
+}
+
 // ---- full run --------------------------------------------------------------------------------------
 struct Shape { const char* name; int N, K; };
 static const Shape SHAPES[] = {{"qkv", 15360, 5120}, {"o", 5120, 5120}, {"gate_up", 27648, 5120}, {"down", 5120, 13824}};
 static const int NSHAPES = 4;
 
 struct Row {
-  float xhalf = 0, deq4 = 0, deq8 = 0;
+  float xhalf = 0, deq4 = 0, deq8 = 0, deqT = 0;  // deq4 / deq8: the first kernel; deqT: dequant_q4_tile
   std::vector<float> ms;  // per variant (NAN: skipped or failed)
 };
 
@@ -613,12 +811,15 @@ static int runAll(const std::vector<Variant>& vs, const std::vector<bool>& enabl
       g_current = "dequant_q4_nk";
       row.deq4 = timeMs([&] { dequant(Wnk, w, 4); });
       row.deq8 = timeMs([&] { dequant(Wnk, w, 8); });
+      row.deqT = timeMs([&] { dequantTile(Wnk, w, 0, w.N); });
       const double deqBytes = (double)sh.N * sh.K * (0.5 + 2.0) + (double)sh.K / 128 * sh.N * 2.5;
-      printf("  %-8s N %5d K %5d: x_to_half %.3f ms; dequant_q4_nk %.3f ms (4 rows/thread), %.3f ms (8): %.0f GB/s best\n",
-             sh.name, sh.N, sh.K, row.xhalf, row.deq4, row.deq8, deqBytes / (std::min(row.deq4, row.deq8) * 1e-3) / 1e9);
+      printf("  %-8s N %5d K %5d: x_to_half %.3f ms; dequant_q4_nk %.3f ms (4 rows/thread), %.3f ms (8): %.0f GB/s best;\n"
+             "  %-8s %29s dequant_q4_tile %.3f ms: %.0f GB/s (%.0f%% of the read ceiling)\n",
+             sh.name, sh.N, sh.K, row.xhalf, row.deq4, row.deq8, deqBytes / (std::min(row.deq4, row.deq8) * 1e-3) / 1e9, "", "",
+             row.deqT, deqBytes / (row.deqT * 1e-3) / 1e9, 100.0 * deqBytes / (row.deqT * 1e-3) / 1e9 / ceilGBs);
       for (size_t vi = 0; vi < vs.size(); ++vi) {
         const Variant& v = vs[vi];
-        if (!enabled[vi]) continue;
+        if (!enabled[vi] || v.kind == 'd') continue;
         const Err e = runChecked(v, y, ref, xh, M, w, Wnk);
         if (!e.ok) {
           printf("    %-9s FAIL: max|err|/max|ref| %.2e, rms %.2e, non-finite %llu (not timed)\n", v.name, e.maxNorm, e.rmsNorm, e.bad);
@@ -629,13 +830,23 @@ static int runAll(const std::vector<Variant>& vs, const std::vector<bool>& enabl
         g_current = v.name;
         const float ms = timeMs([&] { L(); });
         row.ms[vi] = ms;
+        std::string note = v.fn ? "  persistent grid " + std::to_string(L.grid) : "";
+        if (v.kind == 's')
+          note += ", slices of " + std::to_string(L.cols) + " (" + std::to_string((sh.N + L.cols - 1) / L.cols) + "), dequant included";
         printf("    %-9s %8.3f ms %6.1f TFLOP/s  (err %.1e / rms %.1e)%s\n", v.name, ms, tflops(M, sh.N, sh.K, ms), e.maxNorm,
-               e.rmsNorm, v.fn ? (std::string("  persistent grid ") + std::to_string(L.grid)).c_str() : "");
+               e.rmsNorm, note.c_str());
       }
     }
     printf("\n");
   }
 
+  {
+    const Variant *wv = findVariant(vs, "wg256"), *sv = findVariant(vs, "wg256s"), *av = findVariant(vs, "q4mma");
+    if (wv && sv && enabled[wv - vs.data()] && enabled[sv - vs.data()])
+      layer13b(*wv, *sv, av && enabled[av - vs.data()] ? av : nullptr);
+    else
+      printf("13B layer (sliced vs whole): skipped (needs wg256 and wg256s)\n\n");
+  }
   printf("attention: attn_flash_128, 40 heads, d 128, 2048 causal rows (start 0)\n");
   const AttnResult at = attention();
   printf("  %.3f ms per layer, %.1f TFLOP/s (causal: 2·2·rows²/2·d·heads), check err %.2e %s\n\n", at.ms,
@@ -644,19 +855,19 @@ static int runAll(const std::vector<Variant>& vs, const std::vector<bool>& enabl
 
   // ---- summary ----
   printf("==================== summary: %s, %d SMs ====================\n", g_prop.name, g_sms);
-  printf("times in ms per linear (TFLOP/s); (b) = dequant_q4_nk + a GEMM on the fp16 scratch (wg* wgmma or mma16);\n"
-         "best passing config per shape and column\n");
+  printf("times in ms per linear (TFLOP/s); (b) = dequant_q4_tile + a GEMM on the fp16 scratch (wg* wgmma or mma16);\n"
+         "best passing config per shape and column; (s) = wg256s, sliced, dequantization included\n");
   for (int mi = 0; mi < 2; ++mi) {
     const int M = Ms[mi];
     printf("\nM = %d\n", M);
     printf("  %-8s %5s %5s | %-16s | %-7s %-24s %-16s | %-24s\n", "shape", "N", "K", "(a) q4mma", "dequant", "(b) GEMM on fp16 W", "(b) total",
            "(c) fused");
-    double sumA = 0, sumDeq = 0, sumB = 0, sumBgemm = 0, sumC = 0, sumX = 0;
-    bool haveA = true, haveB = true, haveC = true;
+    double sumA = 0, sumDeq = 0, sumDeqOld = 0, sumB = 0, sumBgemm = 0, sumC = 0, sumS = 0, sumX = 0;
+    bool haveA = true, haveB = true, haveC = true, haveS = true;
     for (int si = 0; si < NSHAPES; ++si) {
       const Shape& sh = SHAPES[si];
       const Row& r = table[mi][si];
-      float a = NAN, b = NAN, c = NAN;
+      float a = NAN, b = NAN, c = NAN, sl = NAN;
       const char *bn = "-", *cn = "-";
       for (size_t vi = 0; vi < vs.size(); ++vi) {
         const float t = r.ms[vi];
@@ -664,8 +875,9 @@ static int runAll(const std::vector<Variant>& vs, const std::vector<bool>& enabl
         if (vs[vi].kind == 'a') a = t;
         if (vs[vi].kind == 'b' && (std::isnan(b) || t < b)) { b = t; bn = vs[vi].name; }
         if (vs[vi].kind == 'c' && (std::isnan(c) || t < c)) { c = t; cn = vs[vi].name; }
+        if (vs[vi].kind == 's') sl = t;
       }
-      const float deq = std::min(r.deq4, r.deq8);
+      const float deq = r.deqT;
       char sa[32] = "-", sb[48] = "-", sbt[32] = "-", sc[48] = "-";
       if (!std::isnan(a)) snprintf(sa, sizeof sa, "%7.3f (%5.1f)", a, tflops(M, sh.N, sh.K, a));
       if (!std::isnan(b)) snprintf(sb, sizeof sb, "%7.3f (%5.1f) %-8s", b, tflops(M, sh.N, sh.K, b), bn);
@@ -675,7 +887,9 @@ static int runAll(const std::vector<Variant>& vs, const std::vector<bool>& enabl
       haveA = haveA && !std::isnan(a);
       haveB = haveB && !std::isnan(b);
       haveC = haveC && !std::isnan(c);
-      sumA += a; sumB += b + deq; sumBgemm += b; sumDeq += deq; sumC += c; sumX += r.xhalf;
+      haveS = haveS && !std::isnan(sl);
+      sumA += a; sumB += b + deq; sumBgemm += b; sumDeq += deq; sumDeqOld += std::min(r.deq4, r.deq8); sumC += c; sumS += sl;
+      sumX += r.xhalf;
     }
     double flopLayer = 0;
     for (const Shape& sh : SHAPES) flopLayer += 2.0 * M * sh.N * sh.K;
@@ -689,8 +903,11 @@ static int runAll(const std::vector<Variant>& vs, const std::vector<bool>& enabl
     line("(a) q4mma, 4 linears", haveA, sumA);
     line("(b) dequant + GEMM, 4 linears", haveB, sumB);
     line("(b) GEMM alone (fp16 weights resident)", haveB, sumBgemm);
+    line("(b) with the first dequant_q4_nk", haveB, sumBgemm + sumDeqOld);
+    line("(s) sliced dequant + GEMM (wg256s), 4 linears", haveS, sumS);
     line("(c) fused, 4 linears", haveC, sumC);
-    printf("  x_to_half for the 4 inputs: %.3f ms/layer; dequant alone: %.3f ms/layer\n", sumX, sumDeq);
+    printf("  x_to_half for the 4 inputs: %.3f ms/layer; dequant alone: %.3f ms/layer (dequant_q4_tile), %.3f (dequant_q4_nk)\n",
+           sumX, sumDeq, sumDeqOld);
     if (M == 2048) printf("  attention (attn_flash_128): %.3f ms/layer (%s)\n", at.ms, at.ok ? "checked" : "FAILED its check");
   }
   printf("\ntarget: 24,000 tok/s at 2048 = 85.3 ms per prompt = 2.13 ms per layer for everything\n");

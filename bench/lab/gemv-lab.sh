@@ -19,4 +19,5 @@ for tag in default l2-256B l2-128B cs; do
   "$out-$tag" || status=1
 done
 for b in 2 8; do "$out-default" --blocks-per-sm "$b" || status=1; done
+"$out-default" --sweep || status=1
 exit $status

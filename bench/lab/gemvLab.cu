@@ -9,7 +9,8 @@
 //   linear    read_bw-style grid-stride reads of the same bytes per launch (what the size allows)
 // and prints µs per launch, GB/s and the ratio to a 2 GiB read ceiling measured in the same process.
 // The GEMV's output is checked against a host dot product on the first copy before timing.
-// Usage: gemv-lab [--blocks-per-sm B]     (built by bench/lab/gemv-lab.sh)
+// --sweep: also times the product kernel at other K ranges per block (kPerBlock 512..4096) per shape.
+// Usage: gemv-lab [--blocks-per-sm B] [--sweep]     (built by bench/lab/gemv-lab.sh)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -137,8 +138,10 @@ static double timeGraph(cudaStream_t s, int launches, F&& record) {
 
 int main(int argc, char** argv) {
   int blocksPerSm = 4;
+  bool sweep = false;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--blocks-per-sm") && i + 1 < argc) blocksPerSm = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--sweep")) sweep = true;
   }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
@@ -287,10 +290,44 @@ int main(int argc, char** argv) {
         launchPdl(read_linear, dim3(sms * 8), dim3(256), s, (const uint4*)(pool + matBytes * size_t(c) * sh.mats),
                   (unsigned long long)(matBytes * sh.mats / 16), sink);
     });
+    // the same launches normalizing their input themselves (gemv_q4.cu xNormW), where the model does that
+    double normUs = 0;
+    float *nw = nullptr, *nout = nullptr;
+    if (!sh.residual) {
+      CK(cudaMalloc(&nw, K * 4));
+      CK(cudaMalloc(&nout, K * 4));
+      std::vector<float> ones(K, 1.f);
+      CK(cudaMemcpy(nw, ones.data(), K * 4, cudaMemcpyHostToDevice));
+      std::vector<Q4Args> as = args;
+      for (auto& a : as) {
+        a.xNormW = nw;
+        a.xNormOut = nout;
+        a.xEps = 1e-6f;
+      }
+      normUs = timeGraph(s, copies, [&] {
+        for (int c = 0; c < copies; ++c) launchPdl(gemv_q4_rpg16, grid, dim3(128), s, as[c]);
+      });
+      CK(cudaFree(nw));
+      CK(cudaFree(nout));
+    }
     const double gemvGBs = bytes / gemvUs / 1e3, loadsGBs = qBytes * sh.mats / loadsUs / 1e3, linGBs = bytes / linearUs / 1e3;
     printf("  %-15s %5.1f MB  grid %4dx%-3d  gemv %6.2f us %5.0f GB/s %5.1f%% | loads-only %6.2f us %5.1f%% | linear %6.2f us %5.1f%%\n",
            sh.name, bytes / 1e6, grid.x, grid.y, gemvUs, gemvGBs, 100 * gemvGBs / ceiling, loadsUs, 100 * loadsGBs / ceiling, linearUs,
            100 * linGBs / ceiling);
+    if (normUs > 0) printf("    with the input norm: gemv %6.2f us (+%.2f)\n", normUs, normUs - gemvUs);
+    if (sweep) {
+      printf("    kPerBlock sweep:");
+      for (int kp = 512; kp <= 4096 && kp <= K; kp += 256) {
+        std::vector<Q4Args> as = args;
+        for (auto& a : as) a.kPerBlock = kp;
+        const dim3 g(tiles, (K + kp - 1) / kp);
+        const double us = timeGraph(s, copies, [&] {
+          for (int c = 0; c < copies; ++c) launchPdl(gemv_q4_rpg16, g, dim3(128), s, as[c]);
+        });
+        printf(" %d:%.2f%s", kp, us, kp == kPer ? "*" : "");
+      }
+      printf("  (us; * = gemvBatch's choice)\n");
+    }
     CK(cudaFree(pool));
     CK(cudaFree(x));
     CK(cudaFree(ys));

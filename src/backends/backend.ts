@@ -54,11 +54,33 @@ export interface DenseLinearHost {
 
 export type LinearHost = DenseLinearHost | GptqLinearHost;
 
+/**
+ * How the caller arranges a linear's features (only where `Backend.supportsUploadOrder`). Orders are
+ * permutations: position i holds original index order[i] (src/formats/actOrder.ts).
+ */
+export interface LinearUploadOptions {
+  /** output j of the uploaded weight is host output outputOrder[j]: y comes out in this order */
+  readonly outputOrder?: Int32Array;
+  /**
+   * GPTQ only: the caller feeds x already in this act-order weight's group order, x'[i] = x[order[i]]
+   * with order = groupOrder(gIdx) (src/formats/actOrder.ts), e.g. written so by the producer of x
+   */
+  readonly inputInGroupOrder?: boolean;
+}
+
 /** Geometry of one attention call. */
 export interface AttentionShape {
   readonly layer: number;
   /** position of the first query row in the sequence (= tokens already in the cache) */
   readonly startPos: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+}
+
+/** Geometry of a batched decode attention call: one query row per sequence (see `Backend.attentionRows`). */
+export interface BatchAttentionShape {
+  readonly layer: number;
   readonly heads: number;
   readonly kvHeads: number;
   readonly headDim: number;
@@ -99,7 +121,9 @@ export interface Backend {
   readonly uploadCopiesHostData?: boolean;
   /** prompt rows per forward pass this backend runs best with (model default when absent: 256) */
   readonly preferredChunkRows?: number;
-  uploadLinear(weight: LinearHost): LinearWeight;
+  /** true when uploadLinear honours LinearUploadOptions; absent or false: callers pass none */
+  readonly supportsUploadOrder?: boolean;
+  uploadLinear(weight: LinearHost, options?: LinearUploadOptions): LinearWeight;
   uploadVector(data: Float32Array): VectorWeight;
   uploadEmbedding(data: Uint16Array, vocab: number, dim: number): EmbeddingWeight;
   allocKvCache(layers: number, maxSeq: number, kvHeads: number, headDim: number): KvCache;
@@ -129,6 +153,15 @@ export interface Backend {
   copyRows(dst: Activation, src: Activation, srcRow: number, rows: number): void;
   /** x += y, elementwise */
   addInPlace(x: Activation, y: Activation, rows: number): void;
+
+  // --- batched decode (continuous batching): row t of the operands is the next token of sequence t,
+  // which has its own KV cache and position; the linears and norms are the ordinary ops with rows = B.
+  /** Rotary embedding of row t at position positions[t] (same convention as `rope`). */
+  ropeRows(x: Activation, heads: number, headDim: number, positions: Int32Array, theta: number, rows: number): void;
+  /** Store row t of K and V at position positions[t] of caches[t], layer `layer`. */
+  writeKvRows(caches: readonly KvCache[], layer: number, positions: Int32Array, k: Activation, v: Activation, rows: number): void;
+  /** Row t of q attends over positions 0..positions[t] (inclusive) of caches[t], layer `shape.layer`. */
+  attentionRows(out: Activation, q: Activation, caches: readonly KvCache[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void;
 
   // --- optional fast paths ---------------------------------------------------------------
   /**

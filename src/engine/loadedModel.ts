@@ -12,6 +12,8 @@ export interface LoadOptions {
   readonly contextLength?: number;
   /** CPU threads (default: QLLAMA_CPU_THREADS, else all cores) */
   readonly threads?: number;
+  /** sequence slots (KV caches) for batched decoding (default 1) */
+  readonly sequences?: number;
   /** --template override */
   readonly template?: string;
   /** where progress lines go (stderr in the CLI) */
@@ -40,7 +42,7 @@ export class LoadedModel implements AsyncDisposable {
     let tokenizer: Tokenizer;
     let template: TemplateChoice;
     try {
-      model = await LlamaModel.create(options.dir, { backend, weights: options.weights, contextLength: options.contextLength });
+      model = await LlamaModel.create(options.dir, { backend, weights: options.weights, contextLength: options.contextLength, sequences: options.sequences });
       tokenizer = await Tokenizer.fromModelDir(options.dir);
       template = await selectTemplateForFolder(path.resolve(options.dir), options.template);
     } catch (err) {

@@ -4,6 +4,7 @@ import { ContextOverflowError } from '../errors.js';
 import type { LlamaConfig } from '../formats/hfConfig.js';
 import { discoverModel, type DiscoveredModel } from '../formats/modelFolder.js';
 import { WeightStore } from '../formats/weightStore.js';
+import { hostArgmax, type BatchedLm, type DecodeRow, type RowResult } from './batch.js';
 import type { CausalLm } from './causalLm.js';
 import { allocRunState, type RunState } from './runState.js';
 import { bindLlamaWeights, type LlamaWeights, type LoadProfile } from './weights.js';
@@ -17,30 +18,58 @@ export interface LlamaModelOptions {
   readonly contextLength?: number;
   /** prompt tokens processed per forward chunk */
   readonly chunkRows?: number;
+  /**
+   * sequence slots, each with its own KV cache (default 1): slots decode together through
+   * `decodeBatch`; slot 0 is the one `forward` & co. use when no slot is given
+   */
+  readonly sequences?: number;
   /** filled with the load's seconds by phase (benchmarks) */
   readonly profile?: LoadProfile;
 }
 
+/** Where a pass's new K/V rows go: one sequence from startPos on, or one row per sequence. */
+type KvTarget =
+  | { readonly kind: 'chunk'; readonly cache: KvCache; readonly startPos: number }
+  | { readonly kind: 'rows'; readonly caches: readonly KvCache[]; readonly positions: Int32Array };
+
 /**
  * A LLaMA decoder (RMSNorm, rotary attention with KV cache and grouped KV heads, SwiGLU MLP,
- * untied lm_head) running on any `Backend`. One model holds one sequence's KV cache.
+ * untied lm_head) running on any `Backend`. It holds `sequences` KV caches (slots, default 1);
+ * every forward takes an optional slot (default 0), and `decodeBatch` runs the next token of
+ * several slots as one pass whose linear layers see one row per slot.
  */
-export class LlamaModel implements CausalLm, AsyncDisposable {
+export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
   readonly vocabSize: number;
   readonly contextLength: number;
   private readonly headDim: number;
+  /** decodeBatch's per-row scratch, sized `sequences` once (a step allocates next to nothing) */
+  private readonly batchIds: Int32Array;
+  private readonly batchPositions: Int32Array;
+  private readonly batchCaches: KvCache[];
 
   private constructor(
     readonly info: DiscoveredModel,
     readonly backend: Backend,
     private readonly weights: LlamaWeights,
-    private readonly cache: KvCache,
+    private readonly caches: readonly KvCache[],
     private readonly state: RunState,
+    /** decodeBatch's activations: `state` itself when it has a row per slot */
+    private readonly batchState: RunState,
+    /** [1, vocab]: one row's logits, for a device argmax / sample of a batched row */
+    private readonly pickRow: Activation | null,
     contextLength: number,
   ) {
     this.vocabSize = info.config.vocabSize;
     this.contextLength = contextLength;
     this.headDim = info.config.hiddenSize / info.config.numHeads;
+    this.batchIds = new Int32Array(caches.length);
+    this.batchPositions = new Int32Array(caches.length);
+    this.batchCaches = [...caches];
+  }
+
+  /** Sequence slots (KV caches) this model holds. */
+  get sequences(): number {
+    return this.caches.length;
   }
 
   get config(): LlamaConfig {
@@ -61,45 +90,104 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
     } finally {
       store.close();
     }
-    const cache = backend.allocKvCache(config.numLayers, contextLength, config.numKvHeads, config.hiddenSize / config.numHeads);
+    const sequences = options.sequences ?? 1;
+    if (!Number.isInteger(sequences) || sequences < 1) throw new RangeError(`sequences must be an integer ≥ 1, got ${sequences}`);
+    const headDim = config.hiddenSize / config.numHeads;
+    // one KV cache per slot: memory grows linearly with `sequences`
+    const caches = Array.from({ length: sequences }, () => backend.allocKvCache(config.numLayers, contextLength, config.numKvHeads, headDim));
     const state = allocRunState(backend, config, Math.min(options.chunkRows ?? backend.preferredChunkRows ?? 256, contextLength));
-    return new LlamaModel(info, backend, weights, cache, state, contextLength);
+    const batchState = state.rows >= sequences ? state : allocRunState(backend, config, sequences);
+    const pickRow = sequences > 1 && (backend.argmax || backend.sample) ? backend.allocActivation(1, config.vocabSize) : null;
+    return new LlamaModel(info, backend, weights, caches, state, batchState, pickRow, contextLength);
   }
 
   /** Logits of the last fed position, `[vocab]`. */
-  async forward(tokens: readonly number[], startPos: number): Promise<Float32Array> {
-    this.lastLogits(tokens, startPos);
+  async forward(tokens: readonly number[], startPos: number, slot = 0): Promise<Float32Array> {
+    this.lastLogits(tokens, startPos, slot);
     return this.backend.readActivation(this.state.logits, 1);
   }
 
   /** argmax of the last position's logits; on backends with a device argmax only the id comes back. */
-  async forwardArgmax(tokens: readonly number[], startPos: number): Promise<number> {
-    this.lastLogits(tokens, startPos);
+  async forwardArgmax(tokens: readonly number[], startPos: number, slot = 0): Promise<number> {
+    this.lastLogits(tokens, startPos, slot);
     const { backend, state } = this;
     if (backend.argmax) return backend.argmax(state.logits);
-    const logits = backend.readActivation(state.logits, 1);
-    let best = 0;
-    for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
-    return best;
+    return hostArgmax(backend.readActivation(state.logits, 1));
   }
 
   /**
    * The next id drawn where the logits are (Backend.sample, a launch after the decode graph), or the
    * logits row when the backend has no device sampler or cannot decide this one.
    */
-  async forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling): Promise<number | Float32Array> {
-    this.lastLogits(tokens, startPos);
+  async forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling, slot = 0): Promise<number | Float32Array> {
+    this.lastLogits(tokens, startPos, slot);
     const { backend, state } = this;
     return backend.sample?.(state.logits, sampling) ?? backend.readActivation(state.logits, 1);
   }
 
+  /**
+   * One decode step of several sequences: row t feeds `rows[t].token` at `rows[t].pos` of slot
+   * `rows[t].slot` (slots distinct, each cache holding positions 0..pos-1), in ONE pass whose linear
+   * layers run with rows = B (each weight read once for the B tokens); attention and the KV writes
+   * are per row (Backend.ropeRows / writeKvRows / attentionRows). Returns, in row order, what each
+   * row's `pick` asks for. No graph capture: graphs are keyed to one sequence.
+   */
+  async decodeBatch(rows: readonly DecodeRow[]): Promise<RowResult[]> {
+    const B = rows.length;
+    if (B === 0) return [];
+    if (B > this.caches.length) throw new RangeError(`decodeBatch: ${B} rows but the model has ${this.caches.length} sequence slots`);
+    const ids = this.batchIds.subarray(0, B), positions = this.batchPositions.subarray(0, B);
+    const caches = this.batchCaches;
+    caches.length = B;
+    for (let t = 0; t < B; t++) {
+      const r = rows[t];
+      this.checkSlot(r.slot);
+      for (let u = 0; u < t; u++) if (rows[u].slot === r.slot) throw new RangeError(`decodeBatch: slot ${r.slot} appears twice`);
+      this.checkRange(1, r.pos);
+      ids[t] = r.token;
+      positions[t] = r.pos;
+      caches[t] = this.caches[r.slot];
+    }
+    const { backend: b, batchState: s, config: c } = this;
+    this.layers(s, ids, B, { kind: 'rows', caches, positions });
+    b.rmsNorm(s.xb, s.x, this.weights.norm, c.rmsNormEps, B);
+    b.linear(s.logits, s.xb, this.weights.lmHead, B); // [B, vocab]
+    return this.pickRows(rows);
+  }
+
+  /** Each batched row's result from batchState.logits: device argmax/sample where offered, else host logits. */
+  private pickRows(rows: readonly DecodeRow[]): RowResult[] {
+    const { backend: b, batchState: s, pickRow, vocabSize: V } = this;
+    let host: Float32Array | undefined;
+    const hostRow = (t: number): Float32Array => {
+      host ??= b.readActivation(s.logits, rows.length);
+      return host.slice(t * V, (t + 1) * V);
+    };
+    return rows.map((r, t): RowResult => {
+      const pick = r.pick ?? { kind: 'logits' };
+      if (pick.kind === 'argmax') {
+        if (b.argmax && pickRow) {
+          b.copyRows(pickRow, s.logits, t, 1);
+          return b.argmax(pickRow);
+        }
+        return hostArgmax(hostRow(t));
+      }
+      if (pick.kind === 'sample' && b.sample && pickRow) {
+        b.copyRows(pickRow, s.logits, t, 1);
+        return b.sample(pickRow, pick.sampling) ?? hostRow(t);
+      }
+      return hostRow(t);
+    });
+  }
+
   /** Runs the tokens through the model, leaving the last position's logits in state.logits row 0. */
-  private lastLogits(tokens: readonly number[], startPos: number): void {
+  private lastLogits(tokens: readonly number[], startPos: number, slot: number): void {
+    this.checkSlot(slot);
     this.checkRange(tokens.length, startPos);
     let rows = 0;
     for (let done = 0; done < tokens.length; done += rows) {
       rows = Math.min(this.state.rows, tokens.length - done);
-      this.runChunk(tokens, done, rows, startPos + done);
+      this.runChunk(tokens, done, rows, startPos + done, slot);
     }
     const { backend, state } = this;
     backend.copyRows(state.last, state.x, rows - 1, 1);
@@ -108,18 +196,25 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
   }
 
   /** Logits of every fed position, `[tokens.length, vocab]` row-major (perplexity needs them all). */
-  async forwardAll(tokens: readonly number[], startPos: number): Promise<Float32Array> {
+  async forwardAll(tokens: readonly number[], startPos: number, slot = 0): Promise<Float32Array> {
+    this.checkSlot(slot);
     this.checkRange(tokens.length, startPos);
     const out = new Float32Array(tokens.length * this.vocabSize);
     const { backend, state } = this;
     for (let done = 0; done < tokens.length; done += state.rows) {
       const rows = Math.min(state.rows, tokens.length - done);
-      this.runChunk(tokens, done, rows, startPos + done);
+      this.runChunk(tokens, done, rows, startPos + done, slot);
       backend.rmsNorm(state.xb, state.x, this.weights.norm, this.config.rmsNormEps, rows);
       backend.linear(state.logits, state.xb, this.weights.lmHead, rows);
       out.set(backend.readActivation(state.logits, rows), done * this.vocabSize);
     }
     return out;
+  }
+
+  private checkSlot(slot: number): void {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.caches.length) {
+      throw new RangeError(`sequence slot ${slot} does not exist: the model has ${this.caches.length} (LlamaModelOptions.sequences)`);
+    }
   }
 
   private checkRange(count: number, startPos: number): void {
@@ -136,16 +231,17 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
    * Runs the decoder layers over tokens[from..from+rows) at positions startPos..; leaves the
    * residual in state.x. The ids go through the preallocated state.ids, so decode allocates nothing.
    */
-  private runChunk(tokens: readonly number[], from: number, rows: number, startPos: number): void {
+  private runChunk(tokens: readonly number[], from: number, rows: number, startPos: number, slot: number): void {
     const ids = this.state.ids.subarray(0, rows);
     for (let i = 0; i < rows; i++) ids[i] = tokens[from + i];
-    const record = (): void => this.layers(ids, startPos, rows);
-    if (rows === 1 && this.backend.runGraph) this.backend.runGraph('decode', { startPos, ids }, record);
+    const record = (): void => this.layers(this.state, ids, rows, { kind: 'chunk', cache: this.caches[slot], startPos });
+    // a captured graph holds its slot's cache, so each slot has its own (slot 0 keeps the old key)
+    if (rows === 1 && this.backend.runGraph) this.backend.runGraph(slot === 0 ? 'decode' : `decode:${slot}`, { startPos, ids }, record);
     else record();
   }
 
-  private layers(ids: Int32Array, startPos: number, rows: number): void {
-    const { backend: b, state: s, config: c, headDim } = this;
+  private layers(s: RunState, ids: Int32Array, rows: number, kv: KvTarget): void {
+    const { backend: b, config: c, headDim } = this;
     b.embed(s.x, this.weights.embed, ids);
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l];
@@ -154,23 +250,33 @@ export class LlamaModel implements CausalLm, AsyncDisposable {
       b.linear(s.q, s.xb, w.q, rows);
       b.linear(s.k, s.xb, w.k, rows);
       b.linear(s.v, s.xb, w.v, rows);
-      b.rope(s.q, c.numHeads, headDim, startPos, c.ropeTheta, rows);
-      b.rope(s.k, c.numKvHeads, headDim, startPos, c.ropeTheta, rows);
-      b.writeKv(this.cache, l, startPos, s.k, s.v, rows);
-      b.attention(s.attn, s.q, this.cache, { layer: l, startPos, heads: c.numHeads, kvHeads: c.numKvHeads, headDim }, rows);
-      this.residualLinear(s.attn, w.o, rows);
+      if (kv.kind === 'chunk') {
+        const { cache, startPos } = kv;
+        b.rope(s.q, c.numHeads, headDim, startPos, c.ropeTheta, rows);
+        b.rope(s.k, c.numKvHeads, headDim, startPos, c.ropeTheta, rows);
+        b.writeKv(cache, l, startPos, s.k, s.v, rows);
+        b.attention(s.attn, s.q, cache, { layer: l, startPos, heads: c.numHeads, kvHeads: c.numKvHeads, headDim }, rows);
+      } else {
+        // one sequence per row: its own position and cache
+        const { caches, positions } = kv;
+        b.ropeRows(s.q, c.numHeads, headDim, positions, c.ropeTheta, rows);
+        b.ropeRows(s.k, c.numKvHeads, headDim, positions, c.ropeTheta, rows);
+        b.writeKvRows(caches, l, positions, s.k, s.v, rows);
+        b.attentionRows(s.attn, s.q, caches, { layer: l, heads: c.numHeads, kvHeads: c.numKvHeads, headDim }, positions, rows);
+      }
+      this.residualLinear(s, s.attn, w.o, rows);
       // MLP block: x += down(silu(gate(norm x)) · up(norm x))
       b.rmsNorm(s.xb, s.x, w.mlpNorm, c.rmsNormEps, rows);
       b.linear(s.gate, s.xb, w.gate, rows);
       b.linear(s.up, s.xb, w.up, rows);
       b.swiglu(s.hidden, s.gate, s.up, rows);
-      this.residualLinear(s.hidden, w.down, rows);
+      this.residualLinear(s, s.hidden, w.down, rows);
     }
   }
 
   /** x += input Wᵀ, fused into one kernel where the backend offers it. */
-  private residualLinear(input: Activation, weight: LinearWeight, rows: number): void {
-    const { backend: b, state: s } = this;
+  private residualLinear(s: RunState, input: Activation, weight: LinearWeight, rows: number): void {
+    const b = this.backend;
     if (b.linearAdd) {
       b.linearAdd(s.x, input, weight, rows);
       return;

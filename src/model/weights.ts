@@ -1,4 +1,5 @@
-import type { Backend, EmbeddingWeight, LinearHost, LinearWeight, VectorWeight } from '../backends/backend.js';
+import type { Backend, EmbeddingWeight, LinearHost, LinearUploadOptions, LinearWeight, VectorWeight } from '../backends/backend.js';
+import { groupOrder, isIdentity } from '../formats/actOrder.js';
 import { finishGptqLinear, planGptqLinear, type GptqPlan, type QuantizeConfig } from '../formats/gptq.js';
 import type { LlamaConfig } from '../formats/hfConfig.js';
 import { asUint16, floatToHalf, toFloat32 } from '../formats/safetensors.js';
@@ -77,15 +78,19 @@ export async function bindLlamaWeights(
       prof[phase] += (performance.now() - t0) / 1000;
     }
   };
-  const upload = (host: LinearHost): LinearWeight => timed('uploadS', () => backend.uploadLinear(host));
+  const upload = (host: LinearHost, options?: LinearUploadOptions): LinearWeight => timed('uploadS', () => backend.uploadLinear(host, options));
+  const ordered = backend.supportsUploadOrder === true;
 
   // uploads land in these slots as units are bound; runUnits binds every unit or throws
   const linears: LinearWeight[] = [];
   const vectors: VectorWeight[] = [];
   let embed: EmbeddingWeight | undefined;
 
-  /** Plans the linear `prefix` (checking its headers now); returns the slot its upload will fill. */
-  const linear = (prefix: string, inF: number, outF: number): number => {
+  /**
+   * Plans the linear `prefix` (checking its headers now); returns the slot its upload will fill.
+   * `optionsFor` picks the upload options once the host data is known (bind time).
+   */
+  const linear = (prefix: string, inF: number, outF: number, optionsFor?: (host: LinearHost) => LinearUploadOptions | undefined): number => {
     const slot = linears.length;
     linears.push({ inFeatures: inF, outFeatures: outF }); // placeholder until bound
     const done = (w: LinearWeight): void => { linears[slot] = w; };
@@ -94,7 +99,10 @@ export async function bindLlamaWeights(
       const names = gptqNames(plan);
       units.push({
         names, bytes: names.reduce((a, n) => a + size(n), 0),
-        bind: (b) => done(upload(timed('parseS', () => finishGptqLinear(plan, gptqBytes(plan, b))))),
+        bind: (b) => {
+          const host = timed('parseS', () => finishGptqLinear(plan, gptqBytes(plan, b)));
+          done(upload(host, optionsFor?.(host)));
+        },
       });
       return slot;
     }
@@ -109,7 +117,7 @@ export async function bindLlamaWeights(
         const host = timed('parseS', (): LinearHost => ({
           kind: 'dense', inFeatures: inF, outFeatures: outF, data: toHalf(store, wName, b[0]), bias: hasBias ? toHalf(store, bName, b[1]) : undefined,
         }));
-        done(upload(host));
+        done(upload(host, optionsFor?.(host)));
       },
     });
     return slot;
@@ -132,17 +140,22 @@ export async function bindLlamaWeights(
   const layerSlots: Record<keyof LayerWeights, number>[] = [];
   for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}`;
-    layerSlots.push({
+    const attn = {
       attnNorm: vector(`${p}.input_layernorm.weight`, dim),
       q: linear(`${p}.self_attn.q_proj`, dim, dim),
       k: linear(`${p}.self_attn.k_proj`, dim, kvDim),
       v: linear(`${p}.self_attn.v_proj`, dim, kvDim),
       o: linear(`${p}.self_attn.o_proj`, dim, dim),
       mlpNorm: vector(`${p}.post_attention_layernorm.weight`, dim),
-      gate: linear(`${p}.mlp.gate_proj`, dim, ffn),
-      up: linear(`${p}.mlp.up_proj`, dim, ffn),
-      down: linear(`${p}.mlp.down_proj`, ffn, dim),
-    });
+    };
+    if (ordered) {
+      // down is planned (so read and bound) before gate and up: its group order decides how they upload
+      const mlp = mlpInDownOrder();
+      const down = linear(`${p}.mlp.down_proj`, ffn, dim, mlp.down);
+      layerSlots.push({ ...attn, gate: linear(`${p}.mlp.gate_proj`, dim, ffn, mlp.gateUp), up: linear(`${p}.mlp.up_proj`, dim, ffn, mlp.gateUp), down });
+    } else {
+      layerSlots.push({ ...attn, gate: linear(`${p}.mlp.gate_proj`, dim, ffn), up: linear(`${p}.mlp.up_proj`, dim, ffn), down: linear(`${p}.mlp.down_proj`, ffn, dim) });
+    }
   }
   const embedName = 'model.embed_tokens.weight';
   checkShape(store, embedName, [config.vocabSize, dim]);
@@ -169,6 +182,28 @@ export async function bindLlamaWeights(
     mlpNorm: vectors[s.mlpNorm], gate: linears[s.gate], up: linears[s.up], down: linears[s.down],
   }));
   return { embed, layers, norm: vectors[norm], lmHead: linears[lmHead] };
+}
+
+/**
+ * Upload options of one MLP for a backend that supports them: when down_proj is act-order GPTQ, gate and
+ * up are uploaded with their outputs in down's group order, so silu(gate)·up comes out in that order and
+ * down reads its x linearly (no gather through its permutation). The model is unchanged: the
+ * intermediate vector is only permuted, and only down reads it. Down must be bound before gate and up
+ * (weights are bound in planning order); gate and up both have down's input size as outputs
+ * (checked shapes [ffn, dim] vs [dim, ffn]), GPTQ or dense alike.
+ */
+function mlpInDownOrder(): { down: (h: LinearHost) => LinearUploadOptions | undefined; gateUp: () => LinearUploadOptions | undefined } {
+  let order: Int32Array | undefined;
+  return {
+    down: (h) => {
+      if (h.kind !== 'gptq') return undefined;
+      const o = groupOrder(h.gIdx);
+      if (isIdentity(o)) return undefined;
+      order = o;
+      return { inputInGroupOrder: true };
+    },
+    gateUp: () => (order ? { outputOrder: order } : undefined),
+  };
 }
 
 /** Reads units' tensors up to PREFETCH_BYTES ahead and binds them in order; on failure, waits for reads in flight (the store is closed next). */

@@ -64,6 +64,7 @@ export class QllamaServer implements AsyncDisposable {
       metrics.running.set(scheduler.runningCount);
     };
     const models = new ModelManager({ modelsDir: options.modelsDir, loader: options.loader, scheduler, maxConcurrency, log });
+    metrics.batchSource = () => models.loadedEngine?.batching;
     const downloads = new DownloadJobs(options.downloader ?? null, options.modelsDir);
     const app = Fastify({ logger: false, bodyLimit: options.bodyLimit ?? 1024 * 1024, forceCloseConnections: true });
     const deps: RouteDeps = { models, scheduler, metrics, downloads, startedAt: Date.now() };

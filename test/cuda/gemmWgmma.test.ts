@@ -1,8 +1,10 @@
 /**
- * The Hopper prefill GEMM (dequant_q4_nk_rp4 + gemm_wgmma_256, used for ≥ WGMMA_MIN_ROWS rows on sm_90)
- * against the CPU backend and against the mma.sync path, outputs poisoned first, compared by normalized
- * error; and a ≥ 1024-token prompt of the embedded model giving the same logits on both paths.
- * Skipped, saying why, without a GPU or on a GPU other than sm_90.
+ * The Hopper prefill GEMM (per slice of N: dequant_q4_tile + gemm_wgmma_256, used for ≥ WGMMA_MIN_ROWS
+ * rows on sm_90) against the CPU backend and against the mma.sync path, outputs poisoned first, compared
+ * by normalized error; sliced against unsliced (bit-equal: the same tiles, the same sums); and a
+ * ≥ 1024-token prompt of the embedded model giving the same logits on both paths.
+ * The GPU tests skip, saying why, without a GPU or on a GPU other than sm_90; the slice planner's tests
+ * need no GPU.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -10,6 +12,7 @@ import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend, LinearHost } from '../../src/backends/backend.js';
 import type { PrefillKernels } from '../../src/backends/cuda/cudaBackend.js';
 import { WGMMA_MIN_ROWS } from '../../src/backends/cuda/linearLaunch.js';
+import { WG_SLICE_BYTES, wgmmaSliceCols } from '../../src/backends/cuda/wgmmaLinear.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { EMBEDDED_MODEL } from '../support/paths.js';
 import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
@@ -22,10 +25,15 @@ const HALF_TOL = 4e-3;
 /** the same fp16 products on both GPU paths: only the f32 summation order differs */
 const PATH_TOL = 1e-4;
 
-/** y = x Wᵀ and acc + x Wᵀ (linearAdd) on the GPU in prefill mode `mode`. */
-function run(mode: PrefillKernels, w: LinearHost, rows: number, x: Float32Array, resid: Float32Array): [Float32Array, Float32Array] {
-  const g = gpu(), before = g.prefillKernels;
+/**
+ * y = x Wᵀ and acc + x Wᵀ (linearAdd) on the GPU in prefill mode `mode`; sliceBytes caps the wgmma
+ * path's slices of fp16 weights (default: the backend's).
+ */
+function run(mode: PrefillKernels, w: LinearHost, rows: number, x: Float32Array, resid: Float32Array,
+  sliceBytes?: number): [Float32Array, Float32Array] {
+  const g = gpu(), before = g.prefillKernels, beforeSlice = g.wgmmaSliceBytes;
   g.prefillKernels = mode;
+  g.wgmmaSliceBytes = sliceBytes ?? beforeSlice;
   try {
     const lw = g.uploadLinear(w);
     const out = poisoned(g, rows, w.outFeatures);
@@ -35,6 +43,7 @@ function run(mode: PrefillKernels, w: LinearHost, rows: number, x: Float32Array,
     return [g.readActivation(out), g.readActivation(acc)];
   } finally {
     g.prefillKernels = before;
+    g.wgmmaSliceBytes = beforeSlice;
   }
 }
 
@@ -61,6 +70,69 @@ test('wgmma GEMM against the CPU: partial tiles, gs 128 / 32, act-order, linearA
       assert.ok(normErr(gAdd, want) < HALF_TOL, `${name} linearAdd: err ${normErr(gAdd, want)}`);
     }
   }
+});
+
+/** the largest |a − b| (Infinity where either is not finite) */
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Number.isFinite(a[i]) && Number.isFinite(b[i]) ? Math.abs(a[i] - b[i]) : Infinity);
+  return m;
+}
+
+test('wgmma GEMM in slices of N against the CPU and bit-equal to one slice: partial slices and tiles, act-order, linearAdd', { skip }, () => {
+  // [K, N, group size, act-order, rows, slice cap in 256-row tiles]: N 1000 leaves a last slice of 232 or
+  // 488 columns (a partial 256-wide tile), 1100 and 600 rows a partial 128-row tile
+  const cases: [number, number, number, boolean, number, number][] = [
+    [1024, 1000, 128, true, 1100, 1], [1024, 1000, 128, false, 1024, 2], [512, 1280, 32, false, 1100, 2], [768, 776, 64, true, 600, 3],
+  ];
+  for (const [k, n, gs, ao, rows, tiles] of cases) {
+    const cap = tiles * 256 * k * 2;
+    const cols = wgmmaSliceCols(rows, n, k, gpu().smCount, cap);
+    const name = `wgmma q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''} rows=${rows} slices of ${cols}`;
+    assert.ok(cols < n, `${name}: the case must run in more than one slice`);
+    const w = randomGptq(k, n, 4, gs, ao);
+    const x = randn(rows * k), resid = randn(rows * n);
+    const [g, gAdd] = run('wgmma', w, rows, x, resid, cap);
+    const [whole, wholeAdd] = run('wgmma', w, rows, x, resid, n * k * 2);
+    const c = runCpu(cpu, w, rows, x);
+    assert.ok(normErr(g, c) < HALF_TOL, `${name}: err ${normErr(g, c)}`);
+    const want = Float32Array.from(c, (v, i) => v + resid[i]);
+    assert.ok(normErr(gAdd, want) < HALF_TOL, `${name} linearAdd: err ${normErr(gAdd, want)}`);
+    // slices start at multiples of 256 columns, so every output comes from the same tile and the same sums
+    assert.equal(maxDiff(g, whole), 0, `${name}: sliced vs whole`);
+    assert.equal(maxDiff(gAdd, wholeAdd), 0, `${name} linearAdd: sliced vs whole`);
+  }
+});
+
+test('wgmma slice planner: 13B at 2048 rows on 132 SMs keeps the unsliced wave count within the cap', () => {
+  const waves = (rows: number, n: number, cols: number, sms: number): number => {
+    let t = 0;
+    for (let n0 = 0; n0 < n; n0 += cols) t += Math.ceil((Math.ceil(rows / 128) * Math.ceil(Math.min(cols, n - n0) / 256)) / sms);
+    return t;
+  };
+  // [N, K, expected columns per slice]: q/k/v/o whole (52 MB fits), gate/up 2 slices of 32 tiles, down 3 of 8
+  const cases: [number, number, number][] = [[5120, 5120, 5120], [13824, 5120, 8192], [5120, 13824, 2048]];
+  for (const [n, k, want] of cases) {
+    const cols = wgmmaSliceCols(2048, n, k, 132, WG_SLICE_BYTES);
+    assert.equal(cols, want, `${n}x${k}`);
+    assert.ok(cols * k * 2 <= WG_SLICE_BYTES, `${n}x${k}: ${cols * k * 2} bytes`);
+    assert.equal(waves(2048, n, cols, 132), waves(2048, n, n, 132), `${n}x${k}: waves sliced vs whole`);
+  }
+});
+
+test('wgmma slice planner: whole tiles within the cap (one tile at least), never wider than N', () => {
+  for (const rows of [512, 600, 1024, 1100, 2048, 4096])
+    for (const [n, k] of [[8, 64], [264, 512], [1000, 1024], [5120, 5120], [13824, 5120], [5120, 13824], [32000, 5120], [27648, 8192]])
+      for (const cap of [1, 256 * k * 2, 4 << 20, 32 << 20, WG_SLICE_BYTES, 1 << 40])
+        for (const sms of [1, 78, 114, 132]) {
+          const cols = wgmmaSliceCols(rows, n, k, sms, cap);
+          const what = `rows ${rows} ${n}x${k} cap ${cap} sms ${sms}: ${cols}`;
+          assert.ok(cols >= 1 && cols <= n, what);
+          assert.ok(cols === n || cols % 256 === 0, what);
+          assert.ok(cols * k * 2 <= Math.max(cap, 256 * k * 2), what);
+          if (n * k * 2 <= cap && Math.ceil(rows / 128) * Math.ceil(n / 256) <= sms) assert.equal(cols, n, `${what}: one wave fits whole`);
+        }
 });
 
 test('wgmma GEMM against the mma.sync GEMM at 13B-like sizes', { skip }, () => {

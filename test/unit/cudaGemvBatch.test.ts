@@ -75,21 +75,28 @@ function runLayer(b: GemvBatch, w: Layer): void {
   b.add(act.x, act.hidden, w.down, true);
 }
 
-function batch(permuteX: boolean): { b: GemvBatch; k: FakeKernels; bufs: DevicePtr[] } {
+function batch(permuteX: boolean, inputNorm = true): { b: GemvBatch; k: FakeKernels; bufs: DevicePtr[] } {
   const k = new FakeKernels();
   const bufs = Array.from({ length: PERM_BUFFERS }, () => alloc(32768 * 4));
   const b = new GemvBatch(k as unknown as KernelModule, alloc(1 << 22), alloc(1 << 16), SMS, bufs);
   b.permuteX = permuteX;
+  b.inputNorm = inputNorm;
   return { b, k, bufs };
 }
 
 // Q4Args (gemv_q4.cu) fields
 const mat = (a: Buffer, i: number): { perm: bigint; y: bigint; qweight: bigint; flags: number } =>
   ({ qweight: a.readBigUInt64LE(i * 64), perm: a.readBigUInt64LE(i * 64 + 24), y: a.readBigUInt64LE(i * 64 + 32), flags: a.readInt32LE(i * 64 + 56) });
-const q4 = (a: Buffer): { count: number; swigluInv: bigint; swigluPerm: bigint; normOut: bigint; normInv: bigint; normPerm: bigint } => ({
-  count: a.readInt32LE(236), swigluInv: a.readBigUInt64LE(256), swigluPerm: a.readBigUInt64LE(264), normOut: a.readBigUInt64LE(280),
-  normInv: a.readBigUInt64LE(304), normPerm: a.readBigUInt64LE(312),
+const q4 = (a: Buffer): {
+  count: number; x: bigint; swigluInv: bigint; swigluPerm: bigint; normOut: bigint; normInv: bigint; normPerm: bigint;
+  xNormW: bigint; xNormOut: bigint; xEps: number;
+} => ({
+  count: a.readInt32LE(236), x: a.readBigUInt64LE(216), swigluInv: a.readBigUInt64LE(256), swigluPerm: a.readBigUInt64LE(264),
+  normOut: a.readBigUInt64LE(280), normInv: a.readBigUInt64LE(304), normPerm: a.readBigUInt64LE(312),
+  xNormW: a.readBigUInt64LE(320), xNormOut: a.readBigUInt64LE(328), xEps: a.readFloatLE(336),
 });
+/** sizeof(Q4Args) in gemv_q4.cu */
+const Q4_ARGS_BYTES = 344;
 /** NextGemv (common.cuh): the last argument of rmsnorm_f32 and attn_split_<d> */
 const nextGemv = (l: Launch): { inv: bigint; permOut: bigint } => {
   const a = l.args[l.args.length - 1];
@@ -156,22 +163,32 @@ test('q/k/v with different permutations: the first reads the copy, the others ga
 });
 
 for (const actOrder of [false, true]) {
-  test(`${actOrder ? 'act-order' : 'compat'} layer with permuted x off: launched at once, in order, no copies`, () => {
+  test(`${actOrder ? 'act-order' : 'compat'} layer with permuted x off: launched at once, in order, no copies; norms inside the consumers`, () => {
     const { b, k } = batch(false);
     const l0 = layer(actOrder);
     runLayer(b, l0);
     // nothing is held: the last GEMV (down) waits only for its batch to complete
-    assert.equal(k.launches.length, 5);
+    assert.equal(k.launches.length, 4);
     b.flush();
-    assert.deepEqual(k.launches.map((l) => l.name), ['rmsnorm_f32', 'gemv_q4_rpg16', 'attn_split_128', 'gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16']);
+    assert.deepEqual(k.launches.map((l) => l.name), ['gemv_q4_rpg16', 'attn_split_128', 'gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16']);
     const consumers = [[l0.q, l0.k, l0.v], [l0.o], [l0.gate, l0.up], [l0.down]];
+    // q/k/v and gate/up read the residual x and normalize it themselves (writing xb); o and down read their x as is
+    const inputNorm = [true, false, true, false];
     for (const l of k.launches) {
       if (!l.name.startsWith('gemv')) {
         assert.deepEqual(nextGemv(l), { inv: 0n, permOut: 0n });
         continue;
       }
-      assert.equal(l.args[0].length, 320); // sizeof(Q4Args)
+      assert.equal(l.args[0].length, Q4_ARGS_BYTES);
       const p = q4(l.args[0]);
+      const normed = inputNorm.shift()!;
+      assert.equal(p.xNormW, normed ? act.normW : 0n);
+      assert.equal(p.xNormOut, normed ? act.xb : 0n);
+      if (normed) {
+        assert.equal(p.x, act.x);
+        assert.ok(Math.abs(p.xEps - 1e-6) < 1e-12);
+      }
+      assert.equal(p.normOut, 0n); // no serial norm tail in the producers
       assert.equal(p.normInv, 0n);
       assert.equal(p.normPerm, 0n);
       assert.equal(p.swigluInv, 0n);
@@ -186,6 +203,41 @@ for (const actOrder of [false, true]) {
     }
   });
 }
+
+test('QLLAMA_CUDA_NORM=tail: the rmsnorm runs in the last block of the residual-add GEMV, as before', () => {
+  const { b, k } = batch(false, false);
+  const l0 = layer(false);
+  runLayer(b, l0);
+  b.flush();
+  assert.deepEqual(k.launches.map((l) => l.name), ['rmsnorm_f32', 'gemv_q4_rpg16', 'attn_split_128', 'gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16']);
+  const o = q4(k.launches[3].args[0]);
+  assert.equal(o.normOut, act.xb);
+  for (const l of k.launches.slice(1)) if (l.name.startsWith('gemv')) assert.equal(q4(l.args[0]).xNormW, 0n);
+});
+
+test('a deferred norm that no GEMV reads runs as rmsnorm_f32, before what follows', () => {
+  const { b, k } = batch(false);
+  const l0 = layer(false);
+  b.rmsNorm(act.xb, act.x, act.normW, 1e-6, 1, DIM);
+  // a GEMV of another input: the norm goes out first, as a kernel
+  b.add(act.q, act.attn, l0.o, false);
+  b.flush();
+  assert.deepEqual(k.launches.map((l) => l.name), ['rmsnorm_f32', 'gemv_q4_rpg16']);
+  assert.equal(q4(k.launches[1].args[0]).xNormW, 0n);
+  // nothing after it: flush runs it
+  b.rmsNorm(act.xb, act.x, act.normW, 1e-6, 1, DIM);
+  b.flush();
+  assert.equal(k.launches[2].name, 'rmsnorm_f32');
+  // in place (out = x): never deferred
+  b.rmsNorm(act.x, act.x, act.normW, 1e-6, 1, DIM);
+  assert.equal(k.launches[3].name, 'rmsnorm_f32');
+  // a consumer that would overwrite the residual it normalizes: the norm runs first
+  b.rmsNorm(act.xb, act.x, act.normW, 1e-6, 1, DIM);
+  b.add(act.x, act.xb, l0.q, false);
+  b.flush();
+  assert.deepEqual(k.launches.slice(4).map((l) => l.name), ['rmsnorm_f32', 'gemv_q4_rpg16']);
+  assert.equal(q4(k.launches[5].args[0]).xNormW, 0n);
+});
 
 test('permuted x is off unless QLLAMA_CUDA_PERMX=1', () => {
   const saved = process.env.QLLAMA_CUDA_PERMX;

@@ -46,6 +46,9 @@ class RecordingBackend implements Backend {
   swiglu(): void { throw new Error('no ops'); }
   copyRows(): void { throw new Error('no ops'); }
   addInPlace(): void { throw new Error('no ops'); }
+  ropeRows(): void { throw new Error('no ops'); }
+  writeKvRows(): void { throw new Error('no ops'); }
+  attentionRows(): void { throw new Error('no ops'); }
   dispose(): void {}
 }
 

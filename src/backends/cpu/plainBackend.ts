@@ -1,5 +1,5 @@
 import type {
-  Activation, AttentionShape, Backend, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
+  Activation, AttentionShape, Backend, BatchAttentionShape, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
 } from '../backend.js';
 import { unpackQweight } from '../../formats/gptq.js';
 import { attention } from './kernels/attention.js';
@@ -137,6 +137,35 @@ export class PlainCpuBackend implements Backend {
     if (this.scores.length < need) this.scores = new Float32Array(Math.max(need, c.maxSeq));
     attention(act(out).data, act(q).data, c.k[shape.layer], c.v[shape.layer], rows, shape.startPos,
       shape.heads, shape.kvHeads, shape.headDim, this.scores);
+  }
+
+  // Batched decode: each row is one sequence's next token, so the single-sequence kernels run per
+  // row on views of that row, each with its own cache and position.
+  ropeRows(x: Activation, heads: number, headDim: number, positions: Int32Array, theta: number, rows: number): void {
+    const xd = act(x).data;
+    for (let t = 0; t < rows; t++) rope(xd.subarray(t * x.cols, (t + 1) * x.cols), 1, heads, headDim, positions[t], theta, x.cols);
+  }
+
+  writeKvRows(caches: readonly KvCache[], layer: number, positions: Int32Array, k: Activation, v: Activation, rows: number): void {
+    const kd = act(k).data, vd = act(v).data;
+    for (let t = 0; t < rows; t++) {
+      const c = caches[t] as CpuKvCache;
+      const pos = positions[t];
+      if (pos < 0 || pos >= c.maxSeq) throw new RangeError(`KV cache holds ${c.maxSeq} positions, asked for position ${pos} (row ${t})`);
+      const width = c.kvHeads * c.headDim;
+      c.k[layer].set(kd.subarray(t * k.cols, t * k.cols + width), pos * width);
+      c.v[layer].set(vd.subarray(t * v.cols, t * v.cols + width), pos * width);
+    }
+  }
+
+  attentionRows(out: Activation, q: Activation, caches: readonly KvCache[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void {
+    const od = act(out).data, qd = act(q).data;
+    for (let t = 0; t < rows; t++) {
+      const c = caches[t] as CpuKvCache;
+      if (this.scores.length < positions[t] + 1) this.scores = new Float32Array(Math.max(positions[t] + 1, c.maxSeq));
+      attention(od.subarray(t * out.cols, (t + 1) * out.cols), qd.subarray(t * q.cols, (t + 1) * q.cols), c.k[shape.layer], c.v[shape.layer],
+        1, positions[t], shape.heads, shape.kvHeads, shape.headDim, this.scores);
+    }
   }
 
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {

@@ -5,7 +5,7 @@
  * device buffer that each replay refreshes, so one graph serves every position.
  */
 import type {
-  Activation, AttentionShape, Backend, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
+  Activation, AttentionShape, Backend, BatchAttentionShape, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearUploadOptions, LinearWeight, VectorWeight,
 } from '../backend.js';
 import { QllamaError } from '../../errors.js';
 import { flashShared, planAttention, positionBucket } from './attentionLaunch.js';
@@ -15,11 +15,15 @@ import {
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
+import { WG_SLICE_BYTES } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { openDevice } from './openDevice.js';
 import { KernelModule } from './module.js';
 import { launchSample } from './sampleLaunch.js';
+import { checkCaches, checkRows } from './batchChecks.js';
+import { BatchTables } from './batchTables.js';
+import { SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
 
 export class CudaUnavailableError extends QllamaError {}
 export class CudaUnsupportedError extends QllamaError {}
@@ -54,6 +58,12 @@ export type PrefillKernels = 'wgmma' | 'mma' | 'old';
 /** the default where $QLLAMA_CUDA_PREFILL is not set */
 export const DEFAULT_PREFILL: PrefillKernels = 'wgmma';
 
+/** $QLLAMA_CUDA_SMALL_BATCH_ROWS (0 turns gemv_q4_rows off), else SMALL_BATCH_MAX_ROWS */
+function smallBatchFromEnv(): number {
+  const v = Number(process.env.QLLAMA_CUDA_SMALL_BATCH_ROWS);
+  return process.env.QLLAMA_CUDA_SMALL_BATCH_ROWS !== undefined && Number.isInteger(v) && v >= 0 ? v : SMALL_BATCH_MAX_ROWS;
+}
+
 function prefillFromEnv(): PrefillKernels {
   const v = process.env.QLLAMA_CUDA_PREFILL;
   return v === 'wgmma' || v === 'mma' || v === 'old' ? v : DEFAULT_PREFILL;
@@ -84,13 +94,22 @@ export class CudaBackend implements Backend {
   /** per (row, head) tickets of the split attention (zeroed when allocated; the kernel leaves them at zero) */
   private readonly attnTickets: Scratch = { ptr: null, bytes: 0 };
   private readonly xHalf: Scratch = { ptr: null, bytes: 0 }; // fp16 copy of a GEMM's x (rows > 1)
-  /** fp16 [N, K] weights of the wgmma GEMM: one matrix at a time, kept (141 MB for 13B's MLP) */
+  /** fp16 [Ns, K] weights of the wgmma GEMM: one slice of a matrix at a time (≤ wgmmaSliceBytes; 84 MB for 13B), kept */
   private readonly wHalf: Scratch = { ptr: null, bytes: 0 };
   /**
    * Prefill kernels (PrefillKernels; $QLLAMA_CUDA_PREFILL=wgmma|mma|old, default DEFAULT_PREFILL).
    * Tests and benchmarks switch it to compare.
    */
   prefillKernels: PrefillKernels = prefillFromEnv();
+  /**
+   * Most rows of a q4 linear that take the batched-decode kernel gemv_q4_rows (2..this; 0: none;
+   * $QLLAMA_CUDA_SMALL_BATCH_ROWS, default SMALL_BATCH_MAX_ROWS). Benchmarks switch it to compare with the GEMM.
+   */
+  smallBatchMaxRows = smallBatchFromEnv();
+  /** device tables of the batched decode ops (positions, cache pointers), made on first use */
+  private batchTables: BatchTables | null = null;
+  /** the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts); tests lower it to force many slices */
+  wgmmaSliceBytes = WG_SLICE_BYTES;
   private readonly mmaGemmFits: boolean;
   /** sm_90 with tensor maps and the wgmma GEMM's shared memory: 'wgmma' takes effect */
   readonly wgmmaFits: boolean;
@@ -130,7 +149,7 @@ export class CudaBackend implements Backend {
     // the fatbin's sm_90a code runs on compute capability 9.0 only
     this.wgmmaFits = this.mmaGemmFits && ccMajor === 9 && ccMinor === 0 && cu.hasTensorMaps() && optin >= GEMM_WGMMA_SHARED;
     if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_256', GEMM_WGMMA_SHARED);
-    this.wgmma = { weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount };
+    this.wgmma = { weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount, sliceBytes: () => this.wgmmaSliceBytes };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);
   }
@@ -163,11 +182,18 @@ export class CudaBackend implements Backend {
     return out;
   }
 
-  uploadLinear(weight: LinearHost): LinearWeight {
+  /**
+   * LinearUploadOptions are honoured (linearUpload.ts); the model then uploads gate/up with their outputs
+   * in down_proj's group order, so an act-order down reads x linearly. $QLLAMA_CUDA_DOWN_ORDER=0 (or
+   * setting this false before a model loads) turns that off: down gathers x through its permutation.
+   */
+  supportsUploadOrder = process.env.QLLAMA_CUDA_DOWN_ORDER !== '0';
+
+  uploadLinear(weight: LinearHost, options?: LinearUploadOptions): LinearWeight {
     this.batch.flush();
     const t0 = performance.now();
     const ctx = { cu: this.cu, mem: this.mem, kernels: this.kernels, stream: this.stream, perms: this.permCache };
-    const w = weight.kind === 'dense' ? uploadDense(ctx, weight) : uploadGptq(ctx, weight);
+    const w = weight.kind === 'dense' ? uploadDense(ctx, weight, options) : uploadGptq(ctx, weight, options);
     this.uploadSeconds += (performance.now() - t0) / 1000;
     return w;
   }
@@ -266,6 +292,63 @@ export class CudaBackend implements Backend {
     this.batch.launchBeforeGemv(`attn_split_${d}`, { x: shape.heads, y: plan.splits, z: rows }, { x: 128 },
       [ptr(act(out).ptr), ptr(part), ptr(tickets), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos),
         i32(shape.startPos), i32(shape.heads), i32(shape.kvHeads), i32(plan.splits), f32(1 / Math.sqrt(d)), nx], nx, rows === 1 ? act(out).ptr : null, out.cols);
+  }
+
+  // --- batched decode: row t is sequence t's next token (batch_decode.cu); one launch per op ---------
+  ropeRows(x: Activation, heads: number, headDim: number, positions: Int32Array, theta: number, rows: number): void {
+    this.beginBatchOp('ropeRows');
+    if (headDim % 2 !== 0) throw new RangeError(`ropeRows: head size ${headDim} is odd`);
+    checkRows('ropeRows', rows, positions, x, heads * headDim);
+    const pos = this.tables().positions(positions, rows);
+    this.kernels.launch('rope_rows_f32', { x: Math.ceil((heads * headDim) / 2 / 256), y: rows }, { x: 256 },
+      [ptr(act(x).ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(pos)]);
+  }
+
+  writeKvRows(caches: readonly KvCache[], layer: number, positions: Int32Array, k: Activation, v: Activation, rows: number): void {
+    this.beginBatchOp('writeKvRows');
+    const kvs = caches.map(kvCache);
+    if (kvs.length < Math.max(rows, 1)) throw new RangeError(`writeKvRows: ${kvs.length} KV caches for ${rows} rows`);
+    const width = kvs[0].kvHeads * kvs[0].headDim;
+    checkRows('writeKvRows', rows, positions, k, width);
+    checkRows('writeKvRows', rows, positions, v, width);
+    if (k.cols !== width || v.cols !== width) throw new RangeError(`writeKvRows: k and v rows of ${k.cols} and ${v.cols} values, the caches' ${width}`);
+    checkCaches('writeKvRows', kvs, layer, positions, rows, kvs[0].kvHeads, kvs[0].headDim);
+    const t = this.tables();
+    const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
+    this.kernels.launch('kv_write_rows', { x: Math.ceil(width / 256), y: rows }, { x: 256 },
+      [ptr(seqs), ptr(pos), i32(layer), ptr(act(k).ptr), ptr(act(v).ptr), i32(width)]);
+  }
+
+  attentionRows(out: Activation, q: Activation, caches: readonly KvCache[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void {
+    const { heads, kvHeads, headDim: d } = shape;
+    if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
+    if (heads % kvHeads !== 0) throw new CudaUnsupportedError(`attentionRows: ${heads} query heads do not share ${kvHeads} KV heads evenly`);
+    this.beginBatchOp('attentionRows');
+    const kvs = caches.map(kvCache);
+    checkRows('attentionRows', rows, positions, q, heads * d);
+    checkRows('attentionRows', rows, positions, out, heads * d);
+    if (q.cols !== heads * d || out.cols !== heads * d) throw new RangeError(`attentionRows: q and out rows of ${q.cols} and ${out.cols} values, not ${heads * d}`);
+    const maxPos = checkCaches('attentionRows', kvs, shape.layer, positions, rows, kvHeads, d);
+    // splits planned for the longest row; the blocks a shorter row does not need exit at once
+    const plan = planAttention(maxPos + 1, rows, heads, this.smCount, d);
+    const part = this.grow(this.attnPart, rows * heads * plan.splits * (d + 2) * 4);
+    const tickets = this.growZeroed(this.attnTickets, rows * heads * 4);
+    const t = this.tables();
+    const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
+    this.kernels.launch(`attn_rows_${d}`, { x: heads, y: plan.splits, z: rows }, { x: 128 },
+      [ptr(act(out).ptr), ptr(part), ptr(tickets), ptr(act(q).ptr), ptr(seqs), ptr(pos), i32(shape.layer), i32(heads), i32(kvHeads),
+        i32(plan.splits), f32(1 / Math.sqrt(d))]);
+  }
+
+  /** Held one-row work goes out first; the per-step tables are host copies, which a graph cannot replay. */
+  private beginBatchOp(op: string): void {
+    if (this.capturing) throw new CudaUnsupportedError(`${op} runs eagerly: batched decode steps cannot be recorded in runGraph`);
+    this.batch.flush();
+  }
+
+  private tables(): BatchTables {
+    this.batchTables ??= new BatchTables(this.cu, this.mem, this.stream);
+    return this.batchTables;
   }
 
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {
@@ -374,6 +457,7 @@ export class CudaBackend implements Backend {
       mma: this.prefillKernels !== 'old' && this.mmaGemmFits,
       scratch: (bytes) => this.grow(this.xHalf, bytes),
       wgmma: this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null,
+      smallBatch: this.smallBatchMaxRows >= 2 ? { maxRows: this.smallBatchMaxRows, smCount: this.smCount } : null,
     };
   }
 
@@ -419,6 +503,11 @@ export class CudaBackend implements Backend {
   }
 }
 
+
+function kvCache(c: KvCache): CudaKvCache {
+  if (!(c instanceof CudaKvCache)) throw new TypeError('KV cache was not allocated by the CUDA backend');
+  return c;
+}
 
 function act(a: Activation): CudaActivation {
   if (!(a instanceof CudaActivation)) throw new TypeError('activation was not allocated by the CUDA backend');

@@ -5,7 +5,10 @@
  *   rope(q), rope(k)                  → rotary embedding on the finished tile (head size 128)
  *   writeKv(k, v)                     → fp16 KV-cache store of the finished k and v tiles
  *   swiglu(hidden, gate, up)          → silu(gate)·up written beside gate and up
- *   rmsNorm(xb, x) after x += W·h     → the launch's last block normalizes the finished x (normEpilogue)
+ *   rmsNorm(xb, x) before GEMVs of xb → deferred to the GEMV batch that reads xb: its blocks normalize x
+ *                                       themselves (input norm, gemv_q4.cu xNormW), no kernel of its own
+ *   rmsNorm(xb, x) after x += W·h     → with permuted x on: the launch's last block normalizes the
+ *                                       finished x (normEpilogue), which can write the permuted copy
  * Held launches: a launch that can do something for the NEXT GEMV batch waits until that batch is
  * complete, and then goes out knowing it:
  *   - permuted x (act-order): when the batch reads the launch's one-row output as x through a
@@ -31,11 +34,11 @@ export const MAX_TILES = 8192;
 const MAX_MATS = 3;
 const MAT_BYTES = 64;
 /** sizeof(Q4Args) in gemv_q4.cu, and the byte offsets of its fields after the 3 Q4Mat */
-const ARGS_BYTES = 320;
+const ARGS_BYTES = 344;
 const AT = {
   ws: 192, counters: 200, swiglu: 208, x: 216, posPtr: 224, posImm: 232, count: 236, K: 240, gs: 244, maxSeq: 248,
   kPerBlock: 252, swigluInv: 256, swigluPerm: 264, normW: 272, normOut: 280, normCounter: 288, eps: 296,
-  normInv: 304, normPerm: 312,
+  normInv: 304, normPerm: 312, xNormW: 320, xNormOut: 328, xEps: 336,
 } as const;
 /** sizeof(NextGemv) in common.cuh (inv, permOut): the last argument of rmsnorm_f32 and attn_split_<d> */
 export const NEXT_GEMV_BYTES = 16;
@@ -59,6 +62,24 @@ const BLOCKS_PER_SM = 4;
  */
 export function permuteXDefault(): boolean {
   return process.env.QLLAMA_CUDA_PERMX === '1';
+}
+
+/**
+ * Where a one-row RMSNorm before GEMVs runs: 'input' (default) in the blocks of the GEMV batch that
+ * reads it (each block sums x² itself, no serial tail), 'tail' ($QLLAMA_CUDA_NORM=tail) in the last block
+ * of the residual-add GEMV that produced x, as before (bench/cudaNotes.md, eighth pass).
+ */
+export function inputNormDefault(): boolean {
+  return process.env.QLLAMA_CUDA_NORM !== 'tail';
+}
+
+/** A one-row rmsnorm waiting for the GEMV batch that reads its output. */
+interface DeferredNorm {
+  readonly out: DevicePtr;
+  readonly x: DevicePtr;
+  readonly w: DevicePtr;
+  readonly eps: number;
+  readonly dim: number;
 }
 
 interface Pending {
@@ -106,6 +127,12 @@ export class GemvBatch {
   private nextBuf = 0;
   /** producers write act-order consumers' inputs already permuted (permuteXDefault) */
   permuteX = permuteXDefault();
+  /** one-row norms run inside the GEMV batch that reads them (inputNormDefault; not with permuteX) */
+  inputNorm = inputNormDefault();
+  /** a norm waiting for its consumer batch (inputNorm) */
+  private deferred: DeferredNorm | null = null;
+  /** the input norm the pending batch runs (its x is `norm.out`, computed from `norm.x`) */
+  private norm: DeferredNorm | null = null;
 
   /** @param permBufs PERM_BUFFERS f32 buffers of MAX_PERM_K values each */
   constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr,
@@ -134,9 +161,26 @@ export class GemvBatch {
    * else rmsnorm_f32 (one row: held for the next GEMV like attention).
    */
   rmsNorm(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, rows: number, dim: number): void {
+    if (rows === 1 && this.inputNorm && !this.permuteX && out !== x && dim % 4 === 0) {
+      this.flush();
+      this.deferred = { out, x, w, eps, dim };
+      return;
+    }
     if (rows === 1 && this.normEpilogue(out, x, w, eps, dim)) return;
+    this.launchNorm(out, x, w, eps, rows, dim);
+  }
+
+  private launchNorm(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, rows: number, dim: number): void {
     const nx = Buffer.alloc(NEXT_GEMV_BYTES);
     this.launchBeforeGemv('rmsnorm_f32', { x: rows }, { x: 1024 }, [ptr(out), ptr(x), ptr(w), f32(eps), i32(dim), nx], nx, rows === 1 ? out : null, dim);
+  }
+
+  /** Runs a deferred norm as a kernel of its own (its output is read by something other than a GEMV batch). */
+  private materialize(): void {
+    const d = this.deferred;
+    if (d === null) return;
+    this.deferred = null;
+    this.launchNorm(d.out, d.x, d.w, d.eps, 1, d.dim);
   }
 
   /**
@@ -171,6 +215,14 @@ export class GemvBatch {
   /** Queues y (+)= x Wᵀ; the waiting batch goes out first when this cannot join it. */
   add(y: DevicePtr, x: DevicePtr, w: CudaGptq, accumulate: boolean): void {
     if (this.pending.length > 0 && !this.joins(y, x, w)) this.finalize(true);
+    const d = this.deferred;
+    if (d !== null) {
+      this.deferred = null;
+      // the batch normalizes its input itself; a GEMV that does not read the norm's output, or whose
+      // output overwrites the residual the norm reads, gets the norm as a kernel first
+      if (this.pending.length === 0 && x === d.out && w.inFeatures === d.dim && y !== d.x && y !== d.out) this.norm = d;
+      else this.launchNorm(d.out, d.x, d.w, d.eps, 1, d.dim);
+    }
     if (this.tag !== null && y === this.tag.x) this.tag = null;
     let xPerm: DevicePtr | null = null;
     if (this.permuteX && w.perm !== null && w.invPerm !== null && w.inFeatures <= MAX_PERM_K) {
@@ -217,12 +269,14 @@ export class GemvBatch {
     this.finalize(false);
     this.release();
     this.tag = null;
+    this.materialize();
   }
 
   private joins(y: DevicePtr, x: DevicePtr, w: CudaGptq): boolean {
     const p = this.pending;
     const w0 = p[0].w;
     const tiles = p.reduce((s, q) => s + Math.ceil(q.w.outFeatures / 128), 0) + Math.ceil(w.outFeatures / 128);
+    if (this.norm !== null && y === this.norm.x) return false;
     return w.bias === null && w0.bias === null && this.x === x && y !== x && p.length < MAX_MATS && tiles <= MAX_TILES && w.inFeatures === w0.inFeatures &&
       w.groupSize === w0.groupSize && w.rowsPerGroup === w0.rowsPerGroup && p.every((q) => q.y !== y) &&
       p.every((q) => q.ropeTheta === 0 && q.cache === null);
@@ -263,6 +317,7 @@ export class GemvBatch {
     const dim = w0.outFeatures;
     p.length = 0;
     this.x = null;
+    this.norm = null;
     this.pos = null;
     this.maxSeq = 0;
     this.tag = null;
@@ -313,7 +368,7 @@ export class GemvBatch {
     a.writeBigUInt64LE(this.ws, AT.ws);
     a.writeBigUInt64LE(this.counters, AT.counters);
     a.writeBigUInt64LE(epi.swiglu ?? 0n, AT.swiglu);
-    a.writeBigUInt64LE(this.x!, AT.x);
+    a.writeBigUInt64LE(this.norm?.x ?? this.x!, AT.x);
     a.writeBigUInt64LE(this.pos?.ptr ?? 0n, AT.posPtr);
     a.writeInt32LE(this.pos?.imm ?? 0, AT.posImm);
     a.writeInt32LE(p.length, AT.count);
@@ -326,6 +381,11 @@ export class GemvBatch {
       a.writeBigUInt64LE(epi.norm.out, AT.normOut);
       a.writeBigUInt64LE(this.counters + BigInt(MAX_TILES * 4), AT.normCounter);
       a.writeFloatLE(epi.norm.eps, AT.eps);
+    }
+    if (this.norm !== null) {
+      a.writeBigUInt64LE(this.norm.w, AT.xNormW);
+      a.writeBigUInt64LE(this.norm.out, AT.xNormOut);
+      a.writeFloatLE(this.norm.eps, AT.xEps);
     }
     return a;
   }

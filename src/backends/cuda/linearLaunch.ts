@@ -2,20 +2,28 @@
  * Launches of `y (+)= x Wᵀ + b` for every weight kind and row count:
  *   one row:  int4 fast GEMV (gemv_q4_rpg*, queued in a GemvBatch so that GEMVs over the same x share
  *             one launch), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
+ *   rows 2..32 (`gemm.smallBatch`, batched decode), q4 layout: gemv_q4_rows, W read once per 16 rows
+ *             (smallBatchLinear.ts)
  *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order) once, then
- *             rows ≥ WGMMA_MIN_ROWS on sm_90 (`gemm.wgmma`): the weights dequantized to an fp16 [N, K]
- *             scratch (dequant_q4_nk_rp4), then the wgmma/TMA GEMM on it (gemm_wgmma_256, gemm_wgmma.cu);
+ *             rows ≥ WGMMA_MIN_ROWS on sm_90 (`gemm.wgmma`, wgmmaLinear.ts): per slice of N (y's columns,
+ *             planned by wgmmaSliceCols), the slice's weights dequantized to an fp16 [Ns, K] scratch
+ *             (dequant_q4_tile), then the wgmma/TMA GEMM on it into those columns (gemm_wgmma_256, gemm_wgmma.cu);
  *             else the mma.sync GEMM that dequantizes each weight slice once into shared memory (gemm_q4_mma);
  *             other layouts, or `mma: false`: the older wmma GEMM with per-element dequantization
  *             (gemm_gptq, gemm_f16)
  * gemv_qn splits K across blocks and adds atomically, so its plain outputs are zeroed first (a memset
  * node inside graphs); gemv_q4 reduces through a self-cleaning workspace and needs no memset.
  */
-import { TensorMapSwizzle, type CuStream, type DevicePtr, type Driver } from './driver.js';
+import type { CuStream, DevicePtr, Driver } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
 import { GemvBatch } from './gemvBatch.js';
 import type { CudaLinear } from './linearUpload.js';
 import type { KernelModule } from './module.js';
+import { launchSmallBatch, smallBatchFits, type SmallBatchOptions } from './smallBatchLinear.js';
+import { launchWgmmaSlices, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
+
+export type { WgmmaOptions } from './wgmmaLinear.js';
+export { GEMM_WGMMA_SHARED } from './wgmmaLinear.js';
 
 export interface LinearCall {
   readonly y: DevicePtr; // [rows, N] f32
@@ -33,24 +41,17 @@ export interface GemmOptions {
   readonly scratch: (bytes: number) => DevicePtr;
   /** the Hopper GEMM for rows ≥ WGMMA_MIN_ROWS (sm_90 with tensor maps), else null */
   readonly wgmma: WgmmaOptions | null;
-}
-
-export interface WgmmaOptions {
-  /** a device buffer of at least `bytes` (one matrix's fp16 [N, K] weights), other than `scratch`'s; kept */
-  readonly weightScratch: (bytes: number) => DevicePtr;
-  /** blocks of the persistent grid (one per SM: GEMM_WGMMA_SHARED allows no second) */
-  readonly smCount: number;
+  /** batched decode: 2..maxRows rows on q4 weights take gemv_q4_rows (smallBatchLinear.ts); absent or null: never */
+  readonly smallBatch?: SmallBatchOptions | null;
 }
 
 /**
- * Fewest rows for the wgmma path: dequantizing W costs ~0.2–0.4 ms per 13B linear, which the faster
- * GEMM repays at 2048 rows (2.90 vs 4.81 ms per layer on the H100) but not at 512 (a tie).
+ * Fewest rows for the wgmma path. Its dequantization costs a fixed ~0.24 ms per 13B layer (dequant_q4_tile,
+ * H200; the first kernel took 0.75), repaid from 512 rows: H200 lab (gemm-lab.sh, the layer's 7 linears,
+ * sliced as the product runs them) 0.98 vs 1.65 ms per layer for gemm_q4_mma at 512 rows, 0.96 vs 1.11 at
+ * 256 (a tie once slices leave SMs idle); cudaBench prefill 512 on the H200 9,712 vs 6,719 tok/s at 1024.
  */
-export const WGMMA_MIN_ROWS = 1024;
-/** gemm_wgmma_256's tiles (gemm_wgmma.cuh: BM × BN, K slices of BK) */
-const WG_BM = 128, WG_BN = 256, WG_BK = 64;
-/** dynamic shared memory of gemm_wgmma_256 (Cfg<256, 4, false>::SMEM: 4 stages of 128×64 x and 256×64 W fp16 + 1 KiB alignment) */
-export const GEMM_WGMMA_SHARED = 4 * (WG_BM + WG_BN) * WG_BK * 2 + 1024;
+export const WGMMA_MIN_ROWS = 512;
 
 /** dynamic shared memory of gemm_q4_mma (gemm_mma.cu: 4 stages of x and packed weights + one fp16 weight tile) */
 export const GEMM_MMA_SHARED = 108544;
@@ -77,21 +78,17 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
       kernels.launch('gemv_qn', { x: Math.ceil(N / 128), y: Math.ceil(K / kPerSplit) }, { x: 128 },
         [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
     }
+  } else if (gemm?.smallBatch && smallBatchFits(w, c.rows, gemm.smallBatch)) {
+    launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch.smCount);
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
     const xh = gemm.scratch(c.rows * K * 2);
     const pairs = (c.rows * K) / 2;
     // (K % 64 and N % 8, which this branch already requires, are also all the wgmma path needs)
     const wg = gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS ? gemm.wgmma : null;
-    const wnk = wg !== null ? wg.weightScratch(N * K * 2) : null; // before launching: growing it synchronizes
+    const plan = wg !== null ? planWgmma(wg, c.rows, N, K) : null; // before launching: growing the weight scratch synchronizes
     kernels.launch('x_to_half', { x: Math.min(Math.ceil(pairs / 256), 8192) }, { x: 256 }, [ptr(xh), ptr(c.x), ptr(w.perm), i32(c.rows), i32(K)]);
-    if (wg !== null && wnk !== null) { // (wnk is set exactly when wg is; the pair narrows both types)
-      kernels.launch('dequant_q4_nk_rp4', { x: Math.ceil(N / 256), y: K / 32 }, { x: 256 },
-        [ptr(wnk), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), i32(N), i32(K), i32(w.groupSize)]);
-      const tmA = cu.encodeTensorMap2d({ base: xh, inner: K, outer: c.rows, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BM, swizzle: TensorMapSwizzle.B128 });
-      const tmB = cu.encodeTensorMap2d({ base: wnk, inner: K, outer: N, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BN, swizzle: TensorMapSwizzle.B128 });
-      const tiles = Math.ceil(c.rows / WG_BM) * Math.ceil(N / WG_BN);
-      kernels.launch('gemm_wgmma_256', { x: Math.min(tiles, wg.smCount) }, { x: 384 },
-        [ptr(c.y), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0), i32(w.groupSize), tmA, tmB], GEMM_WGMMA_SHARED);
+    if (plan !== null) {
+      launchWgmmaSlices(cu, kernels, plan, w, c.y, xh, c.rows, c.accumulate);
     } else {
       kernels.launch('gemm_q4_mma', { x: Math.ceil(N / 128), y: Math.ceil(c.rows / 128) }, { x: 256 },
         [ptr(c.y), ptr(xh), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0),

@@ -6,14 +6,27 @@
  * Equal permutations (q/k/v, gate/up of a GPTQ-for-LLaMa act-order file) share one device buffer, so
  * the batch sees by pointer that one permuted x serves them all.
  * Everything else keeps its packing and its g_idx for the generic kernels.
+ *
+ * Caller-arranged orders (LinearUploadOptions, src/backends/backend.ts):
+ *   outputOrder: the outputs are permuted at upload, on the device (kernels/upload_order.cu): qweight's
+ *     and scales' columns (qweight whole words: one output per column), qzeros' values within their rows;
+ *     the bias (and 3-bit zeros, whose values straddle words) on the host.
+ *   inputInGroupOrder: x arrives in the group order already; the rows are reordered as for act-order
+ *     but no perm is kept, so every kernel reads x linearly (the generic layout gets its rows and
+ *     g_idx permuted on the host instead).
  */
 import { createHash } from 'node:crypto';
-import type { DenseLinearHost, LinearWeight } from '../backend.js';
+import type { DenseLinearHost, LinearUploadOptions, LinearWeight } from '../backend.js';
+import {
+  checkPermutation, gatherColumns, gatherPackedInRows, gatherRows, groupContiguousPerm, groupOrder, permuteGptqInputs,
+} from '../../formats/actOrder.js';
 import type { GptqBits, GptqLinearHost } from '../../formats/gptqTypes.js';
-import type { DevicePtr, Driver, CuStream } from './driver.js';
+import type { CuStream, DevicePtr, Dim3, Driver } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
 import type { DeviceMemory } from './memory.js';
 import type { KernelModule } from './module.js';
+
+export { groupContiguousPerm } from '../../formats/actOrder.js';
 
 export interface CudaDense extends LinearWeight {
   readonly kind: 'dense';
@@ -61,31 +74,16 @@ export function uploadArray(ctx: UploadContext, data: ArrayBufferView): DevicePt
   return p;
 }
 
-export function uploadDense(ctx: UploadContext, w: DenseLinearHost): CudaDense {
+export function uploadDense(ctx: UploadContext, host: DenseLinearHost, options: LinearUploadOptions = {}): CudaDense {
+  if (options.inputInGroupOrder) throw new RangeError('uploadLinear: inputInGroupOrder applies to GPTQ weights only (a dense weight has no groups)');
+  const order = options.outputOrder;
+  if (order) checkPermutation(order, host.outFeatures, 'uploadLinear outputOrder');
+  // W [N, K]: an output is a row, so the permutation is a row gather (one copy per row)
+  const w = order ? { ...host, data: gatherRows(host.data, host.inFeatures, order), bias: host.bias && gatherColumns(host.bias, 1, host.outFeatures, order) } : host;
   return {
     kind: 'dense', inFeatures: w.inFeatures, outFeatures: w.outFeatures,
     w: uploadArray(ctx, w.data), bias: w.bias ? uploadArray(ctx, w.bias) : null,
   };
-}
-
-/**
- * Rows sorted by group (stable), when every group then holds exactly groupSize consecutive rows,
- * which GPTQ's act-order produces; null when the groups are uneven.
- */
-export function groupContiguousPerm(gIdx: Int32Array, groupSize: number): Int32Array | null {
-  const K = gIdx.length;
-  const counts = new Int32Array(Math.ceil(K / groupSize) + 1);
-  for (let k = 0; k < K; k++) {
-    const g = gIdx[k];
-    if (g < 0 || g >= counts.length - 1) return null;
-    counts[g + 1]++;
-  }
-  for (let g = 1; g < counts.length; g++) counts[g] += counts[g - 1];
-  const perm = new Int32Array(K);
-  const next = counts.slice(0, -1);
-  for (let k = 0; k < K; k++) perm[next[gIdx[k]]++] = k;
-  for (let i = 0; i < K; i++) if (gIdx[perm[i]] !== Math.floor(i / groupSize)) return null;
-  return perm;
 }
 
 function fastRowsPerGroup(w: GptqLinearHost): 16 | 8 | 4 | null {
@@ -96,28 +94,62 @@ function fastRowsPerGroup(w: GptqLinearHost): 16 | 8 | 4 | null {
   return null;
 }
 
-export function uploadGptq(ctx: UploadContext, w: GptqLinearHost): CudaGptq {
-  const base = {
-    kind: 'gptq' as const, inFeatures: w.inFeatures, outFeatures: w.outFeatures, bits: w.bits, groupSize: w.groupSize,
-    scales: uploadArray(ctx, w.scales), qzeros: uploadArray(ctx, w.qzeros), bias: w.bias ? uploadArray(ctx, w.bias) : null,
+export function uploadGptq(ctx: UploadContext, host: GptqLinearHost, options: LinearUploadOptions = {}): CudaGptq {
+  const { outFeatures: N, groups, bits } = host;
+  const order = options.outputOrder ?? null;
+  if (order) checkPermutation(order, N, 'uploadLinear outputOrder');
+  // device copies that stop mattering once the kernels reading them have run: freed after one sync
+  const scratch: DevicePtr[] = [];
+  /** a buffer of `bytes` that `fill(dst, src)` writes from `src`, which becomes scratch */
+  const from = (src: DevicePtr, bytes: number, fill: (dst: DevicePtr, src: DevicePtr) => void): DevicePtr => {
+    const dst = ctx.mem.alloc(bytes);
+    fill(dst, src);
+    scratch.push(src);
+    return dst;
   };
-  const rpg = fastRowsPerGroup(w);
-  const trivial = isTrivial(w.gIdx, w.groupSize);
-  const perm = rpg === null || trivial ? null : groupContiguousPerm(w.gIdx, w.groupSize);
-  if (rpg !== null && (trivial || perm !== null)) {
-    if (perm === null) {
-      return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight: uploadArray(ctx, w.qweight), gIdx: null, perm: null, invPerm: null };
+  const gridN = (n: number, rows: number): Dim3 => ({ x: Math.ceil(n / 256), y: rows });
+  const cols = order ? uploadArray(ctx, order) : null;
+  if (cols !== null) scratch.push(cols);
+
+  // outputs in `order`: scales by column and qzeros value by value on the device (3-bit zeros, which
+  // straddle words, on the host), bias on the host; qweight's columns below
+  let scales = uploadArray(ctx, host.scales);
+  let qzeros = uploadArray(ctx, order && bits === 3 ? gatherPackedInRows(host.qzeros, groups, N, bits, order) : host.qzeros);
+  if (cols !== null) {
+    scales = from(scales, host.scales.byteLength, (d, s) => ctx.kernels.launch('u16_gather_cols', gridN(N, groups), { x: 256 }, [ptr(d), ptr(s), ptr(cols), i32(N)]));
+    if (bits !== 3) {
+      qzeros = from(qzeros, host.qzeros.byteLength, (d, s) =>
+        ctx.kernels.launch('packed_gather_cols', gridN((N * bits) / 32, groups), { x: 256 }, [ptr(d), ptr(s), ptr(cols), i32(N), i32(bits)]));
     }
-    const { perm: permDev, inv: invDev } = uploadPerm(ctx, perm);
-    const src = uploadArray(ctx, w.qweight);
-    const dst = ctx.mem.alloc(w.qweight.byteLength);
-    const N = w.outFeatures;
-    ctx.kernels.launch('q4_reorder_rows', { x: Math.ceil(N / 256), y: w.inFeatures / 8 }, { x: 256 }, [ptr(dst), ptr(src), ptr(permDev), i32(N)]);
-    ctx.cu.streamSynchronize(ctx.stream); // the source is freed next
-    ctx.mem.free(src);
-    return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight: dst, gIdx: null, perm: permDev, invPerm: invDev };
   }
-  return { ...base, layout: 'generic', rowsPerGroup: 16, qweight: uploadArray(ctx, w.qweight), gIdx: uploadArray(ctx, w.gIdx), perm: null, invPerm: null };
+  const bias = host.bias ? uploadArray(ctx, order ? gatherColumns(host.bias, 1, N, order) : host.bias) : null;
+  const base = { kind: 'gptq' as const, inFeatures: host.inFeatures, outFeatures: N, bits, groupSize: host.groupSize, scales, qzeros, bias };
+
+  const rpg = fastRowsPerGroup(host);
+  const trivial = isTrivial(host.gIdx, host.groupSize);
+  const perm = rpg === null || trivial ? null : groupContiguousPerm(host.gIdx, host.groupSize);
+  const q4 = rpg !== null && (trivial || perm !== null);
+  // generic layout: x in the group order means the rows (and g_idx) follow it, permuted on the host
+  const w = !q4 && options.inputInGroupOrder && !trivial ? permuteGptqInputs(host, groupOrder(host.gIdx)) : host;
+  let qweight = uploadArray(ctx, w.qweight);
+  if (cols !== null) {
+    qweight = from(qweight, w.qweight.byteLength, (d, s) => ctx.kernels.launch('u32_gather_cols', gridN(N, w.qweight.length / N), { x: 256 }, [ptr(d), ptr(s), ptr(cols), i32(N)]));
+  }
+  // q4 act-order: rows reordered so each group's are contiguous; the kernels read x through perm, or
+  // linearly when its producer already wrote x in the group order (= perm)
+  const kept = q4 && perm !== null && !options.inputInGroupOrder ? uploadPerm(ctx, perm) : null;
+  if (q4 && perm !== null) {
+    const permDev = kept?.perm ?? uploadArray(ctx, perm);
+    if (kept === null) scratch.push(permDev);
+    qweight = from(qweight, w.qweight.byteLength, (d, s) =>
+      ctx.kernels.launch('q4_reorder_rows', gridN(N, w.inFeatures / 8), { x: 256 }, [ptr(d), ptr(s), ptr(permDev), i32(N)]));
+  }
+  if (scratch.length > 0) {
+    ctx.cu.streamSynchronize(ctx.stream);
+    for (const p of scratch) ctx.mem.free(p);
+  }
+  if (q4) return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight, gIdx: null, perm: kept?.perm ?? null, invPerm: kept?.inv ?? null };
+  return { ...base, layout: 'generic', rowsPerGroup: 16, qweight, gIdx: uploadArray(ctx, w.gIdx), perm: null, invPerm: null };
 }
 
 /** perm and its inverse on the device; once per distinct permutation where ctx.perms is given. */

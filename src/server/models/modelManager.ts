@@ -28,7 +28,10 @@ export interface ModelManagerOptions {
   readonly modelsDir: string;
   readonly loader: EngineLoader;
   readonly scheduler: Scheduler;
-  /** --max-concurrency: the scheduler gets min(this, the engine's maxSequences) slots. */
+  /**
+   * --max-concurrency: asked of the loader as the sequences to batch (EngineSpec.maxSequences);
+   * the scheduler gets min(this, the engine's maxSequences) slots.
+   */
   readonly maxConcurrency: number;
   readonly log: (line: string) => void;
 }
@@ -47,6 +50,8 @@ export class ModelManager {
 
   get modelsDir(): string { return this.options.modelsDir; }
   get current(): CurrentModel | null { return this.info; }
+  /** The loaded engine, if any (metrics read its batching counters). */
+  get loadedEngine(): InferenceEngine | null { return this.engine; }
   /** The id being loaded right now, for the UI's status line. */
   get loading(): string | null { return this.loadingId; }
 
@@ -88,7 +93,7 @@ export class ModelManager {
         const template = request.template ?? (entry.embedded ? EMBEDDED_TEMPLATE : undefined);
         let engine: InferenceEngine;
         try {
-          engine = await this.options.loader({ id: entry.id, dir: entry.dir, template, contextLength: request.contextLength, weights: request.weights });
+          engine = await this.options.loader({ id: entry.id, dir: entry.dir, template, contextLength: request.contextLength, weights: request.weights, maxSequences: this.options.maxConcurrency });
         } catch (err) {
           // A QllamaError is the user's to fix (bad template, corrupt file): say it as a 400.
           if (err instanceof QllamaError && !(err instanceof ApiError)) throw badRequest(`loading "${entry.id}" failed: ${err.name}: ${err.message}`, 'id', 'model_load_failed');

@@ -25,6 +25,8 @@
 // part: [rows, heads, splits, d+2] f32 · tickets: [rows*heads] u32
 // nx (one row; see NextGemv in common.cuh): the output also in o_proj's act-order row order,
 // permOut[inv[h*d + i]] = out[h*d + i].
+// (included again by batch_decode.cu, whose batched attention wraps attn_decode)
+#pragma once
 #include "common.cuh"
 
 #define ATTN_WARPS 4

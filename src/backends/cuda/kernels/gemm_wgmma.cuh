@@ -5,9 +5,10 @@
 // scales [K/gs, N] fp16; qzeros [K/gs, N/8] u32, stored zero z, the weight is s·(q − (z + 1))).
 //
 // Two ways to feed the tensor cores (both: warpgroup wgmma.mma_async m64nNk16, f16 in, f32 accumulators):
-//  (b) dequant_q4_nk writes W once per linear as fp16 [N, K] (K contiguous) into a scratch buffer, then
-//      wg_gemm<BN, R, false> multiplies xh [M, K] by it. Both operands reach shared memory through TMA
-//      (cp.async.bulk.tensor.2d, 128-byte swizzle, completion on an mbarrier), R stages deep.
+//  (b) dequant_q4_tile writes W (or a slice of its rows, i.e. of y's columns) as fp16 [N, K] (K contiguous)
+//      into a scratch buffer, then wg_gemm<BN, R, false> multiplies xh [M, K] by it. Both operands reach
+//      shared memory through TMA (cp.async.bulk.tensor.2d, 128-byte swizzle, completion on an mbarrier),
+//      R stages deep. linearLaunch.ts runs the pair once per slice of N, so the scratch holds one slice.
 //  (c) wg_gemm<BN, R, true>: TMA brings xh and the packed int4 slice (plus its scales and zeros) into an
 //      R-deep ring; three producer warps dequantize each slice into a 2-deep ring of fp16 B tiles, written
 //      in the same 128-byte-swizzled layout the TMA would produce. No fp16 scratch in device memory.
@@ -220,9 +221,10 @@ __device__ __forceinline__ half2 zero_half2(uint32_t zword, int n) {
   return *reinterpret_cast<const half2*>(&u);
 }
 
-// (b) W[n, k] (fp16, K contiguous) = s[k / gs, n] · (q[k, n] − z[k / gs, n] − 1). Thread: column n, RP
-// consecutive packed rows (8·RP k values, one group: gs % (8·RP) == 0), one RP·16-byte contiguous store.
-// grid (ceil(N / 256), K / (8·RP)), 256 threads.
+// (b, first version: the lab's baseline) W[n, k] (fp16, K contiguous) = s[k / gs, n] · (q[k, n] − z[k / gs, n] − 1).
+// Thread: column n, RP consecutive packed rows (8·RP k values, one group: gs % (8·RP) == 0), one RP·16-byte
+// contiguous store; a warp's 16-byte store then touches 32 rows of W K·2 bytes apart (~1.1 TB/s on the H200,
+// a quarter of its 4.35 TB/s read ceiling). grid (ceil(N / 256), K / (8·RP)), 256 threads.
 template <int RP>
 __device__ __forceinline__ void dequant_q4_nk_body(__half* __restrict__ W, const uint32_t* __restrict__ qw,
                                                    const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
@@ -246,6 +248,49 @@ __global__ void __launch_bounds__(256) dequant_q4_nk(__half* __restrict__ W, con
                                                     const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
                                                     int N, int K, int gs) {
   dequant_q4_nk_body<RP>(W, qw, scales, qzeros, N, K, gs);
+}
+
+// (b) the same W and the same values (dq8), written by tiles of DQ_TR packed rows × DQ_TN columns, for the
+// columns n0 .. n0 + N − 1 of a matrix whose qweight / scales rows hold ld columns (the slice of
+// linearLaunch.ts: qw, scales point at column n0, qzeros at column n0 / 8, n0 % 8 == 0; W row n is the
+// slice's column n). The block first stages its packed words in shared memory (each warp reads 128
+// contiguous bytes of a qweight row; rows padded by one word, so the column reads below hit 32 banks);
+// then lane l of a warp dequantizes packed row r0 + l of one column, so each 16-byte store instruction of
+// the warp covers DQ_TR·16 = 512 contiguous bytes of W (4 whole 128-byte lines). A lane keeps one packed
+// row, hence one group row of scales / zeros, for the whole tile.
+// Traffic: 0.5 byte read + 2 bytes written per weight (+ scales and zeros): the bandwidth bound. H200 lab:
+// 2.9–3.6 TB/s at the 13B shapes (67–82% of the read ceiling; 3.1× the first kernel), 0.24 ms per layer.
+// grid (ceil(N / DQ_TN), ceil(K / (8·DQ_TR))), DQ_THREADS threads; K % 8 == 0, N % 8 == 0, gs % 8 == 0.
+constexpr int DQ_TN = 64, DQ_TR = 32, DQ_THREADS = 256;
+__device__ __forceinline__ void dequant_q4_tile_body(__half* __restrict__ W, const uint32_t* __restrict__ qw,
+                                                     const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
+                                                     int N, int ld, int K, int gs) {
+  static_assert(DQ_TR == 32 && DQ_THREADS % DQ_TN == 0 && DQ_TR % (DQ_THREADS / DQ_TN) == 0, "one packed row per lane");
+  __shared__ uint32_t tq[DQ_TR][DQ_TN + 1];  // [packed row][column]
+  const int n0 = blockIdx.x * DQ_TN, r0 = blockIdx.y * DQ_TR, rows = K >> 3;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  {
+    const int c = tid % DQ_TN, n = n0 + c;
+#pragma unroll
+    for (int i = 0; i < DQ_TR / (DQ_THREADS / DQ_TN); ++i) {
+      const int r = tid / DQ_TN + i * (DQ_THREADS / DQ_TN);
+      tq[r][c] = n < N && r0 + r < rows ? __ldg(qw + (size_t)(r0 + r) * ld + n) : 0u;
+    }
+  }
+  __syncthreads();
+  const int r = r0 + lane;  // this lane's packed row (k = 8r .. 8r+7)
+  if (r >= rows) return;    // (no barrier below)
+  const int g = r * 8 / gs;
+  const __half* srow = scales + (size_t)g * ld;
+  const uint32_t* zrow = qzeros + (size_t)g * (ld >> 3);
+#pragma unroll 4
+  for (int i = 0; i < DQ_TN / (DQ_THREADS / 32); ++i) {
+    const int c = warp + i * (DQ_THREADS / 32), n = n0 + c;
+    if (n >= N) break;  // n grows with i
+    const half2 s2 = __half2half2(__ldg(srow + n));
+    const half2 z2 = zero_half2(__ldg(zrow + (n >> 3)), n);
+    *reinterpret_cast<uint4*>(W + (size_t)n * K + (size_t)r * 8) = dq8(tq[lane][c], s2, z2);
+  }
 }
 
 // ---- the GEMM -----------------------------------------------------------------------------------
@@ -282,7 +327,8 @@ __device__ __forceinline__ void wgmma_bn<128>(float (&d)[64], uint64_t a, uint64
 // barrier kinds in the watchdog message
 enum { BAR_FULL = 1, BAR_EMPTY = 2, BAR_BFULL = 3, BAR_BEMPTY = 4 };
 
-// y[M, N] f32 (+)= xh[M, K] · W[N, K]ᵀ.
+// y[M, N] f32 (+)= xh[M, K] · W[N, K]ᵀ, y's rows ldy floats apart (a slice of N columns of a wider y: the
+// caller offsets y to the slice's first column and passes the full width as ldy).
 //   tmA: xh fp16 [M][K], box {64, 128}, 128-byte swizzle
 //   (b) tmB: W fp16 [N][K], box {64, BN}, 128-byte swizzle; tmS, tmZ unused
 //   (c) tmB: qweight u32 [K/8][N], box {BN, 8}; tmS: scales fp16 [K/gs][N], box {BN, sg};
@@ -290,7 +336,7 @@ enum { BAR_FULL = 1, BAR_EMPTY = 2, BAR_BFULL = 3, BAR_BEMPTY = 4 };
 // PREG / CREG: registers per producer / consumer thread after setmaxnreg (≤ 65536 / MINB in all).
 // The maps are the calling kernel's own __grid_constant__ parameters (the TMA needs their param-space address).
 template <int BN, int R, bool FUSED, int MINB, int PREG, int CREG>
-__device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N, int K, int accumulate, int gs,
+__device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs,
                                              const CUtensorMap& tmA, const CUtensorMap& tmB, const CUtensorMap& tmS,
                                              const CUtensorMap& tmZ) {
   using C = Cfg<BN, R, FUSED>;
@@ -421,7 +467,7 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
         for (int h = 0; h < 2; ++h) {
           const int r = row + 8 * h;
           if (r >= M) continue;
-          float2* dst = reinterpret_cast<float2*>(y + (size_t)r * N + col);
+          float2* dst = reinterpret_cast<float2*>(y + (size_t)r * ldy + col);
           float2 v = make_float2(acc[4 * jn + 2 * h], acc[4 * jn + 2 * h + 1]);
           if (accumulate) {
             const float2 o = *dst;
@@ -437,10 +483,10 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
 
 template <int BN, int R, bool FUSED, int MINB, int PREG, int CREG>
 __global__ void __launch_bounds__(THREADS, MINB)
-    wg_gemm(float* __restrict__ y, int M, int N, int K, int accumulate, int gs, const __grid_constant__ CUtensorMap tmA,
+    wg_gemm(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, const __grid_constant__ CUtensorMap tmA,
             const __grid_constant__ CUtensorMap tmB, const __grid_constant__ CUtensorMap tmS,
             const __grid_constant__ CUtensorMap tmZ) {
-  wg_gemm_body<BN, R, FUSED, MINB, PREG, CREG>(y, M, N, K, accumulate, gs, tmA, tmB, tmS, tmZ);
+  wg_gemm_body<BN, R, FUSED, MINB, PREG, CREG>(y, M, N, ldy, K, accumulate, gs, tmA, tmB, tmS, tmZ);
 }
 
 #endif  // WG_SM90A

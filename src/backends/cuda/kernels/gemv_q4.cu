@@ -90,9 +90,20 @@ struct Q4Args {
   // non-null: the norm's output also in the next GEMV's act-order row order, normPerm[normInv[i]] = normOut[i]
   const int* normInv;
   float* normPerm;
+  // RMSNorm of the INPUT (xNormW non-null): x is the raw residual r [K]; the launch computes
+  //   y = W · (r ⊙ w · rstd) = rstd · (W · (r ⊙ w)),   rstd = 1 / sqrt(mean(r²) + xEps)
+  // Every block sums r² over all of K itself (K / 512 float4 loads per thread, from L2, issued beside its
+  // x staging), stages r ⊙ w (the int8 step per 32 values absorbs the scale) and multiplies its partial
+  // sums by rstd. So the residual-add GEMV that produced r needs no serial norm tail (q4_norm_tail), and
+  // no kernel of its own. The blocks of tile 0 also write r ⊙ w · rstd over their K range to xNormOut,
+  // so the normalized x exists afterwards as if an rmsnorm had run.
+  const float* xNormW;     // [K] f32
+  float* xNormOut;         // [K] f32
+  float xEps;
+  int pad2;
 };
 static_assert(sizeof(Q4Mat) == 64, "Q4Mat layout is mirrored by gemvBatch.ts");
-static_assert(sizeof(Q4Args) == 320, "Q4Args layout is mirrored by gemvBatch.ts");
+static_assert(sizeof(Q4Args) == 344, "Q4Args layout is mirrored by gemvBatch.ts");
 
 // packed rows of x a block stages (its K range / 8): 64 slices of 128 values
 #define XS_ROWS 1024
@@ -293,6 +304,19 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   }
   pdl_wait();
   pdl_launch_dependents();
+  const float* normW = a.xNormW;
+  float rstd = 1.f;
+  if (normW) {
+    float ss = 0.f;
+    for (int i = t * 4; i < K; i += 512) {
+      const float4 u = *reinterpret_cast<const float4*>(xsrc + i);
+      ss = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, ss))));
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) red[0][warp] = ss;
+    __syncthreads();
+    rstd = rsqrtf((red[0][0] + red[0][1] + red[0][2] + red[0][3]) / K + a.xEps);
+  }
 
   // Every thread runs the same iterations (rows8 is a multiple of 16, so the 4 lanes that hold one
   // block of 32 values are all live or all idle) because the block reductions below are warp shuffles.
@@ -315,6 +339,10 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
         idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
 #pragma unroll
         for (int j = 0; j < 8; ++j) v[j] = xsrc[idx[j]];
+        if (normW) {
+#pragma unroll
+          for (int j = 0; j < 8; ++j) v[j] *= __ldg(normW + idx[j]);
+        }
       } else {
         const float4 x0 = *reinterpret_cast<const float4*>(xsrc + kb);
         const float4 x1 = *reinterpret_cast<const float4*>(xsrc + kb + 4);
@@ -322,6 +350,16 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
         v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
 #pragma unroll
         for (int j = 0; j < 8; ++j) idx[j] = kb + j;
+        if (normW) {
+          const float4 w0 = __ldg(reinterpret_cast<const float4*>(normW + kb));
+          const float4 w1 = __ldg(reinterpret_cast<const float4*>(normW + kb + 4));
+          v[0] *= w0.x; v[1] *= w0.y; v[2] *= w0.z; v[3] *= w0.w;
+          v[4] *= w1.x; v[5] *= w1.y; v[6] *= w1.z; v[7] *= w1.w;
+        }
+      }
+      if (normW && tile == 0) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) a.xNormOut[idx[j]] = v[j] * rstd;
       }
     }
     // the block's step over its 4 packed rows (lanes 4·i .. 4·i + 3)
@@ -363,7 +401,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 #pragma unroll
   for (int c = 0; c < 4; ++c) red[warp][lane * 4 + c] = acc[c];
   __syncthreads();
-  const float sum = red[0][t] + red[1][t] + red[2][t] + red[3][t];
+  const float sum = (red[0][t] + red[1][t] + red[2][t] + red[3][t]) * rstd;
   const bool pair = a.swiglu != nullptr;
   const int n = col0 + t;
   float v;

@@ -1,0 +1,69 @@
+// Batched decode (continuous batching): row t of the operands is the next token of sequence t, which
+// has its own KV cache seqs[t] and position pos[t]. One launch per op covers every row (grid y or z =
+// row). seqs and pos live in small device tables the host refreshes only when they change
+// (cudaBackend.ts: positions once per step, the cache table when the batch's sequences change).
+// Caches: [layers, maxSeq, width] fp16 for K and for V (width = kvHeads · headDim); each sequence's
+// cache may have its own maxSeq, so the layer offset is per row.
+#include "common.cuh"
+#include "attention.cu"  // attn_decode (attention.cu is #pragma once: the unity build includes it first)
+
+struct BatchSeq {
+  __half* k;   // [layers, maxSeq, width]
+  __half* v;
+  int maxSeq;
+  int pad;
+};
+static_assert(sizeof(BatchSeq) == 24, "BatchSeq layout is mirrored by batchDecodeLaunch.ts");
+
+// Rotary embedding of row t at position pos[t], same formula and rounding as rope_f32 (rope.cu).
+// x: [rows, rowStride] f32 (heads·headDim used). Grid: x covers heads·headDim/2 pairs, y = row.
+extern "C" __global__ void rope_rows_f32(float* x, int rowStride, int heads, int headDim, float theta, const int* pos) {
+  const int half_d = headDim >> 1;
+  const int t = blockIdx.y;
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= heads * half_d) return;
+  const int h = idx / half_d, i = idx - h * half_d;
+  const float inv_freq = (float)(1.0 / pow((double)theta, (2.0 * i) / headDim));
+  const float angle = (float)pos[t] * inv_freq;
+  double s, c;
+  sincos((double)angle, &s, &c);
+  float* p = x + (size_t)t * rowStride + (size_t)h * headDim;
+  const float a = p[i], b = p[i + half_d];
+  p[i] = (float)(a * c - b * s);
+  p[i + half_d] = (float)(b * c + a * s);
+}
+
+// KV write of row t of k and v (as fp16) at position pos[t] of layer `layer` in seqs[t]'s cache:
+//   K_t[layer, pos[t], i] = half(k[t, i]);  same for v.   k, v: [rows, width] f32
+// Positions outside [0, maxSeq) are dropped (the host refuses them first).
+extern "C" __global__ void kv_write_rows(const BatchSeq* __restrict__ seqs, const int* __restrict__ pos, int layer,
+                                         const float* __restrict__ k, const float* __restrict__ v, int width) {
+  const int t = blockIdx.y;
+  const BatchSeq s = seqs[t];
+  const int p = pos[t];
+  if (p < 0 || p >= s.maxSeq) return;
+  const size_t at = ((size_t)layer * s.maxSeq + p) * width;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < width; i += gridDim.x * blockDim.x) {
+    s.k[at + i] = __float2half(k[(size_t)t * width + i]);
+    s.v[at + i] = __float2half(v[(size_t)t * width + i]);
+  }
+}
+
+// Decode attention of row t over positions 0..pos[t] of seqs[t]'s cache: attn_decode (attention.cu:
+// split along positions, the last block of each (row, head) merging), block (h, split, t), with the
+// row's own cache layer. attn_decode takes the live length as pos_imm + t + 1 (rows of one sequence
+// at consecutive positions); here every row has its own position, so pos_imm = pos[t] − t.
+// q, out: [rows, heads·d] f32 · part: [rows, heads, splits, d+2] f32 · tickets: [rows·heads] u32 (zero)
+#define ATTN_ROWS(D)                                                                                             \
+  extern "C" __global__ void __launch_bounds__(128, ATTN_MIN_BLOCKS) attn_rows_##D(                               \
+      float* out, float* part, unsigned* tickets, const float* q, const BatchSeq* seqs, const int* pos, int layer, \
+      int heads, int kvHeads, int splits, float scale) {                                                         \
+    const int t = blockIdx.z;                                                                                    \
+    const BatchSeq s = seqs[t];                                                                                  \
+    const size_t off = (size_t)layer * s.maxSeq * kvHeads * D;                                                   \
+    attn_decode<D, AttnNI<D>::value>(out, part, tickets, q, s.k + off, s.v + off, nullptr, pos[t] - t, heads,    \
+                                     kvHeads, splits, scale, nullptr);                                           \
+  }
+ATTN_ROWS(64)
+ATTN_ROWS(128)
+ATTN_ROWS(256)

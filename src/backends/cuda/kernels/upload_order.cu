@@ -1,0 +1,41 @@
+// Gathers of output columns at upload, for a linear whose outputs the caller reorders (linearUpload.ts,
+// outputOrder): output n of the result is output cols[n] of the file's layer.
+// u32_gather_cols: out[r, n] = in[r, cols[n]] of a row-major u32 matrix [rows, N]. GPTQ's qweight
+// [K·bits/32, N] packs along the input dim, so each column is one output and the gather moves whole
+// words. Grid (ceil(N / 256), rows), 256 threads: consecutive threads read and write one row.
+#include "common.cuh"
+
+extern "C" __global__ void u32_gather_cols(uint32_t* __restrict__ out, const uint32_t* __restrict__ in,
+                                           const int* __restrict__ cols, int N) {
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N) return;
+  const size_t row = (size_t)blockIdx.y * N;
+  out[row + n] = in[row + cols[n]];
+}
+
+// The same for fp16 bits (GPTQ scales [G, N]).
+extern "C" __global__ void u16_gather_cols(uint16_t* __restrict__ out, const uint16_t* __restrict__ in,
+                                           const int* __restrict__ cols, int N) {
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N) return;
+  const size_t row = (size_t)blockIdx.y * N;
+  out[row + n] = in[row + cols[n]];
+}
+
+// Values of `bits`-bit streams packed along each row, LSB first (GPTQ qzeros [G, N·bits/32]), gathered
+// within the row: value n of out's row = value cols[n] of in's row. bits 2, 4 or 8 (values never straddle
+// words). Grid (ceil(words / 256), rows): a thread writes one word, 32 / bits values.
+extern "C" __global__ void packed_gather_cols(uint32_t* __restrict__ out, const uint32_t* __restrict__ in,
+                                              const int* __restrict__ cols, int N, int bits) {
+  const int per = 32 / bits, words = N / per;
+  const int w = blockIdx.x * blockDim.x + threadIdx.x;
+  if (w >= words) return;
+  const uint32_t mask = (1u << bits) - 1u;
+  const uint32_t* src = in + (size_t)blockIdx.y * words;
+  uint32_t v = 0;
+  for (int i = 0; i < per; ++i) {
+    const int c = cols[w * per + i];
+    v |= ((src[c / per] >> ((c % per) * bits)) & mask) << (i * bits);
+  }
+  out[(size_t)blockIdx.y * words + w] = v;
+}

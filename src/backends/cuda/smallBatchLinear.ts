@@ -1,0 +1,71 @@
+/**
+ * `y (+)= x Wᵀ` for a few rows (batched decode: one token per sequence) on q4-layout 4-bit GPTQ
+ * weights: gemv_q4_rows<NT> (gemv_q4_rows.cu) reads each weight once and multiplies it into every row
+ * with tensor cores, split along K over about one wave of blocks, so even 2–16 rows use the whole
+ * card's bandwidth (the 128-row-tile GEMM, gemm_q4_mma, runs only N/128 blocks there: 40 for a 13B
+ * attention projection on a 132-SM card).
+ * Partial sums go to y with float atomics, so a plain store zeroes y first (a memset node inside
+ * graphs). Rows beyond one launch's 16 go out in further launches of up to 16 (each reads W again).
+ * H200 (13B shapes, 2..8 rows): 1.1–1.35 TB/s, about 30% of the read ceiling and ~60% of the one-row
+ * GEMV's bandwidth; still 4–5x the GEMM's decode steps (bench/cudaBatchBench.ts).
+ */
+import type { CuStream, DevicePtr, Driver } from './driver.js';
+import { i32, ptr } from './kernelArgs.js';
+import type { LinearCall } from './linearLaunch.js';
+import type { CudaGptq, CudaLinear } from './linearUpload.js';
+import type { KernelModule } from './module.js';
+
+export interface SmallBatchOptions {
+  /** most rows that take this path (rows 2..maxRows); 0 or 1: never */
+  readonly maxRows: number;
+  readonly smCount: number;
+}
+
+/**
+ * Default most rows: up to 16 one launch reads W once (two 8-row n-tiles per mma); 17..32 go out as
+ * launches of up to 16, still faster than the 128-row-tile GEMM, which runs only N/128 blocks (H200,
+ * 13B shapes: 13824x5120 at 32 rows 305 us in the GEMM vs ~50 us per 16-row launch). Above, the GEMM.
+ */
+export const SMALL_BATCH_MAX_ROWS = 32;
+/** rows of one launch: gemv_q4_rows2 (two n-tiles of 8) */
+const ROWS_PER_LAUNCH = 16;
+/** Q4R_XS_HALVES / (8·NT) in gemv_q4_rows.cu: most K values per block (the fp16 x it stages for 8·NT rows) */
+const K_MAX = [0, 2048, 1024] as const;
+/** blocks per SM the grid aims at: the kernels' __launch_bounds__ minimum (NT = 1: 4, NT = 2: 3) */
+const BLOCKS_PER_SM = [0, 4, 3] as const;
+
+/** Whether gemv_q4_rows serves `rows` rows of `w` (else the caller's GEMM). */
+export function smallBatchFits(w: CudaLinear, rows: number, opts: SmallBatchOptions): w is CudaGptq {
+  return w.kind === 'gptq' && w.layout === 'q4' && w.bits === 4 && rows >= 2 && rows <= opts.maxRows &&
+    w.inFeatures % 128 === 0 && w.outFeatures % 8 === 0 && w.groupSize % 32 === 0;
+}
+
+/**
+ * K values per block: splits so tiles × splits ≈ one wave of BLOCKS_PER_SM blocks per SM, a multiple
+ * of 128 (one 32-value unit per warp, K % 128 == 0), at most what the block holds in shared memory
+ * (H200, 5120x13824: 512..2048 measured within 10%; one wave matters more: a second, nearly empty one
+ * costs the whole block time again).
+ */
+export function smallBatchKPerBlock(K: number, tiles: number, smCount: number, nt: 1 | 2): number {
+  const maxPer = K_MAX[nt];
+  const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM[nt]) / tiles));
+  const per = Math.ceil(K / splits / 128) * 128;
+  return Math.max(128, Math.min(per, maxPer));
+}
+
+export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuStream, w: CudaGptq, c: LinearCall, smCount: number): void {
+  const K = w.inFeatures, N = w.outFeatures;
+  if (K % 128 !== 0 || N % 8 !== 0 || w.groupSize % 32 !== 0 || w.layout !== 'q4' || w.bits !== 4) {
+    throw new RangeError(`gemv_q4_rows needs a q4-layout 4-bit weight with K % 128, N % 8 and groupSize % 32 == 0, not ${K}x${N} g${w.groupSize}`);
+  }
+  if (!c.accumulate) cu.memsetD32(c.y, 0, c.rows * N, stream);
+  const tiles = Math.ceil(N / 128);
+  for (let r0 = 0; r0 < c.rows; r0 += ROWS_PER_LAUNCH) {
+    const rows = Math.min(ROWS_PER_LAUNCH, c.rows - r0);
+    const nt = rows <= 8 ? 1 : 2;
+    const kPer = smallBatchKPerBlock(K, tiles, smCount, nt);
+    kernels.launch(`gemv_q4_rows${nt}`, { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
+      [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(rows), i32(N), i32(K),
+        ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer)]);
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The Hopper prefill GEMM of launchLinear (q4 layout, rows ≥ WGMMA_MIN_ROWS on sm_90): y (+)= xh Wᵀ run
+ * in slices of W's rows (y's columns). Per slice of Ns columns starting at n0:
+ *   dequant_q4_tile  W[n0 .. n0+Ns) → the weight scratch as fp16 [Ns, K] (K contiguous)
+ *   gemm_wgmma_256   y[:, n0 .. n0+Ns) (+)= xh · scratchᵀ (TMA map of the scratch; y offset by n0, rows N apart)
+ * (kernels: gemm_wgmma.cu). The scratch then holds one slice (≤ sliceBytes) instead of the whole matrix
+ * (141 MB for 13B's MLP); each slice is planned to keep the persistent GEMM's waves as full as unsliced.
+ */
+import { TensorMapSwizzle, type DevicePtr, type Driver } from './driver.js';
+import { i32, ptr } from './kernelArgs.js';
+import type { CudaGptq } from './linearUpload.js';
+import type { KernelModule } from './module.js';
+
+export interface WgmmaOptions {
+  /** a device buffer of at least `bytes` (one slice's fp16 [Ns, K] weights), other than the x scratch; kept */
+  readonly weightScratch: (bytes: number) => DevicePtr;
+  /** blocks of the persistent grid (one per SM: GEMM_WGMMA_SHARED allows no second) */
+  readonly smCount: number;
+  /** the most bytes of fp16 weights one slice may take (the scratch's size cap; one 256-row tile at least) */
+  readonly sliceBytes: () => number;
+}
+
+/** gemm_wgmma_256's tiles (gemm_wgmma.cuh: BM × BN, K slices of BK) */
+export const WG_BM = 128, WG_BN = 256, WG_BK = 64;
+/** dynamic shared memory of gemm_wgmma_256 (Cfg<256, 4, false>::SMEM: 4 stages of 128×64 x and 256×64 W fp16 + 1 KiB alignment) */
+export const GEMM_WGMMA_SHARED = 4 * (WG_BM + WG_BN) * WG_BK * 2 + 1024;
+/** dequant_q4_tile's tile (gemm_wgmma.cuh DQ_TN columns × DQ_TR packed rows = 8·DQ_TR k) and block */
+const DQ_TN = 64, DQ_TK = 8 * 32, DQ_THREADS = 256;
+
+/**
+ * Default slice cap. 13B's largest slices then take 84 MB (gate/up: 2 slices of 32 tiles of 256 rows × K
+ * 5120) and 57–78 MB (down, K 13824) instead of 141 MB for the whole matrix, with as many GEMM waves as
+ * unsliced at 1024–2048 rows (132 SMs). H200 lab (gemm-lab.sh, 13B layer at 2048 rows): slices cost
+ * 6–12 µs each over one launch pair; a 32 MiB cap (slices that could stay in the 50–60 MB L2) leaves too few
+ * tiles per slice for the SMs (down: 4 tiles × 16 row tiles), 2.62 vs 2.17 ms per layer.
+ */
+export const WG_SLICE_BYTES = 80 * 1024 * 1024;
+
+/**
+ * Cost model of the slice planner, in ns: a 128 × 256 tile takes TILE_NS_PER_K · K (650 TFLOP/s over 132
+ * SMs: 2·128·256 flop per k at 4.9 TFLOP/s per SM), and each slice adds SLICE_NS (two more kernel
+ * boundaries, the GEMM's pipeline fill and its last wave's ragged end: 6–12 µs in the H200 lab).
+ */
+const TILE_NS_PER_K = 13.3, SLICE_NS = 10000;
+
+/**
+ * Columns per slice (a multiple of WG_BN, or n when one slice takes all) for a GEMM of `rows` × n × k:
+ * the width of at most `capBytes` of fp16 weights (at least one tile) that minimizes the modeled time,
+ * Σ over slices of waves (⌈tiles / smCount⌉, the persistent grid runs one tile per SM at a time) plus a
+ * per-slice cost; ties go to the wider slice (fewer launches).
+ */
+export function wgmmaSliceCols(rows: number, n: number, k: number, smCount: number, capBytes: number): number {
+  const mtiles = Math.ceil(rows / WG_BM), ntiles = Math.ceil(n / WG_BN);
+  const most = Math.min(ntiles, Math.max(1, Math.floor(capBytes / (WG_BN * k * 2))));
+  let best = most, bestCost = Infinity;
+  for (let s = most; s >= 1; s--) {
+    const full = Math.floor(ntiles / s), rest = ntiles - full * s;
+    const waves = full * Math.ceil((mtiles * s) / smCount) + (rest > 0 ? Math.ceil((mtiles * rest) / smCount) : 0);
+    const cost = waves * TILE_NS_PER_K * k + (full + (rest > 0 ? 1 : 0)) * SLICE_NS;
+    if (cost < bestCost) {
+      best = s;
+      bestCost = cost;
+    }
+  }
+  return Math.min(n, best * WG_BN);
+}
+
+/** One linear's slicing and its weight scratch (taken before any launch: growing the scratch synchronizes). */
+export interface WgmmaPlan {
+  readonly cols: number;
+  readonly scratch: DevicePtr;
+  readonly smCount: number;
+}
+
+export function planWgmma(wg: WgmmaOptions, rows: number, n: number, k: number): WgmmaPlan {
+  const cols = wgmmaSliceCols(rows, n, k, wg.smCount, wg.sliceBytes());
+  return { cols, scratch: wg.weightScratch(cols * k * 2), smCount: wg.smCount };
+}
+
+function offset(p: DevicePtr, bytes: number): DevicePtr {
+  return (p + BigInt(bytes)) as DevicePtr;
+}
+
+/**
+ * y [rows, N] f32 (+)= xh [rows, K] fp16 · Wᵀ, slice by slice (xh: x_to_half's copy of x, already launched).
+ * Needs K % 64 == 0, N % 8 == 0, groupSize % 32 == 0 (launchLinear's branch checks them).
+ */
+export function launchWgmmaSlices(cu: Driver, kernels: KernelModule, plan: WgmmaPlan, w: CudaGptq, y: DevicePtr, xh: DevicePtr,
+  rows: number, accumulate: boolean): void {
+  const K = w.inFeatures, N = w.outFeatures, gs = w.groupSize;
+  const tmA = cu.encodeTensorMap2d({ base: xh, inner: K, outer: rows, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BM, swizzle: TensorMapSwizzle.B128 });
+  const tmB = (ns: number): Buffer => cu.encodeTensorMap2d({ base: plan.scratch, inner: K, outer: ns, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BN,
+    swizzle: TensorMapSwizzle.B128 });
+  const tmFull = tmB(plan.cols); // every slice but a narrower last one
+  for (let n0 = 0; n0 < N; n0 += plan.cols) {
+    const ns = Math.min(plan.cols, N - n0);
+    kernels.launch('dequant_q4_tile', { x: Math.ceil(ns / DQ_TN), y: Math.ceil(K / DQ_TK) }, { x: DQ_THREADS },
+      [ptr(plan.scratch), ptr(offset(w.qweight, n0 * 4)), ptr(offset(w.scales, n0 * 2)), ptr(offset(w.qzeros, (n0 / 8) * 4)),
+        i32(ns), i32(N), i32(K), i32(gs)]);
+    const tiles = Math.ceil(rows / WG_BM) * Math.ceil(ns / WG_BN);
+    kernels.launch('gemm_wgmma_256', { x: Math.min(tiles, plan.smCount) }, { x: 384 },
+      [ptr(offset(y, n0 * 4)), i32(rows), i32(ns), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(gs), tmA, ns === plan.cols ? tmFull : tmB(ns)],
+      GEMM_WGMMA_SHARED);
+  }
+}

@@ -1,0 +1,72 @@
+import type { DeviceSampling } from '../backends/backend.js';
+import type { CausalLm } from './causalLm.js';
+
+/**
+ * Continuous batching at the model level: a model with several sequence slots (each its own KV
+ * cache) decodes one token of several slots in one forward pass (`decodeBatch`), and each slot can
+ * be driven alone through a `CausalLm` view, so generation code needs no change.
+ */
+
+/** What a batched row hands back: the logits row, its argmax, or a draw (see `RowResult`). */
+export type RowPick =
+  | { readonly kind: 'logits' }
+  /** argmax, lowest id on ties (on the device where the backend has `argmax`) */
+  | { readonly kind: 'argmax' }
+  /** a draw where the logits are (Backend.sample); the logits row when the backend cannot draw it */
+  | { readonly kind: 'sample'; readonly sampling: DeviceSampling };
+
+/** One row of a batched decode step: the next token of the sequence in `slot`, at position `pos`. */
+export interface DecodeRow {
+  readonly slot: number;
+  readonly token: number;
+  /** position of `token`: the slot's KV cache must hold positions 0..pos-1 of this sequence */
+  readonly pos: number;
+  /** default: logits */
+  readonly pick?: RowPick;
+}
+
+/** A token id (argmax, or a device draw), or the row's logits `[vocab]` f32 on the host. */
+export type RowResult = number | Float32Array;
+
+/** A model with sequence slots that can run one batched decode step over several of them. */
+export interface BatchedLm {
+  readonly vocabSize: number;
+  readonly contextLength: number;
+  /** number of sequence slots (KV caches) */
+  readonly sequences: number;
+  forward(tokens: readonly number[], startPos: number, slot?: number): Promise<Float32Array>;
+  forwardArgmax(tokens: readonly number[], startPos: number, slot?: number): Promise<number>;
+  forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling, slot?: number): Promise<number | Float32Array>;
+  /** One forward over all rows (distinct slots); results in row order. */
+  decodeBatch(rows: readonly DecodeRow[]): Promise<RowResult[]>;
+}
+
+/** The sequence in `slot` of a batched model, seen as a single-sequence model. */
+export class SlotView implements CausalLm {
+  constructor(
+    private readonly model: BatchedLm,
+    readonly slot: number,
+  ) {}
+
+  get vocabSize(): number { return this.model.vocabSize; }
+  get contextLength(): number { return this.model.contextLength; }
+
+  forward(tokens: readonly number[], startPos: number): Promise<Float32Array> {
+    return this.model.forward(tokens, startPos, this.slot);
+  }
+
+  forwardArgmax(tokens: readonly number[], startPos: number): Promise<number> {
+    return this.model.forwardArgmax(tokens, startPos, this.slot);
+  }
+
+  forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling): Promise<number | Float32Array> {
+    return this.model.forwardSample(tokens, startPos, sampling, this.slot);
+  }
+}
+
+/** argmax of `row` (lowest id on ties), as `forwardArgmax` computes it on the host. */
+export function hostArgmax(row: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}

@@ -1,0 +1,129 @@
+import { setImmediate as nextMacrotask } from 'node:timers/promises';
+import type { DeviceSampling } from '../../backends/backend.js';
+import type { TemplateChoice } from '../../chat/templateSelect.js';
+import type { LoadedModel } from '../../engine/loadedModel.js';
+import { generate, type GeneratedToken, type GenerationRequest, type GenerationResult, type KvCacheState } from '../../generate/generator.js';
+import type { TextCodec } from '../../generate/textCodec.js';
+import type { BatchedLm } from '../../model/batch.js';
+import type { CausalLm } from '../../model/causalLm.js';
+import type { InferenceEngine } from './inferenceEngine.js';
+import { StepLoop, type BatchStats } from './stepLoop.js';
+
+/**
+ * Continuous batching: a LoadedModel with N sequence slots behind the engine seam. Each run holds a
+ * slot (its own KV cache) while it lasts; its single-token decodes go to the shared StepLoop, which
+ * runs the next token of every active run as one forward pass, so runs join and leave between
+ * steps. Prompt prefills run alone on their slot, between steps. Everything a run does per
+ * sequence (sampling, penalties, stop strings, abort) is `generate`'s, unchanged, on a per-slot
+ * CausalLm. A slot remembers the ids its cache holds, and a run takes the free slot sharing the
+ * longest prefix with its prompt, so a chat's next turn feeds only its new part.
+ */
+export class BatchingEngine implements InferenceEngine {
+  readonly maxSequences: number;
+  private readonly loop: StepLoop;
+  private readonly kv: KvCacheState[];
+  private readonly busy: boolean[];
+  /** per slot, when it was last taken (least recently used goes first among equals) */
+  private readonly lastUsed: number[];
+  private clock = 0;
+
+  constructor(
+    readonly id: string,
+    private readonly loaded: LoadedModel,
+  ) {
+    const model: BatchedLm = loaded.model;
+    this.maxSequences = model.sequences;
+    this.loop = new StepLoop(model);
+    this.kv = Array.from({ length: this.maxSequences }, () => ({ cachedIds: [] }));
+    this.busy = new Array<boolean>(this.maxSequences).fill(false);
+    this.lastUsed = new Array<number>(this.maxSequences).fill(0);
+  }
+
+  get contextLength(): number { return this.loaded.model.contextLength; }
+  get vocabSize(): number { return this.loaded.model.vocabSize; }
+  get codec(): TextCodec { return this.loaded.tokenizer; }
+  get template(): TemplateChoice { return this.loaded.template; }
+  /** Decode-step counters (batch sizes), for /metrics. */
+  get batching(): BatchStats { return this.loop.stats; }
+  /** Slots held by runs now. */
+  get activeSequences(): number { return this.busy.filter(Boolean).length; }
+
+  async *run(request: GenerationRequest): AsyncGenerator<GeneratedToken, GenerationResult | undefined, undefined> {
+    const slot = this.takeSlot(request.promptIds);
+    this.loop.join();
+    try {
+      // Let the reply that freed the slot finish and pending I/O run before the prompt's pass.
+      await nextMacrotask();
+      return yield* generate(new LoopSlot(this.loaded.model, this.loop, slot), this.loaded.tokenizer, request, this.kv[slot]);
+    } finally {
+      this.loop.leave();
+      this.busy[slot] = false;
+    }
+  }
+
+  /** The free slot whose cache shares the longest prefix with the prompt (least recently used on ties). */
+  private takeSlot(promptIds: readonly number[]): number {
+    let best = -1, bestShared = -1;
+    for (let s = 0; s < this.maxSequences; s++) {
+      if (this.busy[s]) continue;
+      const shared = commonPrefixLength(this.kv[s].cachedIds, promptIds);
+      if (shared > bestShared || (shared === bestShared && this.lastUsed[s] < this.lastUsed[best])) {
+        best = s;
+        bestShared = shared;
+      }
+    }
+    // The scheduler admits at most maxSequences runs; one more would have no KV cache to use.
+    if (best < 0) throw new Error(`BatchingEngine.run: all ${this.maxSequences} sequence slots are in use: the scheduler must admit at most maxSequences runs`);
+    this.busy[best] = true;
+    this.lastUsed[best] = ++this.clock;
+    return best;
+  }
+
+  dispose(): void {
+    this.loaded.dispose();
+  }
+}
+
+/**
+ * One slot of the model as `generate` sees it: a single-token forward joins the next batched step;
+ * a longer one (the prompt) runs alone on the slot, between steps.
+ */
+class LoopSlot implements CausalLm {
+  constructor(
+    private readonly model: BatchedLm,
+    private readonly loop: StepLoop,
+    private readonly slot: number,
+  ) {}
+
+  get vocabSize(): number { return this.model.vocabSize; }
+  get contextLength(): number { return this.model.contextLength; }
+
+  async forward(tokens: readonly number[], startPos: number): Promise<Float32Array> {
+    if (tokens.length !== 1) return this.loop.exclusive(() => this.model.forward(tokens, startPos, this.slot));
+    return asLogits(await this.loop.decode({ slot: this.slot, token: tokens[0], pos: startPos, pick: { kind: 'logits' } }));
+  }
+
+  async forwardArgmax(tokens: readonly number[], startPos: number): Promise<number> {
+    if (tokens.length !== 1) return this.loop.exclusive(() => this.model.forwardArgmax(tokens, startPos, this.slot));
+    const r = await this.loop.decode({ slot: this.slot, token: tokens[0], pos: startPos, pick: { kind: 'argmax' } });
+    if (typeof r !== 'number') throw new Error('decodeBatch answered an argmax row with logits');
+    return r;
+  }
+
+  async forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling): Promise<number | Float32Array> {
+    if (tokens.length !== 1) return this.loop.exclusive(() => this.model.forwardSample(tokens, startPos, sampling, this.slot));
+    return this.loop.decode({ slot: this.slot, token: tokens[0], pos: startPos, pick: { kind: 'sample', sampling } });
+  }
+}
+
+function asLogits(r: number | Float32Array): Float32Array {
+  if (typeof r === 'number') throw new Error('decodeBatch answered a logits row with an id');
+  return r;
+}
+
+function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}

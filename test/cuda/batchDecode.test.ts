@@ -1,0 +1,181 @@
+/**
+ * The CUDA batched decode (continuous batching) against the CPU backend on fresh random inputs,
+ * outputs poisoned first: ropeRows, writeKvRows + attentionRows (row t: its own KV cache and
+ * position), and the small-batch int4 linear (gemv_q4_rows). The oracle is the CPU backend's
+ * one-sequence ops run row by row (rope / writeKv / attention at startPos = positions[t]) and its
+ * linear, so the check does not lean on any batched CPU code. Skipped, saying why, without a GPU.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
+import type { Activation, Backend, KvCache, LinearHost } from '../../src/backends/backend.js';
+import type { CudaLinear } from '../../src/backends/cuda/linearUpload.js';
+import { SMALL_BATCH_MAX_ROWS, smallBatchFits, smallBatchKPerBlock } from '../../src/backends/cuda/smallBatchLinear.js';
+import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
+
+const cpu = new CpuBackend({ int8Gemv: false });
+/** fp16 inside the kernels (KV cache; x and dequantized weights of the linear) bounds agreement to ~1e-3 */
+const HALF_TOL = 4e-3;
+const ROPE_TOL = 1e-5;
+
+/** B positions spread over [0, long]: 0 and `long` always among them (B ≥ 2), the rest random. */
+function spread(B: number, long: number): Int32Array {
+  const p = Int32Array.from({ length: B }, () => Math.floor(Math.random() * (long + 1)));
+  p[0] = B === 1 ? long : 0;
+  if (B > 1) p[1] = long;
+  return p;
+}
+
+function rowOf(x: Float32Array, t: number, width: number): Float32Array {
+  return x.subarray(t * width, (t + 1) * width);
+}
+
+test('gemv_q4_rows plan: K ranges are multiples of 128 that cover K and fit the staged x', () => {
+  for (const nt of [1, 2] as const) {
+    for (const [K, tiles, sms] of [[5120, 40, 132], [13824, 40, 132], [5120, 108, 132], [128, 1, 132], [2816, 8, 46], [640, 1000, 132]]) {
+      const per = smallBatchKPerBlock(K, tiles, sms, nt);
+      assert.equal(per % 128, 0, `K ${K}: ${per}`);
+      assert.ok(per >= 128 && per <= (nt === 1 ? 2048 : 1024), `K ${K} nt ${nt}: ${per}`);
+      assert.ok(Math.ceil(K / per) * per >= K);
+    }
+  }
+});
+
+test('ropeRows: row t rotated at positions[t], one table per step (an array reused and changed in place)', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  for (const [heads, headDim] of [[8, 128], [4, 64], [2, 256]]) {
+    for (const B of [1, 3, 8, 16]) {
+      const width = heads * headDim;
+      const positions = spread(B, 4000);
+      // two steps with the same Int32Array, changed in place between them (the backend caches the table by content)
+      for (let step = 0; step < 2; step++) {
+        if (step === 1) for (let t = 0; t < B; t++) positions[t] += 1 + t;
+        const x = randn(B * width);
+        const a = input(g, B, width, x);
+        g.ropeRows(a, heads, headDim, positions, 10000, B);
+        const got = g.readActivation(a);
+        const want = new Float32Array(B * width);
+        for (let t = 0; t < B; t++) {
+          const r = input(cpu, 1, width, rowOf(x, t, width));
+          cpu.rope(r, heads, headDim, positions[t], 10000, 1);
+          want.set(cpu.readActivation(r), t * width);
+        }
+        const err = normErr(got, want);
+        assert.ok(err < ROPE_TOL, `ropeRows ${heads}x${headDim} B=${B} step ${step}: err ${err}`);
+      }
+    }
+  }
+});
+
+interface Seqs {
+  readonly caches: KvCache[];
+}
+
+/** B caches on `b` (each its own maxSeq), layer `layer` filled with `hist[t]` at positions 0..positions[t]−1. */
+function seqsWithHistory(b: Backend, maxSeqs: number[], layers: number, layer: number, kvHeads: number, headDim: number,
+  positions: Int32Array, hist: { k: Float32Array; v: Float32Array }[]): Seqs {
+  const width = kvHeads * headDim;
+  const caches = maxSeqs.map((m) => b.allocKvCache(layers, m, kvHeads, headDim));
+  positions.forEach((p, t) => {
+    if (p > 0) b.writeKv(caches[t], layer, 0, input(b, p, width, hist[t].k), input(b, p, width, hist[t].v), p);
+  });
+  return { caches };
+}
+
+test('writeKvRows + attentionRows: each row over its own cache (own maxSeq), positions 0..long, grouped heads, two steps', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  const layers = 2, layer = 1;
+  for (const [heads, kvHeads, d] of [[8, 8, 128], [8, 2, 64], [4, 4, 256]]) {
+    for (const B of [1, 3, 8, 16]) {
+      const width = kvHeads * d, qWidth = heads * d;
+      const maxSeqs = Array.from({ length: B }, (_, t) => 2048 - 64 * (t % 3));
+      const positions = spread(B, 1900);
+      const hist = Array.from(positions, (p) => ({ k: randn(p * width), v: randn(p * width) }));
+      const gs = seqsWithHistory(g, maxSeqs, layers, layer, kvHeads, d, positions, hist);
+      const cs = seqsWithHistory(cpu, maxSeqs, layers, layer, kvHeads, d, positions, hist);
+      const shape = { layer, heads, kvHeads, headDim: d };
+      for (let step = 0; step < 2; step++) {
+        const k = randn(B * width), v = randn(B * width), q = randn(B * qWidth);
+        const out = poisoned(g, B, qWidth);
+        g.writeKvRows(gs.caches, layer, positions, input(g, B, width, k), input(g, B, width, v), B);
+        g.attentionRows(out, input(g, B, qWidth, q), gs.caches, shape, positions, B);
+        const got = g.readActivation(out);
+        const want = new Float32Array(B * qWidth);
+        for (let t = 0; t < B; t++) {
+          cpu.writeKv(cs.caches[t], layer, positions[t], input(cpu, 1, width, rowOf(k, t, width)), input(cpu, 1, width, rowOf(v, t, width)), 1);
+          const o = cpu.allocActivation(1, qWidth);
+          cpu.attention(o, input(cpu, 1, qWidth, rowOf(q, t, qWidth)), cs.caches[t], { ...shape, startPos: positions[t] }, 1);
+          want.set(cpu.readActivation(o), t * qWidth);
+        }
+        for (let t = 0; t < B; t++) {
+          const err = normErr(rowOf(got, t, qWidth), rowOf(want, t, qWidth));
+          assert.ok(err < HALF_TOL, `attentionRows ${heads}/${kvHeads}x${d} B=${B} step ${step} row ${t} (position ${positions[t]}): err ${err}`);
+        }
+        for (let t = 0; t < B; t++) positions[t] += 1; // the next token of every sequence
+      }
+    }
+  }
+});
+
+test('writeKvRows / attentionRows refuse a position outside a cache', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  const caches = [g.allocKvCache(1, 16, 2, 64), g.allocKvCache(1, 32, 2, 64)];
+  const kv = input(g, 2, 128, randn(256));
+  assert.throws(() => g.writeKvRows(caches, 0, Int32Array.from([3, 32]), kv, kv, 2), /holds 32 positions/);
+  assert.throws(() => g.attentionRows(poisoned(g, 2, 256), input(g, 2, 256, randn(512)), caches, { layer: 0, heads: 4, kvHeads: 2, headDim: 64 },
+    Int32Array.from([16, 0]), 2), /holds 16 positions/);
+});
+
+/** linear and linearAdd on the GPU (small-batch path asserted) against the CPU's linear, rows of x at once. */
+function checkSmallBatch(name: string, w: LinearHost, rows: number): void {
+  const g = gpu();
+  const x = randn(rows * w.inFeatures), resid = randn(rows * w.outFeatures);
+  const lw = g.uploadLinear(w);
+  assert.ok(smallBatchFits(lw as CudaLinear, rows, { maxRows: g.smallBatchMaxRows, smCount: g.smCount }), `${name}: rows ${rows} should take gemv_q4_rows`);
+  const out = poisoned(g, rows, w.outFeatures);
+  g.linear(out, input(g, rows, w.inFeatures, x), lw, rows);
+  const acc: Activation = input(g, rows, w.outFeatures, resid);
+  g.linearAdd(acc, input(g, rows, w.inFeatures, x), lw, rows);
+  const co = poisoned(cpu, rows, w.outFeatures);
+  cpu.linear(co, input(cpu, rows, w.inFeatures, x), cpu.uploadLinear(w), rows);
+  const want = cpu.readActivation(co);
+  const err = normErr(g.readActivation(out), want);
+  assert.ok(err < HALF_TOL, `${name} rows=${rows}: err ${err}`);
+  const errAdd = normErr(g.readActivation(acc), Float32Array.from(want, (v, i) => v + resid[i]));
+  assert.ok(errAdd < HALF_TOL, `${name} linearAdd rows=${rows}: err ${errAdd}`);
+}
+
+test('linear: gemv_q4_rows for 2..16 rows (and 17..32 in launches of 16), group sizes 32..128, act-order, partial tiles', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  const before = g.smallBatchMaxRows;
+  const cases: [number, number, number, boolean][] = [
+    [5120, 1024, 128, true], [5120, 1024, 128, false], [512, 384, 128, false], [768, 256, 64, true], [256, 520, 32, false],
+    [640, 136, -1, false], [2816, 1000, 32, true], [13824, 256, 128, true],
+  ];
+  try {
+    g.smallBatchMaxRows = SMALL_BATCH_MAX_ROWS;
+    for (const [k, n, gs, ao] of cases) {
+      const w = randomGptq(k, n, 4, gs, ao);
+      const name = `q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
+      for (const rows of [2, 3, 8, 9, 16]) checkSmallBatch(name, w, rows);
+    }
+    g.smallBatchMaxRows = 32;
+    const w = randomGptq(1280, 520, 4, 128, true);
+    for (const rows of [17, 32]) checkSmallBatch('q4 1280x520 g128 act-order (two launches)', w, rows);
+  } finally {
+    g.smallBatchMaxRows = before;
+  }
+});
+
+test('gemv_q4_rows takes 2..maxRows rows of 4-bit q4 weights only', () => {
+  const base = { kind: 'gptq', bits: 4, layout: 'q4', inFeatures: 512, outFeatures: 256, groupSize: 128 } as unknown as CudaLinear;
+  const opts = { maxRows: 16, smCount: 132 };
+  assert.equal(smallBatchFits(base, 1, opts), false);
+  assert.equal(smallBatchFits(base, 2, opts), true);
+  assert.equal(smallBatchFits(base, 16, opts), true);
+  assert.equal(smallBatchFits(base, 17, opts), false);
+  assert.equal(smallBatchFits(base, 4, { ...opts, maxRows: 0 }), false);
+  assert.equal(smallBatchFits({ ...base, layout: 'generic' } as CudaLinear, 4, opts), false);
+  assert.equal(smallBatchFits({ ...base, bits: 8 } as CudaLinear, 4, opts), false);
+  assert.equal(smallBatchFits({ kind: 'dense', inFeatures: 512, outFeatures: 256 } as unknown as CudaLinear, 4, opts), false);
+});
