@@ -173,6 +173,13 @@ export interface Backend {
    */
   runGraph?(key: string, step: { readonly startPos: number; readonly ids: Int32Array }, record: () => void): void;
   /**
+   * Run the ops that `record` issues as one batched decode step (rows = one new token per
+   * sequence, LlamaModel.decodeBatch), as opposed to prompt rows. Backends that treat the two
+   * differently define it (the CPU backend runs up to 8 decode rows through its int8 GEMV, prompt
+   * rows of 4 or more through its f32 GEMM); absent: the model calls `record` directly.
+   */
+  decodeStep?(record: () => void): void;
+  /**
    * acc += x Wᵀ + b (a linear layer whose output is added to the residual stream). Backends that
    * fuse the add into the matrix-vector kernel define it; callers fall back to linear + addInPlace.
    */

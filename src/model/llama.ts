@@ -72,6 +72,11 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
     return this.caches.length;
   }
 
+  /** Prompt rows one forward chunk runs (LlamaModelOptions.chunkRows, capped by the context). */
+  get chunkRows(): number {
+    return this.state.rows;
+  }
+
   get config(): LlamaConfig {
     return this.info.config;
   }
@@ -149,9 +154,13 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       caches[t] = this.caches[r.slot];
     }
     const { backend: b, batchState: s, config: c } = this;
-    this.layers(s, ids, B, { kind: 'rows', caches, positions });
-    b.rmsNorm(s.xb, s.x, this.weights.norm, c.rmsNormEps, B);
-    b.linear(s.logits, s.xb, this.weights.lmHead, B); // [B, vocab]
+    const step = (): void => {
+      this.layers(s, ids, B, { kind: 'rows', caches, positions });
+      b.rmsNorm(s.xb, s.x, this.weights.norm, c.rmsNormEps, B);
+      b.linear(s.logits, s.xb, this.weights.lmHead, B); // [B, vocab]
+    };
+    if (b.decodeStep) b.decodeStep(step);
+    else step();
     return this.pickRows(rows);
   }
 

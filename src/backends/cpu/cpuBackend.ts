@@ -1,7 +1,9 @@
 import type { Activation, LinearHost, LinearWeight } from '../backend.js';
 import { Op } from './fast/jobs.js';
 import { defaultThreads, kernelModule, WasmEngine } from './fast/engine.js';
-import { fieldInput, XMUL, XSCALE, type QuantBits } from './fast/kernels.js';
+import { MAX_GEMVQ_ROWS } from './fast/gemvqRows.js';
+import { quantizeRow } from './fast/int8Activations.js';
+import { fieldInput, type QuantBits } from './fast/kernels.js';
 import { repackDense, repackGptq, type FastDense, type FastGptq } from './fast/repack.js';
 import { act, CpuActivation, PlainCpuBackend } from './plainBackend.js';
 
@@ -15,7 +17,7 @@ export interface CpuBackendOptions {
   /**
    * GPTQ matrix-vector products (decode) with the activation quantized to int8 per block of ≤ 128
    * inputs and integer dot products (default: true unless QLLAMA_CPU_INT8=0); false keeps them in
-   * f32. Prefill (4+ rows) always runs in f32.
+   * f32. Prompt rows (4 or more) and decode steps of more than INT8_GEMV_MAX_ROWS rows run in f32.
    */
   readonly int8Gemv?: boolean;
 }
@@ -39,15 +41,21 @@ function perBits<T>(make: (bits: QuantBits) => T): (bits: QuantBits) => T {
 const gemvScales = perBits((bits) => Float32Array.from({ length: 32 / bits }, (_, j) => 2 ** (-bits * j)));
 /** fieldInput(bits, j) for j < 32/bits: the input field j of a word holds */
 const fieldInputs = perBits((bits) => Int32Array.from({ length: 32 / bits }, (_, j) => fieldInput(bits, j)));
-/** XMUL per input of a chunk of 32/bits inputs (input 2m+e → XMUL[m]) */
-const fieldMul = perBits((bits) => Int32Array.from({ length: 32 / bits }, (_, i) => XMUL[bits][i >> 1]));
 
 function int8Default(): boolean {
   return process.env.QLLAMA_CPU_INT8 !== '0';
 }
 
-/** From this many rows GPTQ layers are dequantized block by block and multiplied as f32 GEMM. */
+/**
+ * From this many prompt rows GPTQ layers are dequantized block by block and multiplied as f32 GEMM
+ * (prefill keeps f32 activations); decode rows go to the int8 GEMV up to INT8_GEMV_MAX_ROWS.
+ */
 const GEMM_ROWS = 4;
+/**
+ * Up to this many rows of a batched decode step (inside `decodeStep`) a GPTQ layer runs the int8
+ * GEMV (int8Gemv on): all rows in one pass over the weights, each row's result the same as alone.
+ */
+export const INT8_GEMV_MAX_ROWS = MAX_GEMVQ_ROWS;
 
 /**
  * The default CPU backend: linear layers (dense f32 and GPTQ 2/3/4/8-bit, act-order included) run
@@ -84,6 +92,18 @@ export class CpuBackend extends PlainCpuBackend {
     const e = this.engine;
     const fast = e && (weight.kind === 'dense' ? repackDense(e, weight) : repackGptq(e, weight));
     return fast ?? super.uploadLinear(weight);
+  }
+
+  private inDecodeStep = false;
+  /** Linears issued by `record` are decode rows: up to INT8_GEMV_MAX_ROWS of them take the int8 GEMV. */
+  decodeStep(record: () => void): void {
+    const outer = this.inDecodeStep;
+    this.inDecodeStep = true;
+    try {
+      record();
+    } finally {
+      this.inDecodeStep = outer;
+    }
   }
 
   override linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
@@ -129,14 +149,14 @@ export class CpuBackend extends PlainCpuBackend {
         for (let j = 0; j < K; j++) dst[d + j] = src[so + perm[j]];
       }
     }
+    if (this.int8Gemv && (rows < GEMM_ROWS || (this.inDecodeStep && rows <= INT8_GEMV_MAX_ROWS))) {
+      this.gemvInt8(e, l, xPtr, xStride, o.ptr, outStride, rows, accumulate, nt);
+      return true;
+    }
     if (rows >= GEMM_ROWS) {
       const scratch = e.scratchPtr('dequant', e.threads * K * 32);
       e.run(Op.QGemm, [l.bits, xPtr, xStride, l.q, l.scales, l.negzs, o.ptr, outStride, l.bias, l.groups, l.rowsPerGroup,
         N / 8, rows, accumulate, scratch], nt);
-      return true;
-    }
-    if (this.int8Gemv) {
-      for (let t = 0; t < rows; t++) this.gemvInt8(e, l, xPtr + t * xStride, o.ptr + t * outStride, accumulate, nt);
       return true;
     }
     // f32 GEMV: per-group sums of x, and x in field order scaled by 2^(−bits·j) (exact) for the shift-free kernel
@@ -168,34 +188,25 @@ export class CpuBackend extends PlainCpuBackend {
   }
 
   /**
-   * One row through the int8 GEMV: x quantized per block of `xBlock` inputs to xq = round(x/dx),
-   * dx = max|x|/127 (symmetric, as llama.cpp's Q8_0), stored as i16 times the kernel's field
-   * multipliers; per group the sum of the quantized x for the zero-point term.
+   * `rows` (1..MAX_GEMVQ_ROWS) through the int8 GEMV: each row's x quantized (quantizeRow), then
+   * one kernel pass — gemvq for one row, gemvqRows for more, which loads and unpacks each weight
+   * block once for all rows and gives every row exactly gemvq's result.
    */
-  private gemvInt8(e: WasmEngine, l: FastGptq, xPtr: number, outPtr: number, accumulate: number, nt: number): void {
-    const K = l.inFeatures, XB = l.xBlock, blocks = K / XB, bpg = blocks / l.groups;
-    const chunk = 32 / l.bits, inv = 1 / XSCALE[l.bits];
-    const xqPtr = e.scratchPtr('xq16', K * 2), dxPtr = e.scratchPtr('dx', blocks * 4), sumPtr = e.scratchPtr('sumxq', l.groups * 4);
-    const xv = e.f32(xPtr, K), xq = e.i16(xqPtr, K), dx = e.f32(dxPtr, blocks), sums = e.f32(sumPtr, l.groups);
-    const m = fieldMul(l.bits);
-    let gsum = 0;
-    for (let b = 0; b < blocks; b++) {
-      const i0 = b * XB, i1 = i0 + XB;
-      let amax = 0;
-      for (let i = i0; i < i1; i++) { const a = Math.abs(xv[i]); if (a > amax) amax = a; }
-      const d = amax / 127, id = amax > 0 ? 127 / amax : 0;
-      let s = 0;
-      for (let i = i0; i < i1; i++) {
-        const q = Math.round(xv[i] * id);
-        s += q;
-        xq[i] = q * m[i % chunk];
-      }
-      dx[b] = d * inv;
-      gsum += d * s;
-      if ((b + 1) % bpg === 0) { sums[(b + 1) / bpg - 1] = gsum; gsum = 0; }
+  private gemvInt8(e: WasmEngine, l: FastGptq, xPtr: number, xStride: number, outPtr: number, outStride: number,
+    rows: number, accumulate: number, nt: number): void {
+    const K = l.inFeatures, blocks = K / l.xBlock, bpg = blocks / l.groups, cpb = l.xBlock / (32 / l.bits);
+    const xqPtr = e.scratchPtr('xq16', MAX_GEMVQ_ROWS * K * 2), dxPtr = e.scratchPtr('dx', MAX_GEMVQ_ROWS * blocks * 4);
+    const sumPtr = e.scratchPtr('sumxq', MAX_GEMVQ_ROWS * l.groups * 4);
+    const xq = e.i16(xqPtr, rows * K), dx = e.f32(dxPtr, rows * blocks), sums = e.f32(sumPtr, rows * l.groups);
+    for (let t = 0; t < rows; t++) quantizeRow(l, e.f32(xPtr + t * xStride, K), xq, dx, sums, t, rows);
+    if (rows === 1) {
+      e.run(Op.GemvQ8, [l.bits, xqPtr, dxPtr, sumPtr, l.q, l.scales, l.negzs, outPtr, l.groups, bpg, cpb,
+        l.outFeatures / 8, accumulate, l.bias], nt);
+      return;
     }
-    e.run(Op.GemvQ8, [l.bits, xqPtr, dxPtr, sumPtr, l.q, l.scales, l.negzs, outPtr, l.groups, bpg, XB / chunk,
-      l.outFeatures / 8, accumulate, l.bias], nt);
+    const scratch = e.scratchPtr('gemvqRows', e.threads * MAX_GEMVQ_ROWS * 64);
+    e.run(Op.GemvQ8Rows, [l.bits, rows, xqPtr, dxPtr, sumPtr, l.q, l.scales, l.negzs, outPtr, outStride, l.groups, bpg, cpb,
+      l.outFeatures / 8, accumulate, l.bias, scratch], nt);
   }
 
   override dispose(): void {

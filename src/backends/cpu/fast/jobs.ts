@@ -10,7 +10,7 @@ export const OP = JOB, NT = JOB_WORDS, ARGS = JOB_WORDS + 1;
 export const CTRL_INTS = ARGS + 20;
 
 /** Stop is the pool's STOP */
-export const enum Op { Stop = 0, Gemm = 1, Gemv = 2, QGemm = 3, Read = 4, GemvQ8 = 5 }
+export const enum Op { Stop = 0, Gemm = 1, Gemv = 2, QGemm = 3, Read = 4, GemvQ8 = 5, GemvQ8Rows = 6 }
 
 /** Output blocks [b0, b1) of thread `ti` of `nt` when `nb` blocks are split evenly. */
 export function blockRange(nb: number, ti: number, nt: number): [number, number] {
@@ -45,6 +45,18 @@ export function execute(k: KernelExports, c: Int32Array, ti: number, nt: number)
       if (b1 > b0) {
         k.gemvq(bits)(c[a + 1], c[a + 2], c[a + 3], c[a + 4], c[a + 5], c[a + 6], c[a + 7], groups, bpg, cpb, b0, b1,
           c[a + 12], c[a + 13], groups * bpg * cpb * 32, groups * 32);
+      }
+      return;
+    }
+    case Op.GemvQ8Rows: {
+      // bits, rows, xq (i16, rows interleaved), dx, sumx, w, scales, negzs, out, outStride, groups, blocksPerGroup,
+      // chunksPerBlock, NB, accumulate, bias, scratch (rows·64 bytes per thread)
+      const bits = c[a] as QuantBits, rows = c[a + 1];
+      const groups = c[a + 10], bpg = c[a + 11], cpb = c[a + 12];
+      const [b0, b1] = blockRange(c[a + 13], ti, nt);
+      if (b1 > b0) {
+        k.gemvqRows(bits, rows)(c[a + 2], c[a + 3], c[a + 4], c[a + 5], c[a + 6], c[a + 7], c[a + 8], c[a + 9], groups, bpg, cpb,
+          b0, b1, c[a + 14], c[a + 15], groups * bpg * cpb * 32, groups * 32, c[a + 16] + ti * rows * 64);
       }
       return;
     }

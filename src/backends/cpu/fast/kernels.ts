@@ -1,3 +1,5 @@
+import { GEMVQ_ROWS, gemvqRows } from './gemvqRows.js';
+import { field16, Q8_MASKS } from './q8Fields.js';
 import { assembleModule, FnBuilder, I32, V128, type WasmInstance } from './wasmAsm.js';
 
 /**
@@ -28,6 +30,7 @@ import { assembleModule, FnBuilder, I32, V128, type WasmInstance } from './wasmA
  *         out (+)= Σ_g ( S[g] · Σ_{b∈g} dx[b]/F · Σ_{k∈b} F·q·xq + NZ[g] · sumx[g] ),
  *         sumx[g] = Σ_{b∈g} dx[b] Σ_{k∈b} xq[k] (the quantized x, so the zero cancels exactly).
  *         Per 16 bytes of 4-bit weights: 1 load, 3 and + 1 shift, 4 dot, 4 add (+ 2 x splats).
+ * gemvqN_R: gemvqN for R = 2..8 rows sharing each weight load and unpack (gemvqRows.ts).
  * dequantN: one block of Q into f32 [K][8] scratch for gemm (prefill: dequantize once per call,
  *         reuse across all rows).
  */
@@ -61,6 +64,10 @@ export interface KernelExports {
   gemvq(bits: QuantBits): (x: number, dx: number, sumx: number, w: number, scales: number, negzs: number, out: number,
     groups: number, blocksPerGroup: number, chunksPerBlock: number, nb0: number, nb1: number, accumulate: number,
     bias: number, wBlockStride: number, sBlockStride: number) => void;
+  /** the int8 GEMV for `rows` (MIN_GEMVQ_ROWS..MAX_GEMVQ_ROWS) interleaved rows, see gemvqRows.ts */
+  gemvqRows(bits: QuantBits, rows: number): (x: number, dx: number, sumx: number, w: number, scales: number, negzs: number,
+    out: number, outStride: number, groups: number, blocksPerGroup: number, chunksPerBlock: number, nb0: number, nb1: number,
+    accumulate: number, bias: number, wBlockStride: number, sBlockStride: number, scratch: number) => void;
   dequant(bits: QuantBits): (w: number, scales: number, negzs: number, scratch: number, groups: number, rowsPerGroup: number) => void;
   read(ptr: number, bytes: number, sink: number): void;
 }
@@ -205,18 +212,6 @@ function gemv(bits: QuantBits): FnBuilder {
 }
 
 /**
- * Pushes field m of the i16x8 `v` (per i16 lane: bits m·bits.. of the lane, for 2-bit fields 4..7
- * of `v` already shifted right by 8), masked in place, or shifted down where the top field
- * would read as negative.
- */
-function field16(f: FnBuilder, v: number, masks: readonly number[], bits: QuantBits, m: number): void {
-  f.get(v);
-  if (bits === 4 && m === 3) f.i32(12).i16x8ShrU();
-  else if (bits === 8 && m === 1) f.i32(8).i16x8ShrU();
-  else f.get(masks[bits === 2 ? m & 3 : m]).v128And();
-}
-
-/**
  * gemvq: blocks nb0..nb1, one 8-column block (2 column quads) per pass. `pass(2)` (16 columns, each
  * x splat feeding 4 dot products) is kept generic but unused: with 4 weight vectors, 4 accumulators,
  * 4 x splats (hoisted by TurboFan) and 3 masks it spills V8's 16 xmm registers and measured 10–20%
@@ -235,8 +230,7 @@ function gemvq(bits: QuantBits): FnBuilder {
   const quads = (n: number): number[] => Array.from({ length: n }, () => f.local(V128));
   const acc = quads(4), v = quads(4), gacc = quads(4), facc = quads(4);
   const xs = f.local(V128), d = f.local(V128);
-  const maskVals = bits === 4 ? [0x000f, 0x00f0, 0x0f00] : bits === 2 ? [0x3, 0xc, 0x30, 0xc0] : [0xff];
-  const masks = maskVals.map((mv) => { const l = f.local(V128); f.i32(mv).i16x8Splat().set(l); return l; });
+  const masks = Q8_MASKS[bits].map((mv) => { const l = f.local(V128); f.i32(mv).i16x8Splat().set(l); return l; });
 
   /** blocks nb .. nb+R−1; quad q is block q >> 1, half q & 1 */
   const pass = (R: number): void => {
@@ -358,7 +352,8 @@ export const MAX_PAGES = 65536;
 
 /** The kernel module's bytes (shared memory import `env.memory`, up to 4 GiB). */
 export function kernelModuleBytes(): Uint8Array {
-  return assembleModule([gemm(), ...QUANT_BITS.map(gemv), ...QUANT_BITS.map(gemvq), ...QUANT_BITS.map(dequant), read()], 1, MAX_PAGES);
+  const rows = QUANT_BITS.flatMap((bits) => GEMVQ_ROWS.map((r) => gemvqRows(bits, r)));
+  return assembleModule([gemm(), ...QUANT_BITS.map(gemv), ...QUANT_BITS.map(gemvq), ...rows, ...QUANT_BITS.map(dequant), read()], 1, MAX_PAGES);
 }
 
 type Fn = (...args: number[]) => void;
@@ -369,6 +364,7 @@ export function kernelExports(instance: WasmInstance): KernelExports {
     gemm: e.gemm,
     gemv: (bits) => e[`gemv${bits}`],
     gemvq: (bits) => e[`gemvq${bits}`],
+    gemvqRows: (bits, rows) => e[`gemvq${bits}_${rows}`],
     dequant: (bits) => e[`dequant${bits}`],
     read: e.read,
   };
