@@ -34,6 +34,11 @@ export interface BatchedLm {
   readonly contextLength: number;
   /** number of sequence slots (KV caches) */
   readonly sequences: number;
+  /**
+   * prompt rows one forward chunk runs: a caller feeding a prompt piece by piece in chunks of this
+   * size runs exactly the passes one `forward` of the whole prompt would (absent: 256)
+   */
+  readonly chunkRows?: number;
   forward(tokens: readonly number[], startPos: number, slot?: number): Promise<Float32Array>;
   forwardArgmax(tokens: readonly number[], startPos: number, slot?: number): Promise<number>;
   forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling, slot?: number): Promise<number | Float32Array>;

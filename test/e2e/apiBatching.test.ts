@@ -94,3 +94,64 @@ test('more requests than slots wait their turn and still get their own replies',
   for (const r of replies) assert.equal(r.choices[0].message.content, alone);
   assert.equal((await health(srv.url)).running, 0);
 });
+
+/** About 1,400 tokens: six prompt chunks of the CPU backend's 256 rows. */
+const LONG_PROMPT = Array.from({ length: 56 }, (_, i) => `Line ${i + 1}: the ${['quick', 'slow', 'red', 'old'][i % 4]} fox jumps over the lazy dog near the river.`).join('\n');
+
+/** A streamed raw completion; `onChunk` sees each chunk's count as it arrives. */
+async function streamOn(c: OpenAI, prompt: string, maxTokens: number, onChunk: (n: number) => void = () => {}): Promise<string> {
+  const s = await c.completions.create(
+    { model: MODEL_ID, prompt, max_tokens: maxTokens, temperature: 0, stream: true, ignore_eos: true } as OpenAI.CompletionCreateParamsStreaming,
+  );
+  let text = '', n = 0;
+  for await (const chunk of s) {
+    text += chunk.choices[0]?.text ?? '';
+    onChunk(++n);
+  }
+  return text;
+}
+
+/** A one-sequence server beside the batching one: its replies are the requests run one after another, prompts unchunked. */
+async function withSingle<T>(f: (c: OpenAI) => Promise<T>): Promise<T> {
+  const single = await startServer({ maxConcurrency: 1 });
+  try {
+    return await f(new OpenAI({ baseURL: `${single.url}/v1`, apiKey: 'x', maxRetries: 0 }));
+  } finally {
+    await single.close();
+  }
+}
+
+test('a long prompt fed in chunks while another run decodes: both replies are what they are one after another', async () => {
+  // a prompt no slot holds yet: a reused prefix would feed its last id as a decode row, not in a prompt chunk,
+  // which may round differently than the one-sequence server's prompt pass
+  const short = 'The old castle on the hill';
+  const [aloneShort, aloneLong] = await withSingle(async (c) => [await streamOn(c, short, 200), await streamOn(c, LONG_PROMPT, 32)]);
+  const before = stats();
+
+  // the long prompt (in no slot yet either) arrives once the short run is decoding
+  let shortChunks = 0, shortDone = false, shortAtLongStart = -1;
+  const shortRun = streamOn(client, short, 200, (n) => { shortChunks = n; }).finally(() => { shortDone = true; });
+  await waitFor(() => shortChunks >= 3, 10_000, 'the short run to decode');
+  const longRun = streamOn(client, LONG_PROMPT, 32, (n) => {
+    if (n === 1) shortAtLongStart = shortDone ? Infinity : shortChunks;
+  });
+  const [gotShort, gotLong] = await Promise.all([shortRun, longRun]);
+  assert.equal(gotShort, aloneShort);
+  assert.equal(gotLong, aloneLong);
+  assert.ok(shortAtLongStart < 200, `the short run was still decoding when the long reply began (${shortAtLongStart} chunks in)`);
+  const s = stats();
+  assert.ok(s.prefillChunks - before.prefillChunks >= 6, `the long prompt was fed in chunks (${s.prefillChunks - before.prefillChunks})`);
+  assert.ok(s.maxBatchSize >= 2, 'the two runs decoded together');
+});
+
+test('chunked prefill, with the slot\'s prefix reused, answers as the one-sequence engine does', async () => {
+  const complete = async (c: OpenAI, prompt: string): Promise<string> =>
+    (await c.completions.create({ model: MODEL_ID, prompt, max_tokens: 24, temperature: 0 })).choices[0].text;
+  const first = await complete(client, LONG_PROMPT);
+  // the follow-up extends the first prompt: its slot feeds only the new part, from a position inside a chunk
+  const follow = `${LONG_PROMPT}${first}\nLine 57: the`;
+  const chunksBefore = stats().prefillChunks;
+  const batched = [first, await complete(client, follow)];
+  assert.equal(stats().prefillChunks - chunksBefore, 1, 'the follow-up fed only its new part');
+  assert.deepEqual(batched, await withSingle(async (c) => [await complete(c, LONG_PROMPT), await complete(c, follow)]));
+});
