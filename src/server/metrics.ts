@@ -32,6 +32,10 @@ export class ServerMetrics {
     name: 'qllama_decode_step_sequences_total', help: 'Sequences over all batched decode steps (divided by the steps: the mean batch size)', registers: [this.registry],
     collect: () => { setCounter(this.decodeRows, this.batchSource()?.rows ?? 0); },
   });
+  readonly prefillChunks = new Counter({
+    name: 'qllama_prefill_chunks_total', help: 'Prompt chunks fed between batched decode steps (batching engine: long prompts go in chunks)', registers: [this.registry],
+    collect: () => { setCounter(this.prefillChunks, this.batchSource()?.prefillChunks ?? 0); },
+  });
   readonly rejected = new Counter({ name: 'qllama_rejected_requests_total', help: 'Requests refused before generating, by reason', labelNames: ['reason'] as const, registers: [this.registry] });
 
   constructor() {

@@ -45,6 +45,8 @@ test('3 concurrent chat completions return what the same requests return one aft
   const value = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)?.[1] ?? NaN);
   assert.equal(value('qllama_decode_steps_total'), s.steps);
   assert.equal(value('qllama_decode_step_sequences_total'), s.rows);
+  assert.equal(value('qllama_prefill_chunks_total'), s.prefillChunks);
+  assert.ok(s.prefillChunks - before.prefillChunks >= 3, 'each of the three prompts was fed as at least one chunk');
   assert.equal((await health(srv.url)).running, 0);
 });
 
