@@ -40,6 +40,8 @@ export interface BatchedLm {
    */
   readonly chunkRows?: number;
   forward(tokens: readonly number[], startPos: number, slot?: number): Promise<Float32Array>;
+  /** Fills the slot's KV cache with tokens at startPos.. and computes no logits. */
+  feed(tokens: readonly number[], startPos: number, slot?: number): Promise<void>;
   forwardArgmax(tokens: readonly number[], startPos: number, slot?: number): Promise<number>;
   forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling, slot?: number): Promise<number | Float32Array>;
   /** One forward over all rows (distinct slots); results in row order. */

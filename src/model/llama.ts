@@ -191,6 +191,23 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
 
   /** Runs the tokens through the model, leaving the last position's logits in state.logits row 0. */
   private lastLogits(tokens: readonly number[], startPos: number, slot: number): void {
+    const rows = this.feedChunks(tokens, startPos, slot);
+    const { backend, state } = this;
+    backend.copyRows(state.last, state.x, rows - 1, 1);
+    backend.rmsNorm(state.last, state.last, this.weights.norm, this.config.rmsNormEps, 1);
+    backend.linear(state.logits, state.last, this.weights.lmHead, 1);
+  }
+
+  /**
+   * Feeds tokens into the slot's KV cache at positions startPos.. and computes no logits: a prompt's
+   * chunks before its last (the batching engine's chunked prefill), without an lm_head pass each.
+   */
+  async feed(tokens: readonly number[], startPos: number, slot = 0): Promise<void> {
+    this.feedChunks(tokens, startPos, slot);
+  }
+
+  /** Runs the tokens through the layers in chunks of state.rows; returns the last chunk's rows. */
+  private feedChunks(tokens: readonly number[], startPos: number, slot: number): number {
     this.checkSlot(slot);
     this.checkRange(tokens.length, startPos);
     let rows = 0;
@@ -198,10 +215,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       rows = Math.min(this.state.rows, tokens.length - done);
       this.runChunk(tokens, done, rows, startPos + done, slot);
     }
-    const { backend, state } = this;
-    backend.copyRows(state.last, state.x, rows - 1, 1);
-    backend.rmsNorm(state.last, state.last, this.weights.norm, this.config.rmsNormEps, 1);
-    backend.linear(state.logits, state.last, this.weights.lmHead, 1);
+    return rows;
   }
 
   /** Logits of every fed position, `[tokens.length, vocab]` row-major (perplexity needs them all). */

@@ -33,6 +33,10 @@ export class FakeBatchedLm implements BatchedLm {
   forward(tokens: readonly number[], pos: number, slot = 0): Promise<Float32Array> {
     return this.enter(`prefill ${slot}@${pos}x${tokens.length}`, () => new Float32Array(this.vocabSize));
   }
+  feed(tokens: readonly number[], pos: number, slot = 0): Promise<void> {
+    if (tokens.includes(POISON)) throw new Error('poisoned prompt');
+    return this.enter(`prefill ${slot}@${pos}x${tokens.length}`, () => undefined);
+  }
   forwardArgmax(tokens: readonly number[], pos: number, slot = 0): Promise<number> {
     if (tokens.includes(POISON)) throw new Error('poisoned prompt');
     return this.enter(`prefill ${slot}@${pos}x${tokens.length}`, () => tokens[tokens.length - 1] + slot);

@@ -147,8 +147,8 @@ class LoopSlot implements CausalLm {
   }
 
   /**
-   * Feeds the prompt chunk by chunk (chunks before the last only fill the cache: their argmax is
-   * the cheapest pick). A client that leaves stops the prefill between chunks; `placeholder()`
+   * Feeds the prompt chunk by chunk (chunks before the last only fill the cache: `feed`, no
+   * logits). A client that leaves stops the prefill between chunks; `placeholder()`
    * then stands in for the result, which `generate` never uses: it checks the signal before
    * taking the first token, and ends the run as 'aborted'.
    */
@@ -159,7 +159,7 @@ class LoopSlot implements CausalLm {
         tokens,
         startPos,
         last,
-        feed: (t, p) => this.model.forwardArgmax(t, p, this.slot),
+        feed: (t, p) => this.model.feed(t, p, this.slot),
         // while the prompt is fed, generate records only the reused prefix: add each chunk done
         fed: (t, p) => {
           if (kv.cachedIds.length === p) kv.cachedIds.push(...t);
