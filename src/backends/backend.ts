@@ -187,6 +187,12 @@ export interface Backend {
   /** argmax of row 0 of `x`, computed on the device so only an id comes back. */
   argmax?(x: Activation): number;
   /**
+   * argmax of each of rows 0..rows-1 of `x` (a batched decode step's logits), as `argmax` decides it:
+   * lowest id on ties, NaN never chosen over a number, 0 for a row with nothing above -Infinity.
+   * Where the logits are on a device, one launch and one copy of `rows` ids back.
+   */
+  argmaxRows?(x: Activation, rows: number): Int32Array;
+  /**
    * The token Sampler.sample would draw from row 0 of `x` with these settings and this `u` (up to
    * rounding when u sits at a boundary of the cumulative mass), computed on the device so only an id
    * comes back; null when the device cannot decide (non-finite logits, too many candidates) and the

@@ -10,7 +10,7 @@ import type { CausalLm } from './causalLm.js';
 /** What a batched row hands back: the logits row, its argmax, or a draw (see `RowResult`). */
 export type RowPick =
   | { readonly kind: 'logits' }
-  /** argmax, lowest id on ties (on the device where the backend has `argmax`) */
+  /** argmax, lowest id on ties (all greedy rows of a step in one Backend.argmaxRows where the backend has it) */
   | { readonly kind: 'argmax' }
   /** a draw where the logits are (Backend.sample); the logits row when the backend cannot draw it */
   | { readonly kind: 'sample'; readonly sampling: DeviceSampling };
@@ -71,9 +71,17 @@ export class SlotView implements CausalLm {
   }
 }
 
-/** argmax of `row` (lowest id on ties), as `forwardArgmax` computes it on the host. */
+/**
+ * argmax of `row` as `forwardArgmax` computes it on the host, by the rule of Backend.argmax /
+ * argmaxRows: lowest id on ties, NaN never chosen over a number, 0 when nothing is above -Infinity.
+ */
 export function hostArgmax(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  let best = 0, bestValue = -Infinity;
+  for (let i = 0; i < row.length; i++) {
+    if (row[i] > bestValue) {
+      best = i;
+      bestValue = row[i];
+    }
+  }
   return best;
 }

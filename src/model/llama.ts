@@ -164,7 +164,12 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
     return this.pickRows(rows);
   }
 
-  /** Each batched row's result from batchState.logits: device argmax/sample where offered, else host logits. */
+  /**
+   * Each batched row's result from batchState.logits: device argmax/sample where offered, else host
+   * logits. Greedy rows take one `argmaxRows` over the whole step (one launch and one wait for all of
+   * them, not one per row); it also covers the sampled rows of a mixed step, whose ids go unused,
+   * which costs a few idle blocks rather than a launch per greedy row.
+   */
   private pickRows(rows: readonly DecodeRow[]): RowResult[] {
     const { backend: b, batchState: s, pickRow, vocabSize: V } = this;
     let host: Float32Array | undefined;
@@ -172,9 +177,11 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       host ??= b.readActivation(s.logits, rows.length);
       return host.slice(t * V, (t + 1) * V);
     };
+    const greedy = b.argmaxRows && rows.some((r) => r.pick?.kind === 'argmax') ? b.argmaxRows(s.logits, rows.length) : null;
     return rows.map((r, t): RowResult => {
       const pick = r.pick ?? { kind: 'logits' };
       if (pick.kind === 'argmax') {
+        if (greedy) return greedy[t];
         if (b.argmax && pickRow) {
           b.copyRows(pickRow, s.logits, t, 1);
           return b.argmax(pickRow);

@@ -2,6 +2,7 @@ import type {
   Activation, AttentionShape, Backend, BatchAttentionShape, EmbeddingWeight, KvCache, LinearHost, LinearWeight, VectorWeight,
 } from '../backend.js';
 import { unpackQweight } from '../../formats/gptq.js';
+import { argmaxRows } from './kernels/argmax.js';
 import { attention } from './kernels/attention.js';
 import { rmsNorm, rope, swiglu } from './kernels/elementwise.js';
 import { dequantizeOutputRows, prepareGptq, type CpuGptq } from './kernels/gptqDequant.js';
@@ -180,6 +181,15 @@ export class PlainCpuBackend implements Backend {
   addInPlace(x: Activation, y: Activation, rows: number): void {
     const xd = act(x).data, yd = act(y).data;
     for (let i = 0, n = rows * x.cols; i < n; i++) xd[i] += yd[i];
+  }
+
+  /** Greedy ids of a batched decode step, read straight from the logits (no row copies). */
+  argmaxRows(x: Activation, rows: number): Int32Array {
+    const a = act(x);
+    if (!Number.isInteger(rows) || rows < 0 || rows > a.rows) throw new RangeError(`argmaxRows: ${rows} rows of [${a.rows}, ${a.cols}]`);
+    const ids = new Int32Array(rows);
+    argmaxRows(ids, a.data, rows, a.cols);
+    return ids;
   }
 
   dispose(): void {

@@ -6,7 +6,7 @@
  * when the batch's sequences change. Copies are stream-ordered, so kernels already queued keep
  * reading the old contents.
  */
-import type { CuStream, DevicePtr, Driver } from './driver.js';
+import type { CuStream, DevicePtr, Driver, HostBuffer } from './driver.js';
 import type { DeviceMemory } from './memory.js';
 
 /** What the tables need of a CUDA KV cache: [layers, maxSeq, kvHeads·headDim] fp16 for K and for V. */
@@ -23,64 +23,77 @@ export interface BatchKv {
 export const BATCH_SEQ_BYTES = 24;
 
 export class BatchTables {
-  private posDev: DevicePtr | null = null;
-  private posCap = 0;
-  private posHost = new Int32Array(0);
-  private seqDev: DevicePtr | null = null;
-  private seqCap = 0;
-  private seqHost: readonly BatchKv[] = [];
+  private readonly pos: DeviceTable<number, Int32Array>;
+  private readonly seqs: DeviceTable<BatchKv, readonly BatchKv[]>;
 
-  constructor(private readonly cu: Driver, private readonly mem: DeviceMemory, private readonly stream: CuStream) {}
+  constructor(cu: Driver, mem: DeviceMemory, stream: CuStream) {
+    // the kept snapshot is itself the upload: a pageable source is staged when the copy call returns
+    this.pos = new DeviceTable(cu, mem, stream, 4, (kept) => kept);
+    this.seqs = new DeviceTable(cu, mem, stream, BATCH_SEQ_BYTES, packSeqs);
+  }
 
   /** int32 [rows] on the device holding positions[0..rows). */
   positions(positions: Int32Array, rows: number): DevicePtr {
-    const host = this.posHost;
-    let same = this.posDev !== null && host.length === rows;
-    for (let t = 0; same && t < rows; t++) same = host[t] === positions[t];
-    if (same && this.posDev !== null) return this.posDev;
-    const dev = this.posCap >= rows && this.posDev !== null ? this.posDev : this.regrow('pos', rows * 4);
-    this.posHost = positions.slice(0, rows);
-    // pageable source: staged when the call returns, so the host copy may change afterwards
-    this.cu.copyHtoD(dev, this.posHost, rows * 4, this.stream);
-    return dev;
+    return this.pos.get(positions, rows);
   }
 
   /** BatchSeq [rows] on the device for caches[0..rows). */
   caches(caches: readonly BatchKv[], rows: number): DevicePtr {
-    const host = this.seqHost;
-    let same = this.seqDev !== null && host.length === rows;
-    for (let t = 0; same && t < rows; t++) same = host[t] === caches[t];
-    if (same && this.seqDev !== null) return this.seqDev;
-    const dev = this.seqCap >= rows && this.seqDev !== null ? this.seqDev : this.regrow('seq', rows * BATCH_SEQ_BYTES);
-    const buf = Buffer.alloc(rows * BATCH_SEQ_BYTES);
-    for (let t = 0; t < rows; t++) {
-      const c = caches[t];
-      buf.writeBigUInt64LE(c.k, t * BATCH_SEQ_BYTES);
-      buf.writeBigUInt64LE(c.v, t * BATCH_SEQ_BYTES + 8);
-      buf.writeInt32LE(c.maxSeq, t * BATCH_SEQ_BYTES + 16);
-    }
-    this.seqHost = caches.slice(0, rows);
-    this.cu.copyHtoD(dev, buf, buf.byteLength, this.stream);
+    return this.seqs.get(caches, rows);
+  }
+}
+
+/** BatchSeq rows: k, v, maxSeq (pad left zero). */
+function packSeqs(caches: readonly BatchKv[]): Buffer {
+  const buf = Buffer.alloc(caches.length * BATCH_SEQ_BYTES);
+  for (let t = 0; t < caches.length; t++) {
+    const c = caches[t];
+    buf.writeBigUInt64LE(c.k, t * BATCH_SEQ_BYTES);
+    buf.writeBigUInt64LE(c.v, t * BATCH_SEQ_BYTES + 8);
+    buf.writeInt32LE(c.maxSeq, t * BATCH_SEQ_BYTES + 16);
+  }
+  return buf;
+}
+
+/**
+ * One device table of `entryBytes`-byte entries. It keeps a snapshot of the entries it last uploaded
+ * (the caller may reuse its array) and copies again only when rows or an entry (compared with ===)
+ * differ.
+ */
+class DeviceTable<T, A extends ArrayLike<T> & { slice(start: number, end: number): A }> {
+  private dev: DevicePtr | null = null;
+  /** entries the table holds */
+  private cap = 0;
+  private kept: A | null = null;
+
+  constructor(private readonly cu: Driver, private readonly mem: DeviceMemory, private readonly stream: CuStream,
+    private readonly entryBytes: number, private readonly pack: (kept: A) => HostBuffer) {}
+
+  get(entries: A, rows: number): DevicePtr {
+    if (this.dev !== null && this.kept !== null && sameRows(this.kept, entries, rows)) return this.dev;
+    const dev = this.cap >= rows && this.dev !== null ? this.dev : this.regrow(rows * this.entryBytes);
+    this.kept = entries.slice(0, rows);
+    const bytes = this.pack(this.kept);
+    this.cu.copyHtoD(dev, bytes, bytes.byteLength, this.stream);
     return dev;
   }
 
   /** A larger table (at least twice the old one); the old one is freed once queued kernels are done with it. */
-  private regrow(which: 'pos' | 'seq', bytes: number): DevicePtr {
-    const old = which === 'pos' ? this.posDev : this.seqDev;
-    const cap = which === 'pos' ? this.posCap * 4 : this.seqCap * BATCH_SEQ_BYTES;
-    const size = Math.max(bytes, 2 * cap, 256);
-    if (old !== null) {
+  private regrow(bytes: number): DevicePtr {
+    const size = Math.max(bytes, 2 * this.cap * this.entryBytes, 256);
+    if (this.dev !== null) {
       this.cu.streamSynchronize(this.stream);
-      this.mem.free(old);
+      this.mem.free(this.dev);
     }
-    const dev = this.mem.alloc(size);
-    if (which === 'pos') {
-      this.posDev = dev;
-      this.posCap = Math.floor(size / 4);
-    } else {
-      this.seqDev = dev;
-      this.seqCap = Math.floor(size / BATCH_SEQ_BYTES);
-    }
-    return dev;
+    this.dev = this.mem.alloc(size);
+    this.cap = Math.floor(size / this.entryBytes);
+    return this.dev;
   }
+}
+
+/** kept holds exactly entries[0..rows) */
+function sameRows<T>(kept: ArrayLike<T>, entries: ArrayLike<T>, rows: number): boolean {
+  if (kept.length !== rows) return false;
+  for (let t = 0; t < rows; t++) if (kept[t] !== entries[t]) return false;
+  return true;
 }

@@ -7,7 +7,6 @@
 import type {
   Activation, AttentionShape, Backend, BatchAttentionShape, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearUploadOptions, LinearWeight, VectorWeight,
 } from '../backend.js';
-import { QllamaError } from '../../errors.js';
 import { flashShared, planAttention, positionBucket } from './attentionLaunch.js';
 import {
   DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
@@ -21,12 +20,12 @@ import { DeviceMemory } from './memory.js';
 import { openDevice } from './openDevice.js';
 import { KernelModule } from './module.js';
 import { launchSample } from './sampleLaunch.js';
-import { checkCaches, checkRows } from './batchChecks.js';
-import { BatchTables } from './batchTables.js';
+import { launchArgmaxRows } from './argmaxRows.js';
+import { BatchOps } from './batchOps.js';
+import { CudaUnavailableError, CudaUnsupportedError } from './errors.js';
 import { SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
 
-export class CudaUnavailableError extends QllamaError {}
-export class CudaUnsupportedError extends QllamaError {}
+export { CudaUnavailableError, CudaUnsupportedError };
 
 class CudaActivation implements Activation {
   constructor(readonly rows: number, readonly cols: number, readonly ptr: DevicePtr) {}
@@ -106,8 +105,8 @@ export class CudaBackend implements Backend {
    * $QLLAMA_CUDA_SMALL_BATCH_ROWS, default SMALL_BATCH_MAX_ROWS). Benchmarks switch it to compare with the GEMM.
    */
   smallBatchMaxRows = smallBatchFromEnv();
-  /** device tables of the batched decode ops (positions, cache pointers), made on first use */
-  private batchTables: BatchTables | null = null;
+  /** the batched decode ops (batchOps.ts) */
+  private readonly batchOps: BatchOps;
   /** the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts); tests lower it to force many slices */
   wgmmaSliceBytes = WG_SLICE_BYTES;
   private readonly mmaGemmFits: boolean;
@@ -144,6 +143,7 @@ export class CudaBackend implements Backend {
     this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs);
     // the prefill kernels' shared memory (sm_86/89 allow 99 KiB per block: the old GEMM there)
     const optin = cu.attribute(DeviceAttribute.MaxSharedMemoryPerBlockOptin, device);
+
     this.mmaGemmFits = optin >= GEMM_MMA_SHARED;
     if (this.mmaGemmFits) this.kernels.allowDynamicShared('gemm_q4_mma', GEMM_MMA_SHARED);
     // the fatbin's sm_90a code runs on compute capability 9.0 only
@@ -152,6 +152,10 @@ export class CudaBackend implements Backend {
     this.wgmma = { weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount, sliceBytes: () => this.wgmmaSliceBytes };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);
+    this.batchOps = new BatchOps({
+      cu, mem: this.mem, stream, kernels: this.kernels, smCount: this.smCount, capturing: () => this.capturing, flush: () => this.batch.flush(),
+      attnScratch: (partBytes, ticketBytes) => ({ part: this.grow(this.attnPart, partBytes), tickets: this.growZeroed(this.attnTickets, ticketBytes) }),
+    });
   }
 
   /** Opens device `ordinal` (default $QLLAMA_CUDA_DEVICE or 0) with its primary context. */
@@ -294,61 +298,17 @@ export class CudaBackend implements Backend {
         i32(shape.startPos), i32(shape.heads), i32(shape.kvHeads), i32(plan.splits), f32(1 / Math.sqrt(d)), nx], nx, rows === 1 ? act(out).ptr : null, out.cols);
   }
 
-  // --- batched decode: row t is sequence t's next token (batch_decode.cu); one launch per op ---------
+  // --- batched decode: row t is sequence t's next token (batchOps.ts, batch_decode.cu) -----------
   ropeRows(x: Activation, heads: number, headDim: number, positions: Int32Array, theta: number, rows: number): void {
-    this.beginBatchOp('ropeRows');
-    if (headDim % 2 !== 0) throw new RangeError(`ropeRows: head size ${headDim} is odd`);
-    checkRows('ropeRows', rows, positions, x, heads * headDim);
-    const pos = this.tables().positions(positions, rows);
-    this.kernels.launch('rope_rows_f32', { x: Math.ceil((heads * headDim) / 2 / 256), y: rows }, { x: 256 },
-      [ptr(act(x).ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(pos)]);
+    this.batchOps.ropeRows(act(x), heads, headDim, positions, theta, rows);
   }
 
   writeKvRows(caches: readonly KvCache[], layer: number, positions: Int32Array, k: Activation, v: Activation, rows: number): void {
-    this.beginBatchOp('writeKvRows');
-    const kvs = caches.map(kvCache);
-    if (kvs.length < Math.max(rows, 1)) throw new RangeError(`writeKvRows: ${kvs.length} KV caches for ${rows} rows`);
-    const width = kvs[0].kvHeads * kvs[0].headDim;
-    checkRows('writeKvRows', rows, positions, k, width);
-    checkRows('writeKvRows', rows, positions, v, width);
-    if (k.cols !== width || v.cols !== width) throw new RangeError(`writeKvRows: k and v rows of ${k.cols} and ${v.cols} values, the caches' ${width}`);
-    checkCaches('writeKvRows', kvs, layer, positions, rows, kvs[0].kvHeads, kvs[0].headDim);
-    const t = this.tables();
-    const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
-    this.kernels.launch('kv_write_rows', { x: Math.ceil(width / 256), y: rows }, { x: 256 },
-      [ptr(seqs), ptr(pos), i32(layer), ptr(act(k).ptr), ptr(act(v).ptr), i32(width)]);
+    this.batchOps.writeKvRows(caches.map(kvCache), layer, positions, act(k), act(v), rows);
   }
 
   attentionRows(out: Activation, q: Activation, caches: readonly KvCache[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void {
-    const { heads, kvHeads, headDim: d } = shape;
-    if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
-    if (heads % kvHeads !== 0) throw new CudaUnsupportedError(`attentionRows: ${heads} query heads do not share ${kvHeads} KV heads evenly`);
-    this.beginBatchOp('attentionRows');
-    const kvs = caches.map(kvCache);
-    checkRows('attentionRows', rows, positions, q, heads * d);
-    checkRows('attentionRows', rows, positions, out, heads * d);
-    if (q.cols !== heads * d || out.cols !== heads * d) throw new RangeError(`attentionRows: q and out rows of ${q.cols} and ${out.cols} values, not ${heads * d}`);
-    const maxPos = checkCaches('attentionRows', kvs, shape.layer, positions, rows, kvHeads, d);
-    // splits planned for the longest row; the blocks a shorter row does not need exit at once
-    const plan = planAttention(maxPos + 1, rows, heads, this.smCount, d);
-    const part = this.grow(this.attnPart, rows * heads * plan.splits * (d + 2) * 4);
-    const tickets = this.growZeroed(this.attnTickets, rows * heads * 4);
-    const t = this.tables();
-    const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
-    this.kernels.launch(`attn_rows_${d}`, { x: heads, y: plan.splits, z: rows }, { x: 128 },
-      [ptr(act(out).ptr), ptr(part), ptr(tickets), ptr(act(q).ptr), ptr(seqs), ptr(pos), i32(shape.layer), i32(heads), i32(kvHeads),
-        i32(plan.splits), f32(1 / Math.sqrt(d))]);
-  }
-
-  /** Held one-row work goes out first; the per-step tables are host copies, which a graph cannot replay. */
-  private beginBatchOp(op: string): void {
-    if (this.capturing) throw new CudaUnsupportedError(`${op} runs eagerly: batched decode steps cannot be recorded in runGraph`);
-    this.batch.flush();
-  }
-
-  private tables(): BatchTables {
-    this.batchTables ??= new BatchTables(this.cu, this.mem, this.stream);
-    return this.batchTables;
+    this.batchOps.attentionRows(act(out), act(q), caches.map(kvCache), shape, positions, rows);
   }
 
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {
@@ -417,6 +377,7 @@ export class CudaBackend implements Backend {
     this.kernels.launch('argmax_f32', { x: 1 }, { x: 1024 }, [ptr(this.idOut), ptr(a.ptr), i32(a.cols)], 0, true);
     return this.readId();
   }
+  argmaxRows(x: Activation, rows: number): Int32Array { this.batch.flush(); return launchArgmaxRows(this, act(x), rows, this.grow(this.ids, rows * 4)); } // argmaxRows.ts; ids (embed's scratch) is free once embed ran
 
   /** The Sampler's draw from row 0 of x on the device (sampleLaunch.ts); null: sample on the host. */
   sample(x: Activation, p: DeviceSampling): number | null {

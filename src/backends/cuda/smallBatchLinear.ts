@@ -36,8 +36,12 @@ const BLOCKS_PER_SM = [0, 4, 3] as const;
 
 /** Whether gemv_q4_rows serves `rows` rows of `w` (else the caller's GEMM). */
 export function smallBatchFits(w: CudaLinear, rows: number, opts: SmallBatchOptions): w is CudaGptq {
-  return w.kind === 'gptq' && w.layout === 'q4' && w.bits === 4 && rows >= 2 && rows <= opts.maxRows &&
-    w.inFeatures % 128 === 0 && w.outFeatures % 8 === 0 && w.groupSize % 32 === 0;
+  return w.kind === 'gptq' && rows >= 2 && rows <= opts.maxRows && kernelTakes(w);
+}
+
+/** The weights gemv_q4_rows is written for: q4 layout, 4 bits, K % 128, N % 8 and groupSize % 32 == 0. */
+function kernelTakes(w: CudaGptq): boolean {
+  return w.layout === 'q4' && w.bits === 4 && w.inFeatures % 128 === 0 && w.outFeatures % 8 === 0 && w.groupSize % 32 === 0;
 }
 
 /**
@@ -53,9 +57,10 @@ export function smallBatchKPerBlock(K: number, tiles: number, smCount: number, n
   return Math.max(128, Math.min(per, maxPer));
 }
 
+/** gemv_q4_rows over c's rows, for a caller that checked smallBatchFits; a weight it does not take throws rather than launch. */
 export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuStream, w: CudaGptq, c: LinearCall, smCount: number): void {
   const K = w.inFeatures, N = w.outFeatures;
-  if (K % 128 !== 0 || N % 8 !== 0 || w.groupSize % 32 !== 0 || w.layout !== 'q4' || w.bits !== 4) {
+  if (!kernelTakes(w)) {
     throw new RangeError(`gemv_q4_rows needs a q4-layout 4-bit weight with K % 128, N % 8 and groupSize % 32 == 0, not ${K}x${N} g${w.groupSize}`);
   }
   if (!c.accumulate) cu.memsetD32(c.y, 0, c.rows * N, stream);

@@ -1,15 +1,17 @@
-// Greedy argmax of one f32 row, one block: out[0] = min { i : x[i] = max_j x[j] }
-// (ties go to the lowest index, like the CPU reference; NaN is never chosen over a number)
+// Greedy argmax of f32 rows, one block per row: id = min { i : x[i] = max_j x[j] }
+// (ties go to the lowest index, like the CPU reference; NaN is never chosen over a number; a row with
+// nothing above -inf gives 0). argmax_f32 does one row (a single sequence's decode), argmax_rows_f32
+// every row of a batched decode step's logits in one launch, so the host waits once for B ids.
 // Each thread issues all its loads before comparing (up to 8 float4 = 32768 values for 1024 threads in
 // one round trip; a loop of dependent scalar passes took 16 us for 32000 logits on the H100), and the
-// kernel is launched with programmatic dependent launch like the lm_head GEMV before it.
+// kernels are launched with programmatic dependent launch like the lm_head GEMV before them.
 #include "common.cuh"
 
-extern "C" __global__ void argmax_f32(int* out, const float* __restrict__ x, int n) {
+// The argmax of x[0..n) by the whole block (blockDim.x a multiple of 32, at most 1024); the answer is
+// valid in thread 0 only.
+__device__ __forceinline__ int block_argmax(const float* __restrict__ x, int n) {
   __shared__ float best_v[32];
   __shared__ int best_i[32];
-  pdl_wait();
-  pdl_launch_dependents();
   float bv = -INFINITY;
   int bi = 0x7fffffff;
   const int n4 = (n & 3) == 0 && (reinterpret_cast<size_t>(x) & 15) == 0 ? n >> 2 : 0;  // float4 part
@@ -58,6 +60,23 @@ extern "C" __global__ void argmax_f32(int* out, const float* __restrict__ x, int
       const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
       if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
     }
-    if (lane == 0) out[0] = bi == 0x7fffffff ? 0 : bi;
   }
+  return bi == 0x7fffffff ? 0 : bi;
+}
+
+// out[0] = argmax of x[0..n)
+extern "C" __global__ void argmax_f32(int* out, const float* __restrict__ x, int n) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int id = block_argmax(x, n);
+  if (threadIdx.x == 0) out[0] = id;
+}
+
+// out[r] = argmax of row r of x [rows, n]; grid = rows blocks. Rows start 16-byte aligned when n % 4 == 0
+// (the float4 path; block_argmax checks each row's address).
+extern "C" __global__ void argmax_rows_f32(int* out, const float* __restrict__ x, int n) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int id = block_argmax(x + static_cast<size_t>(blockIdx.x) * n, n);
+  if (threadIdx.x == 0) out[blockIdx.x] = id;
 }

@@ -1,11 +1,12 @@
 // Batched decode (continuous batching): row t of the operands is the next token of sequence t, which
 // has its own KV cache seqs[t] and position pos[t]. One launch per op covers every row (grid y or z =
 // row). seqs and pos live in small device tables the host refreshes only when they change
-// (cudaBackend.ts: positions once per step, the cache table when the batch's sequences change).
+// (batchTables.ts: positions once per step, the cache table when the batch's sequences change).
 // Caches: [layers, maxSeq, width] fp16 for K and for V (width = kvHeads · headDim); each sequence's
 // cache may have its own maxSeq, so the layer offset is per row.
 #include "common.cuh"
 #include "attention.cu"  // attn_decode (attention.cu is #pragma once: the unity build includes it first)
+#include "rope.cuh"      // rope_pair
 
 struct BatchSeq {
   __half* k;   // [layers, maxSeq, width]
@@ -13,24 +14,15 @@ struct BatchSeq {
   int maxSeq;
   int pad;
 };
-static_assert(sizeof(BatchSeq) == 24, "BatchSeq layout is mirrored by batchDecodeLaunch.ts");
+static_assert(sizeof(BatchSeq) == 24, "BatchSeq layout is mirrored by batchTables.ts (BATCH_SEQ_BYTES)");
 
-// Rotary embedding of row t at position pos[t], same formula and rounding as rope_f32 (rope.cu).
+// Rotary embedding of row t at position pos[t]: rope_pair (rope.cuh), as rope_f32 (rope.cu).
 // x: [rows, rowStride] f32 (heads·headDim used). Grid: x covers heads·headDim/2 pairs, y = row.
 extern "C" __global__ void rope_rows_f32(float* x, int rowStride, int heads, int headDim, float theta, const int* pos) {
-  const int half_d = headDim >> 1;
   const int t = blockIdx.y;
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= heads * half_d) return;
-  const int h = idx / half_d, i = idx - h * half_d;
-  const float inv_freq = (float)(1.0 / pow((double)theta, (2.0 * i) / headDim));
-  const float angle = (float)pos[t] * inv_freq;
-  double s, c;
-  sincos((double)angle, &s, &c);
-  float* p = x + (size_t)t * rowStride + (size_t)h * headDim;
-  const float a = p[i], b = p[i + half_d];
-  p[i] = (float)(a * c - b * s);
-  p[i + half_d] = (float)(b * c + a * s);
+  if (idx >= heads * (headDim >> 1)) return;
+  rope_pair(x + (size_t)t * rowStride, idx, headDim, theta, pos[t]);
 }
 
 // KV write of row t of k and v (as fp16) at position pos[t] of layer `layer` in seqs[t]'s cache:

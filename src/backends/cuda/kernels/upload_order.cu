@@ -1,25 +1,28 @@
 // Gathers of output columns at upload, for a linear whose outputs the caller reorders (linearUpload.ts,
 // outputOrder): output n of the result is output cols[n] of the file's layer.
-// u32_gather_cols: out[r, n] = in[r, cols[n]] of a row-major u32 matrix [rows, N]. GPTQ's qweight
-// [K·bits/32, N] packs along the input dim, so each column is one output and the gather moves whole
-// words. Grid (ceil(N / 256), rows), 256 threads: consecutive threads read and write one row.
+// gather_cols<T>: out[r, n] = in[r, cols[n]] of a row-major matrix [rows, N] of T. GPTQ's qweight
+// [K·bits/32, N] (u32) packs along the input dim, so each column is one output and the gather moves
+// whole words; its scales [G, N] (u16: fp16 bits) gather the same way. Grid (ceil(N / 256), rows),
+// 256 threads: consecutive threads read and write one row.
 #include "common.cuh"
 
-extern "C" __global__ void u32_gather_cols(uint32_t* __restrict__ out, const uint32_t* __restrict__ in,
-                                           const int* __restrict__ cols, int N) {
+template <typename T>
+__device__ __forceinline__ void gather_cols(T* __restrict__ out, const T* __restrict__ in, const int* __restrict__ cols, int N) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= N) return;
   const size_t row = (size_t)blockIdx.y * N;
   out[row + n] = in[row + cols[n]];
 }
 
-// The same for fp16 bits (GPTQ scales [G, N]).
+// The host looks the entry points up by these names (linearUpload.ts).
+extern "C" __global__ void u32_gather_cols(uint32_t* __restrict__ out, const uint32_t* __restrict__ in,
+                                           const int* __restrict__ cols, int N) {
+  gather_cols(out, in, cols, N);
+}
+
 extern "C" __global__ void u16_gather_cols(uint16_t* __restrict__ out, const uint16_t* __restrict__ in,
                                            const int* __restrict__ cols, int N) {
-  const int n = blockIdx.x * blockDim.x + threadIdx.x;
-  if (n >= N) return;
-  const size_t row = (size_t)blockIdx.y * N;
-  out[row + n] = in[row + cols[n]];
+  gather_cols(out, in, cols, N);
 }
 
 // Values of `bits`-bit streams packed along each row, LSB first (GPTQ qzeros [G, N·bits/32]), gathered

@@ -1,0 +1,100 @@
+/**
+ * The CUDA backend's batched decode ops (batch_decode.cu): row t of the operands is sequence t's next
+ * token, with its own KV cache and position; one launch per op covers every row. Positions and cache
+ * pointers reach the kernels through small device tables (batchTables.ts) refreshed from the host, so
+ * these ops run eagerly: a captured graph would replay the tables' old contents.
+ */
+import type { BatchAttentionShape } from '../backend.js';
+import { planAttention } from './attentionLaunch.js';
+import { checkCaches, checkRows } from './batchChecks.js';
+import { BatchTables, type BatchKv } from './batchTables.js';
+import type { CuStream, DevicePtr, Driver } from './driver.js';
+import { CudaUnsupportedError } from './errors.js';
+import { f32, i32, ptr } from './kernelArgs.js';
+import type { DeviceMemory } from './memory.js';
+import type { KernelModule } from './module.js';
+
+/** An activation in device memory: [rows, cols] f32 at ptr. */
+export interface DeviceRows {
+  readonly rows: number;
+  readonly cols: number;
+  readonly ptr: DevicePtr;
+}
+
+/** What the ops need of the backend (CudaBackend builds it). */
+export interface BatchOpsHost {
+  readonly cu: Driver;
+  readonly mem: DeviceMemory;
+  readonly stream: CuStream;
+  readonly kernels: KernelModule;
+  readonly smCount: number;
+  /** whether runGraph is recording */
+  capturing(): boolean;
+  /** sends held one-row work (gemvBatch.ts) out */
+  flush(): void;
+  /** the split attention's scratch, shared with the one-row attention: partial results and zeroed tickets, at least these sizes */
+  attnScratch(partBytes: number, ticketBytes: number): { readonly part: DevicePtr; readonly tickets: DevicePtr };
+}
+
+export class BatchOps {
+  /** device tables of positions and cache pointers, made on first use */
+  private batchTables: BatchTables | null = null;
+
+  constructor(private readonly host: BatchOpsHost) {}
+
+  /** Rotary embedding of row t of x ([rows, ≥ heads·headDim]) at positions[t]. */
+  ropeRows(x: DeviceRows, heads: number, headDim: number, positions: Int32Array, theta: number, rows: number): void {
+    this.begin('ropeRows');
+    if (headDim % 2 !== 0) throw new RangeError(`ropeRows: head size ${headDim} is odd`);
+    checkRows('ropeRows', rows, positions, x, heads * headDim);
+    const pos = this.tables().positions(positions, rows);
+    this.host.kernels.launch('rope_rows_f32', { x: Math.ceil((heads * headDim) / 2 / 256), y: rows }, { x: 256 },
+      [ptr(x.ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(pos)]);
+  }
+
+  /** Row t of k and v ([rows, kvHeads·headDim]) into caches[t] at layer `layer`, position positions[t]. */
+  writeKvRows(kvs: readonly BatchKv[], layer: number, positions: Int32Array, k: DeviceRows, v: DeviceRows, rows: number): void {
+    this.begin('writeKvRows');
+    if (kvs.length < Math.max(rows, 1)) throw new RangeError(`writeKvRows: ${kvs.length} KV caches for ${rows} rows`);
+    const width = kvs[0].kvHeads * kvs[0].headDim;
+    checkRows('writeKvRows', rows, positions, k, width);
+    checkRows('writeKvRows', rows, positions, v, width);
+    if (k.cols !== width || v.cols !== width) throw new RangeError(`writeKvRows: k and v rows of ${k.cols} and ${v.cols} values, the caches' ${width}`);
+    checkCaches('writeKvRows', kvs, layer, positions, rows, kvs[0].kvHeads, kvs[0].headDim);
+    const t = this.tables();
+    const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
+    this.host.kernels.launch('kv_write_rows', { x: Math.ceil(width / 256), y: rows }, { x: 256 },
+      [ptr(seqs), ptr(pos), i32(layer), ptr(k.ptr), ptr(v.ptr), i32(width)]);
+  }
+
+  /** Decode attention of row t of q ([rows, heads·headDim]) over positions 0..positions[t] of caches[t], into out. */
+  attentionRows(out: DeviceRows, q: DeviceRows, kvs: readonly BatchKv[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void {
+    const { heads, kvHeads, headDim: d } = shape;
+    if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
+    if (heads % kvHeads !== 0) throw new CudaUnsupportedError(`attentionRows: ${heads} query heads do not share ${kvHeads} KV heads evenly`);
+    this.begin('attentionRows');
+    checkRows('attentionRows', rows, positions, q, heads * d);
+    checkRows('attentionRows', rows, positions, out, heads * d);
+    if (q.cols !== heads * d || out.cols !== heads * d) throw new RangeError(`attentionRows: q and out rows of ${q.cols} and ${out.cols} values, not ${heads * d}`);
+    const maxPos = checkCaches('attentionRows', kvs, shape.layer, positions, rows, kvHeads, d);
+    // splits planned for the longest row; the blocks a shorter row does not need exit at once
+    const plan = planAttention(maxPos + 1, rows, heads, this.host.smCount, d);
+    const { part, tickets } = this.host.attnScratch(rows * heads * plan.splits * (d + 2) * 4, rows * heads * 4);
+    const t = this.tables();
+    const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
+    this.host.kernels.launch(`attn_rows_${d}`, { x: heads, y: plan.splits, z: rows }, { x: 128 },
+      [ptr(out.ptr), ptr(part), ptr(tickets), ptr(q.ptr), ptr(seqs), ptr(pos), i32(shape.layer), i32(heads), i32(kvHeads),
+        i32(plan.splits), f32(1 / Math.sqrt(d))]);
+  }
+
+  /** Held one-row work goes out first; the per-step tables are host copies, which a graph cannot replay. */
+  private begin(op: string): void {
+    if (this.host.capturing()) throw new CudaUnsupportedError(`${op} runs eagerly: batched decode steps cannot be recorded in runGraph`);
+    this.host.flush();
+  }
+
+  private tables(): BatchTables {
+    this.batchTables ??= new BatchTables(this.host.cu, this.host.mem, this.host.stream);
+    return this.batchTables;
+  }
+}
