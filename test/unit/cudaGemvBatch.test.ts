@@ -253,3 +253,19 @@ test('permuted x is off unless QLLAMA_CUDA_PERMX=1', () => {
     else process.env.QLLAMA_CUDA_PERMX = saved;
   }
 });
+
+test('K ranges per block: one wave of 4 blocks per SM, K split evenly (13B on 132 SMs)', () => {
+  // q/k/v: 120 tiles, 4 ranges of 10 slices (not 12, 12, 12, 4); gate/up: 216 tiles, 2 of 20; o: 40 tiles, 10 of 4;
+  // down: K 13824 = 108 slices over 40 tiles, 12 ranges of 9
+  assert.equal(GemvBatch.kPerBlock(DIM, 120, SMS), 1280);
+  assert.equal(GemvBatch.kPerBlock(DIM, 216, SMS), 2560);
+  assert.equal(GemvBatch.kPerBlock(DIM, 40, SMS), 512);
+  assert.equal(GemvBatch.kPerBlock(FFN, 40, SMS), 1152);
+  // never more than 64 slices per block (XS_ROWS): a wide K over a full wave of tiles takes more ranges
+  assert.equal(GemvBatch.kPerBlock(32768, 528, SMS), 64 * 128);
+  // never fewer than K / 64 slices: a wide K over one tile still fits XS_ROWS
+  assert.equal(GemvBatch.kPerBlock(65536, 1, SMS), 8 * 128);
+  // at least one slice per warp: a small K (tiny models) stays one range, so no split-K atomics
+  assert.equal(GemvBatch.kPerBlock(256, 2, SMS), 256);
+  assert.equal(GemvBatch.kPerBlock(1024, 8, SMS), 512);
+});

@@ -30,8 +30,7 @@ import type { CudaGptq } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 
 /** tiles of 128 outputs one launch may hold (workspace: 128 f32 each; counters: one u32 each) */
-export const MAX_TILES = 8192;
-const MAX_MATS = 3;
+export const MAX_TILES = 8192;const MAX_MATS = 3;
 const MAT_BYTES = 64;
 /** sizeof(Q4Args) in gemv_q4.cu, and the byte offsets of its fields after the 3 Q4Mat */
 const ARGS_BYTES = 344;
@@ -139,13 +138,21 @@ export class GemvBatch {
     private readonly smCount: number, private readonly permBufs: readonly DevicePtr[]) {}
 
   /**
-   * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, each block's
-   * range a multiple of 4 slices (one per warp) where K allows, at most MAX_SLICES_PER_BLOCK slices.
+   * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, K split as evenly
+   * as the slices allow (warps of a block may then stream one slice more than others), at most
+   * MAX_SLICES_PER_BLOCK slices. Rounding each range up to a multiple of 4 slices, as before, left the
+   * last range of each tile short (q/k/v of 13B: 12, 12, 12, 4 slices). The even split, H200, 13B decode
+   * profile, one process each in one call: compat 396.7 → 400.5 tok/s at context 1 and 330.6 → 337.0 at 2000,
+   * act-order 356.6 → 368.7 and 302.6 → 311.7 (bench/cudaNotes.md, ninth pass). $QLLAMA_CUDA_KSPLIT=warps
+   * restores the old rule.
    */
   static kPerBlock(K: number, tiles: number, smCount: number): number {
     const slices = Math.ceil(K / 128);
     const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM) / tiles));
-    let per = Math.ceil(Math.ceil(slices / splits) / 4) * 4;
+    // at least one slice per warp: fewer leaves warps idle, and a K of a few slices stays one range (its
+    // epilogue then runs in the block, with no split-K atomics, so its sums do not depend on block order)
+    let per = Math.max(Math.ceil(slices / splits), Math.min(4, slices));
+    if (process.env.QLLAMA_CUDA_KSPLIT === 'warps') per = Math.ceil(per / 4) * 4; // the old rule, for comparisons
     per = Math.max(Math.min(per, MAX_SLICES_PER_BLOCK), Math.ceil(slices / MAX_SLICES_PER_BLOCK));
     return per * 128;
   }
@@ -311,8 +318,8 @@ export class GemvBatch {
     const w0 = p[0].w;
     const tiles = p.reduce((s, e) => s + Math.ceil(e.w.outFeatures / 128), 0);
     const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
-    const a = this.args(kPer, epi);
     const name = `gemv_q4_rpg${w0.rowsPerGroup}`, grid = { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block = { x: 128 };
+    const a = this.args(kPer, epi);
     const out = epi.swiglu ?? epi.norm?.out;
     const dim = w0.outFeatures;
     p.length = 0;
