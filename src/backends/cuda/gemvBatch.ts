@@ -142,9 +142,9 @@ export class GemvBatch {
    * as the slices allow (warps of a block may then stream one slice more than others), at most
    * MAX_SLICES_PER_BLOCK slices. Rounding each range up to a multiple of 4 slices, as before, left the
    * last range of each tile short (q/k/v of 13B: 12, 12, 12, 4 slices). The even split, H200, 13B decode
-   * profile, one process each in one call: compat 396.7 → 400.5 tok/s at context 1 and 330.6 → 337.0 at 2000,
-   * act-order 356.6 → 368.7 and 302.6 → 311.7 (bench/cudaNotes.md, ninth pass). $QLLAMA_CUDA_KSPLIT=warps
-   * restores the old rule.
+   * profile, one process each in one call: act-order 353.7 → 360.0 tok/s at context 1 and 304.8 → 309.5 at
+   * 2000; compat within noise (396.1 → 397.5, 340.7 → 336.3) (bench/cudaNotes.md, ninth pass).
+   * $QLLAMA_CUDA_KSPLIT=warps restores the old rule.
    */
   static kPerBlock(K: number, tiles: number, smCount: number): number {
     const slices = Math.ceil(K / 128);
