@@ -23,15 +23,8 @@
 #include <vector>
 
 #include "../../src/backends/cuda/kernels/gemv_q4.cu"
+#include "labHarness.cuh"
 
-#define CK(call)                                                                                  \
-  do {                                                                                            \
-    cudaError_t e_ = (call);                                                                      \
-    if (e_ != cudaSuccess) {                                                                      \
-      fprintf(stderr, "gemv-lab: %s failed: %s (line %d)\n", #call, cudaGetErrorString(e_), __LINE__); \
-      exit(1);                                                                                    \
-    }                                                                                             \
-  } while (0)
 
 #ifndef GEMV_LAB_TAG
 #define GEMV_LAB_TAG "default"
@@ -92,48 +85,10 @@ static int kPerBlock(int K, int tiles, int sms, int blocksPerSm) {
   return per * 128;
 }
 
-template <typename Kernel, typename... Args>
-static void launchPdl(Kernel k, dim3 grid, dim3 block, cudaStream_t s, Args... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  CK(cudaLaunchKernelEx(&cfg, k, args...));
-}
-
 // µs per launch: `launches` captured once into a graph, replayed; median of 5 timed replays.
 template <typename F>
 static double timeGraph(cudaStream_t s, int launches, F&& record) {
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
-  record();
-  CK(cudaStreamEndCapture(s, &g));
-  CK(cudaGraphInstantiate(&ge, g, 0));
-  CK(cudaGraphLaunch(ge, s));
-  CK(cudaStreamSynchronize(s));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  std::vector<double> t;
-  for (int r = 0; r < 5; ++r) {
-    CK(cudaEventRecord(e0, s));
-    CK(cudaGraphLaunch(ge, s));
-    CK(cudaEventRecord(e1, s));
-    CK(cudaEventSynchronize(e1));
-    float ms = 0.f;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    t.push_back(ms * 1000.0 / launches);
-  }
-  std::sort(t.begin(), t.end());
-  CK(cudaGraphExecDestroy(ge));
-  CK(cudaGraphDestroy(g));
-  return t[2];
+  return timeGraphUs(s, record) / launches;
 }
 
 int main(int argc, char** argv) {

@@ -10,12 +10,12 @@
 // Usage (GPU machine): nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -o /tmp/persist-lab \
 //   bench/lab/persistLab.cu && /tmp/persist-lab
 #include <cuda_runtime.h>
+#include "labHarness.cuh"
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
-#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); exit(1); } } while (0)
 
 constexpr int kThreads = 128;
 constexpr int kUnroll = 8;  // 16-byte loads in flight per thread: 16 KB per block, 64 KB per SM at 4 blocks
@@ -153,49 +153,6 @@ extern "C" __global__ void tiny_phase(unsigned* sink) {
   pdl_wait();
   pdl_launch_dependents();
   if (threadIdx.x == 1023) sink[0] = 1u;
-}
-
-template <typename Kernel, typename... Args>
-static void launchPdl(Kernel k, dim3 grid, dim3 block, cudaStream_t s, Args... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  CK(cudaLaunchKernelEx(&cfg, k, args...));
-}
-
-template <typename F>
-static double timeGraphUs(cudaStream_t s, F&& record) {
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
-  record();
-  CK(cudaStreamEndCapture(s, &g));
-  CK(cudaGraphInstantiate(&ge, g, 0));
-  CK(cudaGraphLaunch(ge, s));
-  CK(cudaStreamSynchronize(s));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
-  std::vector<double> t;
-  for (int r = 0; r < 5; ++r) {
-    CK(cudaEventRecord(e0, s));
-    CK(cudaGraphLaunch(ge, s));
-    CK(cudaEventRecord(e1, s));
-    CK(cudaEventSynchronize(e1));
-    float ms = 0.f;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    t.push_back(ms * 1000.0);
-  }
-  std::sort(t.begin(), t.end());
-  CK(cudaGraphExecDestroy(ge));
-  CK(cudaGraphDestroy(g));
-  return t[2];
 }
 
 int main() {
