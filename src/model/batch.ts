@@ -1,5 +1,6 @@
 import type { DeviceSampling } from '../backends/backend.js';
 import type { CausalLm } from './causalLm.js';
+import { argmaxRow } from '../backends/cpu/kernels/argmax.js';
 
 /**
  * Continuous batching at the model level: a model with several sequence slots (each its own KV
@@ -76,12 +77,5 @@ export class SlotView implements CausalLm {
  * argmaxRows: lowest id on ties, NaN never chosen over a number, 0 when nothing is above -Infinity.
  */
 export function hostArgmax(row: Float32Array): number {
-  let best = 0, bestValue = -Infinity;
-  for (let i = 0; i < row.length; i++) {
-    if (row[i] > bestValue) {
-      best = i;
-      bestValue = row[i];
-    }
-  }
-  return best;
+  return argmaxRow(row, 0, row.length);
 }

@@ -89,6 +89,7 @@ export class CudaBackend implements Backend {
   private readonly step: Scratch = { ptr: null, bytes: 0 }; // int32 [startPos, ids...] for graph replays
   private stepHost = new Int32Array(2); // its host side, reused by every replay
   private readonly ids: Scratch = { ptr: null, bytes: 0 }; // int32 ids of eager embed calls
+  private readonly argmaxIds: Scratch = { ptr: null, bytes: 0 }; // int32 ids out of argmaxRows
   private readonly attnPart: Scratch = { ptr: null, bytes: 0 };
   /** per (row, head) tickets of the split attention (zeroed when allocated; the kernel leaves them at zero) */
   private readonly attnTickets: Scratch = { ptr: null, bytes: 0 };
@@ -377,7 +378,11 @@ export class CudaBackend implements Backend {
     this.kernels.launch('argmax_f32', { x: 1 }, { x: 1024 }, [ptr(this.idOut), ptr(a.ptr), i32(a.cols)], 0, true);
     return this.readId();
   }
-  argmaxRows(x: Activation, rows: number): Int32Array { this.batch.flush(); return launchArgmaxRows(this, act(x), rows, this.grow(this.ids, rows * 4)); } // argmaxRows.ts; ids (embed's scratch) is free once embed ran
+  /** argmaxRows.ts; its own scratch, so a wide batch never regrows embed's ids buffer (a regrow drops captured graphs) */
+  argmaxRows(x: Activation, rows: number): Int32Array {
+    this.batch.flush();
+    return launchArgmaxRows(this, act(x), rows, this.grow(this.argmaxIds, rows * 4));
+  }
 
   /** The Sampler's draw from row 0 of x on the device (sampleLaunch.ts); null: sample on the host. */
   sample(x: Activation, p: DeviceSampling): number | null {
