@@ -5,14 +5,16 @@
  *   2. int4 GEMV at LLaMA-13B shapes (compat and act-order), GB/s and ratio to the ceiling
  *   3. per model dir (e.g. from `qllama synth`): load time, prefill tok/s, decode tok/s at
  *      context 1/512/2048 (graph replay, argmax on the device), peak GPU memory
+ *   4. ExLlamaV2 on the first model dir, in the same call (bench/peerExllamav2.ts), and ours / its ratios
  * Ends with one JSON line of every figure.
- * Env: QLLAMA_BENCH_PREFILL_ONLY=1 (load + prefill only), QLLAMA_BENCH_PREFILL_OLD=1 (also the previous prefill
+ * Env: QLLAMA_BENCH_PEER=0 (no ExLlamaV2 run), QLLAMA_BENCH_PREFILL_ONLY=1 (load + prefill only), QLLAMA_BENCH_PREFILL_OLD=1 (also the previous prefill
  * kernels, same process), QLLAMA_BENCH_CHUNK_ROWS (prompt rows per forward pass, default 512).
  */
 import { CudaBackend } from '../src/backends/cuda/cudaBackend.js';
 import { ptr, u64 } from '../src/backends/cuda/kernelArgs.js';
 import { randomQ4 } from './cudaBenchWeights.js';
 import { benchModel, type ModelFigures } from './cudaBenchModel.js';
+import { runPeer, type PeerFigures } from './peerExllamav2.js';
 
 const b = CudaBackend.create();
 const figures: Record<string, unknown> = { card: b.deviceName, date: new Date().toISOString().slice(0, 10) };
@@ -97,22 +99,31 @@ for (const actOrder of gemvRuns) {
 }
 figures.gemv = gemv;
 
-// 3. whole models, beside ExLlamaV2's figures on the same card (from ../shared/gpu/README.md: measured
-//    there on an H100 80GB HBM3 with the same synthetic 13B file; not re-measured in this run)
-const PEER = { name: 'ExLlamaV2 (shared/gpu/README.md, not re-measured here)', decodeShort: 147, decode2048: 141, prefill2048: 16224 };
-figures.peer = PEER;
+// 3. whole models, then ExLlamaV2 on the first model dir in this same call (where its source was fetched
+//    into .peer/exllamav2; QLLAMA_BENCH_PEER=0 skips it). Without it, the ratios are against the H100 figures
+//    of ../shared/gpu/README.md, and say so.
 const models: ModelFigures[] = [];
-for (const dir of process.argv.slice(2)) {
-  const m = await benchModel(dir, ceiling, (line) => console.log(line));
-  models.push(m);
-  const decodeVs = m.decode[1] === undefined ? '' :
-    `decode ctx 1 ${(m.decode[1] / PEER.decodeShort).toFixed(2)}x, ctx 2048 ${(m.decode[2048] / PEER.decode2048).toFixed(2)}x, `;
-  console.log(`  vs ${PEER.name}: ${decodeVs}prefill 2048 ${(m.prefill[2048] / PEER.prefill2048).toFixed(3)}x`);
-}
+for (const dir of process.argv.slice(2)) models.push(await benchModel(dir, ceiling, (line) => console.log(line)));
 figures.models = models;
 if (models.length === 2 && models[0].decode[1] !== undefined) {
   figures.actOrderVsCompat = +(models[1].decode[1] / models[0].decode[1]).toFixed(3);
   console.log(`act-order / compat decode at context 1: ${figures.actOrderVsCompat}`);
 }
-b.dispose();
+b.dispose(); // the peer gets the card to itself
+const REFERENCE: PeerFigures = {
+  name: 'ExLlamaV2 on an H100 (shared/gpu/README.md, not measured in this call)', decodeShort: 147, decode2048: 141, decode2048At: 2048, prefill2048: 16224,
+};
+let peer = REFERENCE;
+if (models.length > 0 && process.env.QLLAMA_BENCH_PEER !== '0') {
+  const measured = runPeer(models[0].dir, (line) => console.log(line));
+  if (typeof measured === 'string') console.log(measured);
+  else peer = measured;
+}
+figures.peer = peer;
+for (const m of models) {
+  const decodeVs = m.decode[1] === undefined ? '' :
+    `decode ctx 1 ${(m.decode[1] / peer.decodeShort).toFixed(2)}x, ctx 2048 ${(m.decode[2048] / peer.decode2048).toFixed(2)}x (peer at ${peer.decode2048At}), `;
+  const prefill512 = peer.prefill512 === undefined || m.prefill[512] === undefined ? '' : `, prefill 512 ${(m.prefill[512] / peer.prefill512).toFixed(3)}x`;
+  console.log(`${m.dir} vs ${peer.name}: ${decodeVs}prefill 2048 ${(m.prefill[2048] / peer.prefill2048).toFixed(3)}x${prefill512}`);
+}
 console.log(JSON.stringify(figures));
