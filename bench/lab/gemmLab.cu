@@ -302,7 +302,7 @@ static void freeQ4(Q4& w) {
 }
 
 // ---- variants -------------------------------------------------------------------------------------
-typedef void (*WgFn)(float*, int, int, int, int, int, int, CUtensorMap, CUtensorMap, CUtensorMap, CUtensorMap);
+typedef void (*WgFn)(float*, int, int, int, int, int, int, CUtensorMap, CUtensorMap, CUtensorMap, CUtensorMap, int*);
 struct Variant {
   const char* name;
   char kind;  // 'a' q4mma, 'b' dequant + wgmma, 'c' fused wgmma, 's' sliced dequant + wgmma, 'd' dequant check (probe only)
@@ -394,7 +394,7 @@ struct Launch {
         const int ns = std::min(cols, N - n0);
         dequantTile(Wnk, w, n0, ns);
         const int tiles = ((M + wg::BM - 1) / wg::BM) * ((ns + 255) / 256);
-        v->fn<<<std::min(tiles, grid), wg::THREADS, v->smem>>>(y + n0, M, ns, N, K, accumulate, gs, tA, ns == cols ? tB : tBlast, tA, tA);
+        v->fn<<<std::min(tiles, grid), wg::THREADS, v->smem>>>(y + n0, M, ns, N, K, accumulate, gs, tA, ns == cols ? tB : tBlast, tA, tA, nullptr);
       }
     } else if (v->kind == 'a') {
       dim3 grid((N + 127) / 128, (M + 127) / 128);
@@ -403,7 +403,7 @@ struct Launch {
       dim3 grid((N + hm::BN - 1) / hm::BN, (M + hm::BM - 1) / hm::BM);
       gemm_f16_mma<<<grid, hm::THREADS, hm::SMEM>>>(y, xh, Wnk, M, N, K, accumulate);
     } else {
-      v->fn<<<grid, wg::THREADS, v->smem>>>(y, M, N, N, K, accumulate, gs, tA, tB, tS, tZ);
+      v->fn<<<grid, wg::THREADS, v->smem>>>(y, M, N, N, K, accumulate, gs, tA, tB, tS, tZ, nullptr);
     }
   }
 };

@@ -12,7 +12,7 @@ import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend, LinearHost } from '../../src/backends/backend.js';
 import type { PrefillKernels } from '../../src/backends/cuda/cudaBackend.js';
 import { WGMMA_MIN_ROWS } from '../../src/backends/cuda/linearLaunch.js';
-import { WG_SLICE_BYTES, wgmmaSliceCols } from '../../src/backends/cuda/wgmmaLinear.js';
+import { WG_SLICE_BYTES, wgmmaSliceCols, wgmmaStreamK } from '../../src/backends/cuda/wgmmaLinear.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { EMBEDDED_MODEL } from '../support/paths.js';
 import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
@@ -30,10 +30,11 @@ const PATH_TOL = 1e-4;
  * path's slices of fp16 weights (default: the backend's).
  */
 function run(mode: PrefillKernels, w: LinearHost, rows: number, x: Float32Array, resid: Float32Array,
-  sliceBytes?: number): [Float32Array, Float32Array] {
-  const g = gpu(), before = g.prefillKernels, beforeSlice = g.wgmmaSliceBytes;
+  sliceBytes?: number, streamK?: boolean): [Float32Array, Float32Array] {
+  const g = gpu(), before = g.prefillKernels, beforeSlice = g.wgmmaSliceBytes, beforeStreamK = g.wgmmaStreamK;
   g.prefillKernels = mode;
   g.wgmmaSliceBytes = sliceBytes ?? beforeSlice;
+  g.wgmmaStreamK = streamK ?? beforeStreamK;
   try {
     const lw = g.uploadLinear(w);
     const out = poisoned(g, rows, w.outFeatures);
@@ -44,6 +45,7 @@ function run(mode: PrefillKernels, w: LinearHost, rows: number, x: Float32Array,
   } finally {
     g.prefillKernels = before;
     g.wgmmaSliceBytes = beforeSlice;
+    g.wgmmaStreamK = beforeStreamK;
   }
 }
 
@@ -80,7 +82,7 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
-test('wgmma GEMM in slices of N against the CPU and bit-equal to one slice: partial slices and tiles, act-order, linearAdd', { skip }, () => {
+test('wgmma GEMM in slices of N against the CPU and (whole tiles only) bit-equal to one slice: partial slices and tiles, act-order, linearAdd', { skip }, () => {
   // [K, N, group size, act-order, rows, slice cap in 256-row tiles]: N 1000 leaves a last slice of 232 or
   // 488 columns (a partial 256-wide tile), 1100 and 600 rows a partial 128-row tile
   const cases: [number, number, number, boolean, number, number][] = [
@@ -93,8 +95,8 @@ test('wgmma GEMM in slices of N against the CPU and bit-equal to one slice: part
     assert.ok(cols < n, `${name}: the case must run in more than one slice`);
     const w = randomGptq(k, n, 4, gs, ao);
     const x = randn(rows * k), resid = randn(rows * n);
-    const [g, gAdd] = run('wgmma', w, rows, x, resid, cap);
-    const [whole, wholeAdd] = run('wgmma', w, rows, x, resid, n * k * 2);
+    const [g, gAdd] = run('wgmma', w, rows, x, resid, cap, false);
+    const [whole, wholeAdd] = run('wgmma', w, rows, x, resid, n * k * 2, false);
     const c = runCpu(cpu, w, rows, x);
     assert.ok(normErr(g, c) < HALF_TOL, `${name}: err ${normErr(g, c)}`);
     const want = Float32Array.from(c, (v, i) => v + resid[i]);
@@ -102,6 +104,32 @@ test('wgmma GEMM in slices of N against the CPU and bit-equal to one slice: part
     // slices start at multiples of 256 columns, so every output comes from the same tile and the same sums
     assert.equal(maxDiff(g, whole), 0, `${name}: sliced vs whole`);
     assert.equal(maxDiff(gAdd, wholeAdd), 0, `${name} linearAdd: sliced vs whole`);
+  }
+});
+
+test('wgmma stream-K: against the CPU and whole tiles, the same bits on every run; tiles split into 2 to 5 segments', { skip }, () => {
+  // [K, N, rows] (launches of at most half the SMs' tiles split, wgmmaStreamK): 4 tiles of K 5120 (each
+  // split into 5 runs of 16 K slices), 1100 rows × N 1000 (36 tiles, partial ones), down's K 13824 at 512
+  // rows in a 2304-column slice as 13B runs it (36 tiles), 2048 rows × N 768 (48 tiles)
+  const sms = gpu().smCount;
+  const cases: [number, number, number][] = [[5120, 512, WGMMA_MIN_ROWS], [1024, 1000, 1100], [13824, 2304, WGMMA_MIN_ROWS], [5120, 768, 2048]];
+  for (const [k, n, rows] of cases) {
+    const tiles = Math.ceil(rows / 128) * Math.ceil(n / 256);
+    const name = `stream-K q4 ${k}x${n} rows=${rows} (${tiles} tiles on ${sms} SMs)`;
+    assert.ok(wgmmaStreamK(tiles, sms), `${name}: the case must split`);
+    const w = randomGptq(k, n, 4, 128, false);
+    const x = randn(rows * k), resid = randn(rows * n);
+    const [g, gAdd] = run('wgmma', w, rows, x, resid, undefined, true);
+    const [again, againAdd] = run('wgmma', w, rows, x, resid, undefined, true);
+    const [whole, wholeAdd] = run('wgmma', w, rows, x, resid, undefined, false);
+    assert.equal(maxDiff(g, again), 0, `${name}: two runs`);
+    assert.equal(maxDiff(gAdd, againAdd), 0, `${name} linearAdd: two runs`);
+    assert.ok(normErr(g, whole) < PATH_TOL, `${name}: vs whole tiles, err ${normErr(g, whole)}`);
+    assert.ok(normErr(gAdd, wholeAdd) < PATH_TOL, `${name} linearAdd: vs whole tiles, err ${normErr(gAdd, wholeAdd)}`);
+    if (k * n * rows <= 5120 * 5120 * 512) {
+      const c = runCpu(cpu, w, rows, x);
+      assert.ok(normErr(g, c) < HALF_TOL, `${name}: vs CPU, err ${normErr(g, c)}`);
+    }
   }
 });
 

@@ -39,27 +39,31 @@ test('embed', { skip: skipNoGpu }, () => {
 });
 
 test('rmsNorm (out of place and in place)', { skip: skipNoGpu }, () => {
-  const rows = 3, dim = 5120, x = randn(rows * dim, 3), w = randn(dim);
-  for (const inPlace of [false, true]) {
-    const [g, c] = both((b) => {
-      const xa = input(b, rows, dim, x);
-      const out = inPlace ? xa : poisoned(b, rows, dim);
-      b.rmsNorm(out, xa, b.uploadVector(w), 1e-6, rows);
-      return b.readActivation(out);
-    });
-    assert.ok(normErr(g, c) < F32_TOL, `rmsnorm err ${normErr(g, c)}`);
+  // prompt rows take rmsnorm_rows_f32 up to dim 8192 (dim % 4 == 0), the one-block-per-row kernel past it
+  for (const [rows, dim] of [[3, 5120], [70, 8192], [5, 100], [2, 8200]]) {
+    for (const inPlace of [false, true]) {
+      const x = randn(rows * dim, 3), w = randn(dim);
+      const [g, c] = both((b) => {
+        const xa = input(b, rows, dim, x);
+        const out = inPlace ? xa : poisoned(b, rows, dim);
+        b.rmsNorm(out, xa, b.uploadVector(w), 1e-6, rows);
+        return b.readActivation(out);
+      });
+      assert.ok(normErr(g, c) < F32_TOL, `rmsnorm ${rows}x${dim}${inPlace ? ' in place' : ''} err ${normErr(g, c)}`);
+    }
   }
 });
 
-test('rope at an offset, with grouped heads', { skip: skipNoGpu }, () => {
-  const rows = 3, heads = 8, headDim = 128, start = 1537;
-  const x = randn(rows * heads * headDim);
-  const [g, c] = both((b) => {
-    const a = input(b, rows, heads * headDim, x);
-    b.rope(a, heads, headDim, start, 10000, rows);
-    return b.readActivation(a);
-  });
-  assert.ok(normErr(g, c) < 1e-5, `rope err ${normErr(g, c)}`);
+test('rope at an offset, with grouped heads; prompt rows with head counts off the kernel\'s chunk of 8', { skip: skipNoGpu }, () => {
+  for (const [rows, heads, headDim, start] of [[3, 8, 128, 1537], [300, 13, 64, 5], [2, 40, 128, 0]]) {
+    const x = randn(rows * heads * headDim);
+    const [g, c] = both((b) => {
+      const a = input(b, rows, heads * headDim, x);
+      b.rope(a, heads, headDim, start, 10000, rows);
+      return b.readActivation(a);
+    });
+    assert.ok(normErr(g, c) < 1e-5, `rope ${rows}x${heads}x${headDim} err ${normErr(g, c)}`);
+  }
 });
 
 test('swiglu, addInPlace, copyRows', { skip: skipNoGpu }, () => {

@@ -17,6 +17,7 @@ import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, typ
 import { WG_SLICE_BYTES } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
+import { HalfCopies } from './halfCopies.js';
 import { openDevice } from './openDevice.js';
 import { KernelModule } from './module.js';
 import { launchSample } from './sampleLaunch.js';
@@ -44,6 +45,8 @@ class CudaKvCache implements KvCache {
 }
 
 /** A device buffer that only grows; growing invalidates captured graphs (they hold its address). */
+/** rmsnorm_rows_f32's widest row (rmsnorm.cu: RN_THREADS · RN_VEC float4) */
+const RMSNORM_ROWS_MAX_DIM = 256 * 8 * 4;
 interface Scratch { ptr: DevicePtr | null; bytes: number }
 
 /**
@@ -94,6 +97,8 @@ export class CudaBackend implements Backend {
   /** per (row, head) tickets of the split attention (zeroed when allocated; the kernel leaves them at zero) */
   private readonly attnTickets: Scratch = { ptr: null, bytes: 0 };
   private readonly xHalf: Scratch = { ptr: null, bytes: 0 }; // fp16 copy of a GEMM's x (rows > 1)
+  /** what xHalf holds, so GEMMs over one x convert it once, or not at all when its producer wrote it */
+  private readonly halfCopies: HalfCopies;
   /** fp16 [Ns, K] weights of the wgmma GEMM: one slice of a matrix at a time (≤ wgmmaSliceBytes; 84 MB for 13B), kept */
   private readonly wHalf: Scratch = { ptr: null, bytes: 0 };
   /**
@@ -108,6 +113,12 @@ export class CudaBackend implements Backend {
   smallBatchMaxRows = smallBatchFromEnv();
   /** the batched decode ops (batchOps.ts) */
   private readonly batchOps: BatchOps;
+  /**
+   * The wgmma GEMM splits a launch of few tiles along K (stream-K, gemm_wgmma.cuh WgWork; when:
+   * wgmmaStreamK), so every SM takes a share; $QLLAMA_CUDA_STREAMK=0 (or false here) runs whole tiles
+   * only. Either way the sums do not depend on timing, but they are grouped differently with and without it.
+   */
+  wgmmaStreamK = process.env.QLLAMA_CUDA_STREAMK !== '0';
   /** the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts); tests lower it to force many slices */
   wgmmaSliceBytes = WG_SLICE_BYTES;
   private readonly mmaGemmFits: boolean;
@@ -150,9 +161,16 @@ export class CudaBackend implements Backend {
     // the fatbin's sm_90a code runs on compute capability 9.0 only
     this.wgmmaFits = this.mmaGemmFits && ccMajor === 9 && ccMinor === 0 && cu.hasTensorMaps() && optin >= GEMM_WGMMA_SHARED;
     if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_256', GEMM_WGMMA_SHARED);
-    this.wgmma = { weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount, sliceBytes: () => this.wgmmaSliceBytes };
+    // the stream-K tail's per-tile turns (gemm_wgmma.cuh WgWork), zeroed once: the kernel leaves them at zero
+    const tileFlags = this.mem.alloc(this.smCount * 4);
+    cu.memsetD32(tileFlags, 0, this.smCount, stream);
+    this.wgmma = {
+      weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount, sliceBytes: () => this.wgmmaSliceBytes,
+      tileFlags: () => (this.wgmmaStreamK ? tileFlags : null),
+    };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);
+    this.halfCopies = new HalfCopies(this.kernels, (bytes) => this.grow(this.xHalf, bytes));
     this.batchOps = new BatchOps({
       cu, mem: this.mem, stream, kernels: this.kernels, smCount: this.smCount, capturing: () => this.capturing, flush: () => this.batch.flush(),
       attnScratch: (partBytes, ticketBytes) => ({ part: this.grow(this.attnPart, partBytes), tickets: this.growZeroed(this.attnTickets, ticketBytes) }),
@@ -173,6 +191,7 @@ export class CudaBackend implements Backend {
 
   writeActivation(dst: Activation, data: Float32Array): void {
     this.batch.flush();
+    this.halfCopies.forget();
     const a = act(dst);
     if (data.length > a.rows * a.cols) throw new RangeError(`writeActivation: ${data.length} values into [${a.rows}, ${a.cols}]`);
     this.cu.copyHtoD(a.ptr, data, data.byteLength, this.stream);
@@ -227,6 +246,7 @@ export class CudaBackend implements Backend {
   // --- ops -------------------------------------------------------------------------------
   embed(out: Activation, table: EmbeddingWeight, ids: Int32Array): void {
     this.batch.flush();
+    this.halfCopies.forget();
     const e = table as CudaEmbedding;
     let idsPtr: DevicePtr;
     if (this.capturing) {
@@ -241,24 +261,38 @@ export class CudaBackend implements Backend {
   }
 
   rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
+    this.halfCopies.forget();
+    const dim = x.cols;
+    if (rows > 1 && dim % 4 === 0 && dim <= RMSNORM_ROWS_MAX_DIM) {
+      // prompt rows: also the fp16 copy that the GEMMs of q/k/v or gate/up read
+      this.batch.flush();
+      const half = this.promptHalfCopy(out, rows, dim);
+      this.kernels.launch('rmsnorm_rows_f32', { x: rows }, { x: 256 },
+        [ptr(act(out).ptr), ptr(half), ptr(act(x).ptr), ptr((weight as CudaVector).ptr), f32(eps), i32(dim)]);
+      return;
+    }
     // one row: the epilogue of the GEMV that produced x, else held for the next GEMV (gemvBatch.ts)
     this.batch.rmsNorm(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, rows, x.cols);
   }
 
   linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
     launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(out).ptr, x: act(x).ptr, rows, accumulate: false }, this.gemmOptions());
+    this.halfCopies.wrote(act(out).ptr);
   }
 
   /** acc += x Wᵀ + b: the residual add fused into the GEMV (its atomics add straight into acc). */
   linearAdd(acc: Activation, x: Activation, weight: LinearWeight, rows: number): void {
     launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(acc).ptr, x: act(x).ptr, rows, accumulate: true }, this.gemmOptions());
+    this.halfCopies.wrote(act(acc).ptr);
   }
 
   rope(x: Activation, heads: number, headDim: number, startPos: number, theta: number, rows: number): void {
+    this.halfCopies.forget();
     if (rows === 1 && x.cols === heads * headDim && this.batch.addRope(act(x).ptr, heads, headDim, theta, { ptr: this.posPtr(), imm: startPos })) return;
     this.batch.flush();
-    this.kernels.launch('rope_f32', { x: Math.ceil((heads * headDim) / 2 / 256), y: rows }, { x: 256 },
-      [ptr(act(x).ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(this.posPtr()), i32(startPos)]);
+    // rope.cu: a thread per (row, pair, chunk of ROPE_HEADS = 8 heads)
+    this.kernels.launch('rope_f32', { x: Math.ceil((rows * headDim) / 2 / 256), y: Math.ceil(heads / 8) }, { x: 256 },
+      [ptr(act(x).ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(this.posPtr()), i32(startPos), i32(rows)]);
   }
 
   writeKv(cache: KvCache, layer: number, startPos: number, k: Activation, v: Activation, rows: number): void {
@@ -269,12 +303,14 @@ export class CudaBackend implements Backend {
     if (rows === 1 && k.cols === width && v.cols === width &&
       this.batch.addKvWrite(act(k).ptr, act(v).ptr, (c.k + off) as DevicePtr, (c.v + off) as DevicePtr, c.maxSeq, { ptr: this.posPtr(), imm: startPos })) return;
     this.batch.flush();
-    this.kernels.launch('kv_write', { x: Math.ceil(width / 256), y: rows }, { x: 256 },
+    // (kv_write moves 4 values per thread where width % 4 == 0)
+    this.kernels.launch('kv_write', { x: Math.ceil(width / (width % 4 === 0 ? 1024 : 256)), y: rows }, { x: 256 },
       [ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(act(k).ptr), ptr(act(v).ptr), i32(width), i32(c.maxSeq),
         ptr(this.posPtr()), i32(startPos)]);
   }
 
   attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void {
+    this.halfCopies.forget();
     const c = cache as CudaKvCache;
     const d = shape.headDim;
     if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
@@ -301,6 +337,7 @@ export class CudaBackend implements Backend {
 
   // --- batched decode: row t is sequence t's next token (batchOps.ts, batch_decode.cu) -----------
   ropeRows(x: Activation, heads: number, headDim: number, positions: Int32Array, theta: number, rows: number): void {
+    this.halfCopies.forget();
     this.batchOps.ropeRows(act(x), heads, headDim, positions, theta, rows);
   }
 
@@ -309,25 +346,36 @@ export class CudaBackend implements Backend {
   }
 
   attentionRows(out: Activation, q: Activation, caches: readonly KvCache[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void {
+    this.halfCopies.forget();
     this.batchOps.attentionRows(act(out), act(q), caches.map(kvCache), shape, positions, rows);
   }
 
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {
+    this.halfCopies.forget();
     if (rows === 1 && this.batch.swiglu(act(out).ptr, act(gate).ptr, act(up).ptr)) return;
     this.batch.flush();
     const n = rows * out.cols;
+    if (rows > 1 && out.cols % 4 === 0) {
+      // prompt rows: also the fp16 copy that down_proj's GEMM reads
+      const half = this.promptHalfCopy(out, rows, out.cols);
+      this.kernels.launch('swiglu_rows_f32', { x: Math.min(Math.ceil(n / 4 / 256), 8192) }, { x: 256 },
+        [ptr(act(out).ptr), ptr(half), ptr(act(gate).ptr), ptr(act(up).ptr), i32(n)]);
+      return;
+    }
     this.kernels.launch('swiglu_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 },
       [ptr(act(out).ptr), ptr(act(gate).ptr), ptr(act(up).ptr), i32(n)]);
   }
 
   copyRows(dst: Activation, src: Activation, srcRow: number, rows: number): void {
     this.batch.flush();
+    this.halfCopies.forget();
     const s = act(src);
     this.cu.copyDtoD(act(dst).ptr, (s.ptr + BigInt(srcRow * s.cols * 4)) as DevicePtr, rows * s.cols * 4, this.stream);
   }
 
   addInPlace(x: Activation, y: Activation, rows: number): void {
     this.batch.flush();
+    this.halfCopies.forget();
     const n = rows * x.cols;
     this.kernels.launch('add_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 }, [ptr(act(x).ptr), ptr(act(y).ptr), i32(n)]);
   }
@@ -421,7 +469,7 @@ export class CudaBackend implements Backend {
   private gemmOptions(): GemmOptions {
     return {
       mma: this.prefillKernels !== 'old' && this.mmaGemmFits,
-      scratch: (bytes) => this.grow(this.xHalf, bytes),
+      half: (x, rows, cols, perm) => this.halfCopies.of(x, rows, cols, perm),
       wgmma: this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null,
       smallBatch: this.smallBatchMaxRows >= 2 ? { maxRows: this.smallBatchMaxRows, smCount: this.smCount } : null,
     };
@@ -432,6 +480,15 @@ export class CudaBackend implements Backend {
   }
 
   /** grow() whose new memory starts zeroed (a memset node when it happens during a capture) */
+  /**
+   * Where a prompt-rows producer (rmsnorm_rows_f32, swiglu_rows_f32) also writes out's fp16 copy: the
+   * x scratch of the tensor-core GEMMs (halfCopies.ts), or null where rows that many take another path.
+   */
+  private promptHalfCopy(out: Activation, rows: number, cols: number): DevicePtr | null {
+    const gemm = rows > this.smallBatchMaxRows && this.prefillKernels !== 'old' && this.mmaGemmFits;
+    return gemm ? this.halfCopies.reserve(act(out).ptr, rows, cols) : null;
+  }
+
   private growZeroed(s: Scratch, bytes: number): DevicePtr {
     const before = s.ptr;
     const p = this.grow(s, bytes);

@@ -4,7 +4,8 @@
  *             one launch), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
  *   rows 2..32 (`gemm.smallBatch`, batched decode), q4 layout: gemv_q4_rows, W read once per 16 rows
  *             (smallBatchLinear.ts)
- *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order) once, then
+ *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order; halfCopies.ts, shared by the
+ *             linears that read the same x), then
  *             rows ≥ WGMMA_MIN_ROWS on sm_90 (`gemm.wgmma`, wgmmaLinear.ts): per slice of N (y's columns,
  *             planned by wgmmaSliceCols), the slice's weights dequantized to an fp16 [Ns, K] scratch
  *             (dequant_q4_tile), then the wgmma/TMA GEMM on it into those columns (gemm_wgmma_256, gemm_wgmma.cu);
@@ -37,8 +38,8 @@ export interface LinearCall {
 export interface GemmOptions {
   /** the mma.sync GEMM (gemm_q4_mma); false: the older wmma kernel */
   readonly mma: boolean;
-  /** a device buffer of at least `bytes` (the fp16 copy of x), valid until the next call */
-  readonly scratch: (bytes: number) => DevicePtr;
+  /** the fp16 copy of x (gathered through perm), converted unless already held (halfCopies.ts) */
+  readonly half: (x: DevicePtr, rows: number, cols: number, perm: DevicePtr | null) => DevicePtr;
   /** the Hopper GEMM for rows ≥ WGMMA_MIN_ROWS (sm_90 with tensor maps), else null */
   readonly wgmma: WgmmaOptions | null;
   /** batched decode: 2..maxRows rows on q4 weights take gemv_q4_rows (smallBatchLinear.ts); absent or null: never */
@@ -81,12 +82,10 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
   } else if (gemm?.smallBatch && smallBatchFits(w, c.rows, gemm.smallBatch)) {
     launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch.smCount);
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
-    const xh = gemm.scratch(c.rows * K * 2);
-    const pairs = (c.rows * K) / 2;
     // (K % 64 and N % 8, which this branch already requires, are also all the wgmma path needs)
     const wg = gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS ? gemm.wgmma : null;
     const plan = wg !== null ? planWgmma(wg, c.rows, N, K) : null; // before launching: growing the weight scratch synchronizes
-    kernels.launch('x_to_half', { x: Math.min(Math.ceil(pairs / 256), 8192) }, { x: 256 }, [ptr(xh), ptr(c.x), ptr(w.perm), i32(c.rows), i32(K)]);
+    const xh = gemm.half(c.x, c.rows, K, w.perm);
     if (plan !== null) {
       launchWgmmaSlices(cu, kernels, plan, w, c.y, xh, c.rows, c.accumulate);
     } else {

@@ -18,6 +18,11 @@ export interface WgmmaOptions {
   readonly smCount: number;
   /** the most bytes of fp16 weights one slice may take (the scratch's size cap; one 256-row tile at least) */
   readonly sliceBytes: () => number;
+  /**
+   * smCount zeroed ints for the stream-K tail (gemm_wgmma.cuh WgWork: the last partial wave of tiles is
+   * split along K so no SM idles), or null: whole tiles only (CudaBackend.wgmmaStreamK)
+   */
+  readonly tileFlags: () => DevicePtr | null;
 }
 
 /** gemm_wgmma_256's tiles (gemm_wgmma.cuh: BM × BN, K slices of BK) */
@@ -42,6 +47,17 @@ export const WG_SLICE_BYTES = 80 * 1024 * 1024;
  * boundaries, the GEMM's pipeline fill and its last wave's ragged end: 6–12 µs in the H200 lab).
  */
 const TILE_NS_PER_K = 13.3, SLICE_NS = 10000;
+/**
+ * Whether a launch of `tiles` splits them along K (stream-K, gemm_wgmma.cuh WgWork): only a lone partial
+ * wave of at most half the SMs. H200, 13B at 512 rows: down_proj's slices of 36 and 44 tiles took 114 and
+ * 94 µs split against 148 whole; 80–128 tiles were 6–15% slower split, and so were 2048-row launches
+ * (2 waves and a tail): the GEMM's tiles are bound by L2 → shared-memory traffic, so a partial wave's few
+ * blocks run faster than a full wave's and splitting gains less than the wave count says, while it adds
+ * the partial sums' stores. (So the slice planner below counts whole waves and does not plan for it.)
+ */
+export function wgmmaStreamK(tiles: number, smCount: number): boolean {
+  return tiles <= smCount / 2;
+}
 
 /**
  * Columns per slice (a multiple of WG_BN, or n when one slice takes all) for a GEMM of `rows` × n × k:
@@ -70,11 +86,12 @@ export interface WgmmaPlan {
   readonly cols: number;
   readonly scratch: DevicePtr;
   readonly smCount: number;
+  readonly tileFlags: DevicePtr | null;
 }
 
 export function planWgmma(wg: WgmmaOptions, rows: number, n: number, k: number): WgmmaPlan {
   const cols = wgmmaSliceCols(rows, n, k, wg.smCount, wg.sliceBytes());
-  return { cols, scratch: wg.weightScratch(cols * k * 2), smCount: wg.smCount };
+  return { cols, scratch: wg.weightScratch(cols * k * 2), smCount: wg.smCount, tileFlags: wg.tileFlags() };
 }
 
 function offset(p: DevicePtr, bytes: number): DevicePtr {
@@ -98,8 +115,11 @@ export function launchWgmmaSlices(cu: Driver, kernels: KernelModule, plan: Wgmma
       [ptr(plan.scratch), ptr(offset(w.qweight, n0 * 4)), ptr(offset(w.scales, n0 * 2)), ptr(offset(w.qzeros, (n0 / 8) * 4)),
         i32(ns), i32(N), i32(K), i32(gs)]);
     const tiles = Math.ceil(rows / WG_BM) * Math.ceil(ns / WG_BN);
-    kernels.launch('gemm_wgmma_256', { x: Math.min(tiles, plan.smCount) }, { x: 384 },
-      [ptr(offset(y, n0 * 4)), i32(rows), i32(ns), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(gs), tmA, ns === plan.cols ? tmFull : tmB(ns)],
+    // a lone small partial wave is split along K so that every SM takes a share of it
+    const split = plan.tileFlags !== null && wgmmaStreamK(tiles, plan.smCount);
+    kernels.launch('gemm_wgmma_256', { x: split ? plan.smCount : Math.min(tiles, plan.smCount) }, { x: 384 },
+      [ptr(offset(y, n0 * 4)), i32(rows), i32(ns), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(gs), tmA, ns === plan.cols ? tmFull : tmB(ns),
+        ptr(split ? plan.tileFlags : null)],
       GEMM_WGMMA_SHARED);
   }
 }

@@ -32,6 +32,15 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   return warp_sum(v);
 }
 
+// four f32 as fp16 (round to nearest) in one 8-byte store (p 8-byte aligned)
+__device__ __forceinline__ void store_half4(__half* p, float4 v) {
+  const half2 a = __floats2half2_rn(v.x, v.y), b = __floats2half2_rn(v.z, v.w);
+  uint2 u;
+  u.x = *reinterpret_cast<const uint32_t*>(&a);
+  u.y = *reinterpret_cast<const uint32_t*>(&b);
+  *reinterpret_cast<uint2*>(p) = u;
+}
+
 __device__ __forceinline__ half2 u32_as_half2(uint32_t u) {
   return *reinterpret_cast<half2*>(&u);
 }

@@ -11,14 +11,29 @@
 // Needs: K % 64 == 0, N % 8 == 0, gs % 32 == 0 (what the q4 layout guarantees).
 #include "mma.cuh"
 
-// xh[m, k] = half(x[m, perm ? perm[k] : k]); K even.
+// xh[m, k] = half(x[m, perm ? perm[k] : k]); K even. Without perm (and K % 4 == 0) x and xh are read and
+// written 4 values at a time with no index arithmetic; with perm, 32-bit row/column arithmetic where
+// M·K < 2^32 (the 64-bit division per pair cost more than the copy).
 extern "C" __global__ void x_to_half(__half* __restrict__ xh, const float* __restrict__ x, const int* __restrict__ perm,
                                      int M, int K) {
   const size_t total = (size_t)M * K;
-  const size_t stride = (size_t)gridDim.x * blockDim.x * 2;
-  for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 2; i < total; i += stride) {
-    const size_t m = i / K;
-    const int k = (int)(i - m * K);
+  const size_t first = (size_t)blockIdx.x * blockDim.x + threadIdx.x, threads = (size_t)gridDim.x * blockDim.x;
+  if (!perm && (K & 3) == 0) {
+    for (size_t i = first; i < total / 4; i += threads) store_half4(xh + 4 * i, reinterpret_cast<const float4*>(x)[i]);
+    return;
+  }
+  const bool narrow = total < (1ull << 32);
+  for (size_t i = first * 2; i < total; i += threads * 2) {
+    size_t m;
+    int k;
+    if (narrow) {
+      const uint32_t i32 = (uint32_t)i, m32 = i32 / (uint32_t)K;
+      m = m32;
+      k = (int)(i32 - m32 * (uint32_t)K);
+    } else {
+      m = i / K;
+      k = (int)(i - m * K);
+    }
     const float* row = x + m * K;
     float a, b;
     if (perm) {

@@ -6,8 +6,9 @@
 // matrix (rows of ld = N columns), qzeros at column n0 / 8 (n0 % 8 == 0).
 // gemm_wgmma_256: 384 threads (a TMA producer warpgroup + 2 wgmma consumer warpgroups), 128 × 256 block
 // tiles, 4-deep TMA ring, persistent grid (≤ one block per SM), GEMM_WGMMA_SHARED bytes of dynamic shared
-// memory; y points at column n0 of the output, whose rows are ldy floats apart. tmA: xh [M][K] fp16, box
-// {64, 128}; tmB: the scratch W [Ns][K] fp16, box {64, 256}; both 128-byte swizzle.
+// memory; y points at column n0 of the output, whose rows are ldy floats apart; flags: null, or ≥ gridDim.x
+// zeroed ints, and the last partial wave is split along K (stream-K, WgWork in gemm_wgmma.cuh). tmA: xh
+// [M][K] fp16, box {64, 128}; tmB: the scratch W [Ns][K] fp16, box {64, 256}; both 128-byte swizzle.
 // Needs K % 64 == 0, N % 8 == 0, gs % 32 == 0, 16-byte aligned buffers; M and Ns need not be tile multiples.
 // sm_90a only (wgmma): on the fatbin's other targets the GEMM entry point traps (the host never launches it
 // there); the dequantization builds everywhere.
@@ -22,9 +23,9 @@ extern "C" __global__ void __launch_bounds__(wg::DQ_THREADS)
 // the lab's wg256 configuration: BN 256, 4 stages, 1 block per SM, 40 / 232 registers per producer / consumer thread
 extern "C" __global__ void __launch_bounds__(384, 1)
     gemm_wgmma_256(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs,
-                   const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB) {
+                   const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int* __restrict__ flags) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  wg::wg_gemm_body<256, 4, false, 1, 40, 232>(y, M, N, ldy, K, accumulate, gs, tmA, tmB, tmB, tmB);
+  wg::wg_gemm_body<256, 4, false, 1, 40, 232>(y, M, N, ldy, K, accumulate, gs, tmA, tmB, tmB, tmB, flags);
 #else
   __trap();
 #endif

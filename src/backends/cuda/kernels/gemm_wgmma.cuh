@@ -295,8 +295,61 @@ __device__ __forceinline__ void dequant_q4_tile_body(__half* __restrict__ W, con
 
 // ---- the GEMM -----------------------------------------------------------------------------------
 constexpr int BM = 128, BK = 64, THREADS = 384;
+// fewest K slices of one stream-K run (a tile is split into at most nk / SK_MIN_KB + 1 segments)
+constexpr int SK_MIN_KB = 16;
 
 #ifdef WG_SM90A
+
+// The persistent grid's work. Whole tiles go round robin (block b: b, b + G, ...) for the full waves,
+// tiles [0, dp) with dp = tiles − tiles % G. Without a split the last partial wave leaves SMs idle (13B
+// down_proj at 512 rows: slices of 36 and 44 tiles on 132 SMs), so with `split` the tail's
+// (tiles − dp) · nk K slices are dealt out as stream-K runs: block b takes the contiguous run
+// [b · per, (b + 1) · per) of them, per = ⌈tail · nk / G⌉ (at least SK_MIN_KB, at most nk), which may end
+// one tile's K range and start the next. A tile split into segments is summed in K order: the segment that
+// starts at k slice 0 stores (or adds, for accumulate), each later one waits for its turn on the tile's
+// flag and adds, and the last resets the flag to 0 for the next launch. A segment waits only on segments
+// of lower-numbered blocks that start their run or lie inside one tile, so the waits cannot cycle and
+// chain only through the few runs that share a tile; the sum does not depend on timing. The host splits
+// only launches of at most half the SMs' tiles (wgmmaLinear.ts wgmmaStreamK says why).
+struct WgWork {
+  int tiles, nk, dp, per, b, G;
+  // block b of G
+  __device__ __forceinline__ WgWork(int tiles_, int nk_, bool split, int b_, int G_) : tiles(tiles_), nk(nk_), b(b_), G(G_) {
+    const int tail = split ? tiles % G : 0;
+    dp = tiles - tail;
+    per = tail > 0 ? max((tail * nk + G - 1) / G, min(nk, SK_MIN_KB)) : 0;
+  }
+  // f(tile, first k slice, end k slice) for each of this block's segments, in the order it runs them.
+  // per ≤ nk, so a run touches at most two tiles: it runs the one it starts (from k slice 0, turn 0, no
+  // wait) before the one it ends; in K order, each block's wait would be on a block that waits in turn,
+  // serializing the whole grid.
+  template <class F>
+  __device__ __forceinline__ void each(F&& f) const {
+    for (int t = b; t < dp; t += G) f(t, 0, nk);
+    if (per == 0) return;
+    const int u = b * per, u1 = min(u + per, (tiles - dp) * nk);
+    if (u >= u1) return;
+    const int t0 = u / nk, t1 = (u1 - 1) / nk;
+    if (t1 > t0) f(dp + t1, 0, u1 - t1 * nk);
+    f(dp + t0, u - t0 * nk, t1 > t0 ? nk : u1 - t0 * nk);
+  }
+  // the turn of the segment of tail tile `tile` that starts at k slice kb0 (0 = the one that starts the tile)
+  __device__ __forceinline__ int order(int tile, int kb0) const {
+    const int first = (tile - dp) * nk;
+    return (first + kb0) / per - first / per;
+  }
+};
+
+__device__ __forceinline__ int ld_acquire(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_release(int* p, int v) {
+  asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+// the two consumer warpgroups (threads 128..383) only
+__device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 
 template <int BN, int R, bool FUSED>
 struct Cfg {
@@ -334,11 +387,12 @@ enum { BAR_FULL = 1, BAR_EMPTY = 2, BAR_BFULL = 3, BAR_BEMPTY = 4 };
 //   (c) tmB: qweight u32 [K/8][N], box {BN, 8}; tmS: scales fp16 [K/gs][N], box {BN, sg};
 //       tmZ: qzeros u32 [K/gs][N/8], box {BN/8, sg}; sg = 2 when gs == 32, else 1
 // PREG / CREG: registers per producer / consumer thread after setmaxnreg (≤ 65536 / MINB in all).
+// flags: null, or ≥ gridDim.x zeroed ints for the stream-K tail (WgWork), which leaves them zeroed.
 // The maps are the calling kernel's own __grid_constant__ parameters (the TMA needs their param-space address).
 template <int BN, int R, bool FUSED, int MINB, int PREG, int CREG>
 __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs,
                                              const CUtensorMap& tmA, const CUtensorMap& tmB, const CUtensorMap& tmS,
-                                             const CUtensorMap& tmZ) {
+                                             const CUtensorMap& tmZ, int* __restrict__ flags) {
   using C = Cfg<BN, R, FUSED>;
   static_assert(128 * PREG + 256 * CREG <= 65536 / MINB, "register budget");
   extern __shared__ unsigned char wg_smem[];
@@ -347,6 +401,7 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
   unsigned char* gbase = wg_smem + (sbase - saddr(wg_smem));  // generic pointer to the same byte
   const int tid = threadIdx.x, wgi = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
   const int mtiles = (M + BM - 1) / BM, ntiles = (N + BN - 1) / BN, tiles = mtiles * ntiles, nk = K / BK;
+  const WgWork work(tiles, nk, flags != nullptr, blockIdx.x, gridDim.x);
   const int sg = gs < BK ? BK / gs : 1;
   const uint32_t full0 = saddr(&bar_full[0]), empty0 = saddr(&bar_empty[0]);
   const uint32_t bfull0 = saddr(&bar_bfull[0]), bempty0 = saddr(&bar_bempty[0]);
@@ -378,9 +433,9 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
         }
         const uint32_t tx = FUSED ? C::A_BYTES + C::Q_BYTES + sg * BN * 2 + sg * (BN / 8) * 4 : C::A_BYTES + C::B_BYTES;
         int j = 0;
-        for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        work.each([&](int tile, int kb0, int kb1) {
           const int m0 = (tile % mtiles) * BM, n0 = (tile / mtiles) * BN;
-          for (int kb = 0; kb < nk; ++kb, ++j) {
+          for (int kb = kb0; kb < kb1; ++kb, ++j) {
             const int s = j % R, use = j / R;
             if (use > 0) mbar_wait(empty0 + 8 * s, (use - 1) & 1, BAR_EMPTY);
             const uint32_t full = full0 + 8 * s;
@@ -395,13 +450,13 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
               tma_2d(sbase + C::OFF_Z + s * C::Z_BYTES, &tmZ, n0 / 8, grow, full);
             }
           }
-        }
+        });
       }
     } else if (FUSED) {  // warps 1-3: int4 slice -> swizzled fp16 B tile
       const int t = tid - 32;  // 0..95
       int j = 0;
-      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-        for (int kb = 0; kb < nk; ++kb, ++j) {
+      work.each([&](int, int kb0, int kb1) {
+        for (int kb = kb0; kb < kb1; ++kb, ++j) {
           const int s = j % R, use = j / R, b = j & 1, buse = j >> 1;
           mbar_wait(full0 + 8 * s, use & 1, BAR_FULL);
           if (buse > 0) mbar_wait(bempty0 + 8 * b, (buse - 1) & 1, BAR_BEMPTY);
@@ -422,18 +477,18 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
           __syncwarp();
           if (lane == 0) mbar_arrive(bfull0 + 8 * b);
         }
-      }
+      });
     }
   } else {
     reg_alloc<CREG>();
     const int c = wgi - 1;  // rows c·64 .. c·64+63 of the block tile
     float acc[BN / 2];
     int j = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    work.each([&](int tile, int kb0, int kb1) {
       const int m0 = (tile % mtiles) * BM, n0 = (tile / mtiles) * BN;
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
-      for (int kb = 0; kb < nk; ++kb, ++j) {
+      for (int kb = kb0; kb < kb1; ++kb, ++j) {
         const int s = j % R, use = j / R, b = j & 1;
         mbar_wait(full0 + 8 * s, use & 1, BAR_FULL);
         if (FUSED) mbar_wait(bfull0 + 8 * b, (j >> 1) & 1, BAR_BFULL);
@@ -443,7 +498,7 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk) wgmma_bn<BN>(acc, da + 2 * kk, db + 2 * kk);  // +32 bytes per k16
         wg_commit();
-        if (kb > 0) {  // the previous slice's wgmmas are done: give its buffers back
+        if (kb > kb0) {  // the previous slice's wgmmas are done: give its buffers back
           wg_wait<1>();
           if (lane == 0) {
             mbar_arrive(empty0 + 8 * ((j - 1) % R));
@@ -457,27 +512,56 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
         mbar_arrive(empty0 + 8 * ((j - 1) % R));
         if (FUSED) mbar_arrive(bempty0 + 8 * ((j - 1) & 1));
       }
+      // a segment of a split tile: wait for the segments before it (WgWork)
+      const bool whole = kb0 == 0 && kb1 == nk;
+      const int turn = whole ? 0 : work.order(tile, kb0);
+      int* flag = flags + (tile - work.dp);
+      if (turn > 0) {
+        if (tid == 128)
+          while (ld_acquire(flag) != turn) {
+          }
+        consumers_sync();
+      }
+      const bool add = accumulate || turn > 0;
       const int row = m0 + c * 64 + warp * 16 + (lane >> 2);
       const int col0 = n0 + 2 * (lane & 3);
+      // Stores, or y += acc. The old values of EP_CHUNK column groups are loaded together before their
+      // stores: one load and store after the other made every add wait a full round trip (128 of them per
+      // thread and tile), which cost the accumulating launches (o_proj, down_proj) and stream-K's adds more
+      // than their main loop.
+      constexpr int EP_CHUNK = 4;
 #pragma unroll
-      for (int jn = 0; jn < BN / 8; ++jn) {
-        const int col = col0 + jn * 8;
-        if (col >= N) continue;
+      for (int jc = 0; jc < BN / 8; jc += EP_CHUNK) {
+        float2 old[EP_CHUNK][2];
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int r = row + 8 * h;
-          if (r >= M) continue;
-          float2* dst = reinterpret_cast<float2*>(y + (size_t)r * ldy + col);
-          float2 v = make_float2(acc[4 * jn + 2 * h], acc[4 * jn + 2 * h + 1]);
-          if (accumulate) {
-            const float2 o = *dst;
-            v.x += o.x;
-            v.y += o.y;
+        for (int q = 0; q < EP_CHUNK; ++q)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int col = col0 + (jc + q) * 8, r = row + 8 * h;
+            old[q][h] = add && col < N && r < M ? *reinterpret_cast<const float2*>(y + (size_t)r * ldy + col) : make_float2(0.f, 0.f);
           }
-          *dst = v;
+#pragma unroll
+        for (int q = 0; q < EP_CHUNK; ++q)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int col = col0 + (jc + q) * 8, r = row + 8 * h;
+            if (col >= N || r >= M) continue;
+            float2 v = make_float2(acc[4 * (jc + q) + 2 * h], acc[4 * (jc + q) + 2 * h + 1]);
+            if (add) {
+              v.x += old[q][h].x;
+              v.y += old[q][h].y;
+            }
+            *reinterpret_cast<float2*>(y + (size_t)r * ldy + col) = v;
+          }
+      }
+      if (!whole) {  // the next segment's turn (0 again after the tile's last)
+        consumers_sync();
+        if (tid == 128) {
+          __threadfence();
+          st_release(flag, kb1 == nk ? 0 : turn + 1);
         }
       }
-    }
+    });
   }
 }
 
@@ -485,8 +569,8 @@ template <int BN, int R, bool FUSED, int MINB, int PREG, int CREG>
 __global__ void __launch_bounds__(THREADS, MINB)
     wg_gemm(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, const __grid_constant__ CUtensorMap tmA,
             const __grid_constant__ CUtensorMap tmB, const __grid_constant__ CUtensorMap tmS,
-            const __grid_constant__ CUtensorMap tmZ) {
-  wg_gemm_body<BN, R, FUSED, MINB, PREG, CREG>(y, M, N, ldy, K, accumulate, gs, tmA, tmB, tmS, tmZ);
+            const __grid_constant__ CUtensorMap tmZ, int* __restrict__ flags) {
+  wg_gemm_body<BN, R, FUSED, MINB, PREG, CREG>(y, M, N, ldy, K, accumulate, gs, tmA, tmB, tmS, tmZ, flags);
 }
 
 #endif  // WG_SM90A

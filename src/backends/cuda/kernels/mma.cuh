@@ -81,8 +81,18 @@ __device__ __forceinline__ void mma_warp_64x32_k16(float (&acc)[4][4][4], const 
 __device__ __forceinline__ void mma_store_64x32(float* C, int ldc, int M, int N, int row0, int col0, const float (&acc)[4][4][4],
                                                 int lane, int accumulate) {
   const int g = lane >> 2, t = lane & 3;
+  // per 16-row slab, the old values (accumulate) are loaded together before the stores: one round trip
+  // per slab instead of one per value (gemm_wgmma.cuh's epilogue says why)
 #pragma unroll
-  for (int mt = 0; mt < 4; ++mt)
+  for (int mt = 0; mt < 4; ++mt) {
+    float2 old[4][2];
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int col = col0 + nt * 8 + 2 * t, row = row0 + mt * 16 + g + hf * 8;
+        old[nt][hf] = accumulate && col < N && row < M ? *reinterpret_cast<const float2*>(C + (size_t)row * ldc + col) : make_float2(0.f, 0.f);
+      }
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt) {
       const int col = col0 + nt * 8 + 2 * t;
@@ -91,14 +101,13 @@ __device__ __forceinline__ void mma_store_64x32(float* C, int ldc, int M, int N,
       for (int hf = 0; hf < 2; ++hf) {
         const int row = row0 + mt * 16 + g + hf * 8;
         if (row >= M) continue;
-        float2* dst = reinterpret_cast<float2*>(C + (size_t)row * ldc + col);
         float2 v = make_float2(acc[mt][nt][2 * hf], acc[mt][nt][2 * hf + 1]);
         if (accumulate) {
-          const float2 old = *dst;
-          v.x += old.x;
-          v.y += old.y;
+          v.x += old[nt][hf].x;
+          v.y += old[nt][hf].y;
         }
-        *dst = v;
+        *reinterpret_cast<float2*>(C + (size_t)row * ldc + col) = v;
       }
     }
+  }
 }

@@ -1,0 +1,82 @@
+/**
+ * The fp16 copy of x that prompt-row GEMMs share (halfCopies.ts): GEMMs over one x convert it once, and
+ * rmsnorm / SwiGLU of prompt rows write it themselves. These sequences check that a held copy is never
+ * used stale: x rewritten between two GEMMs (by the host, by a linear's output, by a norm), a gathered
+ * (act-order) copy followed by a GEMM that reads x linearly, and the producers' own copies; each against
+ * the CPU backend running the same ops, outputs poisoned first.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
+import type { Backend } from '../../src/backends/backend.js';
+import { WGMMA_MIN_ROWS } from '../../src/backends/cuda/linearLaunch.js';
+import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
+
+const cpu = new CpuBackend({ int8Gemv: false });
+/** fp16 x and fp16-rounded weights against the CPU's f32 (as gemmWgmma.test.ts) */
+const HALF_TOL = 4e-3;
+
+/** runs `f` on the GPU and on the CPU; each returns the outputs to compare */
+function both(f: (b: Backend) => Float32Array[]): [Float32Array[], Float32Array[]] {
+  return [f(gpu()), f(cpu)];
+}
+
+function check(name: string, g: Float32Array[], c: Float32Array[]): void {
+  g.forEach((v, i) => assert.ok(normErr(v, c[i]) < HALF_TOL, `${name} output ${i}: err ${normErr(v, c[i])}`));
+}
+
+// both GEMM paths: mma.sync below WGMMA_MIN_ROWS (and off sm_90), wgmma from it on sm_90
+for (const rows of [40, WGMMA_MIN_ROWS + 88]) {
+  test(`one x, rewritten between GEMMs (host write, a linear's output, a norm): ${rows} rows`, { skip: skipNoGpu }, () => {
+    const k = 512, x1 = randn(rows * k), x2 = randn(rows * k), x3 = randn(rows * k), nw = randn(k);
+    const wa = randomGptq(k, 256, 4, 128, false), square = randomGptq(k, k, 4, 128, false);
+    const [g, c] = both((b) => {
+      const W = b.uploadLinear(wa), S = b.uploadLinear(square), norm = b.uploadVector(nw);
+      const xa = input(b, rows, k, x1), other = input(b, rows, k, x3);
+      const y1 = poisoned(b, rows, 256), y2 = poisoned(b, rows, 256), y3 = poisoned(b, rows, 256), y4 = poisoned(b, rows, 256);
+      b.linear(y1, xa, W, rows);
+      b.writeActivation(xa, x2); // the host rewrites x
+      b.linear(y2, xa, W, rows);
+      b.linear(xa, other, S, rows); // a linear writes x
+      b.linear(y3, xa, W, rows);
+      b.rmsNorm(xa, xa, norm, 1e-6, rows); // a norm rewrites x in place (and writes its fp16 copy)
+      b.linear(y4, xa, W, rows);
+      return [y1, y2, y3, y4].map((y) => b.readActivation(y));
+    });
+    check(`rows ${rows}`, g, c);
+  });
+
+  test(`a norm's copy feeds GEMMs that read x linearly and through an act-order gather, in both orders: ${rows} rows`, { skip: skipNoGpu }, () => {
+    const k = 1024, x = randn(rows * k, 2), nw = randn(k);
+    const ao = randomGptq(k, 256, 4, 128, true), plain = randomGptq(k, 512, 4, 128, false);
+    const [g, c] = both((b) => {
+      const A = b.uploadLinear(ao), P = b.uploadLinear(plain), norm = b.uploadVector(nw);
+      const xa = input(b, rows, k, x), xb = poisoned(b, rows, k);
+      const outs = [poisoned(b, rows, 256), poisoned(b, rows, 512), poisoned(b, rows, 512), poisoned(b, rows, 256)];
+      b.rmsNorm(xb, xa, norm, 1e-6, rows);
+      b.linear(outs[0], xb, A, rows);
+      b.linear(outs[1], xb, P, rows);
+      b.rmsNorm(xb, xa, norm, 1e-6, rows);
+      b.linear(outs[2], xb, P, rows);
+      b.linear(outs[3], xb, A, rows);
+      return outs.map((y) => b.readActivation(y));
+    });
+    check(`rows ${rows}`, g, c);
+  });
+
+  test(`SwiGLU's copy feeds the down projection, then a residual linearAdd and a norm of the sum: ${rows} rows`, { skip: skipNoGpu }, () => {
+    const k = 512, n = 768, gate = randn(rows * n, 2), up = randn(rows * n), resid = randn(rows * k), nw = randn(k);
+    const down = randomGptq(n, k, 4, 128, false), proj = randomGptq(k, k, 4, 128, false);
+    const [g, c] = both((b) => {
+      const D = b.uploadLinear(down), P = b.uploadLinear(proj), norm = b.uploadVector(nw);
+      const hidden = poisoned(b, rows, n), acc = input(b, rows, k, resid), xb = poisoned(b, rows, k), y = poisoned(b, rows, k);
+      b.swiglu(hidden, input(b, rows, n, gate), input(b, rows, n, up), rows);
+      if (b.linearAdd) b.linearAdd(acc, hidden, D, rows);
+      else assert.fail(`${b.name} has no linearAdd`);
+      b.rmsNorm(xb, acc, norm, 1e-6, rows);
+      b.linear(y, xb, P, rows);
+      return [b.readActivation(hidden), b.readActivation(acc), b.readActivation(y)];
+    });
+    check(`rows ${rows}`, g, c);
+  });
+}
