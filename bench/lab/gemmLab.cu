@@ -374,7 +374,7 @@ static int sliceCols(int M, int N, int K, int sms, size_t cap) {
 // dequant_q4_tile (gemm_wgmma.cu, the product's) of columns n0 .. n0 + ns − 1 into W [ns, K]
 static void dequantTile(__half* W, const Q4& w, int n0, int ns) {
   dim3 grid((ns + wg::DQ_TN - 1) / wg::DQ_TN, (w.K + 8 * wg::DQ_TR - 1) / (8 * wg::DQ_TR));
-  dequant_q4_tile<<<grid, wg::DQ_THREADS>>>(W, w.qw + n0, w.scales + n0, w.qzeros + n0 / 8, ns, w.N, w.K, w.gs);
+  dequant_q4_tile<<<grid, wg::DQ_THREADS>>>(W, w.qw + n0, w.scales + n0, w.qzeros + n0 / 8, ns, w.N, w.K, w.gs, 0, 0);
 }
 
 // A prepared launch (tensor maps built outside the timed region).

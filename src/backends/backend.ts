@@ -180,6 +180,12 @@ export interface Backend {
    */
   decodeStep?(record: () => void): void;
   /**
+   * out = silu(x Gᵀ) ⊙ (x Uᵀ), a LLaMA MLP's gate and up projections and SwiGLU, in one pass where the
+   * backend fuses them for these rows and weights: returns true. Returns false having done nothing where
+   * it does not, and the caller runs linear, linear and swiglu (which any backend has).
+   */
+  gateUp?(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number): boolean;
+  /**
    * acc += x Wᵀ + b (a linear layer whose output is added to the residual stream). Backends that
    * fuse the add into the matrix-vector kernel define it; callers fall back to linear + addInPlace.
    */

@@ -309,9 +309,11 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       this.residualLinear(s, s.attn, w.o, rows);
       // MLP block: x += down(silu(gate(norm x)) · up(norm x))
       b.rmsNorm(s.xb, s.x, w.mlpNorm, c.rmsNormEps, rows);
-      b.linear(s.gate, s.xb, w.gate, rows);
-      b.linear(s.up, s.xb, w.up, rows);
-      b.swiglu(s.hidden, s.gate, s.up, rows);
+      if (!b.gateUp?.(s.hidden, s.xb, w.gate, w.up, rows)) {
+        b.linear(s.gate, s.xb, w.gate, rows);
+        b.linear(s.up, s.xb, w.up, rows);
+        b.swiglu(s.hidden, s.gate, s.up, rows);
+      }
       this.residualLinear(s, s.hidden, w.down, rows);
     }
   }

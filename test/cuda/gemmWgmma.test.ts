@@ -133,6 +133,54 @@ test('wgmma stream-K: against the CPU and whole tiles, the same bits on every ru
   }
 });
 
+test('gate/up + SwiGLU in one wgmma GEMM: bit-equal to gate, up and swiglu apart, and the copy down_proj reads; act-order, slices', { skip }, () => {
+  const g = gpu();
+  // [K, N, group size, act-order, rows, slice cap in 256-row tiles (0: the default)]
+  const cases: [number, number, number, boolean, number, number][] = [
+    [1024, 768, 128, true, 600, 0], [512, 1280, 32, false, 1100, 3], [5120, 13824, 128, false, 2048, 0],
+  ];
+  for (const [k, n, gs, ao, rows, tiles] of cases) {
+    const name = `gate/up ${k}x${n} g${gs}${ao ? ' act-order' : ''} rows=${rows}${tiles ? ` slices of ${tiles} tiles` : ''}`;
+    const gate = randomGptq(k, n, 4, gs, ao);
+    const up = { ...randomGptq(k, n, 4, gs, ao), gIdx: gate.gIdx }; // one input, one act-order permutation (as GPTQ-for-LLaMa's files)
+    const down = randomGptq(n, 256, 4, 128, false);
+    const x = randn(rows * k);
+    const beforeSlice = g.wgmmaSliceBytes, beforeFused = g.fusedGateUp, beforeStreamK = g.wgmmaStreamK;
+    if (tiles) g.wgmmaSliceBytes = tiles * 256 * k * 2;
+    g.wgmmaStreamK = false; // small gate/up launches apart would split K (the fused GEMM never does): other sums
+    try {
+      const G = g.uploadLinear(gate), U = g.uploadLinear(up), D = g.uploadLinear(down);
+      const xa = input(g, rows, k, x);
+      const outs = [true, false].map((fused) => {
+        g.fusedGateUp = fused;
+        const hidden = poisoned(g, rows, n), y = poisoned(g, rows, 256);
+        if (fused) {
+          assert.equal(g.gateUp(hidden, xa, G, U, rows), true, `${name}: fused`);
+        } else {
+          assert.equal(g.gateUp(hidden, xa, G, U, rows), false, `${name}: declined when off`);
+          const ga = poisoned(g, rows, n), ua = poisoned(g, rows, n);
+          g.linear(ga, xa, G, rows);
+          g.linear(ua, xa, U, rows);
+          g.swiglu(hidden, ga, ua, rows);
+        }
+        g.linear(y, hidden, D, rows);
+        return [g.readActivation(hidden), g.readActivation(y)];
+      });
+      assert.equal(maxDiff(outs[0][0], outs[1][0]), 0, `${name}: SwiGLU output fused vs apart`);
+      assert.equal(maxDiff(outs[0][1], outs[1][1]), 0, `${name}: down_proj of it fused vs apart`);
+      if (k * n * rows <= 1024 * 1280 * 1100) {
+        const c = runCpu(cpu, gate, rows, x), cu = runCpu(cpu, up, rows, x);
+        const want = Float32Array.from(c, (v, i) => (v / (1 + Math.exp(-v))) * cu[i]);
+        assert.ok(normErr(outs[0][0], want) < HALF_TOL, `${name}: vs CPU, err ${normErr(outs[0][0], want)}`);
+      }
+    } finally {
+      g.wgmmaSliceBytes = beforeSlice;
+      g.fusedGateUp = beforeFused;
+      g.wgmmaStreamK = beforeStreamK;
+    }
+  }
+});
+
 test('wgmma slice planner: 13B at 2048 rows on 132 SMs keeps the unsliced wave count within the cap', () => {
   const waves = (rows: number, n: number, cols: number, sms: number): number => {
     let t = 0;

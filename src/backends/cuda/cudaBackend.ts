@@ -13,8 +13,8 @@ import {
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
-import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { WG_SLICE_BYTES } from './wgmmaLinear.js';
+import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, WGMMA_MIN_ROWS, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
+import { GATE_UP_PAIR, WG_SLICE_BYTES, launchWgmmaGateUp, planWgmma } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { HalfCopies } from './halfCopies.js';
@@ -96,7 +96,8 @@ export class CudaBackend implements Backend {
   private readonly attnPart: Scratch = { ptr: null, bytes: 0 };
   /** per (row, head) tickets of the split attention (zeroed when allocated; the kernel leaves them at zero) */
   private readonly attnTickets: Scratch = { ptr: null, bytes: 0 };
-  private readonly xHalf: Scratch = { ptr: null, bytes: 0 }; // fp16 copy of a GEMM's x (rows > 1)
+  /** fp16 copies of GEMMs' x (rows > 1), two slots (halfCopies.ts) */
+  private readonly xHalf: Scratch[] = [{ ptr: null, bytes: 0 }, { ptr: null, bytes: 0 }];
   /** what xHalf holds, so GEMMs over one x convert it once, or not at all when its producer wrote it */
   private readonly halfCopies: HalfCopies;
   /** fp16 [Ns, K] weights of the wgmma GEMM: one slice of a matrix at a time (≤ wgmmaSliceBytes; 84 MB for 13B), kept */
@@ -119,6 +120,8 @@ export class CudaBackend implements Backend {
    * only. Either way the sums do not depend on timing, but they are grouped differently with and without it.
    */
   wgmmaStreamK = process.env.QLLAMA_CUDA_STREAMK !== '0';
+  /** gateUp fuses gate, up and SwiGLU on the Hopper GEMM; $QLLAMA_CUDA_GATE_UP=0 (or false here): it declines */
+  fusedGateUp = process.env.QLLAMA_CUDA_GATE_UP !== '0';
   /** the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts); tests lower it to force many slices */
   wgmmaSliceBytes = WG_SLICE_BYTES;
   private readonly mmaGemmFits: boolean;
@@ -170,7 +173,7 @@ export class CudaBackend implements Backend {
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);
-    this.halfCopies = new HalfCopies(this.kernels, (bytes) => this.grow(this.xHalf, bytes));
+    this.halfCopies = new HalfCopies(this.kernels, (i, bytes) => this.grow(this.xHalf[i], bytes, false));
     this.batchOps = new BatchOps({
       cu, mem: this.mem, stream, kernels: this.kernels, smCount: this.smCount, capturing: () => this.capturing, flush: () => this.batch.flush(),
       attnScratch: (partBytes, ticketBytes) => ({ part: this.grow(this.attnPart, partBytes), tickets: this.growZeroed(this.attnTickets, ticketBytes) }),
@@ -278,6 +281,27 @@ export class CudaBackend implements Backend {
   linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
     launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(out).ptr, x: act(x).ptr, rows, accumulate: false }, this.gemmOptions());
     this.halfCopies.wrote(act(out).ptr);
+  }
+
+  /**
+   * Prompt rows on the Hopper GEMM: gate and up in one GEMM whose epilogue applies SwiGLU and also writes
+   * the fp16 copy that down_proj reads (wgmmaLinear.ts launchWgmmaGateUp): no gate/up outputs, no SwiGLU
+   * pass. Other rows, kernels or weights: false, and the caller runs linear, linear, swiglu.
+   */
+  gateUp(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number): boolean {
+    const g = gate as CudaLinear, u = up as CudaLinear;
+    if (!this.fusedGateUp || rows < WGMMA_MIN_ROWS || this.prefillKernels !== 'wgmma' || !this.wgmmaFits) return false;
+    if (g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4 || g.bias || u.bias) return false;
+    const K = g.inFeatures, N = g.outFeatures;
+    if (u.inFeatures !== K || u.outFeatures !== N || u.groupSize !== g.groupSize || u.perm !== g.perm) return false;
+    if (K % 64 !== 0 || N % GATE_UP_PAIR !== 0 || g.groupSize % 32 !== 0 || out.cols !== N) return false;
+    this.batch.flush();
+    this.halfCopies.wrote(act(out).ptr); // x's copy stays (rmsnorm_rows_f32 usually wrote it)
+    const plan = planWgmma(this.wgmma, rows, 2 * N, K); // before launching: growing the scratch synchronizes
+    const xh = this.halfCopies.of(act(x).ptr, rows, K, g.perm);
+    const yh = this.halfCopies.reserve(act(out).ptr, rows, N);
+    launchWgmmaGateUp(this.cu, this.kernels, plan, g, u, act(out).ptr, yh, xh, rows);
+    return true;
   }
 
   /** acc += x Wᵀ + b: the residual add fused into the GEMV (its atomics add straight into acc). */

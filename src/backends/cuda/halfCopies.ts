@@ -1,19 +1,24 @@
 /**
- * The fp16 copy of x that the tensor-core GEMMs of prompt rows read (linearLaunch.ts: gemm_q4_mma,
- * gemm_wgmma_256), kept in one scratch buffer and remembered, so that GEMMs over the same x skip the
+ * The fp16 copies of x that the tensor-core GEMMs of prompt rows read (linearLaunch.ts: gemm_q4_mma,
+ * gemm_wgmma_256), kept in two scratch slots and remembered, so that GEMMs over the same x skip the
  * conversion: q, k and v read one copy of the normed x, gate and up another (7 x_to_half passes per
  * layer became 4, 0.27 ms per 13B layer at 2048 rows on an H200, before the producers below).
- * Producers that know their output feeds such GEMMs (rmsnorm_rows_f32, swiglu_rows_f32) write the copy
- * themselves into the scratch (`reserve`), which removes those conversion passes too.
+ * Producers that know their output feeds such GEMMs (rmsnorm_rows_f32, swiglu_rows_f32, the fused
+ * gate/up GEMM) write the copy themselves (`reserve`), which removes those conversion passes too.
  *
- * What the scratch holds stays valid while its source is not written: the backend calls `forget` in
- * every op that writes an activation other than through a linear, and `wrote` with a linear's output.
+ * Two slots, because the fused gate/up GEMM reads one copy (its x) while it writes another (its output,
+ * down_proj's x). A conversion or a reservation takes the slot used least recently; in a decoder layer
+ * that keeps the normed x in one slot and attention's or SwiGLU's output in the other, so each slot
+ * grows to its own width only.
+ *
+ * What a slot holds stays valid while its source is not written: the backend calls `forget` in every op
+ * that writes an activation other than through a linear, and `wrote` with a linear's output.
  */
 import type { DevicePtr } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
 import type { KernelModule } from './module.js';
 
-/** the copy the scratch holds: source activation, rows, width, and the column gather applied (0n: none) */
+/** a slot's copy: source activation, rows, width, the column gather applied (0n: none), and where it is */
 interface Held {
   readonly src: DevicePtr;
   readonly rows: number;
@@ -22,38 +27,54 @@ interface Held {
   readonly at: DevicePtr;
 }
 
+interface Slot {
+  held: Held | null;
+  lastUse: number;
+}
+
 export class HalfCopies {
-  private held: Held | null = null;
+  private readonly slots: Slot[] = [{ held: null, lastUse: 0 }, { held: null, lastUse: 0 }];
+  private uses = 0;
 
-  /** @param scratch the fp16 buffer (grown to at least `bytes`; may move, which the key notices) */
-  constructor(private readonly kernels: KernelModule, private readonly scratch: (bytes: number) => DevicePtr) {}
+  /** @param scratch slot `index`'s fp16 buffer, grown to at least `bytes` (it may move, which the key notices) */
+  constructor(private readonly kernels: KernelModule, private readonly scratch: (index: number, bytes: number) => DevicePtr) {}
 
-  /** xh[m, k] = half(x[m, perm ? perm[k] : k]) for rows × cols of x: converted unless already held. */
+  /** xh[m, k] = half(x[m, perm ? perm[k] : k]) for rows × cols of x: converted unless a slot holds it. */
   of(x: DevicePtr, rows: number, cols: number, perm: DevicePtr | null): DevicePtr {
-    const at = this.scratch(rows * cols * 2);
     const p = perm ?? (0n as DevicePtr);
-    const h = this.held;
-    if (h !== null && h.src === x && h.rows === rows && h.cols === cols && h.perm === p && h.at === at) return at;
+    for (let i = 0; i < this.slots.length; i++) {
+      const h = this.slots[i].held;
+      if (h !== null && h.src === x && h.rows === rows && h.cols === cols && h.perm === p && h.at === this.scratch(i, rows * cols * 2)) {
+        this.slots[i].lastUse = ++this.uses;
+        return h.at;
+      }
+    }
+    const at = this.take({ src: x, rows, cols, perm: p });
     const pairs = (rows * cols) / 2;
     this.kernels.launch('x_to_half', { x: Math.min(Math.ceil(pairs / 256), 8192) }, { x: 256 }, [ptr(at), ptr(x), ptr(perm), i32(rows), i32(cols)]);
-    this.held = { src: x, rows, cols, perm: p, at };
     return at;
   }
 
-  /** The scratch for a producer that writes src's fp16 copy (no gather) in the launch it issues next. */
+  /** A slot for a producer that writes src's fp16 copy (no gather) in the launch it issues next. */
   reserve(src: DevicePtr, rows: number, cols: number): DevicePtr {
-    const at = this.scratch(rows * cols * 2);
-    this.held = { src, rows, cols, perm: 0n as DevicePtr, at };
-    return at;
+    return this.take({ src, rows, cols, perm: 0n as DevicePtr });
   }
 
-  /** An activation may have changed: the copy held is no longer trusted. */
+  /** An activation may have changed: no copy held is trusted. */
   forget(): void {
-    this.held = null;
+    for (const s of this.slots) s.held = null;
   }
 
-  /** `y` was written (a linear's output): forget the copy if it is y's. */
+  /** `y` was written (a linear's output): forget the copies of y. */
   wrote(y: DevicePtr): void {
-    if (this.held?.src === y) this.held = null;
+    for (const s of this.slots) if (s.held?.src === y) s.held = null;
+  }
+
+  /** The least recently used slot, sized and recorded as holding `what`. */
+  private take(what: Omit<Held, 'at'>): DevicePtr {
+    const i = this.slots[0].lastUse <= this.slots[1].lastUse ? 0 : 1;
+    const at = this.scratch(i, what.rows * what.cols * 2);
+    this.slots[i] = { held: { ...what, at }, lastUse: ++this.uses };
+    return at;
   }
 }

@@ -106,20 +106,55 @@ export function launchWgmmaSlices(cu: Driver, kernels: KernelModule, plan: Wgmma
   rows: number, accumulate: boolean): void {
   const K = w.inFeatures, N = w.outFeatures, gs = w.groupSize;
   const tmA = cu.encodeTensorMap2d({ base: xh, inner: K, outer: rows, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BM, swizzle: TensorMapSwizzle.B128 });
-  const tmB = (ns: number): Buffer => cu.encodeTensorMap2d({ base: plan.scratch, inner: K, outer: ns, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BN,
-    swizzle: TensorMapSwizzle.B128 });
+  const tmB = (ns: number): Buffer => cu.encodeTensorMap2d({ base: plan.scratch, inner: K, outer: ns, rowBytes: K * 2, boxInner: WG_BK,
+    boxOuter: WG_BN, swizzle: TensorMapSwizzle.B128 });
   const tmFull = tmB(plan.cols); // every slice but a narrower last one
   for (let n0 = 0; n0 < N; n0 += plan.cols) {
     const ns = Math.min(plan.cols, N - n0);
-    kernels.launch('dequant_q4_tile', { x: Math.ceil(ns / DQ_TN), y: Math.ceil(K / DQ_TK) }, { x: DQ_THREADS },
-      [ptr(plan.scratch), ptr(offset(w.qweight, n0 * 4)), ptr(offset(w.scales, n0 * 2)), ptr(offset(w.qzeros, (n0 / 8) * 4)),
-        i32(ns), i32(N), i32(K), i32(gs)]);
+    dequantSlice(kernels, plan.scratch, w, n0, ns, 0, 0);
     const tiles = Math.ceil(rows / WG_BM) * Math.ceil(ns / WG_BN);
     // a lone small partial wave is split along K so that every SM takes a share of it
     const split = plan.tileFlags !== null && wgmmaStreamK(tiles, plan.smCount);
     kernels.launch('gemm_wgmma_256', { x: split ? plan.smCount : Math.min(tiles, plan.smCount) }, { x: 384 },
       [ptr(offset(y, n0 * 4)), i32(rows), i32(ns), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(gs), tmA, ns === plan.cols ? tmFull : tmB(ns),
-        ptr(split ? plan.tileFlags : null)],
+        ptr(split ? plan.tileFlags : null), ptr(null), i32(0)],
+      GEMM_WGMMA_SHARED);
+  }
+}
+
+/** dequant_q4_tile of columns n0 .. n0+ns of w into the scratch (pairRows, rowOff: gemm_wgmma.cuh dequant_q4_tile_body) */
+function dequantSlice(kernels: KernelModule, scratch: DevicePtr, w: CudaGptq, n0: number, ns: number, pairRows: number, rowOff: number): void {
+  const K = w.inFeatures;
+  kernels.launch('dequant_q4_tile', { x: Math.ceil(ns / DQ_TN), y: Math.ceil(K / DQ_TK) }, { x: DQ_THREADS },
+    [ptr(scratch), ptr(offset(w.qweight, n0 * 4)), ptr(offset(w.scales, n0 * 2)), ptr(offset(w.qzeros, (n0 / 8) * 4)),
+      i32(ns), i32(w.outFeatures), i32(K), i32(w.groupSize), i32(pairRows), i32(rowOff)]);
+}
+
+/** outputs per tile of the fused gate/up GEMM: a 256-row W tile holds 128 gate rows, then the same 128 up rows */
+export const GATE_UP_PAIR = WG_BN / 2;
+
+/**
+ * y [rows, N] f32 = silu(xh Gᵀ) ⊙ (xh Uᵀ) and yh = its fp16 copy, one GEMM per slice: the slice's gate and up
+ * columns dequantized interleaved (GATE_UP_PAIR rows of each per tile) into the scratch, then gemm_wgmma_256
+ * with the SwiGLU epilogue. `plan` is planWgmma's for 2N rows of W. Needs N % GATE_UP_PAIR == 0, and gate and
+ * up of one shape and group size, reading the same xh (one permutation or none).
+ */
+export function launchWgmmaGateUp(cu: Driver, kernels: KernelModule, plan: WgmmaPlan, gate: CudaGptq, up: CudaGptq, y: DevicePtr,
+  yh: DevicePtr, xh: DevicePtr, rows: number): void {
+  const K = gate.inFeatures, N = gate.outFeatures;
+  const tmA = cu.encodeTensorMap2d({ base: xh, inner: K, outer: rows, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BM, swizzle: TensorMapSwizzle.B128 });
+  const tmB = (wrows: number): Buffer => cu.encodeTensorMap2d({ base: plan.scratch, inner: K, outer: wrows, rowBytes: K * 2, boxInner: WG_BK,
+    boxOuter: WG_BN, swizzle: TensorMapSwizzle.B128 });
+  const outs = plan.cols / 2; // outputs per slice (plan.cols: W rows, a multiple of WG_BN unless one slice takes all)
+  const tmFull = tmB(plan.cols);
+  for (let n0 = 0; n0 < N; n0 += outs) {
+    const ns = Math.min(outs, N - n0);
+    dequantSlice(kernels, plan.scratch, gate, n0, ns, GATE_UP_PAIR, 0);
+    dequantSlice(kernels, plan.scratch, up, n0, ns, GATE_UP_PAIR, GATE_UP_PAIR);
+    const tiles = Math.ceil(rows / WG_BM) * Math.ceil((2 * ns) / WG_BN);
+    kernels.launch('gemm_wgmma_256', { x: Math.min(tiles, plan.smCount) }, { x: 384 },
+      [ptr(offset(y, n0 * 4)), i32(rows), i32(2 * ns), i32(N), i32(K), i32(0), i32(gate.groupSize), tmA, 2 * ns === plan.cols ? tmFull : tmB(2 * ns),
+        ptr(null), ptr(offset(yh, n0 * 2)), i32(1)],
       GEMM_WGMMA_SHARED);
   }
 }

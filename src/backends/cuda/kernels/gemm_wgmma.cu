@@ -3,12 +3,14 @@
 //   dequant_q4_tile: W[n, k] (fp16 [Ns, K] scratch, K contiguous) = s[k / gs, n0 + n] · (q[k, n0 + n] − z[k / gs, n0 + n] − 1)
 //   gemm_wgmma_256:  y[m, n0 + n] (+)= Σ_k xh[m, k] · W[n, k]   (xh: x_to_half's fp16 copy of x, act-order gathered)
 // dequant_q4_tile: grid (ceil(Ns / 64), ceil(K / 256)), 256 threads; qw, scales point at column n0 of the full
-// matrix (rows of ld = N columns), qzeros at column n0 / 8 (n0 % 8 == 0).
+// matrix (rows of ld = N columns), qzeros at column n0 / 8 (n0 % 8 == 0); pairRows > 0 interleaves two
+// matrices' rows in blocks (gate and up for the fused SwiGLU: dequant_q4_tile_body in gemm_wgmma.cuh).
 // gemm_wgmma_256: 384 threads (a TMA producer warpgroup + 2 wgmma consumer warpgroups), 128 × 256 block
 // tiles, 4-deep TMA ring, persistent grid (≤ one block per SM), GEMM_WGMMA_SHARED bytes of dynamic shared
 // memory; y points at column n0 of the output, whose rows are ldy floats apart; flags: null, or ≥ gridDim.x
 // zeroed ints, and the last partial wave is split along K (stream-K, WgWork in gemm_wgmma.cuh). tmA: xh
 // [M][K] fp16, box {64, 128}; tmB: the scratch W [Ns][K] fp16, box {64, 256}; both 128-byte swizzle.
+// swiglu = 1: gate/up fused with SwiGLU (yh: the fp16 copy of y; wg_gemm_body says how).
 // Needs K % 64 == 0, N % 8 == 0, gs % 32 == 0, 16-byte aligned buffers; M and Ns need not be tile multiples.
 // sm_90a only (wgmma): on the fatbin's other targets the GEMM entry point traps (the host never launches it
 // there); the dequantization builds everywhere.
@@ -16,16 +18,17 @@
 
 extern "C" __global__ void __launch_bounds__(wg::DQ_THREADS)
     dequant_q4_tile(__half* __restrict__ W, const uint32_t* __restrict__ qw, const __half* __restrict__ scales,
-                    const uint32_t* __restrict__ qzeros, int N, int ld, int K, int gs) {
-  wg::dequant_q4_tile_body(W, qw, scales, qzeros, N, ld, K, gs);
+                    const uint32_t* __restrict__ qzeros, int N, int ld, int K, int gs, int pairRows, int rowOff) {
+  wg::dequant_q4_tile_body(W, qw, scales, qzeros, N, ld, K, gs, pairRows, rowOff);
 }
 
 // the lab's wg256 configuration: BN 256, 4 stages, 1 block per SM, 40 / 232 registers per producer / consumer thread
 extern "C" __global__ void __launch_bounds__(384, 1)
     gemm_wgmma_256(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs,
-                   const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int* __restrict__ flags) {
+                   const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int* __restrict__ flags,
+                   __half* __restrict__ yh, int swiglu) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  wg::wg_gemm_body<256, 4, false, 1, 40, 232>(y, M, N, ldy, K, accumulate, gs, tmA, tmB, tmB, tmB, flags);
+  wg::wg_gemm_body<256, 4, false, 1, 40, 232>(y, M, N, ldy, K, accumulate, gs, tmA, tmB, tmB, tmB, flags, yh, swiglu);
 #else
   __trap();
 #endif

@@ -262,9 +262,11 @@ __global__ void __launch_bounds__(256) dequant_q4_nk(__half* __restrict__ W, con
 // 2.9–3.6 TB/s at the 13B shapes (67–82% of the read ceiling; 3.1× the first kernel), 0.24 ms per layer.
 // grid (ceil(N / DQ_TN), ceil(K / (8·DQ_TR))), DQ_THREADS threads; K % 8 == 0, N % 8 == 0, gs % 8 == 0.
 constexpr int DQ_TN = 64, DQ_TR = 32, DQ_THREADS = 256;
+// pairRows > 0: column n goes to W row (n / pairRows) · 2 · pairRows + n % pairRows + rowOff instead of n (gate and
+// up interleaved in blocks of pairRows rows for the fused SwiGLU epilogue: rowOff 0 for gate, pairRows for up).
 __device__ __forceinline__ void dequant_q4_tile_body(__half* __restrict__ W, const uint32_t* __restrict__ qw,
                                                      const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
-                                                     int N, int ld, int K, int gs) {
+                                                     int N, int ld, int K, int gs, int pairRows, int rowOff) {
   static_assert(DQ_TR == 32 && DQ_THREADS % DQ_TN == 0 && DQ_TR % (DQ_THREADS / DQ_TN) == 0, "one packed row per lane");
   __shared__ uint32_t tq[DQ_TR][DQ_TN + 1];  // [packed row][column]
   const int n0 = blockIdx.x * DQ_TN, r0 = blockIdx.y * DQ_TR, rows = K >> 3;
@@ -289,7 +291,8 @@ __device__ __forceinline__ void dequant_q4_tile_body(__half* __restrict__ W, con
     if (n >= N) break;  // n grows with i
     const half2 s2 = __half2half2(__ldg(srow + n));
     const half2 z2 = zero_half2(__ldg(zrow + (n >> 3)), n);
-    *reinterpret_cast<uint4*>(W + (size_t)n * K + (size_t)r * 8) = dq8(tq[lane][c], s2, z2);
+    const int wrow = pairRows > 0 ? (n / pairRows) * 2 * pairRows + n % pairRows + rowOff : n;
+    *reinterpret_cast<uint4*>(W + (size_t)wrow * K + (size_t)r * 8) = dq8(tq[lane][c], s2, z2);
   }
 }
 
@@ -388,11 +391,16 @@ enum { BAR_FULL = 1, BAR_EMPTY = 2, BAR_BFULL = 3, BAR_BEMPTY = 4 };
 //       tmZ: qzeros u32 [K/gs][N/8], box {BN/8, sg}; sg = 2 when gs == 32, else 1
 // PREG / CREG: registers per producer / consumer thread after setmaxnreg (≤ 65536 / MINB in all).
 // flags: null, or ≥ gridDim.x zeroed ints for the stream-K tail (WgWork), which leaves them zeroed.
+// swiglu (no flags, no accumulate; BN = 256): W's tiles hold 128 gate rows then the 128 up rows of the same
+// outputs (dequant_q4_tile's pairRows = 128), and the epilogue writes y[m, n0 / 2 + c] = silu(g) · u for the
+// tile's 128 outputs c, as swiglu_f32 computes it, and its fp16 copy into yh (rows ldy apart), which
+// down_proj's GEMM reads. y and yh point at the slice's first output; N counts W rows (2 per output).
 // The maps are the calling kernel's own __grid_constant__ parameters (the TMA needs their param-space address).
 template <int BN, int R, bool FUSED, int MINB, int PREG, int CREG>
 __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs,
                                              const CUtensorMap& tmA, const CUtensorMap& tmB, const CUtensorMap& tmS,
-                                             const CUtensorMap& tmZ, int* __restrict__ flags) {
+                                             const CUtensorMap& tmZ, int* __restrict__ flags, __half* __restrict__ yh = nullptr,
+                                             int swiglu = 0) {
   using C = Cfg<BN, R, FUSED>;
   static_assert(128 * PREG + 256 * CREG <= 65536 / MINB, "register budget");
   extern __shared__ unsigned char wg_smem[];
@@ -524,6 +532,23 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
       }
       const bool add = accumulate || turn > 0;
       const int row = m0 + c * 64 + warp * 16 + (lane >> 2);
+      if (BN == 256 && swiglu) {  // columns 8jn + 2t (+1) of the tile: gate in jn < 16, up in jn + 16
+#pragma unroll
+        for (int jn = 0; jn < BN / 16; ++jn) {
+          const int col = n0 / 2 + jn * 8 + 2 * (lane & 3);
+          if (col >= N / 2) continue;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int r = row + 8 * h;
+            if (r >= M) continue;
+            const float g0 = acc[4 * jn + 2 * h], g1 = acc[4 * jn + 2 * h + 1];
+            const float2 v = make_float2(g0 / (1.f + expf(-g0)) * acc[4 * (jn + 16) + 2 * h], g1 / (1.f + expf(-g1)) * acc[4 * (jn + 16) + 2 * h + 1]);
+            *reinterpret_cast<float2*>(y + (size_t)r * ldy + col) = v;
+            *reinterpret_cast<half2*>(yh + (size_t)r * ldy + col) = __floats2half2_rn(v.x, v.y);
+          }
+        }
+        return;
+      }
       const int col0 = n0 + 2 * (lane & 3);
       // Stores, or y += acc. The old values of EP_CHUNK column groups are loaded together before their
       // stores: one load and store after the other made every add wait a full round trip (128 of them per
