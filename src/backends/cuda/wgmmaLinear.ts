@@ -51,9 +51,10 @@ const TILE_NS_PER_K = 13.3, SLICE_NS = 10000;
  * Whether a launch of `tiles` splits them along K (stream-K, gemm_wgmma.cuh WgWork): only a lone partial
  * wave of at most half the SMs. H200, 13B at 512 rows: down_proj's slices of 36 and 44 tiles took 114 and
  * 94 µs split against 148 whole; 80–128 tiles were 6–15% slower split, and so were 2048-row launches
- * (2 waves and a tail): the GEMM's tiles are bound by L2 → shared-memory traffic, so a partial wave's few
- * blocks run faster than a full wave's and splitting gains less than the wave count says, while it adds
- * the partial sums' stores. (So the slice planner below counts whole waves and does not plan for it.)
+ * (2 waves and a tail). A partial wave's few blocks run faster per tile than a full wave's (not for want
+ * of L2 bandwidth: 2-block clusters sharing W tiles through multicast measured the same as single
+ * blocks; bench/cudaNotes.md), so splitting gains less than the wave count says, while it adds the partial
+ * sums' stores. (So the slice planner below counts whole waves and does not plan for it.)
  */
 export function wgmmaStreamK(tiles: number, smCount: number): boolean {
   return tiles <= smCount / 2;
