@@ -13,11 +13,11 @@ import {
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
-import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, WGMMA_MIN_ROWS, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { GATE_UP_PAIR, WG_SLICE_BYTES, launchWgmmaGateUp, planWgmma } from './wgmmaLinear.js';
+import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
+import { WG_SLICE_BYTES } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
-import { HalfCopies } from './halfCopies.js';
+import { PromptOps } from './promptOps.js';
 import { openDevice } from './openDevice.js';
 import { KernelModule } from './module.js';
 import { launchSample } from './sampleLaunch.js';
@@ -45,8 +45,6 @@ class CudaKvCache implements KvCache {
 }
 
 /** A device buffer that only grows; growing invalidates captured graphs (they hold its address). */
-/** rmsnorm_rows_f32's widest row (rmsnorm.cu: RN_THREADS · RN_VEC float4) */
-const RMSNORM_ROWS_MAX_DIM = 256 * 8 * 4;
 interface Scratch { ptr: DevicePtr | null; bytes: number }
 
 /**
@@ -98,8 +96,8 @@ export class CudaBackend implements Backend {
   private readonly attnTickets: Scratch = { ptr: null, bytes: 0 };
   /** fp16 copies of GEMMs' x (rows > 1), two slots (halfCopies.ts) */
   private readonly xHalf: Scratch[] = [{ ptr: null, bytes: 0 }, { ptr: null, bytes: 0 }];
-  /** what xHalf holds, so GEMMs over one x convert it once, or not at all when its producer wrote it */
-  private readonly halfCopies: HalfCopies;
+  /** the prompt-row ops around the tensor-core GEMMs (promptOps.ts), with what xHalf holds */
+  private readonly promptOps: PromptOps;
   /** fp16 [Ns, K] weights of the wgmma GEMM: one slice of a matrix at a time (≤ wgmmaSliceBytes; 84 MB for 13B), kept */
   private readonly wHalf: Scratch = { ptr: null, bytes: 0 };
   /**
@@ -173,7 +171,13 @@ export class CudaBackend implements Backend {
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);
-    this.halfCopies = new HalfCopies(this.kernels, (i, bytes) => this.grow(this.xHalf[i], bytes, false));
+    this.promptOps = new PromptOps({
+      cu, kernels: this.kernels, flush: () => this.batch.flush(),
+      halfScratch: (i, bytes) => this.grow(this.xHalf[i], bytes, false),
+      // rows that take gemv_q4_rows (batched decode) read x in f32
+      gemmReadsHalf: (rows) => rows > this.smallBatchMaxRows && this.prefillKernels !== 'old' && this.mmaGemmFits,
+      fusedGateUp: () => (this.fusedGateUp && this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null),
+    });
     this.batchOps = new BatchOps({
       cu, mem: this.mem, stream, kernels: this.kernels, smCount: this.smCount, capturing: () => this.capturing, flush: () => this.batch.flush(),
       attnScratch: (partBytes, ticketBytes) => ({ part: this.grow(this.attnPart, partBytes), tickets: this.growZeroed(this.attnTickets, ticketBytes) }),
@@ -194,7 +198,7 @@ export class CudaBackend implements Backend {
 
   writeActivation(dst: Activation, data: Float32Array): void {
     this.batch.flush();
-    this.halfCopies.forget();
+    this.promptOps.copies.forget();
     const a = act(dst);
     if (data.length > a.rows * a.cols) throw new RangeError(`writeActivation: ${data.length} values into [${a.rows}, ${a.cols}]`);
     this.cu.copyHtoD(a.ptr, data, data.byteLength, this.stream);
@@ -249,7 +253,7 @@ export class CudaBackend implements Backend {
   // --- ops -------------------------------------------------------------------------------
   embed(out: Activation, table: EmbeddingWeight, ids: Int32Array): void {
     this.batch.flush();
-    this.halfCopies.forget();
+    this.promptOps.copies.forget();
     const e = table as CudaEmbedding;
     let idsPtr: DevicePtr;
     if (this.capturing) {
@@ -264,54 +268,35 @@ export class CudaBackend implements Backend {
   }
 
   rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
-    this.halfCopies.forget();
-    const dim = x.cols;
-    if (rows > 1 && dim % 4 === 0 && dim <= RMSNORM_ROWS_MAX_DIM) {
-      // prompt rows: also the fp16 copy that the GEMMs of q/k/v or gate/up read
-      this.batch.flush();
-      const half = this.promptHalfCopy(out, rows, dim);
-      this.kernels.launch('rmsnorm_rows_f32', { x: rows }, { x: 256 },
-        [ptr(act(out).ptr), ptr(half), ptr(act(x).ptr), ptr((weight as CudaVector).ptr), f32(eps), i32(dim)]);
-      return;
-    }
+    this.promptOps.copies.forget();
+    // prompt rows: also the fp16 copy that the GEMMs of q/k/v or gate/up read
+    if (this.promptOps.rmsNorm(act(out), act(x), (weight as CudaVector).ptr, eps, rows)) return;
     // one row: the epilogue of the GEMV that produced x, else held for the next GEMV (gemvBatch.ts)
     this.batch.rmsNorm(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, rows, x.cols);
   }
 
   linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void {
     launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(out).ptr, x: act(x).ptr, rows, accumulate: false }, this.gemmOptions());
-    this.halfCopies.wrote(act(out).ptr);
+    this.promptOps.copies.wrote(act(out).ptr);
   }
 
   /**
    * Prompt rows on the Hopper GEMM: gate and up in one GEMM whose epilogue applies SwiGLU and also writes
-   * the fp16 copy that down_proj reads (wgmmaLinear.ts launchWgmmaGateUp): no gate/up outputs, no SwiGLU
-   * pass. Other rows, kernels or weights: false, and the caller runs linear, linear, swiglu.
+   * the fp16 copy that down_proj reads (promptOps.ts): no gate/up outputs, no SwiGLU pass. Other rows,
+   * kernels or weights: false, and the caller runs linear, linear, swiglu.
    */
   gateUp(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number): boolean {
-    const g = gate as CudaLinear, u = up as CudaLinear;
-    if (!this.fusedGateUp || rows < WGMMA_MIN_ROWS || this.prefillKernels !== 'wgmma' || !this.wgmmaFits) return false;
-    if (g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4 || g.bias || u.bias) return false;
-    const K = g.inFeatures, N = g.outFeatures;
-    if (u.inFeatures !== K || u.outFeatures !== N || u.groupSize !== g.groupSize || u.perm !== g.perm) return false;
-    if (K % 64 !== 0 || N % GATE_UP_PAIR !== 0 || g.groupSize % 32 !== 0 || out.cols !== N) return false;
-    this.batch.flush();
-    this.halfCopies.wrote(act(out).ptr); // x's copy stays (rmsnorm_rows_f32 usually wrote it)
-    const plan = planWgmma(this.wgmma, rows, 2 * N, K); // before launching: growing the scratch synchronizes
-    const xh = this.halfCopies.of(act(x).ptr, rows, K, g.perm);
-    const yh = this.halfCopies.reserve(act(out).ptr, rows, N);
-    launchWgmmaGateUp(this.cu, this.kernels, plan, g, u, act(out).ptr, yh, xh, rows);
-    return true;
+    return this.promptOps.gateUp(act(out), act(x), gate as CudaLinear, up as CudaLinear, rows);
   }
 
   /** acc += x Wᵀ + b: the residual add fused into the GEMV (its atomics add straight into acc). */
   linearAdd(acc: Activation, x: Activation, weight: LinearWeight, rows: number): void {
     launchLinear(this.cu, this.kernels, this.stream, this.batch, weight as CudaLinear, { y: act(acc).ptr, x: act(x).ptr, rows, accumulate: true }, this.gemmOptions());
-    this.halfCopies.wrote(act(acc).ptr);
+    this.promptOps.copies.wrote(act(acc).ptr);
   }
 
   rope(x: Activation, heads: number, headDim: number, startPos: number, theta: number, rows: number): void {
-    this.halfCopies.forget();
+    this.promptOps.copies.forget();
     if (rows === 1 && x.cols === heads * headDim && this.batch.addRope(act(x).ptr, heads, headDim, theta, { ptr: this.posPtr(), imm: startPos })) return;
     this.batch.flush();
     // rope.cu: a thread per (row, pair, chunk of ROPE_HEADS = 8 heads)
@@ -334,7 +319,7 @@ export class CudaBackend implements Backend {
   }
 
   attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void {
-    this.halfCopies.forget();
+    this.promptOps.copies.forget();
     const c = cache as CudaKvCache;
     const d = shape.headDim;
     if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
@@ -361,7 +346,7 @@ export class CudaBackend implements Backend {
 
   // --- batched decode: row t is sequence t's next token (batchOps.ts, batch_decode.cu) -----------
   ropeRows(x: Activation, heads: number, headDim: number, positions: Int32Array, theta: number, rows: number): void {
-    this.halfCopies.forget();
+    this.promptOps.copies.forget();
     this.batchOps.ropeRows(act(x), heads, headDim, positions, theta, rows);
   }
 
@@ -370,36 +355,31 @@ export class CudaBackend implements Backend {
   }
 
   attentionRows(out: Activation, q: Activation, caches: readonly KvCache[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void {
-    this.halfCopies.forget();
+    this.promptOps.copies.forget();
     this.batchOps.attentionRows(act(out), act(q), caches.map(kvCache), shape, positions, rows);
   }
 
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void {
-    this.halfCopies.forget();
+    this.promptOps.copies.forget();
     if (rows === 1 && this.batch.swiglu(act(out).ptr, act(gate).ptr, act(up).ptr)) return;
+    // prompt rows: also the fp16 copy that down_proj's GEMM reads
+    if (this.promptOps.swiglu(act(out), act(gate), act(up), rows)) return;
     this.batch.flush();
     const n = rows * out.cols;
-    if (rows > 1 && out.cols % 4 === 0) {
-      // prompt rows: also the fp16 copy that down_proj's GEMM reads
-      const half = this.promptHalfCopy(out, rows, out.cols);
-      this.kernels.launch('swiglu_rows_f32', { x: Math.min(Math.ceil(n / 4 / 256), 8192) }, { x: 256 },
-        [ptr(act(out).ptr), ptr(half), ptr(act(gate).ptr), ptr(act(up).ptr), i32(n)]);
-      return;
-    }
     this.kernels.launch('swiglu_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 },
       [ptr(act(out).ptr), ptr(act(gate).ptr), ptr(act(up).ptr), i32(n)]);
   }
 
   copyRows(dst: Activation, src: Activation, srcRow: number, rows: number): void {
     this.batch.flush();
-    this.halfCopies.forget();
+    this.promptOps.copies.forget();
     const s = act(src);
     this.cu.copyDtoD(act(dst).ptr, (s.ptr + BigInt(srcRow * s.cols * 4)) as DevicePtr, rows * s.cols * 4, this.stream);
   }
 
   addInPlace(x: Activation, y: Activation, rows: number): void {
     this.batch.flush();
-    this.halfCopies.forget();
+    this.promptOps.copies.forget();
     const n = rows * x.cols;
     this.kernels.launch('add_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 }, [ptr(act(x).ptr), ptr(act(y).ptr), i32(n)]);
   }
@@ -493,7 +473,7 @@ export class CudaBackend implements Backend {
   private gemmOptions(): GemmOptions {
     return {
       mma: this.prefillKernels !== 'old' && this.mmaGemmFits,
-      half: (x, rows, cols, perm) => this.halfCopies.of(x, rows, cols, perm),
+      half: (x, rows, cols, perm) => this.promptOps.copies.of(x, rows, cols, perm),
       wgmma: this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null,
       smallBatch: this.smallBatchMaxRows >= 2 ? { maxRows: this.smallBatchMaxRows, smCount: this.smCount } : null,
     };
@@ -504,15 +484,6 @@ export class CudaBackend implements Backend {
   }
 
   /** grow() whose new memory starts zeroed (a memset node when it happens during a capture) */
-  /**
-   * Where a prompt-rows producer (rmsnorm_rows_f32, swiglu_rows_f32) also writes out's fp16 copy: the
-   * x scratch of the tensor-core GEMMs (halfCopies.ts), or null where rows that many take another path.
-   */
-  private promptHalfCopy(out: Activation, rows: number, cols: number): DevicePtr | null {
-    const gemm = rows > this.smallBatchMaxRows && this.prefillKernels !== 'old' && this.mmaGemmFits;
-    return gemm ? this.halfCopies.reserve(act(out).ptr, rows, cols) : null;
-  }
-
   private growZeroed(s: Scratch, bytes: number): DevicePtr {
     const before = s.ptr;
     const p = this.grow(s, bytes);

@@ -1,0 +1,85 @@
+/**
+ * The CUDA backend's prompt-row ops around the tensor-core GEMMs (rows > 1): RMSNorm and SwiGLU kernels
+ * that also write the fp16 copy of their output that the next GEMMs read (halfCopies.ts), and a LLaMA
+ * MLP's gate, up and SwiGLU as one wgmma GEMM (wgmmaLinear.ts launchWgmmaGateUp). One-row (decode) work
+ * stays with the GEMV batch (gemvBatch.ts); each op here says whether it took the call.
+ */
+import type { DevicePtr, Driver } from './driver.js';
+import { f32, i32, ptr } from './kernelArgs.js';
+import type { DeviceRows } from './batchOps.js';
+import { HalfCopies } from './halfCopies.js';
+import type { CudaLinear } from './linearUpload.js';
+import { WGMMA_MIN_ROWS } from './linearLaunch.js';
+import type { KernelModule } from './module.js';
+import { GATE_UP_PAIR, launchWgmmaGateUp, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
+
+/** rmsnorm_rows_f32's widest row (rmsnorm.cu: RN_THREADS · RN_VEC float4) */
+const RMSNORM_ROWS_MAX_DIM = 256 * 8 * 4;
+
+/** What the ops need of the backend (CudaBackend builds it). */
+export interface PromptOpsHost {
+  readonly cu: Driver;
+  readonly kernels: KernelModule;
+  /** fp16 copy slot `index`, grown to at least `bytes` */
+  halfScratch(index: number, bytes: number): DevicePtr;
+  /** whether `rows` prompt rows go through a tensor-core GEMM that reads x's fp16 copy */
+  gemmReadsHalf(rows: number): boolean;
+  /** the wgmma GEMM's options where the backend runs it and fuses gate/up with it, else null */
+  fusedGateUp(): WgmmaOptions | null;
+  /** sends held one-row work (gemvBatch.ts) out */
+  flush(): void;
+}
+
+export class PromptOps {
+  /** the fp16 copies the GEMMs read; the backend forgets them in every op that writes an activation otherwise */
+  readonly copies: HalfCopies;
+
+  constructor(private readonly host: PromptOpsHost) {
+    this.copies = new HalfCopies(host.kernels, (i, bytes) => host.halfScratch(i, bytes));
+  }
+
+  /** out = rmsnorm(x) · w for prompt rows (rmsnorm_rows_f32) where its shape fits; false: not taken */
+  rmsNorm(out: DeviceRows, x: DeviceRows, w: DevicePtr, eps: number, rows: number): boolean {
+    const dim = x.cols;
+    if (rows < 2 || dim % 4 !== 0 || dim > RMSNORM_ROWS_MAX_DIM) return false;
+    this.host.flush();
+    this.host.kernels.launch('rmsnorm_rows_f32', { x: rows }, { x: 256 },
+      [ptr(out.ptr), ptr(this.halfFor(out, rows)), ptr(x.ptr), ptr(w), f32(eps), i32(dim)]);
+    return true;
+  }
+
+  /** out = silu(gate) · up for prompt rows (swiglu_rows_f32) where the width fits; false: not taken */
+  swiglu(out: DeviceRows, gate: DeviceRows, up: DeviceRows, rows: number): boolean {
+    if (rows < 2 || out.cols % 4 !== 0) return false;
+    this.host.flush();
+    const n = rows * out.cols;
+    this.host.kernels.launch('swiglu_rows_f32', { x: Math.min(Math.ceil(n / 4 / 256), 8192) }, { x: 256 },
+      [ptr(out.ptr), ptr(this.halfFor(out, rows)), ptr(gate.ptr), ptr(up.ptr), i32(n)]);
+    return true;
+  }
+
+  /**
+   * out = silu(x Gᵀ) ⊙ (x Uᵀ) in one wgmma GEMM (and out's fp16 copy for down_proj) where the rows, kernels
+   * and weights allow: both q4 4-bit without bias, one shape, group size and permutation; false: not taken.
+   */
+  gateUp(out: DeviceRows, x: DeviceRows, g: CudaLinear, u: CudaLinear, rows: number): boolean {
+    const wg = this.host.fusedGateUp();
+    if (wg === null || rows < WGMMA_MIN_ROWS) return false;
+    if (g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4 || g.bias || u.bias) return false;
+    const K = g.inFeatures, N = g.outFeatures;
+    if (u.inFeatures !== K || u.outFeatures !== N || u.groupSize !== g.groupSize || u.perm !== g.perm) return false;
+    if (K % 64 !== 0 || N % GATE_UP_PAIR !== 0 || g.groupSize % 32 !== 0 || out.cols !== N) return false;
+    this.host.flush();
+    this.copies.wrote(out.ptr); // x's copy stays (rmsnorm_rows_f32 usually wrote it)
+    const plan = planWgmma(wg, rows, 2 * N, K); // before launching: growing the scratch synchronizes
+    const xh = this.copies.of(x.ptr, rows, K, g.perm);
+    const yh = this.copies.reserve(out.ptr, rows, N);
+    launchWgmmaGateUp(this.host.cu, this.host.kernels, plan, g, u, out.ptr, yh, xh, rows);
+    return true;
+  }
+
+  /** where a producer also writes out's fp16 copy: a slot, or null where rows that many read no copy */
+  private halfFor(out: DeviceRows, rows: number): DevicePtr | null {
+    return this.host.gemmReadsHalf(rows) ? this.copies.reserve(out.ptr, rows, out.cols) : null;
+  }
+}
