@@ -173,6 +173,12 @@ export interface Backend {
    */
   runGraph?(key: string, step: { readonly startPos: number; readonly ids: Int32Array }, record: () => void): void;
   /**
+   * With runGraph: the most rows of a batched decode step (LlamaModel.decodeBatch) that run faster as one
+   * graph replay per row (each sequence's own captured decode step, reading the weights once per row) than
+   * as one eager batched pass. Absent: 1 (a lone row replays its graph).
+   */
+  readonly decodeRowsByGraph?: number;
+  /**
    * Run the ops that `record` issues as one batched decode step (rows = one new token per
    * sequence, LlamaModel.decodeBatch), as opposed to prompt rows. Backends that treat the two
    * differently define it (the CPU backend runs up to 8 decode rows through its int8 GEMV, prompt

@@ -135,8 +135,9 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
    * `rows[t].slot` (slots distinct, each cache holding positions 0..pos-1), in ONE pass whose linear
    * layers run with rows = B (each weight read once for the B tokens); attention and the KV writes
    * are per row (Backend.ropeRows / writeKvRows / attentionRows). Returns, in row order, what each
-   * row's `pick` asks for. No graph capture: graphs are keyed to one sequence (so one row alone goes
-   * through its slot's graph instead, where the backend has graphs).
+   * row's `pick` asks for. No graph capture: graphs are keyed to one sequence, so up to
+   * Backend.decodeRowsByGraph rows (default 1) go one after another through their slots' graphs instead,
+   * where the backend has graphs.
    */
   async decodeBatch(rows: readonly DecodeRow[]): Promise<RowResult[]> {
     const B = rows.length;
@@ -154,9 +155,14 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       positions[t] = r.pos;
       caches[t] = this.caches[r.slot];
     }
-    // A lone sequence takes the one-sequence path: on a backend with graphs it replays its slot's captured
-    // decode graph (H200, 13B: about 397 tok/s) where this eager batched pass runs about 265.
-    if (B === 1 && this.backend.runGraph) return [await this.decodeOne(rows[0])];
+    // A lone sequence, or a few, take the one-sequence path: on a backend with graphs each replays its slot's
+    // captured decode graph (H200, 13B: 381 tok/s for one, 384 for two one after the other), where this eager
+    // batched pass runs about 265 for one and 254 for two (bench/cudaBatchBench.ts).
+    if (this.backend.runGraph && B <= (this.backend.decodeRowsByGraph ?? 1)) {
+      const results: RowResult[] = [];
+      for (const r of rows) results.push(await this.decodeOne(r));
+      return results;
+    }
     const { backend: b, batchState: s, config: c } = this;
     const step = (): void => {
       this.layers(s, ids, B, { kind: 'rows', caches, positions });

@@ -52,3 +52,37 @@ test('decodeBatch: a lone row replays its slot\'s decode graph, with the batched
     twin.dispose();
   }
 });
+
+class TwoRowGraphBackend extends GraphRecordingBackend {
+  readonly decodeRowsByGraph = 2;
+}
+
+test("decodeBatch: up to decodeRowsByGraph rows replay their slots' graphs one after another, with the batched pass's answers; more rows take the batched pass", async () => {
+  const graphs = new TwoRowGraphBackend();
+  const model = await LlamaModel.create(EMBEDDED_MODEL, { backend: graphs, sequences: 3, contextLength: 32 });
+  const twin = await LlamaModel.create(EMBEDDED_MODEL, { backend: new PlainCpuBackend(), sequences: 3, contextLength: 32 });
+  try {
+    const prompts = [[1, 835, 5618, 29901], [1, 3492, 526], [1, 15043, 29991, 1724, 338]].map((p) => p.map((id) => id % model.vocabSize));
+    const next: number[] = [];
+    for (const [slot, p] of prompts.entries()) {
+      next.push(await model.forwardArgmax(p, 0, slot));
+      assert.equal(await twin.forwardArgmax(p, 0, slot), next[slot]);
+    }
+    const sample = { kind: 'sample', sampling: { temperature: 0.7, topK: 0, topP: 1, minP: 0, u: 0.25 } } as const;
+    const two: DecodeRow[] = [
+      { slot: 2, token: next[2], pos: prompts[2].length, pick: { kind: 'argmax' } },
+      { slot: 0, token: next[0], pos: prompts[0].length, pick: sample },
+    ];
+    graphs.graphKeys.length = 0;
+    const got = await model.decodeBatch(two);
+    assert.deepEqual(graphs.graphKeys, ['decode:2', 'decode'], 'one replay per row, in row order');
+    assert.deepEqual(got, await twin.decodeBatch(two));
+    const three: DecodeRow[] = prompts.map((p, slot) => ({ slot, token: next[slot], pos: p.length + (slot === 1 ? 0 : 1), pick: { kind: 'argmax' } }));
+    graphs.graphKeys.length = 0;
+    assert.deepEqual(await model.decodeBatch(three), await twin.decodeBatch(three));
+    assert.deepEqual(graphs.graphKeys, [], 'three rows: the batched pass');
+  } finally {
+    model.dispose();
+    twin.dispose();
+  }
+});

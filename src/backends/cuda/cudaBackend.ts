@@ -64,6 +64,18 @@ function smallBatchFromEnv(): number {
   return process.env.QLLAMA_CUDA_SMALL_BATCH_ROWS !== undefined && Number.isInteger(v) && v >= 0 ? v : SMALL_BATCH_MAX_ROWS;
 }
 
+/**
+ * Default most rows of a batched decode step that go through per-row graph replays. H200, 13B, mean context
+ * 256 (bench/cudaBatchBench.ts, QLLAMA_CUDA_GRAPH_ROWS=3): two rows 383.8 tok/s as two replays against 253.9
+ * in one eager batched pass, three rows 384.7 against 381.7 (a tie), four rows batched 505.1.
+ */
+export const DECODE_ROWS_BY_GRAPH = 2;
+
+function graphRowsFromEnv(): number {
+  const v = Number(process.env.QLLAMA_CUDA_GRAPH_ROWS);
+  return process.env.QLLAMA_CUDA_GRAPH_ROWS !== undefined && Number.isInteger(v) && v >= 1 ? v : DECODE_ROWS_BY_GRAPH;
+}
+
 function prefillFromEnv(): PrefillKernels {
   const v = process.env.QLLAMA_CUDA_PREFILL;
   return v === 'wgmma' || v === 'mma' || v === 'old' ? v : DEFAULT_PREFILL;
@@ -120,6 +132,11 @@ export class CudaBackend implements Backend {
   wgmmaStreamK = process.env.QLLAMA_CUDA_STREAMK !== '0';
   /** gateUp fuses gate, up and SwiGLU on the Hopper GEMM; $QLLAMA_CUDA_GATE_UP=0 (or false here): it declines */
   fusedGateUp = process.env.QLLAMA_CUDA_GATE_UP !== '0';
+  /**
+   * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
+   * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
+   */
+  decodeRowsByGraph = graphRowsFromEnv();
   /** the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts); tests lower it to force many slices */
   wgmmaSliceBytes = WG_SLICE_BYTES;
   private readonly mmaGemmFits: boolean;
