@@ -44,11 +44,6 @@ __device__ __forceinline__ uint4 q4r_ld_stream(const uint4* p) {
   return v;
 }
 
-__device__ __forceinline__ uint32_t q4r_pack(float lo, float hi) {
-  const half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
 // One unit (4 packed rows = 32 values of k, inside one group) of a lane's 4 slabs.
 struct Q4rUnit {
   uint4 w[4];      // packed row t of slab i: columns c0..c0+3
@@ -162,7 +157,7 @@ __device__ __forceinline__ void gemv_q4_rows_body(float* __restrict__ y, const f
         }
       }
       *reinterpret_cast<uint4*>(xs + (size_t)j * XST + p * 8) =
-          make_uint4(q4r_pack(v[0], v[4]), q4r_pack(v[1], v[5]), q4r_pack(v[2], v[6]), q4r_pack(v[3], v[7]));
+          make_uint4(pack_half2(v[0], v[4]), pack_half2(v[1], v[5]), pack_half2(v[2], v[6]), pack_half2(v[3], v[7]));
     }
   }
   __syncthreads();
