@@ -6,6 +6,7 @@
 import type { CuStream, DevicePtr, Driver } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
 import type { KernelModule } from './module.js';
+import type { DeviceRows } from './batchOps.js';
 
 const THREADS = 1024; // as argmax_f32: up to 32768 logits a row in one round of loads
 
@@ -20,8 +21,7 @@ export interface ArgmaxRowsContext {
  * Ids of rows 0..rows-1 of `logits` ([rows ≥ rows, cols] f32), lowest id on ties. `out` is device
  * scratch for `rows` int32; the call waits for the stream (held work must have been flushed).
  */
-export function launchArgmaxRows(ctx: ArgmaxRowsContext, logits: { readonly ptr: DevicePtr; readonly rows: number; readonly cols: number },
-  rows: number, out: DevicePtr): Int32Array {
+export function launchArgmaxRows(ctx: ArgmaxRowsContext, logits: DeviceRows, rows: number, out: DevicePtr): Int32Array {
   if (!Number.isInteger(rows) || rows < 0 || rows > logits.rows) throw new RangeError(`argmaxRows: ${rows} rows of [${logits.rows}, ${logits.cols}]`);
   const ids = new Int32Array(rows);
   if (rows === 0) return ids; // a grid of 0 blocks is an invalid launch

@@ -58,10 +58,10 @@ export type PrefillKernels = 'wgmma' | 'mma' | 'old';
 /** the default where $QLLAMA_CUDA_PREFILL is not set */
 export const DEFAULT_PREFILL: PrefillKernels = 'wgmma';
 
-/** $QLLAMA_CUDA_SMALL_BATCH_ROWS (0 turns gemv_q4_rows off), else SMALL_BATCH_MAX_ROWS */
-function smallBatchFromEnv(): number {
-  const v = Number(process.env.QLLAMA_CUDA_SMALL_BATCH_ROWS);
-  return process.env.QLLAMA_CUDA_SMALL_BATCH_ROWS !== undefined && Number.isInteger(v) && v >= 0 ? v : SMALL_BATCH_MAX_ROWS;
+/** $name as an integer ≥ min, else `fallback` (unset or not such an integer) */
+function intFromEnv(name: string, min: number, fallback: number): number {
+  const v = Number(process.env[name]);
+  return process.env[name] !== undefined && Number.isInteger(v) && v >= min ? v : fallback;
 }
 
 /**
@@ -70,11 +70,6 @@ function smallBatchFromEnv(): number {
  * in one eager batched pass, three rows 384.7 against 381.7 (a tie), four rows batched 505.1.
  */
 export const DECODE_ROWS_BY_GRAPH = 2;
-
-function graphRowsFromEnv(): number {
-  const v = Number(process.env.QLLAMA_CUDA_GRAPH_ROWS);
-  return process.env.QLLAMA_CUDA_GRAPH_ROWS !== undefined && Number.isInteger(v) && v >= 1 ? v : DECODE_ROWS_BY_GRAPH;
-}
 
 function prefillFromEnv(): PrefillKernels {
   const v = process.env.QLLAMA_CUDA_PREFILL;
@@ -121,7 +116,7 @@ export class CudaBackend implements Backend {
    * Most rows of a q4 linear that take the batched-decode kernel gemv_q4_rows (2..this; 0: none;
    * $QLLAMA_CUDA_SMALL_BATCH_ROWS, default SMALL_BATCH_MAX_ROWS). Benchmarks switch it to compare with the GEMM.
    */
-  smallBatchMaxRows = smallBatchFromEnv();
+  smallBatchMaxRows = intFromEnv('QLLAMA_CUDA_SMALL_BATCH_ROWS', 0, SMALL_BATCH_MAX_ROWS);
   /** the batched decode ops (batchOps.ts) */
   private readonly batchOps: BatchOps;
   /**
@@ -136,7 +131,7 @@ export class CudaBackend implements Backend {
    * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
    */
-  decodeRowsByGraph = graphRowsFromEnv();
+  decodeRowsByGraph = intFromEnv('QLLAMA_CUDA_GRAPH_ROWS', 1, DECODE_ROWS_BY_GRAPH);
   /** the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts); tests lower it to force many slices */
   wgmmaSliceBytes = WG_SLICE_BYTES;
   private readonly mmaGemmFits: boolean;
@@ -268,6 +263,9 @@ export class CudaBackend implements Backend {
   }
 
   // --- ops -------------------------------------------------------------------------------
+  // Every op that writes an activation other than through a linear calls promptOps.copies.forget() first
+  // (linear and linearAdd call copies.wrote with their output): the fp16 copies the prompt GEMMs reuse
+  // (halfCopies.ts) must never outlive a write to their source.
   embed(out: Activation, table: EmbeddingWeight, ids: Int32Array): void {
     this.batch.flush();
     this.promptOps.copies.forget();
