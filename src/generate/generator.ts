@@ -199,7 +199,8 @@ export async function generateAll(
   }
 }
 
-function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
+/** How many leading ids a and b share (the part of a cached KV prefix a new prompt can reuse). */
+export function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   while (i < n && a[i] === b[i]) i++;

@@ -1,11 +1,11 @@
 import type { DeviceSampling } from '../backends/backend.js';
-import type { CausalLm } from './causalLm.js';
 import { argmaxRow } from '../backends/cpu/kernels/argmax.js';
 
 /**
  * Continuous batching at the model level: a model with several sequence slots (each its own KV
- * cache) decodes one token of several slots in one forward pass (`decodeBatch`), and each slot can
- * be driven alone through a `CausalLm` view, so generation code needs no change.
+ * cache) decodes one token of several slots in one step (`decodeBatch`: one batched pass, or a few
+ * slots' graphs in turn where the backend has graphs), and each slot can
+ * be driven alone (the `slot` argument of forward / forwardArgmax / forwardSample).
  */
 
 /** What a batched row hands back: the logits row, its argmax, or a draw (see `RowResult`). */
@@ -47,29 +47,6 @@ export interface BatchedLm {
   forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling, slot?: number): Promise<number | Float32Array>;
   /** One forward over all rows (distinct slots); results in row order. */
   decodeBatch(rows: readonly DecodeRow[]): Promise<RowResult[]>;
-}
-
-/** The sequence in `slot` of a batched model, seen as a single-sequence model. */
-export class SlotView implements CausalLm {
-  constructor(
-    private readonly model: BatchedLm,
-    readonly slot: number,
-  ) {}
-
-  get vocabSize(): number { return this.model.vocabSize; }
-  get contextLength(): number { return this.model.contextLength; }
-
-  forward(tokens: readonly number[], startPos: number): Promise<Float32Array> {
-    return this.model.forward(tokens, startPos, this.slot);
-  }
-
-  forwardArgmax(tokens: readonly number[], startPos: number): Promise<number> {
-    return this.model.forwardArgmax(tokens, startPos, this.slot);
-  }
-
-  forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling): Promise<number | Float32Array> {
-    return this.model.forwardSample(tokens, startPos, sampling, this.slot);
-  }
 }
 
 /**

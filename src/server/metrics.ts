@@ -25,7 +25,7 @@ export class ServerMetrics {
     collect: () => { this.batchSize.set(this.batchSource()?.lastBatchSize ?? 0); },
   });
   readonly decodeSteps = new Counter({
-    name: 'qllama_decode_steps_total', help: 'Batched decode steps (one forward pass each) run by the loaded model', registers: [this.registry],
+    name: 'qllama_decode_steps_total', help: 'Batched decode steps (one token for each running sequence) run by the loaded model', registers: [this.registry],
     collect: () => { setCounter(this.decodeSteps, this.batchSource()?.steps ?? 0); },
   });
   readonly decodeRows = new Counter({

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DeviceSampling } from '../../src/backends/backend.js';
 import type { BatchedLm, DecodeRow, RowResult } from '../../src/model/batch.js';
+import type { CausalLm } from '../../src/model/causalLm.js';
 
 /** Token id the fake model refuses in a prompt, synchronously (a model bug must fail its run only). */
 export const POISON = 99;
@@ -48,5 +49,28 @@ export class FakeBatchedLm implements BatchedLm {
       this.steps.push([...rows]);
       return rows.map((r) => r.token + r.slot);
     });
+  }
+}
+
+/** The sequence in `slot` of a batched model, seen as a single-sequence model. */
+export class SlotView implements CausalLm {
+  constructor(
+    private readonly model: BatchedLm,
+    readonly slot: number,
+  ) {}
+
+  get vocabSize(): number { return this.model.vocabSize; }
+  get contextLength(): number { return this.model.contextLength; }
+
+  forward(tokens: readonly number[], startPos: number): Promise<Float32Array> {
+    return this.model.forward(tokens, startPos, this.slot);
+  }
+
+  forwardArgmax(tokens: readonly number[], startPos: number): Promise<number> {
+    return this.model.forwardArgmax(tokens, startPos, this.slot);
+  }
+
+  forwardSample(tokens: readonly number[], startPos: number, sampling: DeviceSampling): Promise<number | Float32Array> {
+    return this.model.forwardSample(tokens, startPos, sampling, this.slot);
   }
 }

@@ -22,7 +22,7 @@ export const serveCommand = defineCommand({
     backend: { type: 'string', value: 'auto|cpu|cuda', description: 'compute backend', default: 'auto' },
     ctx: { type: 'string', value: 'N', description: 'context length (default: the model\'s max_position_embeddings)' },
     template: { type: 'string', value: 'name', description: 'chat template for --model (default: picked from the model)' },
-    'max-concurrency': { type: 'string', value: 'N', description: 'generations at once; above 1 they are batched: each decode step is one forward pass over every running sequence, and each sequence holds its own KV cache, so KV memory grows N-fold', default: '1' },
+    'max-concurrency': { type: 'string', value: 'N', description: 'generations at once; above 1 they are batched: each decode step feeds every running sequence its next token at once (one batched pass; on CUDA up to 2 sequences replay their captured graphs in turn), and each sequence holds its own KV cache, so KV memory grows N-fold', default: '1' },
     'max-queue': { type: 'string', value: 'N', description: 'requests that may wait; more get 429', default: '32' },
     'max-body': { type: 'string', value: 'bytes', description: 'largest request body', default: '1048576' },
   },

@@ -1,7 +1,7 @@
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import type { DeviceSampling } from '../../backends/backend.js';
 import type { TemplateChoice } from '../../chat/templateSelect.js';
-import { generate, type GeneratedToken, type GenerationRequest, type GenerationResult, type KvCacheState } from '../../generate/generator.js';
+import { commonPrefixLength, generate, type GeneratedToken, type GenerationRequest, type GenerationResult, type KvCacheState } from '../../generate/generator.js';
 import type { TextCodec } from '../../generate/textCodec.js';
 import type { BatchedLm } from '../../model/batch.js';
 import type { CausalLm } from '../../model/causalLm.js';
@@ -20,7 +20,8 @@ export interface BatchedModel {
 /**
  * Continuous batching: a LoadedModel with N sequence slots behind the engine seam. Each run holds a
  * slot (its own KV cache) while it lasts; its single-token decodes go to the shared StepLoop, which
- * runs the next token of every active run as one forward pass, so runs join and leave between
+ * runs the next token of every active run as one decode step (one batched pass, or for 1–2 runs on
+ * CUDA each run's captured graph in turn: LlamaModel.decodeBatch), so runs join and leave between
  * steps. Prompt prefills run on their slot between steps, a chunk per loop turn, so a long prompt
  * delays the others' next tokens by one chunk, not by the whole prompt. Everything a run does per
  * sequence (sampling, penalties, stop strings, abort) is `generate`'s, unchanged, on a per-slot
@@ -177,11 +178,4 @@ class LoopSlot implements CausalLm {
 function asLogits(r: number | Float32Array): Float32Array {
   if (typeof r === 'number') throw new Error('decodeBatch answered a logits row with an id');
   return r;
-}
-
-function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a[i] === b[i]) i++;
-  return i;
 }
