@@ -3,7 +3,8 @@ import { Op } from './fast/jobs.js';
 import { defaultThreads, kernelModule, WasmEngine } from './fast/engine.js';
 import { MAX_GEMVQ_ROWS } from './fast/gemvqRows.js';
 import { quantizeRow } from './fast/int8Activations.js';
-import { fieldInput, type QuantBits } from './fast/kernels.js';
+import { fieldInput } from './fast/kernels.js';
+import { perBits } from './fast/perBits.js';
 import { repackDense, repackGptq, type FastDense, type FastGptq } from './fast/repack.js';
 import { act, CpuActivation, PlainCpuBackend } from './plainBackend.js';
 
@@ -24,18 +25,6 @@ export interface CpuBackendOptions {
 
 /** Below this many multiply-adds a linear layer runs on the calling thread alone. */
 const PARALLEL_MACS = 1 << 19;
-/** `make(bits)`, computed once per bit width. */
-function perBits<T>(make: (bits: QuantBits) => T): (bits: QuantBits) => T {
-  const cache = new Map<QuantBits, T>();
-  return (bits) => {
-    let v = cache.get(bits);
-    if (v === undefined) {
-      v = make(bits);
-      cache.set(bits, v);
-    }
-    return v;
-  };
-}
 
 /** 2^(−bits·j) for j < 32/bits */
 const gemvScales = perBits((bits) => Float32Array.from({ length: 32 / bits }, (_, j) => 2 ** (-bits * j)));

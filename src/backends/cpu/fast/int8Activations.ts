@@ -1,16 +1,9 @@
-import { XMUL, XSCALE, type QuantBits } from './kernels.js';
+import { XMUL, XSCALE } from './kernels.js';
+import { perBits } from './perBits.js';
 import type { FastGptq } from './repack.js';
 
 /** XMUL per input of a chunk of 32/bits inputs (input 2m+e → XMUL[m]), per bit width */
-const FIELD_MUL = new Map<QuantBits, Int32Array>();
-function fieldMul(bits: QuantBits): Int32Array {
-  let m = FIELD_MUL.get(bits);
-  if (!m) {
-    m = Int32Array.from({ length: 32 / bits }, (_, i) => XMUL[bits][i >> 1]);
-    FIELD_MUL.set(bits, m);
-  }
-  return m;
-}
+const fieldMul = perBits((bits) => Int32Array.from({ length: 32 / bits }, (_, i) => XMUL[bits][i >> 1]));
 
 /**
  * Row `t` of `rows` for the int8 GEMV kernels: x quantized per block of `xBlock` inputs to
