@@ -99,6 +99,14 @@ function offset(p: DevicePtr, bytes: number): DevicePtr {
   return (p + BigInt(bytes)) as DevicePtr;
 }
 
+/** The GEMM's tensor maps: xh [rows, K] (box 128 × 64) and the scratch's first `wrows` W rows (box 256 × 64; the full slice's map made once). */
+function tensorMaps(cu: Driver, plan: WgmmaPlan, xh: DevicePtr, K: number, rows: number): { readonly a: Buffer; readonly b: (wrows: number) => Buffer } {
+  const map = (base: DevicePtr, outer: number, boxOuter: number): Buffer =>
+    cu.encodeTensorMap2d({ base, inner: K, outer, rowBytes: K * 2, boxInner: WG_BK, boxOuter, swizzle: TensorMapSwizzle.B128 });
+  const a = map(xh, rows, WG_BM), full = map(plan.scratch, plan.cols, WG_BN);
+  return { a, b: (wrows) => (wrows === plan.cols ? full : map(plan.scratch, wrows, WG_BN)) };
+}
+
 /**
  * y [rows, N] f32 (+)= xh [rows, K] fp16 · Wᵀ, slice by slice (xh: x_to_half's copy of x, already launched).
  * Needs K % 64 == 0, N % 8 == 0, groupSize % 32 == 0 (launchLinear's branch checks them).
@@ -106,10 +114,7 @@ function offset(p: DevicePtr, bytes: number): DevicePtr {
 export function launchWgmmaSlices(cu: Driver, kernels: KernelModule, plan: WgmmaPlan, w: CudaGptq, y: DevicePtr, xh: DevicePtr,
   rows: number, accumulate: boolean): void {
   const K = w.inFeatures, N = w.outFeatures, gs = w.groupSize;
-  const tmA = cu.encodeTensorMap2d({ base: xh, inner: K, outer: rows, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BM, swizzle: TensorMapSwizzle.B128 });
-  const tmB = (ns: number): Buffer => cu.encodeTensorMap2d({ base: plan.scratch, inner: K, outer: ns, rowBytes: K * 2, boxInner: WG_BK,
-    boxOuter: WG_BN, swizzle: TensorMapSwizzle.B128 });
-  const tmFull = tmB(plan.cols); // every slice but a narrower last one
+  const tm = tensorMaps(cu, plan, xh, K, rows);
   for (let n0 = 0; n0 < N; n0 += plan.cols) {
     const ns = Math.min(plan.cols, N - n0);
     dequantSlice(kernels, plan.scratch, w, n0, ns, 0, 0);
@@ -117,7 +122,7 @@ export function launchWgmmaSlices(cu: Driver, kernels: KernelModule, plan: Wgmma
     // a lone small partial wave is split along K so that every SM takes a share of it
     const split = plan.tileFlags !== null && wgmmaStreamK(tiles, plan.smCount);
     kernels.launch('gemm_wgmma_256', { x: split ? plan.smCount : Math.min(tiles, plan.smCount) }, { x: 384 },
-      [ptr(offset(y, n0 * 4)), i32(rows), i32(ns), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(gs), tmA, ns === plan.cols ? tmFull : tmB(ns),
+      [ptr(offset(y, n0 * 4)), i32(rows), i32(ns), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(gs), tm.a, tm.b(ns),
         ptr(split ? plan.tileFlags : null), ptr(null), i32(0)],
       GEMM_WGMMA_SHARED);
   }
@@ -143,18 +148,15 @@ export const GATE_UP_PAIR = WG_BN / 2;
 export function launchWgmmaGateUp(cu: Driver, kernels: KernelModule, plan: WgmmaPlan, gate: CudaGptq, up: CudaGptq, y: DevicePtr,
   yh: DevicePtr, xh: DevicePtr, rows: number): void {
   const K = gate.inFeatures, N = gate.outFeatures;
-  const tmA = cu.encodeTensorMap2d({ base: xh, inner: K, outer: rows, rowBytes: K * 2, boxInner: WG_BK, boxOuter: WG_BM, swizzle: TensorMapSwizzle.B128 });
-  const tmB = (wrows: number): Buffer => cu.encodeTensorMap2d({ base: plan.scratch, inner: K, outer: wrows, rowBytes: K * 2, boxInner: WG_BK,
-    boxOuter: WG_BN, swizzle: TensorMapSwizzle.B128 });
+  const tm = tensorMaps(cu, plan, xh, K, rows);
   const outs = plan.cols / 2; // outputs per slice (plan.cols: W rows, a multiple of WG_BN unless one slice takes all)
-  const tmFull = tmB(plan.cols);
   for (let n0 = 0; n0 < N; n0 += outs) {
     const ns = Math.min(outs, N - n0);
     dequantSlice(kernels, plan.scratch, gate, n0, ns, GATE_UP_PAIR, 0);
     dequantSlice(kernels, plan.scratch, up, n0, ns, GATE_UP_PAIR, GATE_UP_PAIR);
     const tiles = Math.ceil(rows / WG_BM) * Math.ceil((2 * ns) / WG_BN);
     kernels.launch('gemm_wgmma_256', { x: Math.min(tiles, plan.smCount) }, { x: 384 },
-      [ptr(offset(y, n0 * 4)), i32(rows), i32(2 * ns), i32(N), i32(K), i32(0), i32(gate.groupSize), tmA, 2 * ns === plan.cols ? tmFull : tmB(2 * ns),
+      [ptr(offset(y, n0 * 4)), i32(rows), i32(2 * ns), i32(N), i32(K), i32(0), i32(gate.groupSize), tm.a, tm.b(2 * ns),
         ptr(null), ptr(offset(yh, n0 * 2)), i32(1)],
       GEMM_WGMMA_SHARED);
   }
