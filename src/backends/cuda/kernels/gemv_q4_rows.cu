@@ -216,3 +216,245 @@ __device__ __forceinline__ void gemv_q4_rows_body(float* __restrict__ y, const f
   }
 GEMV_Q4_ROWS(1, 4)
 GEMV_Q4_ROWS(2, 3)
+
+// ---- gemv_q4_rr<NT>: the same product through a cp.async ring, with exact integer weights ----------------
+// Why a second kernel: gemv_q4_rows above reaches 9–27% of the read ceiling (H200, 13B shapes) because
+//  (1) each warp has at most two units (4 KB) of weights in flight, in registers, and
+//  (2) it spends ~20 instructions per packed word: per pair shift, mask, subtract the zero, multiply the
+//      scale, and per column it rebuilds the zero and scale halves.
+// Here
+//  (1) each warp streams its units through a private ring of Q4RR_STAGES slots in shared memory
+//      (cp.async, 16 bytes per lane and slab; a lane reads back only what it copied itself, so a
+//      per-thread cp.async.wait_group is the only synchronization): 7 units (14 KB) in flight per warp;
+//  (2) the A operand is q itself, exact in fp16 (q ≤ 15), unpacked with one mask-or per pair (1024 + q
+//      and 1024 + 16q, as Marlin does) and one subtract or fma: 9 instructions per packed word. The zero
+//      and the scale are constant over a GPTQ group, so a group's products go into separate
+//      accumulators and join the result once per group:
+//        y[j, n] += s[g, n] · (Σ_k q[k, n] · x[j, k] − z[g, n] · Σ_k x[j, k])
+//      with Σ_k x (of the fp16 values the mma multiplies) staged per 32 values beside x. The products
+//      q · x are exact in f32, so this is more accurate than dequantizing to fp16 first.
+// Each warp takes a contiguous quarter of the block's units (so a group's units are consecutive and its
+// scales and zeros are loaded once, at the group's first unit, and used at its last).
+// Dynamic shared memory (the host sizes it, smallBatchLinear.ts): the ring, [4 warps][STAGES][4 slabs]
+// [32 lanes] uint4 (reused for the block reduction at the end); x as fp16 [R][kPerBlock + Q4R_PAD]; and
+// Σ x per unit, f32 [R][kPerBlock / 32].
+#define Q4RR_STAGES 8
+
+// packed word → the pairs P_j = (q_j, q_{j+4}), j = 0..3, as exact fp16 values (the order q4r_mul uses)
+__device__ __forceinline__ void q4rr_unpack(uint32_t w, uint32_t (&P)[4]) {
+  const half2 k1024 = u32_as_half2(0x64006400u), k16th = u32_as_half2(0x2C002C00u), km64 = u32_as_half2(0xD400D400u);
+  const uint32_t w8 = w >> 8;
+  const half2 p0 = __hsub2(u32_as_half2((w & 0x000F000Fu) | 0x64006400u), k1024);            // 1024 + q − 1024
+  const half2 p1 = __hfma2(u32_as_half2((w & 0x00F000F0u) | 0x64006400u), k16th, km64);      // (1024 + 16q) / 16 − 64
+  const half2 p2 = __hsub2(u32_as_half2((w8 & 0x000F000Fu) | 0x64006400u), k1024);
+  const half2 p3 = __hfma2(u32_as_half2((w8 & 0x00F000F0u) | 0x64006400u), k16th, km64);
+  P[0] = *reinterpret_cast<const uint32_t*>(&p0);
+  P[1] = *reinterpret_cast<const uint32_t*>(&p1);
+  P[2] = *reinterpret_cast<const uint32_t*>(&p2);
+  P[3] = *reinterpret_cast<const uint32_t*>(&p3);
+}
+
+template <int NT>
+__device__ __forceinline__ void gemv_q4_rr_body(float* __restrict__ y, const float* __restrict__ x, int rows, int N, int K,
+                                                const uint32_t* __restrict__ qw, const __half* __restrict__ scales,
+                                                const uint32_t* __restrict__ qz, const int* __restrict__ perm, int gs,
+                                                int kPerBlock) {
+  constexpr int R = 8 * NT;
+  constexpr int SLOT = 4 * 32;  // uint4 per warp and stage
+  extern __shared__ __align__(16) unsigned char q4rr_smem[];
+  const int xst = kPerBlock + Q4R_PAD;  // staged x row stride in halves
+  const int xus = kPerBlock >> 5;       // Σ x row stride (units)
+  uint4* ring = reinterpret_cast<uint4*>(q4rr_smem);
+  __half* xs = reinterpret_cast<__half*>(q4rr_smem + Q4R_WARPS * Q4RR_STAGES * SLOT * 16);
+  float* xu = reinterpret_cast<float*>(xs + (size_t)R * xst);
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int col0 = blockIdx.x * 128;
+  const int colLane = col0 + 4 * gid;
+  const int kb0 = blockIdx.y * kPerBlock;
+  const int kb1 = min(K, kb0 + kPerBlock);
+  const int units = (kb1 - kb0) >> 5;
+  const int rows8 = (kb1 - kb0) >> 3;
+  const int upw = (units + Q4R_WARPS - 1) / Q4R_WARPS;
+  const int uw0 = min(units, warp * upw), uw1 = min(units, uw0 + upw);
+  uint4* myRing = ring + warp * Q4RR_STAGES * SLOT + lane;
+
+  // unit u's packed row tig, 4 slabs of 4 columns, into slot u % STAGES; one commit group per unit,
+  // empty past the warp's range, so wait_group counts stay uniform
+  auto issue = [&](int u) {
+    if (u < uw1) {
+      const size_t prow = (size_t)((kb0 + u * 32) >> 3) + tig;
+      uint4* slot = myRing + (u % Q4RR_STAGES) * SLOT;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int n = colLane + 32 * i;
+        const bool ok = n < N;
+        mma_cp16(slot + 32 * i, qw + prow * N + (ok ? n : 0), ok ? 16 : 0);  // columns past N: zeros
+      }
+    }
+    mma_cp_commit();
+  };
+#pragma unroll
+  for (int s = 0; s < Q4RR_STAGES - 1; ++s) issue(uw0 + s);
+
+  // x rows as fp16 in the pair order (as gemv_q4_rows), and Σ per 32 values of what was stored. Every
+  // thread runs the same iterations (the sums are warp shuffles over the 4 lanes of one unit; rows8 is a
+  // multiple of 4, so those lanes are all live or all idle).
+  for (int base = 0; base < rows8; base += 128) {
+    const int p = base + t;
+    const bool live = p < rows8;
+    const int k = kb0 + p * 8;
+    int idx[8];
+    if (perm && live) {
+      const int4 i0 = __ldg(reinterpret_cast<const int4*>(perm + k)), i1 = __ldg(reinterpret_cast<const int4*>(perm + k + 4));
+      idx[0] = i0.x; idx[1] = i0.y; idx[2] = i0.z; idx[3] = i0.w;
+      idx[4] = i1.x; idx[5] = i1.y; idx[6] = i1.z; idx[7] = i1.w;
+    }
+#pragma unroll 2
+    for (int j = 0; j < R; ++j) {
+      float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      if (live && j < rows) {
+        const float* xr = x + (size_t)j * K;
+        if (perm) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) v[e] = xr[idx[e]];
+        } else {
+          const float4 a = *reinterpret_cast<const float4*>(xr + k), b = *reinterpret_cast<const float4*>(xr + k + 4);
+          v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+          v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+        }
+      }
+      const uint4 h = make_uint4(pack_half2(v[0], v[4]), pack_half2(v[1], v[5]), pack_half2(v[2], v[6]), pack_half2(v[3], v[7]));
+      const float2 f0 = __half22float2(u32_as_half2(h.x)), f1 = __half22float2(u32_as_half2(h.y));
+      const float2 f2 = __half22float2(u32_as_half2(h.z)), f3 = __half22float2(u32_as_half2(h.w));
+      float sum = ((f0.x + f0.y) + (f1.x + f1.y)) + ((f2.x + f2.y) + (f3.x + f3.y));
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      if (live) {
+        *reinterpret_cast<uint4*>(xs + (size_t)j * xst + p * 8) = h;
+        if ((p & 3) == 0) xu[j * xus + (p >> 2)] = sum;
+      }
+    }
+  }
+  __syncthreads();
+
+  float acc[4][2][NT][4], part[4][2][NT][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int T = 0; T < 2; ++T)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[i][T][nt][r] = part[i][T][nt][r] = 0.f;
+  uint2 sc[4] = {};       // the group's scales of the lane's 4 columns, per slab
+  uint32_t zw[4] = {};    // the group's zeros word, shifted so column colLane + 32i is the low nibble
+  int seg = uw0;          // first unit of the group segment in progress
+  const __half* xlane = xs + (size_t)gid * xst + tig * 8;  // + unit · 32: packed row tig of the unit, batch row gid
+  for (int u = uw0; u < uw1; ++u) {
+    mma_cp_wait<Q4RR_STAGES - 2>();  // this lane's copies of unit u have landed
+    issue(u + Q4RR_STAGES - 1);      // into the slot unit u − 1 used
+    const int k = kb0 + u * 32;
+    if (u == seg) {  // the group's scales and zeros, needed at its end
+      const int g = k / gs;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int n = colLane + 32 * i;
+        sc[i] = n < N ? __ldg(reinterpret_cast<const uint2*>(scales + (size_t)g * N + n)) : make_uint2(0, 0);
+        zw[i] = n < N ? __ldg(qz + (size_t)g * (N >> 3) + (n >> 3)) >> ((n & 7) * 4) : 0u;
+      }
+    }
+    uint4 xv[NT];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) xv[nt] = *reinterpret_cast<const uint4*>(xlane + (size_t)nt * 8 * xst + u * 32);
+    const uint4* slot = myRing + (u % Q4RR_STAGES) * SLOT;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint4 wv = slot[32 * i];
+      uint32_t P[4][4];
+      q4rr_unpack(wv.x, P[0]);
+      q4rr_unpack(wv.y, P[1]);
+      q4rr_unpack(wv.z, P[2]);
+      q4rr_unpack(wv.w, P[3]);
+#pragma unroll
+      for (int T = 0; T < 2; ++T)
+#pragma unroll
+        for (int m = 0; m < 2; ++m) {
+          const uint32_t a[4] = {P[2 * T][2 * m], P[2 * T + 1][2 * m], P[2 * T][2 * m + 1], P[2 * T + 1][2 * m + 1]};
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) mma_16816(part[i][T][nt], a, m == 0 ? xv[nt].x : xv[nt].z, m == 0 ? xv[nt].y : xv[nt].w);
+        }
+    }
+    if (u + 1 == uw1 || (k + 32) % gs == 0) {  // the segment's last unit: scale, zero, into acc
+      float xsum[NT][2];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float* xr = xu + (nt * 8 + 2 * tig + h) * xus;
+          float sum = 0.f;
+          for (int v = seg; v <= u; ++v) sum += xr[v];
+          xsum[nt][h] = sum;
+        }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 s01 = __half22float2(u32_as_half2(sc[i].x)), s23 = __half22float2(u32_as_half2(sc[i].y));
+        const float sf[4] = {s01.x, s01.y, s23.x, s23.y};
+        float zf[4];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) zf[c] = (float)(((zw[i] >> (4 * c)) & 15u) + 1u);
+#pragma unroll
+        for (int T = 0; T < 2; ++T)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            // C fragment: r = 0, 1 → column c0 + 2T, batch rows 2t, 2t + 1; r = 2, 3 → column c0 + 2T + 1
+            float* pa = part[i][T][nt];
+            float* ac = acc[i][T][nt];
+            ac[0] = fmaf(sf[2 * T], fmaf(-zf[2 * T], xsum[nt][0], pa[0]), ac[0]);
+            ac[1] = fmaf(sf[2 * T], fmaf(-zf[2 * T], xsum[nt][1], pa[1]), ac[1]);
+            ac[2] = fmaf(sf[2 * T + 1], fmaf(-zf[2 * T + 1], xsum[nt][0], pa[2]), ac[2]);
+            ac[3] = fmaf(sf[2 * T + 1], fmaf(-zf[2 * T + 1], xsum[nt][1], pa[3]), ac[3]);
+            pa[0] = pa[1] = pa[2] = pa[3] = 0.f;
+          }
+      }
+      seg = u + 1;
+    }
+  }
+  mma_cp_wait<0>();
+  __syncthreads();
+
+  // the 4 warps' sums meet in shared memory (the ring's space), one warp after another, as gemv_q4_rows does
+  float (*red)[128] = reinterpret_cast<float (*)[128]>(q4rr_smem);
+#pragma unroll 1
+  for (int w = 0; w < Q4R_WARPS; ++w) {
+    if (warp == w) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int T = 0; T < 2; ++T)
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            const int c = 32 * i + 4 * gid + 2 * T, b = nt * 8 + 2 * tig;
+            const float* a = acc[i][T][nt];
+            if (w == 0) {
+              red[b][c] = a[0]; red[b + 1][c] = a[1]; red[b][c + 1] = a[2]; red[b + 1][c + 1] = a[3];
+            } else {
+              red[b][c] += a[0]; red[b + 1][c] += a[1]; red[b][c + 1] += a[2]; red[b + 1][c + 1] += a[3];
+            }
+          }
+    }
+    __syncthreads();
+  }
+  const int n = col0 + t;
+  if (n < N)
+    for (int j = 0; j < rows; ++j) atomicAdd(y + (size_t)j * N + n, red[j][t]);
+}
+
+#define GEMV_Q4_RR(NT)                                                                                          \
+  extern "C" __global__ void __launch_bounds__(128, 2) gemv_q4_rr##NT(                                          \
+      float* y, const float* x, int rows, int N, int K, const uint32_t* qw, const __half* scales,               \
+      const uint32_t* qz, const int* perm, int gs, int kPerBlock) {                                             \
+    gemv_q4_rr_body<NT>(y, x, rows, N, K, qw, scales, qz, perm, gs, kPerBlock);                                \
+  }
+GEMV_Q4_RR(1)
+GEMV_Q4_RR(2)
