@@ -238,9 +238,7 @@ GEMV_Q4_ROWS(2, 3)
 // Dynamic shared memory (the host sizes it, smallBatchLinear.ts): the ring, [4 warps][STAGES][4 slabs]
 // [32 lanes] uint4 (reused for the block reduction at the end); x as fp16 [R][kPerBlock + Q4R_PAD]; and
 // Σ x per unit, f32 [R][kPerBlock / 32].
-#ifndef Q4RR_STAGES
 #define Q4RR_STAGES 8
-#endif
 
 // packed word → the pairs P_j = (q_j, q_{j+4}), j = 0..3, as exact fp16 values (the order q4r_mul uses)
 __device__ __forceinline__ void q4rr_unpack(uint32_t w, uint32_t (&P)[4]) {
@@ -256,9 +254,7 @@ __device__ __forceinline__ void q4rr_unpack(uint32_t w, uint32_t (&P)[4]) {
   P[3] = *reinterpret_cast<const uint32_t*>(&p3);
 }
 
-// MATH = false (the lab's loads-only variant, bench/lab/rowsLab.cu): the ring is filled and read as usual,
-// the words only folded into one accumulator, so the lab sees what the memory pipeline alone allows.
-template <int NT, bool MATH = true>
+template <int NT>
 __device__ __forceinline__ void gemv_q4_rr_body(float* __restrict__ y, const float* __restrict__ x, int rows, int N, int K,
                                                 const uint32_t* __restrict__ qw, const __half* __restrict__ scales,
                                                 const uint32_t* __restrict__ qz, const int* __restrict__ perm, int gs,
@@ -301,20 +297,23 @@ __device__ __forceinline__ void gemv_q4_rr_body(float* __restrict__ y, const flo
 #pragma unroll
   for (int s = 0; s < Q4RR_STAGES - 1; ++s) issue(uw0 + s);
 
-  // x rows as fp16 in the pair order, gathered through perm for act-order, as gemv_q4_rows stages them
-  // (the 8 indices once for all rows; R × 8 independent loads per thread in flight)
-  for (int p = t; p < rows8; p += 128) {
+  // x rows as fp16 in the pair order (as gemv_q4_rows), and Σ per 32 values of what was stored. Every
+  // thread runs the same iterations (the sums are warp shuffles over the 4 lanes of one unit; rows8 is a
+  // multiple of 4, so those lanes are all live or all idle).
+  for (int base = 0; base < rows8; base += 128) {
+    const int p = base + t;
+    const bool live = p < rows8;
     const int k = kb0 + p * 8;
     int idx[8];
-    if (perm) {
+    if (perm && live) {
       const int4 i0 = __ldg(reinterpret_cast<const int4*>(perm + k)), i1 = __ldg(reinterpret_cast<const int4*>(perm + k + 4));
       idx[0] = i0.x; idx[1] = i0.y; idx[2] = i0.z; idx[3] = i0.w;
       idx[4] = i1.x; idx[5] = i1.y; idx[6] = i1.z; idx[7] = i1.w;
     }
-#pragma unroll 4
+#pragma unroll 2
     for (int j = 0; j < R; ++j) {
       float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-      if (j < rows) {
+      if (live && j < rows) {
         const float* xr = x + (size_t)j * K;
         if (perm) {
 #pragma unroll
@@ -325,24 +324,17 @@ __device__ __forceinline__ void gemv_q4_rr_body(float* __restrict__ y, const flo
           v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
         }
       }
-      *reinterpret_cast<uint4*>(xs + (size_t)j * xst + p * 8) =
-          make_uint4(pack_half2(v[0], v[4]), pack_half2(v[1], v[5]), pack_half2(v[2], v[6]), pack_half2(v[3], v[7]));
-    }
-  }
-  __syncthreads();
-  // Σ per 32 values of the staged fp16 x (what the mma multiplies), in a fixed order
-  for (int e = t; e < R * units; e += 128) {
-    const int j = e / units, v = e - j * units;
-    const uint4* src = reinterpret_cast<const uint4*>(xs + (size_t)j * xst + v * 32);
-    float sum = 0.f;
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const uint4 h = src[q];
+      const uint4 h = make_uint4(pack_half2(v[0], v[4]), pack_half2(v[1], v[5]), pack_half2(v[2], v[6]), pack_half2(v[3], v[7]));
       const float2 f0 = __half22float2(u32_as_half2(h.x)), f1 = __half22float2(u32_as_half2(h.y));
       const float2 f2 = __half22float2(u32_as_half2(h.z)), f3 = __half22float2(u32_as_half2(h.w));
-      sum += ((f0.x + f0.y) + (f1.x + f1.y)) + ((f2.x + f2.y) + (f3.x + f3.y));
+      float sum = ((f0.x + f0.y) + (f1.x + f1.y)) + ((f2.x + f2.y) + (f3.x + f3.y));
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      if (live) {
+        *reinterpret_cast<uint4*>(xs + (size_t)j * xst + p * 8) = h;
+        if ((p & 3) == 0) xu[j * xus + (p >> 2)] = sum;
+      }
     }
-    xu[j * xus + v] = sum;
   }
   __syncthreads();
 
@@ -376,15 +368,8 @@ __device__ __forceinline__ void gemv_q4_rr_body(float* __restrict__ y, const flo
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) xv[nt] = *reinterpret_cast<const uint4*>(xlane + (size_t)nt * 8 * xst + u * 32);
     const uint4* slot = myRing + (u % Q4RR_STAGES) * SLOT;
-    if (!MATH) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const uint4 wv = slot[32 * i];
-        part[0][0][0][0] += __uint_as_float((wv.x ^ wv.y ^ wv.z ^ wv.w) & 0x3FFFFFFFu);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < 4 && MATH; ++i) {
+    for (int i = 0; i < 4; ++i) {
       const uint4 wv = slot[32 * i];
       uint32_t P[4][4];
       q4rr_unpack(wv.x, P[0]);
