@@ -3,8 +3,8 @@
  * this machine's GPU: B = 1, 2, 4, 8, 16, 32 sequences decoding together through the model's
  * `decodeBatch` (one pass per step; the linears run with rows = B, attention and the KV writes per
  * row: ropeRows / writeKvRows / attentionRows), each sequence at its own context length.
- * Batched steps also run with the other small-batch kernel (gemv_q4_rows beside the default gemv_q4_rr,
- * rowsKernel), so the line shows what the ring kernel buys; up to decodeRowsByGraph rows, whose
+ * For B ≥ 2 the same steps also run with the small-batch kernel off (smallBatchMaxRows = 0: the
+ * 128-row-tile GEMM), so the line shows what gemv_q4_rows buys; up to decodeRowsByGraph rows, whose
  * steps replay each row's graph by default, also as one eager batched pass. Each figure is also given as a share
  * of the bandwidth ceiling (a read kernel over 2 GiB, measured in the same run): one step must read
  * the weights once plus every sequence's KV cache.
@@ -53,7 +53,6 @@ console.log(`${b.deviceName}: read ceiling ${ceilingGBs.toFixed(0)} GB/s`);
 // the linears alone at LLaMA-13B shapes (act-order q4 g128), rows = B: µs per call and share of the ceiling
 // (enough copies of each matrix that one round exceeds L2); events on the stream
 const [e0, e1] = [cu.createEvent(), cu.createEvent()];
-const defaultKernel = b.rowsKernel;
 const linears: Record<string, unknown>[] = [];
 for (const [name, K, N] of [['o', 5120, 5120], ['up', 5120, 13824], ['down', 13824, 5120]] as const) {
   const copies = 6;
@@ -63,21 +62,17 @@ for (const [name, K, N] of [['o', 5120, 5120], ['up', 5120, 13824], ['down', 138
   const bytes = (K * N) / 2 + (K / 128) * N * 2.5;
   // (rows = 1 is left out: eager one-row GEMVs wait in the GemvBatch and go out with host gaps; the model runs them as a graph)
   for (const B of BATCHES.filter((r) => r >= 2)) {
-    for (const kernel of ['ring', 'regs'] as const) {
-      b.rowsKernel = kernel;
-      const run = (): void => { for (const w of ws) b.linear(y, x, w, B); };
-      run();
-      b.synchronize();
-      cu.recordEvent(e0, b.stream);
-      for (let i = 0; i < 5; i++) run();
-      cu.recordEvent(e1, b.stream);
-      cu.synchronizeEvent(e1);
-      const us = (cu.elapsedMs(e0, e1) * 1000) / (5 * copies);
-      const of = bytes / (us * 1e-6) / 1e9 / ceilingGBs;
-      linears.push({ name, K, N, B, kernel, us: +us.toFixed(1), ofCeiling: +of.toFixed(3) });
-      console.log(`linear ${name} ${K}x${N} rows=${String(B).padStart(2)} ${kernel}: ${us.toFixed(1)} us (${(100 * of).toFixed(1)}% of the ceiling)`);
-    }
-    b.rowsKernel = defaultKernel;
+    const run = (): void => { for (const w of ws) b.linear(y, x, w, B); };
+    run();
+    b.synchronize();
+    cu.recordEvent(e0, b.stream);
+    for (let i = 0; i < 5; i++) run();
+    cu.recordEvent(e1, b.stream);
+    cu.synchronizeEvent(e1);
+    const us = (cu.elapsedMs(e0, e1) * 1000) / (5 * copies);
+    const of = bytes / (us * 1e-6) / 1e9 / ceilingGBs;
+    linears.push({ name, K, N, B, us: +us.toFixed(1), ofCeiling: +of.toFixed(3) });
+    console.log(`linear ${name} ${K}x${N} rows=${String(B).padStart(2)}: ${us.toFixed(1)} us (${(100 * of).toFixed(1)}% of the ceiling)`);
   }
 }
 
@@ -138,28 +133,27 @@ type Timed = { tokS: number; stepMs: number; ofCeiling: number };
 const rows: Record<string, unknown>[] = [];
 for (const B of BATCHES) {
   const fast = await timeBatch(B);
-  // the eager batched pass where the default replays per-row graphs (decodeRowsByGraph), and with the other
-  // small-batch kernel (gemv_q4_rows where the default is gemv_q4_rr)
-  let eager: Timed | null = null, other: Timed | null = null;
+  // the eager batched pass where the default replays per-row graphs (decodeRowsByGraph), and with the GEMM
+  // instead of gemv_q4_rows
+  let eager: Timed | null = null, gemm: Timed | null = null;
   b.decodeRowsByGraph = 1;
   if (B >= 2 && B <= graphRows) eager = await timeBatch(B);
-  const otherKernel = defaultKernel === 'ring' ? 'regs' : 'ring';
-  if (B > graphRows && B <= defaultMax) {
-    b.rowsKernel = otherKernel;
-    other = await timeBatch(B);
-    b.rowsKernel = defaultKernel;
+  if (B >= 2 && B <= defaultMax) {
+    b.smallBatchMaxRows = 0;
+    gemm = await timeBatch(B);
+    b.smallBatchMaxRows = defaultMax;
   }
   b.decodeRowsByGraph = graphRows;
-  rows.push({ B, ...fast, eager, [otherKernel]: other });
+  rows.push({ B, ...fast, eager, gemm });
   const how = B <= graphRows ? ' (a graph replay per row)' : '';
   console.log(`B=${String(B).padStart(2)}: ${fast.tokS} tok/s aggregate${how} (${fast.stepMs} ms/step, ${(100 * fast.ofCeiling).toFixed(1)}% of the ceiling)` +
     (eager ? `; one eager batched pass: ${eager.tokS} tok/s` : '') +
-    (other ? `; with the ${otherKernel} kernel: ${other.tokS} tok/s` : ''));
+    (gemm ? `; the batched pass with the GEMM instead of gemv_q4_rows: ${gemm.tokS} tok/s` : ''));
 }
 const single = rows[0] as { tokS: number };
 const figures = {
   card: b.deviceName, date: new Date().toISOString().slice(0, 10), model: dir, weightsGB: +weightsGB.toFixed(2),
-  ceilingGBs: Math.round(ceilingGBs), linears, meanContext: MEAN_CTX, steps: STEPS, smallBatchMaxRows: defaultMax, rowsKernel: defaultKernel, decodeRowsByGraph: graphRows, batches: rows,
+  ceilingGBs: Math.round(ceilingGBs), linears, meanContext: MEAN_CTX, steps: STEPS, smallBatchMaxRows: defaultMax, decodeRowsByGraph: graphRows, batches: rows,
   speedupAt: Object.fromEntries(rows.map((r) => [String(r.B), +((r as { tokS: number }).tokS / single.tokS).toFixed(2)])),
 };
 model.dispose();

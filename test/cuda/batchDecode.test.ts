@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Activation, Backend, KvCache, LinearHost } from '../../src/backends/backend.js';
 import type { CudaLinear } from '../../src/backends/cuda/linearUpload.js';
-import { ringPlan, ringShared, ringSharedFits, SMALL_BATCH_MAX_ROWS, smallBatchFits, smallBatchKPerBlock } from '../../src/backends/cuda/smallBatchLinear.js';
+import { SMALL_BATCH_MAX_ROWS, smallBatchFits, smallBatchKPerBlock } from '../../src/backends/cuda/smallBatchLinear.js';
 import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
 
 const cpu = new CpuBackend({ int8Gemv: false });
@@ -39,24 +39,6 @@ test('gemv_q4_rows plan: K ranges are multiples of 128 that cover K and fit the 
       assert.ok(Math.ceil(K / per) * per >= K);
     }
   }
-});
-
-test('gemv_q4_rr plan: K ranges are multiples of 128 that cover K, and the shared memory fits the card (two blocks per SM where two fit)', () => {
-  const cards = [{ perBlock: 232448, perSm: 233472 }, { perBlock: 166912, perSm: 167936 }, { perBlock: 101376, perSm: 102400 }];
-  for (const limits of cards) {
-    assert.ok(ringSharedFits(limits));
-    for (const nt of [1, 2] as const) {
-      for (const [K, tiles, sms] of [[5120, 40, 132], [13824, 40, 132], [5120, 108, 132], [128, 1, 132], [2816, 8, 46], [640, 1000, 132]]) {
-        const { kPer, shared } = ringPlan(K, tiles, sms, nt, limits);
-        assert.equal(kPer % 128, 0, `K ${K}: ${kPer}`);
-        assert.ok(kPer >= 128 && Math.ceil(K / kPer) * kPer >= K);
-        assert.equal(shared, ringShared(nt, kPer));
-        assert.ok(shared <= limits.perBlock, `K ${K} nt ${nt}: ${shared} bytes`);
-        if (limits.perSm > 200000) assert.ok(2 * (shared + 1024) <= limits.perSm, `two blocks per SM: ${shared}`);
-      }
-    }
-  }
-  assert.equal(ringSharedFits({ perBlock: 48 * 1024, perSm: 64 * 1024 }), false);
 });
 
 test('ropeRows: row t rotated at positions[t], one table per step (an array reused and changed in place)', { skip: skipNoGpu }, () => {
@@ -149,7 +131,7 @@ function checkSmallBatch(name: string, w: LinearHost, rows: number): void {
   const g = gpu();
   const x = randn(rows * w.inFeatures), resid = randn(rows * w.outFeatures);
   const lw = g.uploadLinear(w);
-  assert.ok(smallBatchFits(lw as CudaLinear, rows, { maxRows: g.smallBatchMaxRows }), `${name}: rows ${rows} should take the small-batch kernel`);
+  assert.ok(smallBatchFits(lw as CudaLinear, rows, { maxRows: g.smallBatchMaxRows, smCount: g.smCount }), `${name}: rows ${rows} should take gemv_q4_rows`);
   const out = poisoned(g, rows, w.outFeatures);
   g.linear(out, input(g, rows, w.inFeatures, x), lw, rows);
   const acc: Activation = input(g, rows, w.outFeatures, resid);
@@ -158,34 +140,30 @@ function checkSmallBatch(name: string, w: LinearHost, rows: number): void {
   cpu.linear(co, input(cpu, rows, w.inFeatures, x), cpu.uploadLinear(w), rows);
   const want = cpu.readActivation(co);
   const err = normErr(g.readActivation(out), want);
-  assert.ok(err < HALF_TOL, `${name} rows=${rows} (${g.rowsKernel}): err ${err}`);
+  assert.ok(err < HALF_TOL, `${name} rows=${rows}: err ${err}`);
   const errAdd = normErr(g.readActivation(acc), Float32Array.from(want, (v, i) => v + resid[i]));
-  assert.ok(errAdd < HALF_TOL, `${name} linearAdd rows=${rows} (${g.rowsKernel}): err ${errAdd}`);
+  assert.ok(errAdd < HALF_TOL, `${name} linearAdd rows=${rows}: err ${errAdd}`);
 }
 
-test('linear: gemv_q4_rr and gemv_q4_rows for 2..16 rows (and 17..32 in launches of 16), group sizes 32..128, act-order, partial tiles', { skip: skipNoGpu }, () => {
+test('linear: gemv_q4_rows for 2..16 rows (and 17..32 in launches of 16), group sizes 32..128, act-order, partial tiles', { skip: skipNoGpu }, () => {
   const g = gpu();
-  const before = g.smallBatchMaxRows, kernelBefore = g.rowsKernel;
+  const before = g.smallBatchMaxRows;
   const cases: [number, number, number, boolean][] = [
     [5120, 1024, 128, true], [5120, 1024, 128, false], [512, 384, 128, false], [768, 256, 64, true], [256, 520, 32, false],
     [640, 136, -1, false], [2816, 1000, 32, true], [13824, 256, 128, true],
   ];
   try {
-    for (const kernel of ['ring', 'regs'] as const) {
-      g.rowsKernel = kernel;
-      g.smallBatchMaxRows = SMALL_BATCH_MAX_ROWS;
-      for (const [k, n, gs, ao] of cases) {
-        const w = randomGptq(k, n, 4, gs, ao);
-        const name = `q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
-        for (const rows of [2, 3, 8, 9, 16]) checkSmallBatch(name, w, rows);
-      }
-      g.smallBatchMaxRows = 32;
-      const w = randomGptq(1280, 520, 4, 128, true);
-      for (const rows of [17, 32]) checkSmallBatch('q4 1280x520 g128 act-order (two launches)', w, rows);
+    g.smallBatchMaxRows = SMALL_BATCH_MAX_ROWS;
+    for (const [k, n, gs, ao] of cases) {
+      const w = randomGptq(k, n, 4, gs, ao);
+      const name = `q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
+      for (const rows of [2, 3, 8, 9, 16]) checkSmallBatch(name, w, rows);
     }
+    g.smallBatchMaxRows = 32;
+    const w = randomGptq(1280, 520, 4, 128, true);
+    for (const rows of [17, 32]) checkSmallBatch('q4 1280x520 g128 act-order (two launches)', w, rows);
   } finally {
     g.smallBatchMaxRows = before;
-    g.rowsKernel = kernelBefore;
   }
 });
 

@@ -9,13 +9,13 @@ import type { CudaGptq, CudaLinear } from '../../src/backends/cuda/linearUpload.
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 import { launchSmallBatch, smallBatchFits } from '../../src/backends/cuda/smallBatchLinear.js';
 
-interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number; readonly shared?: number }
+interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
 
 function fakes(): { cu: Driver; kernels: KernelModule; log: Recorded[] } {
   const log: Recorded[] = [];
   const cu = { memsetD32: () => { log.push({ op: 'memset' }); } } as unknown as Driver;
   // args[2] is i32(rows) of gemv_q4_rows<NT>
-  const kernels = { launch: (name: string, grid: Dim3, _b: Dim3, args: Buffer[], shared = 0) => { log.push({ op: name, grid, rows: args[2].readInt32LE(0), shared }); } } as unknown as KernelModule;
+  const kernels = { launch: (name: string, grid: Dim3, _b: Dim3, args: Buffer[]) => { log.push({ op: name, grid, rows: args[2].readInt32LE(0) }); } } as unknown as KernelModule;
   return { cu, kernels, log };
 }
 
@@ -25,9 +25,7 @@ const q4 = (over: Partial<CudaGptq> = {}): CudaGptq => ({
   ...over,
 } as CudaGptq);
 
-const opts = { maxRows: 32, smCount: 132, ring: null };
-/** an H200's shared memory: gemv_q4_rr fits */
-const ringOpts = { ...opts, ring: { perBlock: 232448, perSm: 233472 } };
+const opts = { maxRows: 32, smCount: 132 };
 const call = (rows: number, accumulate = false) => ({ y: 0x10000n as DevicePtr, x: 0x20000n as DevicePtr, rows, accumulate });
 
 test('smallBatchFits: K % 128, N % 8 and groupSize % 32 as well as layout, bits and rows', () => {
@@ -43,23 +41,19 @@ test('smallBatchFits: K % 128, N % 8 and groupSize % 32 as well as layout, bits 
 
 test('launchSmallBatch: zeroes y unless accumulating, then launches of up to 16 rows', () => {
   const { cu, kernels, log } = fakes();
-  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(20), opts);
+  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(20), opts.smCount);
   assert.deepEqual(log.map((e) => [e.op, e.rows]), [['memset', undefined], ['gemv_q4_rows2', 16], ['gemv_q4_rows1', 4]]);
   assert.equal(log[1].grid?.x, Math.ceil(520 / 128));
   log.length = 0;
-  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(3, true), opts);
+  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(3, true), opts.smCount);
   assert.deepEqual(log.map((e) => e.op), ['gemv_q4_rows1']);
-  log.length = 0;
-  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(20), ringOpts);
-  assert.deepEqual(log.map((e) => [e.op, e.rows]), [['memset', undefined], ['gemv_q4_rr2', 16], ['gemv_q4_rr1', 4]]);
-  assert.ok(log.slice(1).every((e) => (e.shared ?? 0) > 64 * 1024), 'the ring kernel asks for its dynamic shared memory');
 });
 
 test('launchSmallBatch refuses, launching nothing, a weight smallBatchFits would have refused', () => {
   for (const w of [q4({ inFeatures: 1000 }), q4({ outFeatures: 522 }), q4({ groupSize: 48 }), q4({ layout: 'generic' })]) {
     const { cu, kernels, log } = fakes();
     assert.equal(smallBatchFits(w, 4, opts), false);
-    assert.throws(() => launchSmallBatch(cu, kernels, 0n as unknown as CuStream, w, call(4), opts), RangeError);
+    assert.throws(() => launchSmallBatch(cu, kernels, 0n as unknown as CuStream, w, call(4), opts.smCount), RangeError);
     assert.deepEqual(log, []);
   }
 });

@@ -24,7 +24,7 @@ import { launchSample } from './sampleLaunch.js';
 import { launchArgmaxRows } from './argmaxRows.js';
 import { BatchOps } from './batchOps.js';
 import { CudaUnavailableError, CudaUnsupportedError } from './errors.js';
-import { ringSharedFits, SMALL_BATCH_MAX_ROWS, type RingLimits } from './smallBatchLinear.js';
+import { SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
 
 export { CudaUnavailableError, CudaUnsupportedError };
 
@@ -117,13 +117,6 @@ export class CudaBackend implements Backend {
    * $QLLAMA_CUDA_SMALL_BATCH_ROWS, default SMALL_BATCH_MAX_ROWS). Benchmarks switch it to compare with the GEMM.
    */
   smallBatchMaxRows = intFromEnv('QLLAMA_CUDA_SMALL_BATCH_ROWS', 0, SMALL_BATCH_MAX_ROWS);
-  /**
-   * The batched-decode kernel: 'ring' (gemv_q4_rr, where the card's shared memory holds its ring) or 'regs'
-   * (gemv_q4_rows, the first kernel); $QLLAMA_CUDA_ROWS_KERNEL. Benchmarks switch it to compare.
-   */
-  rowsKernel: 'ring' | 'regs' = process.env.QLLAMA_CUDA_ROWS_KERNEL === 'regs' ? 'regs' : 'ring';
-  /** the card's shared memory where gemv_q4_rr fits, else null */
-  private readonly ringLimits: RingLimits | null;
   /** the batched decode ops (batchOps.ts) */
   private readonly batchOps: BatchOps;
   /**
@@ -177,9 +170,6 @@ export class CudaBackend implements Backend {
     const optin = cu.attribute(DeviceAttribute.MaxSharedMemoryPerBlockOptin, device);
 
     this.mmaGemmFits = optin >= GEMM_MMA_SHARED;
-    const ring = { perBlock: optin, perSm: cu.attribute(DeviceAttribute.MaxSharedMemoryPerMultiprocessor, device) };
-    this.ringLimits = ringSharedFits(ring) ? ring : null;
-    if (this.ringLimits) for (const nt of [1, 2]) this.kernels.allowDynamicShared(`gemv_q4_rr${nt}`, optin);
     if (this.mmaGemmFits) this.kernels.allowDynamicShared('gemm_q4_mma', GEMM_MMA_SHARED);
     // the fatbin's sm_90a code runs on compute capability 9.0 only
     this.wgmmaFits = this.mmaGemmFits && ccMajor === 9 && ccMinor === 0 && cu.hasTensorMaps() && optin >= GEMM_WGMMA_SHARED;
@@ -500,9 +490,7 @@ export class CudaBackend implements Backend {
       mma: this.prefillKernels !== 'old' && this.mmaGemmFits,
       half: (x, rows, cols, perm) => this.promptOps.copies.of(x, rows, cols, perm),
       wgmma: this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null,
-      smallBatch: this.smallBatchMaxRows >= 2
-        ? { maxRows: this.smallBatchMaxRows, smCount: this.smCount, ring: this.rowsKernel === 'ring' ? this.ringLimits : null }
-        : null,
+      smallBatch: this.smallBatchMaxRows >= 2 ? { maxRows: this.smallBatchMaxRows, smCount: this.smCount } : null,
     };
   }
 

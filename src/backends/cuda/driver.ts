@@ -97,7 +97,6 @@ type Name = keyof typeof SIGNATURES;
 export const enum DeviceAttribute {
   MultiprocessorCount = 16,
   ComputeCapabilityMajor = 75,
-  MaxSharedMemoryPerMultiprocessor = 81,
   ComputeCapabilityMinor = 76,
   MaxSharedMemoryPerBlockOptin = 97,
 }

@@ -2,7 +2,7 @@
  * Launches of `y (+)= x Wᵀ + b` for every weight kind and row count:
  *   one row:  int4 fast GEMV (gemv_q4_rpg*, queued in a GemvBatch so that GEMVs over the same x share
  *             one launch), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
- *   rows 2..32 (`gemm.smallBatch`, batched decode), q4 layout: gemv_q4_rr (or gemv_q4_rows), W read once per 16 rows
+ *   rows 2..32 (`gemm.smallBatch`, batched decode), q4 layout: gemv_q4_rows, W read once per 16 rows
  *             (smallBatchLinear.ts)
  *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order; halfCopies.ts, shared by the
  *             linears that read the same x), then
@@ -80,7 +80,7 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
         [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
     }
   } else if (gemm?.smallBatch && smallBatchFits(w, c.rows, gemm.smallBatch)) {
-    launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch);
+    launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch.smCount);
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
     // (K % 64 and N % 8, which this branch already requires, are also all the wgmma path needs)
     const wg = gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS ? gemm.wgmma : null;

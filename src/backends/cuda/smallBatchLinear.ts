@@ -19,17 +19,6 @@ export interface SmallBatchOptions {
   /** most rows that take this path (rows 2..maxRows); 0 or 1: never */
   readonly maxRows: number;
   readonly smCount: number;
-  /**
-   * the ring kernel (gemv_q4_rr<NT>) where the card's shared memory holds its ring (ringSharedFits), with
-   * these limits; null: gemv_q4_rows<NT>
-   */
-  readonly ring: RingLimits | null;
-}
-
-/** The card's shared memory, for planning gemv_q4_rr (CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_{BLOCK_OPTIN,MULTIPROCESSOR}). */
-export interface RingLimits {
-  readonly perBlock: number;
-  readonly perSm: number;
 }
 
 /**
@@ -38,22 +27,15 @@ export interface RingLimits {
  * 13B shapes: 13824x5120 at 32 rows 305 us in the GEMM vs ~50 us per 16-row launch). Above, the GEMM.
  */
 export const SMALL_BATCH_MAX_ROWS = 32;
-/** rows of one launch: NT = 2 (two n-tiles of 8) */
+/** rows of one launch: gemv_q4_rows2 (two n-tiles of 8) */
 const ROWS_PER_LAUNCH = 16;
 /** Q4R_XS_HALVES / (8·NT) in gemv_q4_rows.cu: most K values per block (the fp16 x it stages for 8·NT rows) */
 const K_MAX = [0, 2048, 1024] as const;
 /** blocks per SM the grid aims at: the kernels' __launch_bounds__ minimum (NT = 1: 4, NT = 2: 3) */
 const BLOCKS_PER_SM = [0, 4, 3] as const;
 
-/** gemv_q4_rr's ring: 4 warps × Q4RR_STAGES slots × 2 KiB (gemv_q4_rows.cu) */
-const RING_BYTES = 4 * 8 * 4 * 32 * 16;
-/** Q4R_PAD: halves of padding per staged x row */
-const X_PAD = 32;
-/** shared memory the hardware keeps per block beside the kernel's own (sm_80/sm_90: 1 KiB) */
-const BLOCK_RESERVED = 1024;
-
 /** Whether gemv_q4_rows serves `rows` rows of `w` (else the caller's GEMM). */
-export function smallBatchFits(w: CudaLinear, rows: number, opts: { readonly maxRows: number }): w is CudaGptq {
+export function smallBatchFits(w: CudaLinear, rows: number, opts: SmallBatchOptions): w is CudaGptq {
   return w.kind === 'gptq' && rows >= 2 && rows <= opts.maxRows && kernelTakes(w);
 }
 
@@ -63,47 +45,20 @@ function kernelTakes(w: CudaGptq): boolean {
 }
 
 /**
- * K values per block of gemv_q4_rows: splits so tiles × splits ≈ one wave of BLOCKS_PER_SM blocks per SM,
- * a multiple of 128 (one 32-value unit per warp, K % 128 == 0), at most what the block holds in shared
- * memory (H200, 5120x13824: 512..2048 measured within 10%; one wave matters more: a second, nearly empty
- * one costs the whole block time again).
+ * K values per block: splits so tiles × splits ≈ one wave of BLOCKS_PER_SM blocks per SM, a multiple
+ * of 128 (one 32-value unit per warp, K % 128 == 0), at most what the block holds in shared memory
+ * (H200, 5120x13824: 512..2048 measured within 10%; one wave matters more: a second, nearly empty one
+ * costs the whole block time again).
  */
 export function smallBatchKPerBlock(K: number, tiles: number, smCount: number, nt: 1 | 2): number {
-  return kPerBlock(K, tiles, smCount * BLOCKS_PER_SM[nt], K_MAX[nt]);
-}
-
-function kPerBlock(K: number, tiles: number, slots: number, maxPer: number): number {
-  const splits = Math.max(1, Math.floor(slots / tiles));
+  const maxPer = K_MAX[nt];
+  const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM[nt]) / tiles));
   const per = Math.ceil(K / splits / 128) * 128;
   return Math.max(128, Math.min(per, maxPer));
 }
 
-/** Dynamic shared memory of gemv_q4_rr for 8·nt rows and K ranges of kPer: the ring, x as fp16, Σ x per 32 values. */
-export function ringShared(nt: 1 | 2, kPer: number): number {
-  const rows = 8 * nt;
-  return RING_BYTES + rows * (kPer + X_PAD) * 2 + rows * (kPer / 32) * 4;
-}
-
-/** Whether gemv_q4_rr runs on a card with these limits (one block of the shortest K range fits). */
-export function ringSharedFits(limits: RingLimits): boolean {
-  return ringShared(2, 128) <= limits.perBlock;
-}
-
-/**
- * gemv_q4_rr's K range and shared memory: two blocks per SM where the SM holds two (sm_80/sm_90, 164–228
- * KiB), else one; K split so tiles × splits ≈ one wave of them, and at most what a block's share holds.
- */
-export function ringPlan(K: number, tiles: number, smCount: number, nt: 1 | 2, limits: RingLimits): { readonly kPer: number; readonly shared: number } {
-  const twoFit = 2 * (ringShared(nt, 512) + BLOCK_RESERVED) <= limits.perSm;
-  const budget = twoFit ? Math.min(limits.perBlock, Math.floor(limits.perSm / 2) - BLOCK_RESERVED) : limits.perBlock;
-  const perK = 8 * nt * (2 + 4 / 32);
-  const maxPer = Math.max(128, Math.floor((budget - ringShared(nt, 0)) / perK / 128) * 128);
-  const kPer = kPerBlock(K, tiles, smCount * (twoFit ? 2 : 1), maxPer);
-  return { kPer, shared: ringShared(nt, kPer) };
-}
-
-/** gemv_q4_rows / gemv_q4_rr over c's rows, for a caller that checked smallBatchFits; a weight it does not take throws rather than launch. */
-export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuStream, w: CudaGptq, c: LinearCall, opts: SmallBatchOptions): void {
+/** gemv_q4_rows over c's rows, for a caller that checked smallBatchFits; a weight it does not take throws rather than launch. */
+export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuStream, w: CudaGptq, c: LinearCall, smCount: number): void {
   const K = w.inFeatures, N = w.outFeatures;
   if (!kernelTakes(w)) {
     throw new RangeError(`gemv_q4_rows needs a q4-layout 4-bit weight with K % 128, N % 8 and groupSize % 32 == 0, not ${K}x${N} g${w.groupSize}`);
@@ -113,9 +68,9 @@ export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuSt
   for (let r0 = 0; r0 < c.rows; r0 += ROWS_PER_LAUNCH) {
     const rows = Math.min(ROWS_PER_LAUNCH, c.rows - r0);
     const nt = rows <= 8 ? 1 : 2;
-    const plan = opts.ring ? ringPlan(K, tiles, opts.smCount, nt, opts.ring) : { kPer: smallBatchKPerBlock(K, tiles, opts.smCount, nt), shared: 0 };
-    kernels.launch(opts.ring ? `gemv_q4_rr${nt}` : `gemv_q4_rows${nt}`, { x: tiles, y: Math.ceil(K / plan.kPer) }, { x: 128 },
+    const kPer = smallBatchKPerBlock(K, tiles, smCount, nt);
+    kernels.launch(`gemv_q4_rows${nt}`, { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
       [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(rows), i32(N), i32(K),
-        ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(plan.kPer)], plan.shared);
+        ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer)]);
   }
 }
