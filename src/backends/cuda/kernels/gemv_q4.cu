@@ -253,7 +253,11 @@ __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, in
   else q4_norm_rows<16, true>(a, scratch);
 }
 
-template <int RPG>
+// HALVES: warp w streams the half slices (64 values) w, w+4, ... of the block's K range, two in flight
+// (h and h + 4); else the slices w, w+4, ... as pairs of adjacent halves. With 9 slices per block (13B
+// down_proj) the slice split leaves warps 3, 2, 2, 2 slices (the block waits for the first); halves give
+// 5, 5, 4, 4.
+template <int RPG, bool HALVES>
 __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
   constexpr int GH = 8 / GR;             // groups per half slice
@@ -288,7 +292,11 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   uint2 sa[GH], sb[GH];
   uint32_t za[GH], zb[GH];
   int s = warp;
-  if (colLive && s < nSlices) {
+  const int nHalves = 2 * nSlices;
+  if (HALVES) {
+    if (colLive && s < nHalves) q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 64, n0, wcol, rowStride, gs);
+    if (colLive && s + 4 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + (s + 4) * 64, n0, wcol, rowStride, gs);
+  } else if (colLive && s < nSlices) {
     q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 128, n0, wcol, rowStride, gs);
     q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + s * 128 + 64, n0, wcol, rowStride, gs);
   }
@@ -388,7 +396,15 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   __syncthreads();
 
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  if (colLive) {
+  if (colLive && HALVES) {
+    for (; s < nHalves; s += 8) {
+      q4_mul_half<GR, GH>(acc, wa, sa, za, xs + s * 8, xsum + s * 2, xd + s * 2, n0);
+      if (s + 8 < nHalves) q4_load_half<GR, GH>(wa, sa, za, m, kb0 + (s + 8) * 64, n0, wcol, rowStride, gs);
+      if (s + 4 >= nHalves) break;
+      q4_mul_half<GR, GH>(acc, wb, sb, zb, xs + (s + 4) * 8, xsum + (s + 4) * 2, xd + (s + 4) * 2, n0);
+      if (s + 12 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + (s + 12) * 64, n0, wcol, rowStride, gs);
+    }
+  } else if (colLive) {
     for (; s < nSlices; s += 4) {
       const bool more = s + 4 < nSlices;
       const int kn = kb0 + (s + 4) * 128;
@@ -472,7 +488,10 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 
 #define GEMV_Q4(RPG)                                                                         \
   extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG(const __grid_constant__ Q4Args a) { \
-    gemv_q4_fused<RPG>(a);                                                                   \
+    gemv_q4_fused<RPG, false>(a);                                                            \
+  }                                                                                          \
+  extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG##h(const __grid_constant__ Q4Args a) { \
+    gemv_q4_fused<RPG, true>(a);                                                             \
   }
 GEMV_Q4(16)
 GEMV_Q4(8)
