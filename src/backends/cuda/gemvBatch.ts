@@ -139,7 +139,7 @@ export class GemvBatch {
 
   /**
    * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, K split as evenly
-   * as the slices allow (warps of a block may then stream one slice more than others), at most
+   * as the slices allow (warps of a block may then stream one half slice more than others), at most
    * MAX_SLICES_PER_BLOCK slices. Rounding each range up to a multiple of 4 slices, as before, left the
    * last range of each tile short (q/k/v of 13B: 12, 12, 12, 4 slices). The even split, H200, 13B decode
    * profile, one process each in one call: act-order 353.7 → 360.0 tok/s at context 1 and 304.8 → 309.5 at
@@ -318,7 +318,7 @@ export class GemvBatch {
     const w0 = p[0].w;
     const tiles = p.reduce((s, e) => s + Math.ceil(e.w.outFeatures / 128), 0);
     const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
-    const name = `gemv_q4_rpg${w0.rowsPerGroup}${process.env.QLLAMA_CUDA_GEMV_HALVES === '1' ? 'h' : ''}`, grid = { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block = { x: 128 };
+    const name = `gemv_q4_rpg${w0.rowsPerGroup}`, grid = { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block = { x: 128 };
     const a = this.args(kPer, epi);
     const out = epi.swiglu ?? epi.norm?.out;
     const dim = w0.outFeatures;

@@ -8,9 +8,12 @@
 // Block: 4 warps. A lane owns 4 adjacent columns, so one packed row is one 16-byte load per lane and
 // 512 contiguous bytes per warp (a layout tiled so each warp's 8 rows are 4 KB in one piece measured
 // no faster on the H100, nor did grids of more, shorter blocks: bench/cudaNotes.md, sixth pass).
-// Warp w streams the 128-value slices w, w+4, ... of the block's K range
-// as two halves of 8 packed rows held in registers: while one half is being multiplied, the other
-// half's next loads are in flight, so each warp keeps loading until its range ends.
+// Warp w streams the 64-value half slices (8 packed rows) w, w+4, w+8, ... of the block's K range, two
+// held in registers: while one is being multiplied, the other's loads are in flight, so each warp keeps
+// loading until its range ends. Half slices rather than whole 128-value slices per warp: with 9 slices
+// per block (13B down_proj) whole slices left the warps 3, 2, 2, 2 and the block waiting for the first
+// at its reduction (15% of down_proj's stall samples, Nsight Compute); halves give 5, 5, 4, 4. H200,
+// 13B decode, same call: 388–392 → 400 tok/s at context 1, act-order 350–356 → 362–364 (cudaNotes, 11th pass).
 // Programmatic dependent launch (sm_90): the first slice's weights, scales and the act-order
 // permutation are loaded before griddepcontrol.wait, i.e. while the kernel that produces x is still
 // finishing; x, y, the workspace and the KV cache are touched only after it.
@@ -253,11 +256,7 @@ __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, in
   else q4_norm_rows<16, true>(a, scratch);
 }
 
-// HALVES: warp w streams the half slices (64 values) w, w+4, ... of the block's K range, two in flight
-// (h and h + 4); else the slices w, w+4, ... as pairs of adjacent halves. With 9 slices per block (13B
-// down_proj) the slice split leaves warps 3, 2, 2, 2 slices (the block waits for the first); halves give
-// 5, 5, 4, 4.
-template <int RPG, bool HALVES>
+template <int RPG>
 __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
   constexpr int GH = 8 / GR;             // groups per half slice
@@ -291,15 +290,10 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   uint4 wa[8], wb[8];
   uint2 sa[GH], sb[GH];
   uint32_t za[GH], zb[GH];
-  int s = warp;
+  int s = warp;  // this warp's half slices: s, s + 4, s + 8, ...
   const int nHalves = 2 * nSlices;
-  if (HALVES) {
-    if (colLive && s < nHalves) q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 64, n0, wcol, rowStride, gs);
-    if (colLive && s + 4 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + (s + 4) * 64, n0, wcol, rowStride, gs);
-  } else if (colLive && s < nSlices) {
-    q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 128, n0, wcol, rowStride, gs);
-    q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + s * 128 + 64, n0, wcol, rowStride, gs);
-  }
+  if (colLive && s < nHalves) q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 64, n0, wcol, rowStride, gs);
+  if (colLive && s + 4 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + (s + 4) * 64, n0, wcol, rowStride, gs);
   // the permutation entries of the first two staging passes (x gathers then wait on one load, not two)
   int4 p0 = make_int4(0, 0, 0, 0), p1 = p0, p2 = p0, p3 = p0;
   if (perm && t < rows8) {
@@ -396,22 +390,13 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   __syncthreads();
 
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  if (colLive && HALVES) {
+  if (colLive) {
     for (; s < nHalves; s += 8) {
       q4_mul_half<GR, GH>(acc, wa, sa, za, xs + s * 8, xsum + s * 2, xd + s * 2, n0);
       if (s + 8 < nHalves) q4_load_half<GR, GH>(wa, sa, za, m, kb0 + (s + 8) * 64, n0, wcol, rowStride, gs);
       if (s + 4 >= nHalves) break;
       q4_mul_half<GR, GH>(acc, wb, sb, zb, xs + (s + 4) * 8, xsum + (s + 4) * 2, xd + (s + 4) * 2, n0);
       if (s + 12 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + (s + 12) * 64, n0, wcol, rowStride, gs);
-    }
-  } else if (colLive) {
-    for (; s < nSlices; s += 4) {
-      const bool more = s + 4 < nSlices;
-      const int kn = kb0 + (s + 4) * 128;
-      q4_mul_half<GR, GH>(acc, wa, sa, za, xs + s * 16, xsum + s * 4, xd + s * 4, n0);
-      if (more) q4_load_half<GR, GH>(wa, sa, za, m, kn, n0, wcol, rowStride, gs);
-      q4_mul_half<GR, GH>(acc, wb, sb, zb, xs + s * 16 + 8, xsum + s * 4 + 2, xd + s * 4 + 2, n0);
-      if (more) q4_load_half<GR, GH>(wb, sb, zb, m, kn + 64, n0, wcol, rowStride, gs);
     }
   }
 #pragma unroll
@@ -488,10 +473,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 
 #define GEMV_Q4(RPG)                                                                         \
   extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG(const __grid_constant__ Q4Args a) { \
-    gemv_q4_fused<RPG, false>(a);                                                            \
-  }                                                                                          \
-  extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG##h(const __grid_constant__ Q4Args a) { \
-    gemv_q4_fused<RPG, true>(a);                                                             \
+    gemv_q4_fused<RPG>(a);                                                            \
   }
 GEMV_Q4(16)
 GEMV_Q4(8)
