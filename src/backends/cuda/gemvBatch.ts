@@ -318,7 +318,7 @@ export class GemvBatch {
     const w0 = p[0].w;
     const tiles = p.reduce((s, e) => s + Math.ceil(e.w.outFeatures / 128), 0);
     const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
-    const name = `gemv_q4_rpg${w0.rowsPerGroup}${process.env.QLLAMA_CUDA_GEMV_LATE_SS === '1' ? 's' : ''}`, grid = { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block = { x: 128 };
+    const name = `gemv_q4_rpg${w0.rowsPerGroup}`, grid = { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block = { x: 128 };
     const a = this.args(kPer, epi);
     const out = epi.swiglu ?? epi.norm?.out;
     const dim = w0.outFeatures;

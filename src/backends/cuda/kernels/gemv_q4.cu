@@ -256,14 +256,7 @@ __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, in
   else q4_norm_rows<16, true>(a, scratch);
 }
 
-// LATE_SS (input norm only): Σx² is not summed before the staging passes, costing a round trip of its own,
-// but from loads issued beside each pass's staging loads (the passes share the K / 512 float4 per thread),
-// reduced at the barrier that ends the staging; tile 0's blocks then write the normalized x in a pass of
-// their own (x, w and perm again, from L1).
-#ifndef GEMV_SS_PER_PASS
-#define GEMV_SS_PER_PASS 6
-#endif
-template <int RPG, bool LATE_SS>
+template <int RPG>
 __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
   constexpr int GH = 8 / GR;             // groups per half slice
@@ -272,7 +265,6 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   __shared__ float xd[XS_ROWS / 4];         // x's quantization step per 4 packed rows
   __shared__ float red[4][128];
   __shared__ float fin[128];
-  __shared__ float ssw[4];
   __shared__ int last;
   const int tile = blockIdx.x;
   const int mi = tile < a.m[0].tileEnd ? 0 : tile < a.m[1].tileEnd ? 1 : 2;
@@ -316,10 +308,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   pdl_launch_dependents();
   const float* normW = a.xNormW;
   float rstd = 1.f;
-  float ssl = 0.f;  // LATE_SS: this thread's share of Σx²
-  const int ssChunks = LATE_SS && normW ? (K - t * 4 + 511) / 512 : 0;  // float4 of x this thread sums
-  const int ssPer = (ssChunks + ((rows8 + 127) >> 7) - 1) / max(1, (rows8 + 127) >> 7);
-  if (normW && !LATE_SS) {
+  if (normW) {
     float ss = 0.f;
     for (int i = t * 4; i < K; i += 512) {
       const float4 u = *reinterpret_cast<const float4*>(xsrc + i);
@@ -337,14 +326,6 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
     const int r = base + t;
     const bool live = r < rows8;
     const int kb = kb0 + r * 8;
-    // LATE_SS: this pass's Σx² loads go out first, so they share the staging loads' round trip
-    const int c0 = (base >> 7) * ssPer, c1 = min(ssChunks, c0 + ssPer);
-    float4 u[GEMV_SS_PER_PASS];
-    if (LATE_SS) {
-#pragma unroll
-      for (int j = 0; j < GEMV_SS_PER_PASS; ++j)
-        u[j] = c0 + j < c1 ? *reinterpret_cast<const float4*>(xsrc + t * 4 + (c0 + j) * 512) : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
     float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
     if (live) {
       int idx[8];
@@ -378,17 +359,9 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
           v[4] *= w1.x; v[5] *= w1.y; v[6] *= w1.z; v[7] *= w1.w;
         }
       }
-      if (normW && tile == 0 && !LATE_SS) {
+      if (normW && tile == 0) {
 #pragma unroll
         for (int j = 0; j < 8; ++j) a.xNormOut[idx[j]] = v[j] * rstd;
-      }
-    }
-    if (LATE_SS) {
-#pragma unroll
-      for (int j = 0; j < GEMV_SS_PER_PASS; ++j) ssl = fmaf(u[j].x, u[j].x, fmaf(u[j].y, u[j].y, fmaf(u[j].z, u[j].z, fmaf(u[j].w, u[j].w, ssl))));
-      for (int c = c0 + GEMV_SS_PER_PASS; c < c1; ++c) {  // more than GEMV_SS_PER_PASS chunks per pass (K > 6144 with 2 passes)
-        const float4 w = *reinterpret_cast<const float4*>(xsrc + t * 4 + c * 512);
-        ssl = fmaf(w.x, w.x, fmaf(w.y, w.y, fmaf(w.z, w.z, fmaf(w.w, w.w, ssl))));
       }
     }
     // the block's step over its 4 packed rows (lanes 4·i .. 4·i + 3)
@@ -414,24 +387,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
       }
     }
   }
-  if (LATE_SS && normW) {
-    ssl = warp_sum(ssl);
-    if (lane == 0) ssw[warp] = ssl;
-  }
   __syncthreads();
-  if (LATE_SS && normW) {
-    rstd = rsqrtf((ssw[0] + ssw[1] + ssw[2] + ssw[3]) / K + a.xEps);
-    if (tile == 0) {  // the normalized x over this block's K range, as an rmsnorm would have written it
-      for (int r = t; r < rows8; r += 128) {
-        const int kb = kb0 + r * 8;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int i = perm ? __ldg(perm + kb + j) : kb + j;
-          a.xNormOut[i] = xsrc[i] * __ldg(normW + i) * rstd;
-        }
-      }
-    }
-  }
 
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
   if (colLive) {
@@ -517,10 +473,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 
 #define GEMV_Q4(RPG)                                                                         \
   extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG(const __grid_constant__ Q4Args a) { \
-    gemv_q4_fused<RPG, false>(a);                                                            \
-  }                                                                                          \
-  extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG##s(const __grid_constant__ Q4Args a) { \
-    gemv_q4_fused<RPG, true>(a);                                                             \
+    gemv_q4_fused<RPG>(a);                                                            \
   }
 GEMV_Q4(16)
 GEMV_Q4(8)
