@@ -12,7 +12,7 @@ import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend, LinearHost } from '../../src/backends/backend.js';
 import type { PrefillKernels } from '../../src/backends/cuda/cudaBackend.js';
 import { WGMMA_MIN_ROWS } from '../../src/backends/cuda/linearLaunch.js';
-import { WG_SLICE_BYTES, wgmmaSliceCols, wgmmaStreamK } from '../../src/backends/cuda/wgmmaLinear.js';
+import { WG_SLICE_BYTES, wgmmaSliceCols, wgmmaStreamK, wgmmaTileCols, type WgTileCols } from '../../src/backends/cuda/wgmmaLinear.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { EMBEDDED_MODEL } from '../support/paths.js';
 import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
@@ -30,11 +30,12 @@ const PATH_TOL = 1e-4;
  * path's slices of fp16 weights (default: the backend's).
  */
 function run(mode: PrefillKernels, w: LinearHost, rows: number, x: Float32Array, resid: Float32Array,
-  sliceBytes?: number, streamK?: boolean): [Float32Array, Float32Array] {
-  const g = gpu(), before = g.prefillKernels, beforeSlice = g.wgmmaSliceBytes, beforeStreamK = g.wgmmaStreamK;
+  sliceBytes?: number, streamK?: boolean, tileCols: WgTileCols = 256): [Float32Array, Float32Array] {
+  const g = gpu(), before = g.prefillKernels, beforeSlice = g.wgmmaSliceBytes, beforeStreamK = g.wgmmaStreamK, beforeCols = g.wgmmaTileCols;
   g.prefillKernels = mode;
   g.wgmmaSliceBytes = sliceBytes ?? beforeSlice;
   g.wgmmaStreamK = streamK ?? beforeStreamK;
+  g.wgmmaTileCols = tileCols;
   try {
     const lw = g.uploadLinear(w);
     const out = poisoned(g, rows, w.outFeatures);
@@ -46,6 +47,7 @@ function run(mode: PrefillKernels, w: LinearHost, rows: number, x: Float32Array,
     g.prefillKernels = before;
     g.wgmmaSliceBytes = beforeSlice;
     g.wgmmaStreamK = beforeStreamK;
+    g.wgmmaTileCols = beforeCols;
   }
 }
 
@@ -104,6 +106,43 @@ test('wgmma GEMM in slices of N against the CPU and (whole tiles only) bit-equal
     // slices start at multiples of 256 columns, so every output comes from the same tile and the same sums
     assert.equal(maxDiff(g, whole), 0, `${name}: sliced vs whole`);
     assert.equal(maxDiff(gAdd, wholeAdd), 0, `${name} linearAdd: sliced vs whole`);
+  }
+});
+
+test('wgmma GEMM in 160-wide tiles (gemm_wgmma_160) against the CPU and 256-wide tiles: partial tiles and slices, stream-K, act-order, gs 32, linearAdd', { skip }, () => {
+  // [K, N, group size, act-order, rows, slice cap in 160-row tiles (0: none), stream-K]: N 1000 leaves a partial
+  // 160-wide tile (and slices of 320 / 480 a partial last slice), 1100 and 600 rows a partial 128-row tile;
+  // 4 and 8 tiles split along K
+  const cases: [number, number, number, boolean, number, number, boolean][] = [
+    [1024, 1000, 128, true, 1100, 0, false], [1024, 1000, 128, false, 1024, 2, false], [512, 1280, 32, false, 1100, 3, false],
+    [768, 776, 64, true, 600, 0, false], [5120, 320, 128, false, 512, 0, true], [2048, 640, 128, true, 512, 0, true],
+  ];
+  for (const [k, n, gs, ao, rows, tiles, streamK] of cases) {
+    const cap = tiles > 0 ? tiles * 160 * k * 2 : undefined;
+    const name = `wgmma 160 q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''} rows=${rows}${tiles ? ` slices of ${tiles} tiles` : ''}${streamK ? ' stream-K' : ''}`;
+    const w = randomGptq(k, n, 4, gs, ao);
+    const x = randn(rows * k), resid = randn(rows * n);
+    const [g, gAdd] = run('wgmma', w, rows, x, resid, cap, streamK, 160);
+    const [wide, wideAdd] = run('wgmma', w, rows, x, resid, undefined, false, 256);
+    const c = runCpu(cpu, w, rows, x);
+    assert.ok(normErr(g, c) < HALF_TOL, `${name}: err ${normErr(g, c)}`);
+    const want = Float32Array.from(c, (v, i) => v + resid[i]);
+    assert.ok(normErr(gAdd, want) < HALF_TOL, `${name} linearAdd: err ${normErr(gAdd, want)}`);
+    assert.ok(normErr(g, wide) < PATH_TOL, `${name}: vs 256-wide tiles ${normErr(g, wide)}`);
+    assert.ok(normErr(gAdd, wideAdd) < PATH_TOL, `${name} linearAdd: vs 256-wide tiles ${normErr(gAdd, wideAdd)}`);
+  }
+});
+
+test('wgmma tile width: the wave model picks 160-wide tiles where 256-wide ones leave a wave part-empty', () => {
+  const sms = 132, cap = 80 * 1024 * 1024;
+  // 13B q/k/v/o at 2048 rows: 320 tiles of 256 (2.4 waves) against 512 of 160 (3.9 waves)
+  assert.equal(wgmmaTileCols(2048, 5120, 5120, sms, cap, 0).bn, 160);
+  // a whole number of waves either way stays 256 (ties go to the wider tile)
+  assert.equal(wgmmaTileCols(2048, 8448, 4096, sms, cap, 0).bn, 256);
+  for (const forced of [160, 256] as const) {
+    const { bn, cols } = wgmmaTileCols(2048, 5120, 13824, sms, cap, forced);
+    assert.equal(bn, forced);
+    assert.ok(cols === 5120 || cols % forced === 0, `slice of ${cols} columns`);
   }
 });
 

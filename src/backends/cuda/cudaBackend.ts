@@ -14,7 +14,7 @@ import {
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { WG_SLICE_BYTES } from './wgmmaLinear.js';
+import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { PromptOps } from './promptOps.js';
@@ -59,6 +59,11 @@ export type PrefillKernels = 'wgmma' | 'mma' | 'old';
 export const DEFAULT_PREFILL: PrefillKernels = 'wgmma';
 
 /** $name as an integer ≥ min, else `fallback` (unset or not such an integer) */
+function tileColsFromEnv(): WgTileCols {
+  const v = process.env.QLLAMA_CUDA_WG_TILE_COLS;
+  return v === '160' ? 160 : v === '256' ? 256 : 0;
+}
+
 function intFromEnv(name: string, min: number, fallback: number): number {
   const v = Number(process.env[name]);
   return process.env[name] !== undefined && Number.isInteger(v) && v >= min ? v : fallback;
@@ -132,6 +137,11 @@ export class CudaBackend implements Backend {
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
    */
   decodeRowsByGraph = intFromEnv('QLLAMA_CUDA_GRAPH_ROWS', 1, DECODE_ROWS_BY_GRAPH);
+  /**
+   * The wgmma GEMM's tile width for plain linears: 0 (default) chooses 256 or 160 per launch by the wave model
+   * (wgmmaLinear.ts wgmmaTileCols), 256 or 160 force one; $QLLAMA_CUDA_WG_TILE_COLS. Tests and benchmarks switch it.
+   */
+  wgmmaTileCols: WgTileCols = tileColsFromEnv();
   /** the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts); tests lower it to force many slices */
   wgmmaSliceBytes = WG_SLICE_BYTES;
   private readonly mmaGemmFits: boolean;
@@ -174,12 +184,14 @@ export class CudaBackend implements Backend {
     // the fatbin's sm_90a code runs on compute capability 9.0 only
     this.wgmmaFits = this.mmaGemmFits && ccMajor === 9 && ccMinor === 0 && cu.hasTensorMaps() && optin >= GEMM_WGMMA_SHARED;
     if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_256', GEMM_WGMMA_SHARED);
+    if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_160', GEMM_WGMMA_160_SHARED);
     // the stream-K tail's per-tile turns (gemm_wgmma.cuh WgWork), zeroed once: the kernel leaves them at zero
     const tileFlags = this.mem.alloc(this.smCount * 4);
     cu.memsetD32(tileFlags, 0, this.smCount, stream);
     this.wgmma = {
       weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount, sliceBytes: () => this.wgmmaSliceBytes,
       tileFlags: () => (this.wgmmaStreamK ? tileFlags : null),
+      tileCols: () => this.wgmmaTileCols,
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);

@@ -71,7 +71,7 @@ export class PromptOps {
     if (K % 64 !== 0 || N % GATE_UP_PAIR !== 0 || g.groupSize % 32 !== 0 || out.cols !== N) return false;
     this.host.flush();
     this.copies.wrote(out.ptr); // x's copy stays (rmsnorm_rows_f32 usually wrote it)
-    const plan = planWgmma(wg, rows, 2 * N, K); // before launching: growing the scratch synchronizes
+    const plan = planWgmma(wg, rows, 2 * N, K, true); // before launching: growing the scratch synchronizes
     const xh = this.copies.of(x.ptr, rows, K, g.perm);
     const yh = this.copies.reserve(out.ptr, rows, N);
     launchWgmmaGateUp(this.host.cu, this.host.kernels, plan, g, u, out.ptr, yh, xh, rows);

@@ -23,12 +23,22 @@ export interface WgmmaOptions {
    * split along K so no SM idles), or null: whole tiles only (CudaBackend.wgmmaStreamK)
    */
   readonly tileFlags: () => DevicePtr | null;
+  /**
+   * tile width of plain linears: 0 lets wgmmaTileCols choose between 256 and 160 (gemm_wgmma_160, where the
+   * card allows its shared memory), else that width (CudaBackend.wgmmaTileCols)
+   */
+  readonly tileCols: () => WgTileCols;
 }
 
-/** gemm_wgmma_256's tiles (gemm_wgmma.cuh: BM × BN, K slices of BK) */
-export const WG_BM = 128, WG_BN = 256, WG_BK = 64;
+/** gemm_wgmma_256's or gemm_wgmma_160's tile width, or 0: whichever wgmmaTileCols models faster */
+export type WgTileCols = 0 | 160 | 256;
+
+/** gemm_wgmma_256's tiles (gemm_wgmma.cuh: BM × BN, K slices of BK); gemm_wgmma_160's are WG_BN_NARROW wide */
+export const WG_BM = 128, WG_BN = 256, WG_BK = 64, WG_BN_NARROW = 160;
 /** dynamic shared memory of gemm_wgmma_256 (Cfg<256, 4, false>::SMEM: 4 stages of 128×64 x and 256×64 W fp16 + 1 KiB alignment) */
 export const GEMM_WGMMA_SHARED = 4 * (WG_BM + WG_BN) * WG_BK * 2 + 1024;
+/** dynamic shared memory of gemm_wgmma_160 (Cfg<160, 5, false>::SMEM) */
+export const GEMM_WGMMA_160_SHARED = 5 * (WG_BM + WG_BN_NARROW) * WG_BK * 2 + 1024;
 /** dequant_q4_tile's tile (gemm_wgmma.cuh DQ_TN columns × DQ_TR packed rows = 8·DQ_TR k) and block */
 const DQ_TN = 64, DQ_TK = 8 * 32, DQ_THREADS = 256;
 
@@ -61,50 +71,69 @@ export function wgmmaStreamK(tiles: number, smCount: number): boolean {
 }
 
 /**
- * Columns per slice (a multiple of WG_BN, or n when one slice takes all) for a GEMM of `rows` × n × k:
- * the width of at most `capBytes` of fp16 weights (at least one tile) that minimizes the modeled time,
- * Σ over slices of waves (⌈tiles / smCount⌉, the persistent grid runs one tile per SM at a time) plus a
- * per-slice cost; ties go to the wider slice (fewer launches).
+ * Columns per slice (a multiple of bn, or n when one slice takes all) for a GEMM of `rows` × n × k in tiles
+ * bn wide: the width of at most `capBytes` of fp16 weights (at least one tile) that minimizes the modeled
+ * time, Σ over slices of waves (⌈tiles / smCount⌉, the persistent grid runs one tile per SM at a time) of
+ * a tile's time (∝ bn) plus a per-slice cost; ties go to the wider slice (fewer launches).
  */
-export function wgmmaSliceCols(rows: number, n: number, k: number, smCount: number, capBytes: number): number {
-  const mtiles = Math.ceil(rows / WG_BM), ntiles = Math.ceil(n / WG_BN);
-  const most = Math.min(ntiles, Math.max(1, Math.floor(capBytes / (WG_BN * k * 2))));
+export function wgmmaSliceCols(rows: number, n: number, k: number, smCount: number, capBytes: number, bn: number = WG_BN): number {
+  return slicePlan(rows, n, k, smCount, capBytes, bn).cols;
+}
+
+function slicePlan(rows: number, n: number, k: number, smCount: number, capBytes: number, bn: number): { readonly cols: number; readonly ns: number } {
+  const mtiles = Math.ceil(rows / WG_BM), ntiles = Math.ceil(n / bn);
+  const most = Math.min(ntiles, Math.max(1, Math.floor(capBytes / (bn * k * 2))));
+  const tileNs = TILE_NS_PER_K * k * (bn / WG_BN);
   let best = most, bestCost = Infinity;
   for (let s = most; s >= 1; s--) {
     const full = Math.floor(ntiles / s), rest = ntiles - full * s;
     const waves = full * Math.ceil((mtiles * s) / smCount) + (rest > 0 ? Math.ceil((mtiles * rest) / smCount) : 0);
-    const cost = waves * TILE_NS_PER_K * k + (full + (rest > 0 ? 1 : 0)) * SLICE_NS;
+    const cost = waves * tileNs + (full + (rest > 0 ? 1 : 0)) * SLICE_NS;
     if (cost < bestCost) {
       best = s;
       bestCost = cost;
     }
   }
-  return Math.min(n, best * WG_BN);
+  return { cols: Math.min(n, best * bn), ns: bestCost };
+}
+
+/**
+ * The tile width of a plain linear's GEMM (`forced`, or with 0 the faster of 256 and 160 in slicePlan's
+ * wave model, ties to 256) and its slice width. 160-wide tiles fill the waves where 256-wide ones leave a
+ * wave part-empty: 13B at 2048 rows, N 5120: 320 tiles of 256 are 2.4 waves on 132 SMs, 512 of 160 are 3.9.
+ */
+export function wgmmaTileCols(rows: number, n: number, k: number, smCount: number, capBytes: number, forced: WgTileCols): { readonly bn: number; readonly cols: number } {
+  if (forced !== 0) return { bn: forced, cols: slicePlan(rows, n, k, smCount, capBytes, forced).cols };
+  const wide = slicePlan(rows, n, k, smCount, capBytes, WG_BN), narrow = slicePlan(rows, n, k, smCount, capBytes, WG_BN_NARROW);
+  return narrow.ns < wide.ns ? { bn: WG_BN_NARROW, cols: narrow.cols } : { bn: WG_BN, cols: wide.cols };
 }
 
 /** One linear's slicing and its weight scratch (taken before any launch: growing the scratch synchronizes). */
 export interface WgmmaPlan {
+  /** tile width: gemm_wgmma_256 or gemm_wgmma_160 */
+  readonly bn: number;
   readonly cols: number;
   readonly scratch: DevicePtr;
   readonly smCount: number;
   readonly tileFlags: DevicePtr | null;
 }
 
-export function planWgmma(wg: WgmmaOptions, rows: number, n: number, k: number): WgmmaPlan {
-  const cols = wgmmaSliceCols(rows, n, k, wg.smCount, wg.sliceBytes());
-  return { cols, scratch: wg.weightScratch(cols * k * 2), smCount: wg.smCount, tileFlags: wg.tileFlags() };
+/** `pairs`: gate/up fused with SwiGLU (256-wide tiles only: each holds 128 gate and 128 up rows) */
+export function planWgmma(wg: WgmmaOptions, rows: number, n: number, k: number, pairs = false): WgmmaPlan {
+  const { bn, cols } = wgmmaTileCols(rows, n, k, wg.smCount, wg.sliceBytes(), pairs ? WG_BN : wg.tileCols());
+  return { bn, cols, scratch: wg.weightScratch(cols * k * 2), smCount: wg.smCount, tileFlags: wg.tileFlags() };
 }
 
 function offset(p: DevicePtr, bytes: number): DevicePtr {
   return (p + BigInt(bytes)) as DevicePtr;
 }
 
-/** The GEMM's tensor maps: xh [rows, K] (box 128 × 64) and the scratch's first `wrows` W rows (box 256 × 64; the full slice's map made once). */
+/** The GEMM's tensor maps: xh [rows, K] (box 128 × 64) and the scratch's first `wrows` W rows (box bn × 64; the full slice's map made once). */
 function tensorMaps(cu: Driver, plan: WgmmaPlan, xh: DevicePtr, K: number, rows: number): { readonly a: Buffer; readonly b: (wrows: number) => Buffer } {
   const map = (base: DevicePtr, outer: number, boxOuter: number): Buffer =>
     cu.encodeTensorMap2d({ base, inner: K, outer, rowBytes: K * 2, boxInner: WG_BK, boxOuter, swizzle: TensorMapSwizzle.B128 });
-  const a = map(xh, rows, WG_BM), full = map(plan.scratch, plan.cols, WG_BN);
-  return { a, b: (wrows) => (wrows === plan.cols ? full : map(plan.scratch, wrows, WG_BN)) };
+  const a = map(xh, rows, WG_BM), full = map(plan.scratch, plan.cols, plan.bn);
+  return { a, b: (wrows) => (wrows === plan.cols ? full : map(plan.scratch, wrows, plan.bn)) };
 }
 
 /**
@@ -118,13 +147,14 @@ export function launchWgmmaSlices(cu: Driver, kernels: KernelModule, plan: Wgmma
   for (let n0 = 0; n0 < N; n0 += plan.cols) {
     const ns = Math.min(plan.cols, N - n0);
     dequantSlice(kernels, plan.scratch, w, n0, ns, 0, 0);
-    const tiles = Math.ceil(rows / WG_BM) * Math.ceil(ns / WG_BN);
+    const tiles = Math.ceil(rows / WG_BM) * Math.ceil(ns / plan.bn);
     // a lone small partial wave is split along K so that every SM takes a share of it
     const split = plan.tileFlags !== null && wgmmaStreamK(tiles, plan.smCount);
-    kernels.launch('gemm_wgmma_256', { x: split ? plan.smCount : Math.min(tiles, plan.smCount) }, { x: 384 },
+    const narrow = plan.bn === WG_BN_NARROW;
+    kernels.launch(narrow ? 'gemm_wgmma_160' : 'gemm_wgmma_256', { x: split ? plan.smCount : Math.min(tiles, plan.smCount) }, { x: 384 },
       [ptr(offset(y, n0 * 4)), i32(rows), i32(ns), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(gs), tm.a, tm.b(ns),
         ptr(split ? plan.tileFlags : null), ptr(null), i32(0)],
-      GEMM_WGMMA_SHARED);
+      narrow ? GEMM_WGMMA_160_SHARED : GEMM_WGMMA_SHARED);
   }
 }
 
@@ -148,6 +178,7 @@ export const GATE_UP_PAIR = WG_BN / 2;
 export function launchWgmmaGateUp(cu: Driver, kernels: KernelModule, plan: WgmmaPlan, gate: CudaGptq, up: CudaGptq, y: DevicePtr,
   yh: DevicePtr, xh: DevicePtr, rows: number): void {
   const K = gate.inFeatures, N = gate.outFeatures;
+  if (plan.bn !== WG_BN) throw new RangeError(`the fused gate/up GEMM runs 256-wide tiles, not ${plan.bn} (planWgmma with pairs)`);
   const tm = tensorMaps(cu, plan, xh, K, rows);
   const outs = plan.cols / 2; // outputs per slice (plan.cols: W rows, a multiple of WG_BN unless one slice takes all)
   for (let n0 = 0; n0 < N; n0 += outs) {

@@ -33,3 +33,17 @@ extern "C" __global__ void __launch_bounds__(384, 1)
   __trap();
 #endif
 }
+
+// 128 × 160 block tiles, 5 stages (GEMM_WGMMA_160_SHARED): for N where 256-wide tiles leave a wave part-empty
+// (13B at 2048 rows: q/k/v/o's 320 tiles of 256 are 2.4 waves on 132 SMs, 512 of 160 are 3.9;
+// wgmmaLinear.ts wgmmaTileCols chooses). No SwiGLU epilogue (that needs the 256-row gate/up pairs).
+extern "C" __global__ void __launch_bounds__(384, 1)
+    gemm_wgmma_160(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs,
+                   const __grid_constant__ CUtensorMap tmA, const __grid_constant__ CUtensorMap tmB, int* __restrict__ flags,
+                   __half* __restrict__ yh, int swiglu) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  wg::wg_gemm_body<160, 5, false, 1, 40, 232>(y, M, N, ldy, K, accumulate, gs, tmA, tmB, tmB, tmB, flags, yh, 0);
+#else
+  __trap();
+#endif
+}
