@@ -45,8 +45,8 @@ kernels.launch = (name, grid, block, args, sharedBytes, pdl): void => {
   const t0 = performance.now();
   launch(name, grid, block, args, sharedBytes, pdl);
   backend.synchronize();
-  // the GEMMs by shape: gemm_wgmma_256's rows, columns of the slice and K (its i32 arguments 1, 2 and 4), and grid
-  const key = byShape && name === 'gemm_wgmma_256'
+  // the GEMMs by shape: gemm_wgmma_256's / gemm_wgmma_160's rows, columns of the slice and K (its i32 arguments 1, 2 and 4), and grid
+  const key = byShape && (name === 'gemm_wgmma_256' || name === 'gemm_wgmma_160')
     ? `${name} ${args[1].readInt32LE(0)}x${args[2].readInt32LE(0)}x${args[4].readInt32LE(0)} grid ${grid.x}` : name;
   const e = perKernel.get(key) ?? { launches: 0, ms: 0 };
   e.launches++;
