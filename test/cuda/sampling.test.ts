@@ -181,6 +181,21 @@ test('generate: a seed gives the same ids through device draws and host fallback
   }
 });
 
+test('tiny-vicuna on CUDA: decode logits are the same bits on every run (its K of 2 and 6 slices runs in one range: no split-K atomics)', { skip: skipNoGpu }, async () => {
+  const model = await LlamaModel.create(EMBEDDED_MODEL, { backend: gpu(), contextLength: 256 });
+  const prompt = [1, 319, 13563, 1546, 263, 12758, 5199, 322].map((t) => t % model.vocabSize);
+  const run = async (): Promise<Float32Array[]> => {
+    const out = [await model.forward(prompt, 0)];
+    for (let i = 0; i < 6; i++) out.push(await model.forward([(prompt[i] * 7 + i) % model.vocabSize], prompt.length + i));
+    return out;
+  };
+  const a = await run(), b = await run();
+  for (let i = 0; i < a.length; i++) {
+    const differ = a[i].findIndex((v, j) => !Object.is(v, b[i][j]));
+    assert.equal(differ, -1, `step ${i}: logit ${differ} differs between runs (${a[i][differ]} vs ${b[i][differ]})`);
+  }
+});
+
 test('tiny-vicuna on CUDA: sampled generation through forwardSample matches forward + Sampler', { skip: skipNoGpu }, async () => {
   const model = await LlamaModel.create(EMBEDDED_MODEL, { backend: gpu(), contextLength: 256 });
   const hostOnly: CausalLm = {

@@ -265,7 +265,10 @@ test('K ranges per block: one wave of 4 blocks per SM, K split evenly (13B on 13
   assert.equal(GemvBatch.kPerBlock(32768, 528, SMS), 64 * 128);
   // never fewer than K / 64 slices: a wide K over one tile still fits XS_ROWS
   assert.equal(GemvBatch.kPerBlock(65536, 1, SMS), 8 * 128);
-  // at least one slice per warp: a small K (tiny models) stays one range, so no split-K atomics
+  // a K of at most 8 slices (tiny models: tiny-vicuna's 256 and 768) stays one range, so no split-K atomics
+  // and the same bits on every run; from 9 slices K splits, at least one slice per warp
   assert.equal(GemvBatch.kPerBlock(256, 2, SMS), 256);
-  assert.equal(GemvBatch.kPerBlock(1024, 8, SMS), 512);
+  assert.equal(GemvBatch.kPerBlock(768, 2, SMS), 768);
+  assert.equal(GemvBatch.kPerBlock(1024, 8, SMS), 1024);
+  assert.equal(GemvBatch.kPerBlock(1152, 8, SMS), 512);
 });

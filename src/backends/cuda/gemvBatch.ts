@@ -48,6 +48,11 @@ export const MAX_PERM_K = 32768;
 /** packed rows of x one block stages in shared memory (XS_ROWS in gemv_q4.cu): 64 slices of 128 */
 const MAX_SLICES_PER_BLOCK = 64;
 /**
+ * K of at most this many 128-value slices runs as one range per tile (kPerBlock): tiny models' linears (the
+ * embedded tiny-vicuna's 2 and 6 slices) then need no split-K atomics, so their decode is bit-reproducible.
+ */
+const SINGLE_RANGE_SLICES = 8;
+/**
  * blocks per SM the grid aims at: one wave (`__launch_bounds__(128, 4)`); more, shorter blocks and 3 or 2
  * (a slot left for the next kernel's prefetch) measured slower (bench/cudaNotes.md, sixth pass)
  */
@@ -149,9 +154,10 @@ export class GemvBatch {
   static kPerBlock(K: number, tiles: number, smCount: number): number {
     const slices = Math.ceil(K / 128);
     const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM) / tiles));
-    // at least one slice per warp: fewer leaves warps idle, and a K of a few slices stays one range (its
-    // epilogue then runs in the block, with no split-K atomics, so its sums do not depend on block order)
-    let per = Math.max(Math.ceil(slices / splits), Math.min(4, slices));
+    // at least one slice per warp (fewer leaves warps idle), and a K of at most SINGLE_RANGE_SLICES slices stays
+    // one range: its epilogue then runs in the block with no split-K atomics, so its sums do not depend on
+    // block order (tiny models decode the same bits on every run; 7B/13B have 32+ slices and split anyway)
+    let per = slices <= SINGLE_RANGE_SLICES ? slices : Math.max(Math.ceil(slices / splits), 4);
     if (process.env.QLLAMA_CUDA_KSPLIT === 'warps') per = Math.ceil(per / 4) * 4; // the old rule, for comparisons
     per = Math.max(Math.min(per, MAX_SLICES_PER_BLOCK), Math.ceil(slices / MAX_SLICES_PER_BLOCK));
     return per * 128;
