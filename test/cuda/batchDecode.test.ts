@@ -38,6 +38,8 @@ test('gemv_q4_rows plan: K ranges are multiples of 128 that cover K and fit the 
       assert.ok(per >= 128 && per <= (nt === 1 ? 2048 : 1024), `K ${K} nt ${nt}: ${per}`);
       assert.ok(Math.ceil(K / per) * per >= K);
     }
+    // a K of at most 8 slices (tiny models) is one range: sums independent of block order
+    for (const K of [128, 256, 768, 1024]) assert.equal(smallBatchKPerBlock(K, 2, 132, nt), K);
   }
 });
 

@@ -181,7 +181,7 @@ test('generate: a seed gives the same ids through device draws and host fallback
   }
 });
 
-test('tiny-vicuna on CUDA: decode logits are the same bits on every run (its K of 2 and 6 slices runs in one range: no split-K atomics)', { skip: skipNoGpu }, async () => {
+test('tiny-vicuna on CUDA: prompt and decode logits are the same bits on every run (its K of 2 and 6 slices runs in one range: no split-K atomics)', { skip: skipNoGpu }, async () => {
   const model = await LlamaModel.create(EMBEDDED_MODEL, { backend: gpu(), contextLength: 256 });
   const prompt = [1, 319, 13563, 1546, 263, 12758, 5199, 322].map((t) => t % model.vocabSize);
   const run = async (): Promise<Float32Array[]> => {

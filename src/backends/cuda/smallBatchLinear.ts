@@ -31,6 +31,8 @@ export const SMALL_BATCH_MAX_ROWS = 32;
 const ROWS_PER_LAUNCH = 16;
 /** Q4R_XS_HALVES / (8·NT) in gemv_q4_rows.cu: most K values per block (the fp16 x it stages for 8·NT rows) */
 const K_MAX = [0, 2048, 1024] as const;
+/** K values that run as one range per tile (8 slices of 128; at most K_MAX[2]) */
+const SINGLE_RANGE_K = 1024;
 /** blocks per SM the grid aims at: the kernels' __launch_bounds__ minimum (NT = 1: 4, NT = 2: 3) */
 const BLOCKS_PER_SM = [0, 4, 3] as const;
 
@@ -51,6 +53,9 @@ function kernelTakes(w: CudaGptq): boolean {
  * costs the whole block time again).
  */
 export function smallBatchKPerBlock(K: number, tiles: number, smCount: number, nt: 1 | 2): number {
+  // a K of at most 8 slices (tiny models) stays one range: each output then gets one atomic add onto the zeroed
+  // y, so the sums do not depend on block order (as GemvBatch.kPerBlock's one-row GEMV)
+  if (K <= SINGLE_RANGE_K) return K;
   const maxPer = K_MAX[nt];
   const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM[nt]) / tiles));
   const per = Math.ceil(K / splits / 128) * 128;
