@@ -58,12 +58,13 @@ export type PrefillKernels = 'wgmma' | 'mma' | 'old';
 /** the default where $QLLAMA_CUDA_PREFILL is not set */
 export const DEFAULT_PREFILL: PrefillKernels = 'wgmma';
 
-/** $name as an integer ≥ min, else `fallback` (unset or not such an integer) */
+/** $QLLAMA_CUDA_WG_TILE_COLS: 160 or 256 forces that tile width, anything else (or unset) lets the planner choose */
 function tileColsFromEnv(): WgTileCols {
   const v = process.env.QLLAMA_CUDA_WG_TILE_COLS;
   return v === '160' ? 160 : v === '256' ? 256 : 0;
 }
 
+/** $name as an integer ≥ min, else `fallback` (unset or not such an integer) */
 function intFromEnv(name: string, min: number, fallback: number): number {
   const v = Number(process.env[name]);
   return process.env[name] !== undefined && Number.isInteger(v) && v >= min ? v : fallback;

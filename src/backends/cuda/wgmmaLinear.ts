@@ -2,7 +2,8 @@
  * The Hopper prefill GEMM of launchLinear (q4 layout, rows ≥ WGMMA_MIN_ROWS on sm_90): y (+)= xh Wᵀ run
  * in slices of W's rows (y's columns). Per slice of Ns columns starting at n0:
  *   dequant_q4_tile  W[n0 .. n0+Ns) → the weight scratch as fp16 [Ns, K] (K contiguous)
- *   gemm_wgmma_256   y[:, n0 .. n0+Ns) (+)= xh · scratchᵀ (TMA map of the scratch; y offset by n0, rows N apart)
+ *   gemm_wgmma_256   y[:, n0 .. n0+Ns) (+)= xh · scratchᵀ (TMA map of the scratch; y offset by n0, rows N apart),
+ *   or gemm_wgmma_160 (160-wide tiles) where wgmmaTileCols models it faster
  * (kernels: gemm_wgmma.cu). The scratch then holds one slice (≤ sliceBytes) instead of the whole matrix
  * (141 MB for 13B's MLP); each slice is planned to keep the persistent GEMM's waves as full as unsliced.
  */
@@ -23,10 +24,7 @@ export interface WgmmaOptions {
    * split along K so no SM idles), or null: whole tiles only (CudaBackend.wgmmaStreamK)
    */
   readonly tileFlags: () => DevicePtr | null;
-  /**
-   * tile width of plain linears: 0 lets wgmmaTileCols choose between 256 and 160 (gemm_wgmma_160, where the
-   * card allows its shared memory), else that width (CudaBackend.wgmmaTileCols)
-   */
+  /** tile width of plain linears: 0 lets wgmmaTileCols choose between 256 and 160, else that width (CudaBackend.wgmmaTileCols) */
   readonly tileCols: () => WgTileCols;
 }
 
@@ -80,7 +78,8 @@ export function wgmmaSliceCols(rows: number, n: number, k: number, smCount: numb
   return slicePlan(rows, n, k, smCount, capBytes, bn).cols;
 }
 
-function slicePlan(rows: number, n: number, k: number, smCount: number, capBytes: number, bn: number): { readonly cols: number; readonly ns: number } {
+/** wgmmaSliceCols's choice and its modeled cost in ns */
+function slicePlan(rows: number, n: number, k: number, smCount: number, capBytes: number, bn: number): { readonly cols: number; readonly costNs: number } {
   const mtiles = Math.ceil(rows / WG_BM), ntiles = Math.ceil(n / bn);
   const most = Math.min(ntiles, Math.max(1, Math.floor(capBytes / (bn * k * 2))));
   const tileNs = TILE_NS_PER_K * k * (bn / WG_BN);
@@ -94,7 +93,7 @@ function slicePlan(rows: number, n: number, k: number, smCount: number, capBytes
       bestCost = cost;
     }
   }
-  return { cols: Math.min(n, best * bn), ns: bestCost };
+  return { cols: Math.min(n, best * bn), costNs: bestCost };
 }
 
 /**
@@ -105,7 +104,7 @@ function slicePlan(rows: number, n: number, k: number, smCount: number, capBytes
 export function wgmmaTileCols(rows: number, n: number, k: number, smCount: number, capBytes: number, forced: WgTileCols): { readonly bn: number; readonly cols: number } {
   if (forced !== 0) return { bn: forced, cols: slicePlan(rows, n, k, smCount, capBytes, forced).cols };
   const wide = slicePlan(rows, n, k, smCount, capBytes, WG_BN), narrow = slicePlan(rows, n, k, smCount, capBytes, WG_BN_NARROW);
-  return narrow.ns < wide.ns ? { bn: WG_BN_NARROW, cols: narrow.cols } : { bn: WG_BN, cols: wide.cols };
+  return narrow.costNs < wide.costNs ? { bn: WG_BN_NARROW, cols: narrow.cols } : { bn: WG_BN, cols: wide.cols };
 }
 
 /** One linear's slicing and its weight scratch (taken before any launch: growing the scratch synchronizes). */

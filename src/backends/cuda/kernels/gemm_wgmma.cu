@@ -1,5 +1,6 @@
 // Hopper prefill GEMM for rows ≥ WGMMA_MIN_ROWS (linearLaunch.ts / wgmmaLinear.ts) on q4-layout int4 GPTQ
-// weights, in two launches per slice of N (the lab's variant (b), kernels and layouts in gemm_wgmma.cuh):
+// weights, in two launches per slice of N (the lab's variant (b), kernels and layouts in gemm_wgmma.cuh); the
+// GEMM in 256-wide tiles (gemm_wgmma_256) or 160-wide ones (gemm_wgmma_160, at the end):
 //   dequant_q4_tile: W[n, k] (fp16 [Ns, K] scratch, K contiguous) = s[k / gs, n0 + n] · (q[k, n0 + n] − z[k / gs, n0 + n] − 1)
 //   gemm_wgmma_256:  y[m, n0 + n] (+)= Σ_k xh[m, k] · W[n, k]   (xh: x_to_half's fp16 copy of x, act-order gathered)
 // dequant_q4_tile: grid (ceil(Ns / 64), ceil(K / 256)), 256 threads; qw, scales point at column n0 of the full
