@@ -14,7 +14,7 @@
 // per block (13B down_proj) whole slices left the warps 3, 2, 2, 2 and the block waiting for the first
 // at its reduction (15% of down_proj's stall samples, Nsight Compute); halves give 5, 5, 4, 4. H200,
 // 13B decode, same call: 388–392 → 400 tok/s at context 1, act-order 350–356 → 362–364 (cudaNotes, 11th pass).
-// Programmatic dependent launch (sm_90): the first slice's weights, scales and the act-order
+// Programmatic dependent launch (sm_90): the first two half slices' weights, scales and the act-order
 // permutation are loaded before griddepcontrol.wait, i.e. while the kernel that produces x is still
 // finishing; x, y, the workspace and the KV cache are touched only after it.
 // x is staged once per block into shared memory as int8 (see below) per packed row, gathered
@@ -286,7 +286,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   const int* perm = xPermuted ? nullptr : m.perm;
   const float* xsrc = xPermuted ? reinterpret_cast<const float*>(m.perm) : a.x;
 
-  // weights of the first slice, and the first permutation entries, before waiting for x's producer
+  // weights of the first two half slices, and the first permutation entries, before waiting for x's producer
   uint4 wa[8], wb[8];
   uint2 sa[GH], sb[GH];
   uint32_t za[GH], zb[GH];
@@ -473,7 +473,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 
 #define GEMV_Q4(RPG)                                                                         \
   extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_rpg##RPG(const __grid_constant__ Q4Args a) { \
-    gemv_q4_fused<RPG>(a);                                                            \
+    gemv_q4_fused<RPG>(a);                                                                   \
   }
 GEMV_Q4(16)
 GEMV_Q4(8)
