@@ -1,4 +1,5 @@
 import type { DeviceSampling } from '../backends/backend.js';
+import { argmaxRow } from '../backends/cpu/kernels/argmax.js';
 import { applyPenalties } from './penalties.js';
 import { Prng, randomSeed } from './prng.js';
 import { resolveSampling, type SamplingOptions } from './samplingOptions.js';
@@ -324,18 +325,13 @@ export class Sampler {
 const BUCKETS = 64;
 const INV_LN2 = 1 / Math.LN2;
 
-/** Index of the largest value; the lowest index wins ties (deterministic greedy decoding). */
+/**
+ * Index of the largest value; the lowest index wins ties (deterministic greedy decoding). The same rule as
+ * the backends' argmax (argmaxRow, the reference of the CUDA kernel): NaN is never chosen over a number, and
+ * nothing above -Infinity gives 0, so a greedy pick does not depend on where the logits were read.
+ */
 export function argmax(values: Float32Array): number {
-  let best = 0;
-  let bestValue = values[0];
-  for (let i = 1; i < values.length; i++) {
-    const v = values[i];
-    if (v > bestValue || (Number.isNaN(bestValue) && !Number.isNaN(v))) {
-      best = i;
-      bestValue = v;
-    }
-  }
-  return best;
+  return argmaxRow(values, 0, values.length);
 }
 
 // Binary heap on heap[0..size) whose root is the "worst" kept id (for the top-k selection).
