@@ -350,7 +350,7 @@ static void setupKernels(const std::vector<Variant>& vs) {
 }
 
 // ---- slices of N (kind 's') -------------------------------------------------------------------------
-// A copy of wgmmaSliceCols (src/backends/cuda/wgmmaLinear.ts; keep the two in step): columns per slice, a
+// A copy of wgmmaSlicePlan (src/backends/cuda/wgmmaLinear.ts; keep the two in step): columns per slice, a
 // multiple of 256 (or N), at most cap bytes of fp16 weights (one tile at least), minimizing
 // Σ waves · 13.3 ns · K + 10 µs per slice, ties to the wider slice.
 static const size_t SLICE_BYTES = (size_t)80 << 20;  // WG_SLICE_BYTES

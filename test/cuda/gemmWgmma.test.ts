@@ -12,7 +12,7 @@ import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend, LinearHost } from '../../src/backends/backend.js';
 import type { PrefillKernels } from '../../src/backends/cuda/cudaBackend.js';
 import { WGMMA_MIN_ROWS } from '../../src/backends/cuda/linearLaunch.js';
-import { WG_SLICE_BYTES, wgmmaSliceCols, wgmmaStreamK, wgmmaTileCols, type WgTileCols } from '../../src/backends/cuda/wgmmaLinear.js';
+import { WG_SLICE_BYTES, wgmmaSlicePlan, wgmmaStreamK, wgmmaTileCols, type WgTileCols } from '../../src/backends/cuda/wgmmaLinear.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { EMBEDDED_MODEL } from '../support/paths.js';
 import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
@@ -92,7 +92,7 @@ test('wgmma GEMM in slices of N against the CPU and (whole tiles only) bit-equal
   ];
   for (const [k, n, gs, ao, rows, tiles] of cases) {
     const cap = tiles * 256 * k * 2;
-    const cols = wgmmaSliceCols(rows, n, k, gpu().smCount, cap);
+    const cols = wgmmaSlicePlan(rows, n, k, gpu().smCount, cap).cols;
     const name = `wgmma q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''} rows=${rows} slices of ${cols}`;
     assert.ok(cols < n, `${name}: the case must run in more than one slice`);
     const w = randomGptq(k, n, 4, gs, ao);
@@ -229,7 +229,7 @@ test('wgmma slice planner: 13B at 2048 rows on 132 SMs keeps the unsliced wave c
   // [N, K, expected columns per slice]: q/k/v/o whole (52 MB fits), gate/up 2 slices of 32 tiles, down 3 of 8
   const cases: [number, number, number][] = [[5120, 5120, 5120], [13824, 5120, 8192], [5120, 13824, 2048]];
   for (const [n, k, want] of cases) {
-    const cols = wgmmaSliceCols(2048, n, k, 132, WG_SLICE_BYTES);
+    const cols = wgmmaSlicePlan(2048, n, k, 132, WG_SLICE_BYTES).cols;
     assert.equal(cols, want, `${n}x${k}`);
     assert.ok(cols * k * 2 <= WG_SLICE_BYTES, `${n}x${k}: ${cols * k * 2} bytes`);
     assert.equal(waves(2048, n, cols, 132), waves(2048, n, n, 132), `${n}x${k}: waves sliced vs whole`);
@@ -241,7 +241,7 @@ test('wgmma slice planner: whole tiles within the cap (one tile at least), never
     for (const [n, k] of [[8, 64], [264, 512], [1000, 1024], [5120, 5120], [13824, 5120], [5120, 13824], [32000, 5120], [27648, 8192]])
       for (const cap of [1, 256 * k * 2, 4 << 20, 32 << 20, WG_SLICE_BYTES, 1 << 40])
         for (const sms of [1, 78, 114, 132]) {
-          const cols = wgmmaSliceCols(rows, n, k, sms, cap);
+          const cols = wgmmaSlicePlan(rows, n, k, sms, cap).cols;
           const what = `rows ${rows} ${n}x${k} cap ${cap} sms ${sms}: ${cols}`;
           assert.ok(cols >= 1 && cols <= n, what);
           assert.ok(cols === n || cols % 256 === 0, what);

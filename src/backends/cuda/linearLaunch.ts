@@ -7,7 +7,7 @@
  *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order; halfCopies.ts, shared by the
  *             linears that read the same x), then
  *             rows ≥ WGMMA_MIN_ROWS on sm_90 (`gemm.wgmma`, wgmmaLinear.ts): per slice of N (y's columns,
- *             planned by wgmmaSliceCols), the slice's weights dequantized to an fp16 [Ns, K] scratch
+ *             planned by wgmmaSlicePlan), the slice's weights dequantized to an fp16 [Ns, K] scratch
  *             (dequant_q4_tile), then the wgmma/TMA GEMM on it into those columns (gemm_wgmma_256, gemm_wgmma.cu);
  *             else the mma.sync GEMM that dequantizes each weight slice once into shared memory (gemm_q4_mma);
  *             other layouts, or `mma: false`: the older wmma GEMM with per-element dequantization

@@ -70,16 +70,11 @@ export function wgmmaStreamK(tiles: number, smCount: number): boolean {
 
 /**
  * Columns per slice (a multiple of bn, or n when one slice takes all) for a GEMM of `rows` × n × k in tiles
- * bn wide: the width of at most `capBytes` of fp16 weights (at least one tile) that minimizes the modeled
- * time, Σ over slices of waves (⌈tiles / smCount⌉, the persistent grid runs one tile per SM at a time) of
- * a tile's time (∝ bn) plus a per-slice cost; ties go to the wider slice (fewer launches).
+ * bn wide, and that plan's modeled time in ns: the width of at most `capBytes` of fp16 weights (at least one
+ * tile) that minimizes Σ over slices of waves (⌈tiles / smCount⌉, the persistent grid runs one tile per SM at
+ * a time) of a tile's time (∝ bn) plus a per-slice cost; ties go to the wider slice (fewer launches).
  */
-export function wgmmaSliceCols(rows: number, n: number, k: number, smCount: number, capBytes: number, bn: number = WG_BN): number {
-  return slicePlan(rows, n, k, smCount, capBytes, bn).cols;
-}
-
-/** wgmmaSliceCols's choice and its modeled cost in ns */
-function slicePlan(rows: number, n: number, k: number, smCount: number, capBytes: number, bn: number): { readonly cols: number; readonly costNs: number } {
+export function wgmmaSlicePlan(rows: number, n: number, k: number, smCount: number, capBytes: number, bn: number = WG_BN): { readonly cols: number; readonly costNs: number } {
   const mtiles = Math.ceil(rows / WG_BM), ntiles = Math.ceil(n / bn);
   const most = Math.min(ntiles, Math.max(1, Math.floor(capBytes / (bn * k * 2))));
   const tileNs = TILE_NS_PER_K * k * (bn / WG_BN);
@@ -97,13 +92,13 @@ function slicePlan(rows: number, n: number, k: number, smCount: number, capBytes
 }
 
 /**
- * The tile width of a plain linear's GEMM (`forced`, or with 0 the faster of 256 and 160 in slicePlan's
+ * The tile width of a plain linear's GEMM (`forced`, or with 0 the faster of 256 and 160 in wgmmaSlicePlan's
  * wave model, ties to 256) and its slice width. 160-wide tiles fill the waves where 256-wide ones leave a
  * wave part-empty: 13B at 2048 rows, N 5120: 320 tiles of 256 are 2.4 waves on 132 SMs, 512 of 160 are 3.9.
  */
 export function wgmmaTileCols(rows: number, n: number, k: number, smCount: number, capBytes: number, forced: WgTileCols): { readonly bn: number; readonly cols: number } {
-  if (forced !== 0) return { bn: forced, cols: slicePlan(rows, n, k, smCount, capBytes, forced).cols };
-  const wide = slicePlan(rows, n, k, smCount, capBytes, WG_BN), narrow = slicePlan(rows, n, k, smCount, capBytes, WG_BN_NARROW);
+  if (forced !== 0) return { bn: forced, cols: wgmmaSlicePlan(rows, n, k, smCount, capBytes, forced).cols };
+  const wide = wgmmaSlicePlan(rows, n, k, smCount, capBytes, WG_BN), narrow = wgmmaSlicePlan(rows, n, k, smCount, capBytes, WG_BN_NARROW);
   return narrow.costNs < wide.costNs ? { bn: WG_BN_NARROW, cols: narrow.cols } : { bn: WG_BN, cols: wide.cols };
 }
 
