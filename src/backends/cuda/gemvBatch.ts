@@ -49,9 +49,10 @@ export const MAX_PERM_K = 32768;
 const MAX_SLICES_PER_BLOCK = 64;
 /**
  * K of at most this many 128-value slices runs as one range per tile (kPerBlock): tiny models' linears (the
- * embedded tiny-vicuna's 2 and 6 slices) then need no split-K atomics, so their decode is bit-reproducible.
+ * embedded tiny-vicuna's 2 and 6 slices) then need no split-K atomics, so their decode is bit-reproducible
+ * (smallBatchLinear.ts keeps the same K in one range).
  */
-const SINGLE_RANGE_SLICES = 8;
+export const SINGLE_RANGE_SLICES = 8;
 /**
  * blocks per SM the grid aims at: one wave (`__launch_bounds__(128, 4)`); more, shorter blocks and 3 or 2
  * (a slot left for the next kernel's prefetch) measured slower (bench/cudaNotes.md, sixth pass)

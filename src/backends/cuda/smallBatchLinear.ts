@@ -10,6 +10,7 @@
  * GEMV's bandwidth; still 4–5x the GEMM's decode steps (bench/cudaBatchBench.ts).
  */
 import type { CuStream, DevicePtr, Driver } from './driver.js';
+import { SINGLE_RANGE_SLICES } from './gemvBatch.js';
 import { i32, ptr } from './kernelArgs.js';
 import type { LinearCall } from './linearLaunch.js';
 import type { CudaGptq, CudaLinear } from './linearUpload.js';
@@ -31,8 +32,8 @@ export const SMALL_BATCH_MAX_ROWS = 32;
 const ROWS_PER_LAUNCH = 16;
 /** Q4R_XS_HALVES / (8·NT) in gemv_q4_rows.cu: most K values per block (the fp16 x it stages for 8·NT rows) */
 const K_MAX = [0, 2048, 1024] as const;
-/** K values that run as one range per tile (8 slices of 128; at most K_MAX[2]) */
-const SINGLE_RANGE_K = 1024;
+/** K values that run as one range per tile: the one-row GEMV's rule (at most K_MAX[2]) */
+const SINGLE_RANGE_K = SINGLE_RANGE_SLICES * 128;
 /** blocks per SM the grid aims at: the kernels' __launch_bounds__ minimum (NT = 1: 4, NT = 2: 3) */
 const BLOCKS_PER_SM = [0, 4, 3] as const;
 
