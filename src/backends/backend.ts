@@ -124,6 +124,12 @@ export interface Backend {
   /** true when uploadLinear honours LinearUploadOptions; absent or false: callers pass none */
   readonly supportsUploadOrder?: boolean;
   uploadLinear(weight: LinearHost, options?: LinearUploadOptions): LinearWeight;
+  /**
+   * The model feeds these linears rmsNorm(x)·norm (LLaMA: q/k/v after the attention norm, gate/up after
+   * the MLP norm); a backend may prepare for it after the weights are uploaded (the CUDA backend keeps
+   * the norm weight in each act-order linear's row order). Computes nothing; optional.
+   */
+  declareInputNorm?(norm: VectorWeight, linears: readonly LinearWeight[]): void;
   uploadVector(data: Float32Array): VectorWeight;
   uploadEmbedding(data: Uint16Array, vocab: number, dim: number): EmbeddingWeight;
   allocKvCache(layers: number, maxSeq: number, kvHeads: number, headDim: number): KvCache;

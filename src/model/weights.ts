@@ -181,6 +181,10 @@ export async function bindLlamaWeights(
     attnNorm: vectors[s.attnNorm], q: linears[s.q], k: linears[s.k], v: linears[s.v], o: linears[s.o],
     mlpNorm: vectors[s.mlpNorm], gate: linears[s.gate], up: linears[s.up], down: linears[s.down],
   }));
+  for (const l of layers) {
+    backend.declareInputNorm?.(l.attnNorm, [l.q, l.k, l.v]);
+    backend.declareInputNorm?.(l.mlpNorm, [l.gate, l.up]);
+  }
   return { embed, layers, norm: vectors[norm], lmHead: linears[lmHead] };
 }
 

@@ -1,7 +1,8 @@
 /**
- * The decode step's speed switch must not change what it computes: the permuted-x copies
- * ($QLLAMA_CUDA_PERMX) feed an act-order GEMV the same values in the order it would gather them.
- * On and off, through the captured decode graph:
+ * The decode step's speed switches must not change what it computes: the permuted-x copies
+ * ($QLLAMA_CUDA_PERMX) feed an act-order GEMV the same values in the order it would gather them, and
+ * the norm weight kept in an act-order GEMV's row order ($QLLAMA_CUDA_NORM_PERM) is the weight it would
+ * gather. Each way, through the captured decode graph:
  *   - the embedded tiny-vicuna (act-order, head size 64: rope and the KV write run as kernels of their
  *     own) decodes greedily to the same ids;
  *   - a small synthetic LLaMA with head size 128 (rope and the KV write fold into the q/k/v GEMV as in
@@ -24,7 +25,8 @@ const SHAPE = { hidden: 512, ffn: 1408, layers: 3, heads: 4, vocab: 4096 };
 const work = mkdtempSync(path.join(tmpdir(), 'qllama-decode-variants-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-const variants: [string, boolean][] = [['baseline', false], ['permuted x', true]];
+/** name, permuted x, norm weights in row order */
+const variants: [string, boolean, boolean][] = [['both off', false, false], ['permuted x', true, false], ['both on', true, true]];
 
 const TOL = 2e-3;
 
@@ -32,11 +34,12 @@ const TOL = 2e-3;
 async function underEachVariant(model: LlamaModel, prompt: number[], steps: number, next: (logits: Float32Array, i: number) => number):
   Promise<{ name: string; ids: number[]; logits: Float32Array[] }[]> {
   const g = gpu();
-  const before = g.gemvPermuteX;
+  const before = g.gemvPermuteX, beforeNorms = g.gemvPermutedNorms;
   const out: { name: string; ids: number[]; logits: Float32Array[] }[] = [];
   try {
-    for (const [name, permX] of variants) {
+    for (const [name, permX, permNorms] of variants) {
       g.gemvPermuteX = permX;
+      g.gemvPermutedNorms = permNorms;
       const ids: number[] = [], logits: Float32Array[] = [];
       let l = await model.forward(prompt, 0);
       for (let i = 0; i < steps; i++) {
@@ -48,6 +51,7 @@ async function underEachVariant(model: LlamaModel, prompt: number[], steps: numb
     }
   } finally {
     g.gemvPermuteX = before;
+    g.gemvPermutedNorms = beforeNorms;
   }
   return out;
 }
@@ -68,7 +72,7 @@ function assertLogitsAgree(runs: { name: string; logits: Float32Array[] }[], wha
   }
 }
 
-test('tiny-vicuna (act-order): greedy ids identical with permuted x on and off', { skip: skipNoGpu }, async () => {
+test('tiny-vicuna (act-order): greedy ids identical under each decode switch', { skip: skipNoGpu }, async () => {
   const model = await LlamaModel.create(EMBEDDED_MODEL, { backend: gpu(), contextLength: 256 });
   const prompt = [1, 319, 13563, 1546, 263, 12758, 5199, 322, 385, 23116].map((t) => t % 4096);
   const runs = await underEachVariant(model, prompt, 24, (l) => argmax(l));
@@ -77,7 +81,7 @@ test('tiny-vicuna (act-order): greedy ids identical with permuted x on and off',
 });
 
 for (const actOrder of [false, true]) {
-  test(`synthetic ${actOrder ? 'act-order' : 'compat'} model, head size 128: same logits with permuted x on and off`, { skip: skipNoGpu }, async () => {
+  test(`synthetic ${actOrder ? 'act-order' : 'compat'} model, head size 128: same logits under each decode switch`, { skip: skipNoGpu }, async () => {
     const dir = path.join(work, actOrder ? 'ao' : 'compat');
     await synthesize({ shape: SHAPE, bits: 4, groupSize: 128, actOrder, out: dir, seed: 3 });
     const model = await LlamaModel.create(dir, { backend: gpu(), contextLength: 256 });

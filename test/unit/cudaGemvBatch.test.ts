@@ -89,11 +89,11 @@ const mat = (a: Buffer, i: number): { perm: bigint; y: bigint; qweight: bigint; 
   ({ qweight: a.readBigUInt64LE(i * 64), perm: a.readBigUInt64LE(i * 64 + 24), y: a.readBigUInt64LE(i * 64 + 32), flags: a.readInt32LE(i * 64 + 56) });
 const q4 = (a: Buffer): {
   count: number; x: bigint; swigluInv: bigint; swigluPerm: bigint; normOut: bigint; normInv: bigint; normPerm: bigint;
-  xNormW: bigint; xNormOut: bigint; xEps: number;
+  xNormW: bigint; xNormOut: bigint; xEps: number; xNormPermuted: number;
 } => ({
   count: a.readInt32LE(236), x: a.readBigUInt64LE(216), swigluInv: a.readBigUInt64LE(256), swigluPerm: a.readBigUInt64LE(264),
   normOut: a.readBigUInt64LE(280), normInv: a.readBigUInt64LE(304), normPerm: a.readBigUInt64LE(312),
-  xNormW: a.readBigUInt64LE(320), xNormOut: a.readBigUInt64LE(328), xEps: a.readFloatLE(336),
+  xNormW: a.readBigUInt64LE(320), xNormOut: a.readBigUInt64LE(328), xEps: a.readFloatLE(336), xNormPermuted: a.readInt32LE(340),
 });
 /** sizeof(Q4Args) in gemv_q4.cu */
 const Q4_ARGS_BYTES = 344;
@@ -104,8 +104,8 @@ const nextGemv = (l: Launch): { inv: bigint; permOut: bigint } => {
   return { inv: a.readBigUInt64LE(0), permOut: a.readBigUInt64LE(8) };
 };
 
-test('act-order decode layer: producers write the permuted x their consumers read', () => {
-  const { b, k } = batch(true);
+test('act-order decode layer, norm in the tail: producers write the permuted x their consumers read', () => {
+  const { b, k } = batch(true, false);
   const l0 = layer(true), l1 = layer(true);
   runLayer(b, l0);
   runLayer(b, l1);
@@ -151,7 +151,7 @@ test('act-order decode layer: producers write the permuted x their consumers rea
 });
 
 test('q/k/v with different permutations: the first reads the copy, the others gather', () => {
-  const { b, k } = batch(true);
+  const { b, k } = batch(true, false);
   const l0 = layer(true, false);
   runLayer(b, l0);
   b.flush();
@@ -239,11 +239,68 @@ test('a deferred norm that no GEMV reads runs as rmsnorm_f32, before what follow
   assert.equal(q4(k.launches[5].args[0]).xNormW, 0n);
 });
 
-test('permuted x is off unless QLLAMA_CUDA_PERMX=1', () => {
+test('act-order decode layer, defaults (input norms, permuted x): attention writes o_proj\'s input in its order, the norm consumers gather', () => {
+  const { b, k } = batch(true);
+  const l0 = layer(true), l1 = layer(true);
+  runLayer(b, l0);
+  runLayer(b, l1);
+  b.flush();
+  const one = ['gemv_q4_rpg16', 'attn_split_128', 'gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16'];
+  assert.deepEqual(k.launches.map((l) => l.name), [...one, ...one]);
+  for (const [i, l] of [l0, l1].entries()) {
+    const ls = k.launches.slice(i * 5, i * 5 + 5);
+    const attn = ls[1];
+    const [qkv, o, gu, down] = [ls[0], ls[2], ls[3], ls[4]].map((x) => x.args[0]);
+    // q/k/v and gate/up normalize the raw residual themselves and gather it through their permutation
+    for (const [a, ws] of [[qkv, [l.q, l.k, l.v]], [gu, [l.gate, l.up]]] as [Buffer, CudaGptq[]][]) {
+      assert.equal(q4(a).xNormW, act.normW);
+      assert.equal(q4(a).x, act.x);
+      ws.forEach((w, m) => {
+        assert.equal(mat(a, m).perm, w.perm);
+        assert.equal(mat(a, m).flags & 4, 0);
+      });
+    }
+    // attention writes o_proj's input in its row order; o reads that copy linearly (flag 4)
+    const at = nextGemv(attn);
+    assert.equal(at.inv, l.o.invPerm);
+    assert.equal(mat(o, 0).perm, at.permOut);
+    assert.equal(mat(o, 0).flags, 1 | 4);
+    // gate/up + SwiGLU write down's input in its order (this fake down has a permutation of its own)
+    assert.equal(q4(gu).swigluInv, l.down.invPerm);
+    assert.equal(mat(down, 0).perm, q4(gu).swigluPerm);
+    // no serial norm tails
+    for (const a of [qkv, o, gu, down]) assert.equal(q4(a).normOut, 0n);
+  }
+});
+
+test('input norms read the norm weight in the batch\'s row order where one is registered and every member shares that order', () => {
+  for (const [registered, on, shared] of [[true, true, true], [false, true, true], [true, false, true], [true, true, false]]) {
+    const { b, k } = batch(true);
+    b.usePermutedNorms = on;
+    const l0 = layer(true, shared);
+    const qNorm = alloc(DIM * 4), gNorm = alloc(DIM * 4);
+    if (registered) {
+      b.permutedNorm(act.normW, l0.q.perm!, qNorm);
+      b.permutedNorm(act.normW, l0.gate.perm!, gNorm);
+    }
+    assert.equal(b.hasPermutedNorm(act.normW, l0.q.perm!), registered);
+    runLayer(b, l0);
+    b.flush();
+    const what = `registered ${registered}, on ${on}, shared ${shared}`;
+    const [qkv, gu] = [k.launches[0], k.launches[3]].map((l) => q4(l.args[0]));
+    const used = registered && on && shared;
+    assert.equal(qkv.xNormW, used ? qNorm : act.normW, what);
+    assert.equal(gu.xNormW, used ? gNorm : act.normW, what);
+    assert.equal(qkv.xNormPermuted, used ? 1 : 0, what);
+    assert.equal(gu.xNormPermuted, used ? 1 : 0, what);
+  }
+});
+
+test('permuted x is on unless QLLAMA_CUDA_PERMX=0', () => {
   const saved = process.env.QLLAMA_CUDA_PERMX;
   try {
     delete process.env.QLLAMA_CUDA_PERMX;
-    assert.equal(permuteXDefault(), false);
+    assert.equal(permuteXDefault(), true);
     process.env.QLLAMA_CUDA_PERMX = '0';
     assert.equal(permuteXDefault(), false);
     process.env.QLLAMA_CUDA_PERMX = '1';

@@ -254,6 +254,23 @@ export class CudaBackend implements Backend {
     return w;
   }
 
+  /**
+   * Keeps `norm` in the row order of each act-order linear that reads rmsNorm(x)·norm (one copy per
+   * distinct permutation: q/k/v share one, gate/up another), so their decode GEMV reads the weight
+   * linearly beside the gathered x (gemvBatch.ts permutedNorm). H200, 13B act-order decode: bench/cudaNotes.md,
+   * twelfth pass.
+   */
+  declareInputNorm(norm: VectorWeight, linears: readonly LinearWeight[]): void {
+    const n = norm as CudaVector;
+    for (const l of linears) {
+      const w = l as CudaLinear;
+      if (w.kind !== 'gptq' || w.perm === null || w.inFeatures !== n.length || this.batch.hasPermutedNorm(n.ptr, w.perm)) continue;
+      const out = this.mem.alloc(n.length * 4);
+      this.kernels.launch('f32_gather', { x: Math.ceil(n.length / 256) }, { x: 256 }, [ptr(out), ptr(n.ptr), ptr(w.perm), i32(n.length)]);
+      this.batch.permutedNorm(n.ptr, w.perm, out);
+    }
+  }
+
   uploadVector(data: Float32Array): VectorWeight {
     return new CudaVector(data.length, uploadArray(this, data));
   }
@@ -412,7 +429,15 @@ export class CudaBackend implements Backend {
     this.kernels.launch('add_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 }, [ptr(act(x).ptr), ptr(act(y).ptr), i32(n)]);
   }
 
-  /** Whether rmsnorm / SwiGLU also write act-order consumers' inputs permuted; drops captured graphs. */
+  /** Whether act-order input-norm GEMVs read the norm weight in their row order (declareInputNorm); drops captured graphs. */
+  get gemvPermutedNorms(): boolean { return this.batch.usePermutedNorms; }
+  set gemvPermutedNorms(on: boolean) {
+    this.synchronize();
+    this.batch.usePermutedNorms = on;
+    this.dropGraphs();
+  }
+
+  /** Whether attention (and, with the norm in the tail, the norm) writes act-order consumers' inputs permuted; drops captured graphs. */
   get gemvPermuteX(): boolean { return this.batch.permuteX; }
   set gemvPermuteX(on: boolean) {
     this.synchronize();

@@ -7,15 +7,17 @@
  *   swiglu(hidden, gate, up)          → silu(gate)·up written beside gate and up
  *   rmsNorm(xb, x) before GEMVs of xb → deferred to the GEMV batch that reads xb: its blocks normalize x
  *                                       themselves (input norm, gemv_q4.cu xNormW), no kernel of its own
- *   rmsNorm(xb, x) after x += W·h     → with permuted x on: the launch's last block normalizes the
- *                                       finished x (normEpilogue), which can write the permuted copy
+ *   rmsNorm(xb, x) after x += W·h     → with the norm in the tail ($QLLAMA_CUDA_NORM=tail): the launch's
+ *                                       last block normalizes the finished x (normEpilogue), which can
+ *                                       write the permuted copy
  * Held launches: a launch that can do something for the NEXT GEMV batch waits until that batch is
  * complete, and then goes out knowing it:
  *   - permuted x (act-order): when the batch reads the launch's one-row output as x through a
  *     layer's permutation, the launch also writes the output in that row order (one scatter store per
  *     value), and the GEMV stages it linearly like a compat layer's x (flag 4), with no gather.
- *     Producers: the norm epilogue (o_proj, down_proj), the SwiGLU epilogue (gate/up), attention and
- *     one-row rmsnorm. GPTQ-for-LLaMa act-order files share one permutation among q/k/v and among
+ *     Producers: attention (o_proj's input), the SwiGLU epilogue (gate/up; down reads linearly anyway
+ *     when gate/up were uploaded in its order) and, with the norm in the tail, the norm epilogue and
+ *     one-row rmsnorm (input norms read the raw residual, which has no producer to ask). GPTQ-for-LLaMa act-order files share one permutation among q/k/v and among
  *     gate/up (one input, one Hessian); upload gives equal permutations one device buffer
  *     (linearUpload.ts), so one copy serves the whole batch; a member with another permutation
  *     gathers as before.
@@ -37,7 +39,7 @@ const ARGS_BYTES = 344;
 const AT = {
   ws: 192, counters: 200, swiglu: 208, x: 216, posPtr: 224, posImm: 232, count: 236, K: 240, gs: 244, maxSeq: 248,
   kPerBlock: 252, swigluInv: 256, swigluPerm: 264, normW: 272, normOut: 280, normCounter: 288, eps: 296,
-  normInv: 304, normPerm: 312, xNormW: 320, xNormOut: 328, xEps: 336,
+  normInv: 304, normPerm: 312, xNormW: 320, xNormOut: 328, xEps: 336, xNormPermuted: 340,
 } as const;
 /** sizeof(NextGemv) in common.cuh (inv, permOut): the last argument of rmsnorm_f32 and attn_split_<d> */
 export const NEXT_GEMV_BYTES = 16;
@@ -60,13 +62,15 @@ export const SINGLE_RANGE_SLICES = 8;
 const BLOCKS_PER_SM = 4;
 
 /**
- * $QLLAMA_CUDA_PERMX=1 turns the permuted-x copies on (else act-order GEMVs gather x through their
- * permutation while staging it). Off by default: on the H100 (13B act-order synthetic,
- * bench/cudaDecodeProfile.ts) it measured 287.3 vs 293.4 tok/s at context 1 (−2%) and 248.0 vs
- * 244.8 at context 2000 (+1.3%) (bench/cudaNotes.md, seventh pass).
+ * Whether producers write act-order consumers' inputs permuted ($QLLAMA_CUDA_PERMX=0: off, so act-order
+ * GEMVs gather x through their permutation while staging it). With input norms (the default) the one
+ * producer left is attention, writing o_proj's input: H200, 13B act-order decode, two runs each in one
+ * call, 362.2 / 363.0 → 375.6 / 381.0 tok/s at context 1 and 311.8 / 311.5 → 326.9 / 327.3 at 2000 (+4–5%;
+ * bench/cudaNotes.md, twelfth pass). It was off before: on the H100 with the norm in the producers' tail
+ * it measured −2% at context 1 and +1.3% at 2000 (seventh pass).
  */
 export function permuteXDefault(): boolean {
-  return process.env.QLLAMA_CUDA_PERMX === '1';
+  return process.env.QLLAMA_CUDA_PERMX !== '0';
 }
 
 /**
@@ -77,6 +81,17 @@ export function permuteXDefault(): boolean {
 export function inputNormDefault(): boolean {
   return process.env.QLLAMA_CUDA_NORM !== 'tail';
 }
+
+/**
+ * Whether act-order batches with an input norm read the norm weight in their row order (registered with
+ * permutedNorm) instead of gathering it through the permutation beside x; $QLLAMA_CUDA_NORM_PERM=0: off.
+ */
+export function permutedNormDefault(): boolean {
+  return process.env.QLLAMA_CUDA_NORM_PERM !== '0';
+}
+
+/** Key of a norm weight in a permutation's order (GemvBatch.permutedNorm). */
+const normKey = (norm: DevicePtr, perm: DevicePtr): string => `${norm}:${perm}`;
 
 /** A one-row rmsnorm waiting for the GEMV batch that reads its output. */
 interface DeferredNorm {
@@ -132,8 +147,12 @@ export class GemvBatch {
   private nextBuf = 0;
   /** producers write act-order consumers' inputs already permuted (permuteXDefault) */
   permuteX = permuteXDefault();
-  /** one-row norms run inside the GEMV batch that reads them (inputNormDefault; not with permuteX) */
+  /** one-row norms run inside the GEMV batch that reads them (inputNormDefault) */
   inputNorm = inputNormDefault();
+  /** input-norm batches read registered permuted norm weights (permutedNormDefault) */
+  usePermutedNorms = permutedNormDefault();
+  /** norm weights in act-order row orders, by normKey(norm, perm) */
+  private readonly permutedNorms = new Map<string, DevicePtr>();
   /** a norm waiting for its consumer batch (inputNorm) */
   private deferred: DeferredNorm | null = null;
   /** the input norm the pending batch runs (its x is `norm.out`, computed from `norm.x`) */
@@ -164,6 +183,26 @@ export class GemvBatch {
     return per * 128;
   }
 
+  /**
+   * Registers `permuted` = norm[perm[i]]: a batch whose members all gather x through `perm` and normalize
+   * it with `norm` reads this copy linearly (gemv_q4.cu xNormPermuted) instead of gathering the weight too.
+   */
+  permutedNorm(norm: DevicePtr, perm: DevicePtr, permuted: DevicePtr): void {
+    this.permutedNorms.set(normKey(norm, perm), permuted);
+  }
+
+  /** Whether a permuted copy of `norm` in `perm`'s order is registered. */
+  hasPermutedNorm(norm: DevicePtr, perm: DevicePtr): boolean {
+    return this.permutedNorms.has(normKey(norm, perm));
+  }
+
+  /** The waiting batch's input-norm weight in its members' one row order, when registered and switched on. */
+  private batchPermutedNorm(norm: DevicePtr): DevicePtr | null {
+    const p = this.pending, perm = p[0].w.perm;
+    if (!this.usePermutedNorms || perm === null || p.some((e) => e.w.perm !== perm || e.xPerm !== null)) return null;
+    return this.permutedNorms.get(normKey(norm, perm)) ?? null;
+  }
+
   /** Whether the fused kernel serves this weight for one row. */
   static fits(w: CudaGptq): boolean {
     return w.layout === 'q4' && Math.ceil(w.outFeatures / 128) <= MAX_TILES;
@@ -175,7 +214,7 @@ export class GemvBatch {
    * else rmsnorm_f32 (one row: held for the next GEMV like attention).
    */
   rmsNorm(out: DevicePtr, x: DevicePtr, w: DevicePtr, eps: number, rows: number, dim: number): void {
-    if (rows === 1 && this.inputNorm && !this.permuteX && out !== x && dim % 4 === 0) {
+    if (rows === 1 && this.inputNorm && out !== x && dim % 4 === 0) {
       this.flush();
       this.deferred = { out, x, w, eps, dim };
       return;
@@ -397,7 +436,9 @@ export class GemvBatch {
       a.writeFloatLE(epi.norm.eps, AT.eps);
     }
     if (this.norm !== null) {
-      a.writeBigUInt64LE(this.norm.w, AT.xNormW);
+      const permuted = this.batchPermutedNorm(this.norm.w);
+      a.writeBigUInt64LE(permuted ?? this.norm.w, AT.xNormW);
+      a.writeInt32LE(permuted !== null ? 1 : 0, AT.xNormPermuted);
       a.writeBigUInt64LE(this.norm.out, AT.xNormOut);
       a.writeFloatLE(this.norm.eps, AT.xEps);
     }

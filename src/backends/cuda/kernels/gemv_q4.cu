@@ -103,7 +103,9 @@ struct Q4Args {
   const float* xNormW;     // [K] f32
   float* xNormOut;         // [K] f32
   float xEps;
-  int pad2;
+  // 1: xNormW is the norm weight in the members' (one, shared) act-order row order, read linearly beside
+  // the gathered x instead of gathered through perm too
+  int xNormPermuted;
 };
 static_assert(sizeof(Q4Mat) == 64, "Q4Mat layout is mirrored by gemvBatch.ts");
 static_assert(sizeof(Q4Args) == 344, "Q4Args layout is mirrored by gemvBatch.ts");
@@ -256,6 +258,14 @@ __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, in
   else q4_norm_rows<16, true>(a, scratch);
 }
 
+// v[j] *= w[j], j < 8 (w 16-byte aligned: two float4 loads)
+__device__ __forceinline__ void scale8(float (&v)[8], const float* w) {
+  const float4 w0 = __ldg(reinterpret_cast<const float4*>(w));
+  const float4 w1 = __ldg(reinterpret_cast<const float4*>(w + 4));
+  v[0] *= w0.x; v[1] *= w0.y; v[2] *= w0.z; v[3] *= w0.w;
+  v[4] *= w1.x; v[5] *= w1.y; v[6] *= w1.z; v[7] *= w1.w;
+}
+
 template <int RPG>
 __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
@@ -341,7 +351,9 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
         idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
 #pragma unroll
         for (int j = 0; j < 8; ++j) v[j] = xsrc[idx[j]];
-        if (normW) {
+        if (normW && a.xNormPermuted) {
+          scale8(v, normW + kb);
+        } else if (normW) {
 #pragma unroll
           for (int j = 0; j < 8; ++j) v[j] *= __ldg(normW + idx[j]);
         }
@@ -352,12 +364,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
         v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
 #pragma unroll
         for (int j = 0; j < 8; ++j) idx[j] = kb + j;
-        if (normW) {
-          const float4 w0 = __ldg(reinterpret_cast<const float4*>(normW + kb));
-          const float4 w1 = __ldg(reinterpret_cast<const float4*>(normW + kb + 4));
-          v[0] *= w0.x; v[1] *= w0.y; v[2] *= w0.z; v[3] *= w0.w;
-          v[4] *= w1.x; v[5] *= w1.y; v[6] *= w1.z; v[7] *= w1.w;
-        }
+        if (normW) scale8(v, normW + kb);
       }
       if (normW && tile == 0) {
 #pragma unroll

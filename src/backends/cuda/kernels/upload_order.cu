@@ -42,3 +42,9 @@ extern "C" __global__ void packed_gather_cols(uint32_t* __restrict__ out, const 
   }
   out[(size_t)blockIdx.y * words + w] = v;
 }
+
+// out[i] = in[idx[i]], i < n: a vector in a linear's act-order row order (the input norm's weight, gemvBatch.ts).
+extern "C" __global__ void f32_gather(float* __restrict__ out, const float* __restrict__ in, const int* __restrict__ idx, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = in[idx[i]];
+}
