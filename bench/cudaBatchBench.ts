@@ -1,11 +1,12 @@
 /**
  * `node dist/bench/cudaBatchBench.js MODEL_DIR`: aggregate decode tokens/s of continuous batching on
- * this machine's GPU: B = 1, 2, 4, 8, 16, 32 sequences decoding together through the model's
+ * this machine's GPU: B = 1, 2, 3, 4, 8, 16, 32 sequences decoding together through the model's
  * `decodeBatch` (one pass per step; the linears run with rows = B, attention and the KV writes per
  * row: ropeRows / writeKvRows / attentionRows), each sequence at its own context length.
- * For B ≥ 2 the same steps also run with the small-batch kernel off (smallBatchMaxRows = 0: the
- * 128-row-tile GEMM), so the line shows what gemv_q4_rows buys; up to decodeRowsByGraph rows, whose
- * steps replay each row's graph by default, also as one eager batched pass. Each figure is also given as a share
+ * For B ≥ 2 the same steps also run as one eager pass (batchGraphRows = 0: not recorded), with the
+ * small-batch kernels off (smallBatchMaxRows = 0: the 128-row-tile GEMM), and for B ≤ 3 as one graph replay
+ * per row (decodeRowsByGraph = B), so the line shows what the recorded steps, gemv_q4_multi / gemv_q4_rows and
+ * batching itself buy. Each figure is also given as a share
  * of the bandwidth ceiling (a read kernel over 2 GiB, measured in the same run): one step must read
  * the weights once plus every sequence's KV cache.
  * Env: QLLAMA_BENCH_BATCH_CTX (mean context per sequence, default 256; the sequences spread over
@@ -128,32 +129,37 @@ async function timeBatch(B: number): Promise<{ tokS: number; stepMs: number; ofC
   return { tokS: +((1000 * B) / stepMs).toFixed(1), stepMs: +stepMs.toFixed(3), ofCeiling: +((bytes / (stepMs / 1000) / 1e9) / ceilingGBs).toFixed(3) };
 }
 
-const defaultMax = b.smallBatchMaxRows, graphRows = b.decodeRowsByGraph;
+const defaultMax = b.smallBatchMaxRows, graphRows = b.decodeRowsByGraph, recordRows = b.batchGraphRows;
 type Timed = { tokS: number; stepMs: number; ofCeiling: number };
+/** timeBatch(B) with a backend switch changed for the run */
+async function timeWith(B: number, set: () => void, reset: () => void): Promise<Timed> {
+  set();
+  try {
+    return await timeBatch(B);
+  } finally {
+    reset();
+  }
+}
 const rows: Record<string, unknown>[] = [];
 for (const B of BATCHES) {
   const fast = await timeBatch(B);
-  // the eager batched pass where the default replays per-row graphs (decodeRowsByGraph), and with the GEMM
-  // instead of gemv_q4_rows
-  let eager: Timed | null = null, gemm: Timed | null = null;
-  b.decodeRowsByGraph = 1;
-  if (B >= 2 && B <= graphRows) eager = await timeBatch(B);
-  if (B >= 2 && B <= defaultMax) {
-    b.smallBatchMaxRows = 0;
-    gemm = await timeBatch(B);
-    b.smallBatchMaxRows = defaultMax;
+  let eager: Timed | null = null, gemm: Timed | null = null, perRow: Timed | null = null;
+  if (B >= 2) {
+    if (B <= recordRows) eager = await timeWith(B, () => { b.batchGraphRows = 0; }, () => { b.batchGraphRows = recordRows; });
+    if (B <= defaultMax) gemm = await timeWith(B, () => { b.smallBatchMaxRows = 0; }, () => { b.smallBatchMaxRows = defaultMax; });
+    if (B <= 3) perRow = await timeWith(B, () => { b.decodeRowsByGraph = B; }, () => { b.decodeRowsByGraph = graphRows; });
   }
-  b.decodeRowsByGraph = graphRows;
-  rows.push({ B, ...fast, eager, gemm });
-  const how = B <= graphRows ? ' (a graph replay per row)' : '';
+  rows.push({ B, ...fast, eager, gemm, perRow });
+  const how = B <= graphRows ? ' (a graph replay per row)' : B <= recordRows ? ' (a recorded batched step)' : ' (an eager batched pass)';
   console.log(`B=${String(B).padStart(2)}: ${fast.tokS} tok/s aggregate${how} (${fast.stepMs} ms/step, ${(100 * fast.ofCeiling).toFixed(1)}% of the ceiling)` +
-    (eager ? `; one eager batched pass: ${eager.tokS} tok/s` : '') +
-    (gemm ? `; the batched pass with the GEMM instead of gemv_q4_rows: ${gemm.tokS} tok/s` : ''));
+    (eager ? `; eager: ${eager.tokS}` : '') +
+    (gemm ? `; with the GEMM instead of the small-batch kernels: ${gemm.tokS}` : '') +
+    (perRow ? `; a graph replay per row: ${perRow.tokS}` : ''));
 }
 const single = rows[0] as { tokS: number };
 const figures = {
   card: b.deviceName, date: new Date().toISOString().slice(0, 10), model: dir, weightsGB: +weightsGB.toFixed(2),
-  ceilingGBs: Math.round(ceilingGBs), linears, meanContext: MEAN_CTX, steps: STEPS, smallBatchMaxRows: defaultMax, decodeRowsByGraph: graphRows, batches: rows,
+  ceilingGBs: Math.round(ceilingGBs), linears, meanContext: MEAN_CTX, steps: STEPS, smallBatchMaxRows: defaultMax, multiMaxRows: b.multiMaxRows, decodeRowsByGraph: graphRows, batchGraphRows: recordRows, batches: rows,
   speedupAt: Object.fromEntries(rows.map((r) => [String(r.B), +((r as { tokS: number }).tokS / single.tokS).toFixed(2)])),
 };
 model.dispose();

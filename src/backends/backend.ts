@@ -78,6 +78,13 @@ export interface AttentionShape {
   readonly headDim: number;
 }
 
+/** The rows of one batched decode step (Backend.decodeStep): row t feeds ids[t] at positions[t] of caches[t]. */
+export interface BatchStep {
+  readonly ids: Int32Array;
+  readonly positions: Int32Array;
+  readonly caches: readonly KvCache[];
+}
+
 /** Geometry of a batched decode attention call: one query row per sequence (see `Backend.attentionRows`). */
 export interface BatchAttentionShape {
   readonly layer: number;
@@ -188,9 +195,12 @@ export interface Backend {
    * Run the ops that `record` issues as one batched decode step (rows = one new token per
    * sequence, LlamaModel.decodeBatch), as opposed to prompt rows. Backends that treat the two
    * differently define it (the CPU backend runs up to 8 decode rows through its int8 GEMV, prompt
-   * rows of 4 or more through its f32 GEMM); absent: the model calls `record` directly.
+   * rows of 4 or more through its f32 GEMM; the CUDA backend records the step once per row count and
+   * position bucket and replays it, with `step`'s ids, positions and caches); absent: the model calls
+   * `record` directly. `step`, where given, describes the rows `record` issues; `record` must issue the same ops for
+   * every step of equal row count (only the ids, positions and caches differ).
    */
-  decodeStep?(record: () => void): void;
+  decodeStep?(record: () => void, step?: BatchStep): void;
   /**
    * out = silu(x Gᵀ) ⊙ (x Uᵀ), a LLaMA MLP's gate and up projections and SwiGLU, in one pass where the
    * backend fuses them for these rows and weights: returns true. Returns false having done nothing where

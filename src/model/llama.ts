@@ -135,9 +135,10 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
    * `rows[t].slot` (slots distinct, each cache holding positions 0..pos-1), in ONE pass whose linear
    * layers run with rows = B (each weight read once for the B tokens); attention and the KV writes
    * are per row (Backend.ropeRows / writeKvRows / attentionRows). Returns, in row order, what each
-   * row's `pick` asks for. No graph capture: graphs are keyed to one sequence, so up to
-   * Backend.decodeRowsByGraph rows (default 1) go one after another through their slots' graphs instead,
-   * where the backend has graphs.
+   * row's `pick` asks for. The pass goes through Backend.decodeStep with the step's rows, so a backend
+   * may record it once per row count and replay it (the CUDA backend does). Up to
+   * Backend.decodeRowsByGraph rows (default 1) go one after another through their slots' one-sequence
+   * graphs instead, where the backend has graphs.
    */
   async decodeBatch(rows: readonly DecodeRow[]): Promise<RowResult[]> {
     const B = rows.length;
@@ -151,13 +152,15 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       this.checkSlot(r.slot);
       for (let u = 0; u < t; u++) if (rows[u].slot === r.slot) throw new RangeError(`decodeBatch: slot ${r.slot} appears twice`);
       this.checkRange(1, r.pos);
+      // a recorded step (Backend.decodeStep) reads the ids on the device without the embedding's own check
+      if (!Number.isInteger(r.token) || r.token < 0 || r.token >= this.vocabSize) throw new RangeError(`decodeBatch: token id ${r.token} outside the vocabulary [0, ${this.vocabSize})`);
       ids[t] = r.token;
       positions[t] = r.pos;
       caches[t] = this.caches[r.slot];
     }
-    // A lone sequence, or a few, take the one-sequence path: on a backend with graphs each replays its slot's
-    // captured decode graph (H200, 13B: 381 tok/s for one, 384 for two one after the other), where this eager
-    // batched pass runs about 265 for one and 254 for two (bench/cudaBatchBench.ts).
+    // A lone sequence (or up to decodeRowsByGraph) takes the one-sequence path: on a backend with graphs it replays
+    // its slot's captured decode graph (H200, 13B: 390 tok/s), where an eager batched pass of one row ran about 265
+    // (bench/cudaBatchBench.ts).
     if (this.backend.runGraph && B <= (this.backend.decodeRowsByGraph ?? 1)) {
       const results: RowResult[] = [];
       for (const r of rows) results.push(await this.decodeOne(r));
@@ -169,7 +172,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       b.rmsNorm(s.xb, s.x, this.weights.norm, c.rmsNormEps, B);
       b.linear(s.logits, s.xb, this.weights.lmHead, B); // [B, vocab]
     };
-    if (b.decodeStep) b.decodeStep(step);
+    if (b.decodeStep) b.decodeStep(step, { ids, positions, caches });
     else step();
     return this.pickRows(rows);
   }

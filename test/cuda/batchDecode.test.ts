@@ -9,14 +9,18 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Activation, Backend, KvCache, LinearHost } from '../../src/backends/backend.js';
-import type { CudaLinear } from '../../src/backends/cuda/linearUpload.js';
+import type { GptqLinearHost } from '../../src/formats/gptqTypes.js';
+import { groupContiguousPerm, type CudaLinear } from '../../src/backends/cuda/linearUpload.js';
 import { SMALL_BATCH_MAX_ROWS, smallBatchFits, smallBatchKPerBlock } from '../../src/backends/cuda/smallBatchLinear.js';
-import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
+import { gpu, input, int8RoundTrip, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
 
 const cpu = new CpuBackend({ int8Gemv: false });
 /** fp16 inside the kernels (KV cache; x and dequantized weights of the linear) bounds agreement to ~1e-3 */
 const HALF_TOL = 4e-3;
 const ROPE_TOL = 1e-5;
+/** gemv_q4_multi quantizes x to int8 per 32 values as the one-row GEMV (ops.test.ts says why these bounds) */
+const INT8_TOL = 2e-2;
+const INT8_EXACT_TOL = 1e-4;
 
 /** B positions spread over [0, long]: 0 and `long` always among them (B ≥ 2), the rest random. */
 function spread(B: number, long: number): Int32Array {
@@ -128,35 +132,73 @@ test('writeKvRows / attentionRows refuse a position outside a cache', { skip: sk
     Int32Array.from([16, 0]), 2), /holds 16 positions/);
 });
 
-/** linear and linearAdd on the GPU (small-batch path asserted) against the CPU's linear, rows of x at once. */
-function checkSmallBatch(name: string, w: LinearHost, rows: number): void {
+/**
+ * linear and linearAdd on the GPU (small-batch path asserted) against the CPU's linear, rows of x at once.
+ * `xCpu`: what the CPU oracle multiplies instead of x (gemv_q4_multi's int8 round trip of it).
+ */
+function checkSmallBatch(name: string, w: LinearHost, rows: number, tol = HALF_TOL, xCpu?: (x: Float32Array) => Float32Array): void {
   const g = gpu();
   const x = randn(rows * w.inFeatures), resid = randn(rows * w.outFeatures);
   const lw = g.uploadLinear(w);
-  assert.ok(smallBatchFits(lw as CudaLinear, rows, { maxRows: g.smallBatchMaxRows, smCount: g.smCount }), `${name}: rows ${rows} should take gemv_q4_rows`);
+  const opts = { maxRows: g.smallBatchMaxRows, multiMaxRows: g.multiMaxRows, smCount: g.smCount };
+  assert.ok(smallBatchFits(lw as CudaLinear, rows, opts), `${name}: rows ${rows} should take the small-batch path`);
   const out = poisoned(g, rows, w.outFeatures);
   g.linear(out, input(g, rows, w.inFeatures, x), lw, rows);
   const acc: Activation = input(g, rows, w.outFeatures, resid);
   g.linearAdd(acc, input(g, rows, w.inFeatures, x), lw, rows);
   const co = poisoned(cpu, rows, w.outFeatures);
-  cpu.linear(co, input(cpu, rows, w.inFeatures, x), cpu.uploadLinear(w), rows);
+  cpu.linear(co, input(cpu, rows, w.inFeatures, xCpu ? xCpu(x) : x), cpu.uploadLinear(w), rows);
   const want = cpu.readActivation(co);
   const err = normErr(g.readActivation(out), want);
-  assert.ok(err < HALF_TOL, `${name} rows=${rows}: err ${err}`);
+  assert.ok(err < tol, `${name} rows=${rows}: err ${err}`);
   const errAdd = normErr(g.readActivation(acc), Float32Array.from(want, (v, i) => v + resid[i]));
-  assert.ok(errAdd < HALF_TOL, `${name} linearAdd rows=${rows}: err ${errAdd}`);
+  assert.ok(errAdd < tol, `${name} linearAdd rows=${rows}: err ${errAdd}`);
 }
+
+/** The staging order of x in the int4 GEMVs (their blocks of 32 for int8): the act-order group order, else identity. */
+function stagingOrder(w: GptqLinearHost): Int32Array | null {
+  return w.actOrder ? groupContiguousPerm(w.gIdx, w.groupSize) : null;
+}
+
+/** int8RoundTrip of each row of x ([rows, K]) in the kernel's staging order. */
+function int8Rows(x: Float32Array, K: number, order: Int32Array | null): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < x.length / K; r++) out.set(int8RoundTrip(x.subarray(r * K, (r + 1) * K), order), r * K);
+  return out;
+}
+
+const SMALL_BATCH_CASES: [number, number, number, boolean][] = [
+  [5120, 1024, 128, true], [5120, 1024, 128, false], [512, 384, 128, false], [768, 256, 64, true], [256, 520, 32, false],
+  [640, 136, -1, false], [2816, 1000, 32, true], [13824, 256, 128, true],
+];
+
+test('linear: gemv_q4_multi for 2..8 rows (launches of up to 4), int8 x, group sizes 32..128, act-order, partial tiles', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  const before = [g.smallBatchMaxRows, g.multiMaxRows];
+  try {
+    g.smallBatchMaxRows = SMALL_BATCH_MAX_ROWS;
+    g.multiMaxRows = 8;
+    for (const [k, n, gs, ao] of SMALL_BATCH_CASES) {
+      const w = randomGptq(k, n, 4, gs, ao);
+      const name = `q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
+      const order = stagingOrder(w);
+      for (const rows of [2, 3, 4, 5, 8]) {
+        checkSmallBatch(name, w, rows, INT8_TOL);
+        checkSmallBatch(`${name}, oracle on the same int8 x`, w, rows, INT8_EXACT_TOL, (x) => int8Rows(x, k, order));
+      }
+    }
+  } finally {
+    [g.smallBatchMaxRows, g.multiMaxRows] = before;
+  }
+});
 
 test('linear: gemv_q4_rows for 2..16 rows (and 17..32 in launches of 16), group sizes 32..128, act-order, partial tiles', { skip: skipNoGpu }, () => {
   const g = gpu();
-  const before = g.smallBatchMaxRows;
-  const cases: [number, number, number, boolean][] = [
-    [5120, 1024, 128, true], [5120, 1024, 128, false], [512, 384, 128, false], [768, 256, 64, true], [256, 520, 32, false],
-    [640, 136, -1, false], [2816, 1000, 32, true], [13824, 256, 128, true],
-  ];
+  const before = [g.smallBatchMaxRows, g.multiMaxRows];
   try {
     g.smallBatchMaxRows = SMALL_BATCH_MAX_ROWS;
-    for (const [k, n, gs, ao] of cases) {
+    g.multiMaxRows = 0;
+    for (const [k, n, gs, ao] of SMALL_BATCH_CASES) {
       const w = randomGptq(k, n, 4, gs, ao);
       const name = `q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
       for (const rows of [2, 3, 8, 9, 16]) checkSmallBatch(name, w, rows);
@@ -165,13 +207,13 @@ test('linear: gemv_q4_rows for 2..16 rows (and 17..32 in launches of 16), group 
     const w = randomGptq(1280, 520, 4, 128, true);
     for (const rows of [17, 32]) checkSmallBatch('q4 1280x520 g128 act-order (two launches)', w, rows);
   } finally {
-    g.smallBatchMaxRows = before;
+    [g.smallBatchMaxRows, g.multiMaxRows] = before;
   }
 });
 
 test('gemv_q4_rows takes 2..maxRows rows of 4-bit q4 weights only', () => {
   const base = { kind: 'gptq', bits: 4, layout: 'q4', inFeatures: 512, outFeatures: 256, groupSize: 128 } as unknown as CudaLinear;
-  const opts = { maxRows: 16, smCount: 132 };
+  const opts = { maxRows: 16, multiMaxRows: 0, smCount: 132 };
   assert.equal(smallBatchFits(base, 1, opts), false);
   assert.equal(smallBatchFits(base, 2, opts), true);
   assert.equal(smallBatchFits(base, 16, opts), true);

@@ -21,9 +21,9 @@ type Event =
 
 const PART = 0xa000_0000n as DevicePtr, TICKETS = 0xb000_0000n as DevicePtr;
 
-function setup(): { ops: BatchOps; events: Event[]; capture: { on: boolean } } {
+function setup(): { ops: BatchOps; events: Event[]; capture: { on: boolean; bound: number; moved: number } } {
   const events: Event[] = [];
-  const capture = { on: false };
+  const capture = { on: false, bound: Infinity, moved: 0 };
   let next = 0x7000_0000n;
   const cu = {
     memAlloc: (bytes: number): DevicePtr => { const p = next as DevicePtr; next += BigInt(bytes + 4096); return p; },
@@ -41,6 +41,8 @@ function setup(): { ops: BatchOps; events: Event[]; capture: { on: boolean } } {
   const host: BatchOpsHost = {
     cu, mem: new DeviceMemory(cu), stream: 1n as unknown as CuStream, kernels, smCount: 132,
     capturing: () => capture.on,
+    captureBound: () => capture.bound,
+    tablesMoved: () => { capture.moved++; },
     flush: () => { events.push({ op: 'flush' }); },
     attnScratch: (part, tickets) => { events.push({ op: 'scratch', part, tickets }); return { part: PART, tickets: TICKETS }; },
   };
@@ -106,15 +108,50 @@ test('attentionRows: splits for the longest row, shared scratch, then attn_rows_
   assert.equal(f32(l.args[10]), Math.fround(1 / Math.sqrt(d)));
 });
 
-test('each op refuses a capture, an odd or unsupported head size and out-of-range operands, launching nothing', () => {
+test('a recorded step: prepare writes the tables first, the ops then copy nothing and attention plans for the bucket', () => {
   const { ops, events, capture } = setup();
+  const heads = 8, d = 64, caches = [kv(1, 4096), kv(2, 4096)], positions = Int32Array.of(5, 90);
+  ops.prepare(caches, positions, 2);
+  const prepared = copies(events);
+  assert.equal(prepared.length, 2, 'positions and caches');
+  capture.on = true;
+  capture.bound = 2048;
+  ops.ropeRows(rowsAt(0x5000n, 2, heads * d), heads, d, positions, 1e4, 2);
+  ops.writeKvRows(caches, 0, positions, rowsAt(0x6000n, 2, 128), rowsAt(0x7000n, 2, 128), 2);
+  ops.attentionRows(rowsAt(0x8000n, 2, heads * d), rowsAt(0x9000n, 2, heads * d), caches, { heads, kvHeads: 2, headDim: d, layer: 0 }, positions, 2);
+  assert.equal(copies(events).length, 2, 'no copies while recording');
+  const [rope, write, attn] = launches(events);
+  assert.equal(u64(rope.args[5]), prepared[0].ptr);
+  assert.deepEqual([u64(write.args[0]), u64(write.args[1])], [prepared[1].ptr, prepared[0].ptr]);
+  // splits for 2048 positions (the bucket), where an eager call plans for 91
+  const eager = setup();
+  eager.ops.attentionRows(rowsAt(0x8000n, 2, heads * d), rowsAt(0x9000n, 2, heads * d), caches, { heads, kvHeads: 2, headDim: d, layer: 0 }, positions, 2);
+  assert.ok((attn.grid.y ?? 1) > (launches(eager.events)[0].grid.y ?? 1), `recorded splits ${attn.grid.y}`);
+  // the next step's rows go into the same tables
+  capture.on = false;
+  ops.prepare(caches, Int32Array.of(6, 91), 2);
+  const again = copies(events).slice(2);
+  assert.deepEqual(again.map((c) => c.ptr), [prepared[0].ptr]);
+  assert.equal(capture.moved, 0);
+  assert.throws(() => { capture.on = true; ops.prepare(caches, positions, 2); }, /while recording/);
+  capture.on = false;
+  assert.throws(() => ops.prepare(caches, Int32Array.of(0, 4096), 2), /holds 4096 positions/);
+  assert.throws(() => ops.prepare(caches, Int32Array.of(-1, 3), 2), /position -1/);
+});
+
+test('a table that moves to a larger buffer tells the host (recorded steps must go)', () => {
+  const { ops, capture } = setup();
+  const many = Array.from({ length: 40 }, (_, i) => kv(i + 1, 64));
+  ops.prepare(many.slice(0, 2), Int32Array.of(0, 1), 2);
+  assert.equal(capture.moved, 0);
+  ops.prepare(many, new Int32Array(40), 40);
+  assert.ok(capture.moved > 0);
+});
+
+test('each op refuses an odd or unsupported head size and out-of-range operands, launching nothing', () => {
+  const { ops, events } = setup();
   const shape = { heads: 8, kvHeads: 2, headDim: 64, layer: 0 };
   const x = rowsAt(0x5000n, 2, 512);
-  capture.on = true;
-  assert.throws(() => ops.ropeRows(x, 8, 64, Int32Array.of(0, 1), 1e4, 2), CudaUnsupportedError);
-  assert.throws(() => ops.writeKvRows([kv(1, 8), kv(2, 8)], 0, Int32Array.of(0, 1), rowsAt(1n, 2, 128), rowsAt(2n, 2, 128), 2), CudaUnsupportedError);
-  assert.throws(() => ops.attentionRows(x, x, [kv(1, 8), kv(2, 8)], shape, Int32Array.of(0, 1), 2), CudaUnsupportedError);
-  capture.on = false;
   assert.throws(() => ops.ropeRows(x, 8, 63, Int32Array.of(0, 1), 1e4, 2), RangeError);
   assert.throws(() => ops.attentionRows(x, x, [kv(1, 8), kv(2, 8)], { ...shape, headDim: 96 }, Int32Array.of(0, 1), 2), CudaUnsupportedError);
   assert.throws(() => ops.attentionRows(x, x, [kv(1, 8), kv(2, 8)], { ...shape, kvHeads: 3 }, Int32Array.of(0, 1), 2), CudaUnsupportedError);

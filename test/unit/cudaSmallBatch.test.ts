@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/driver.js';
 import type { CudaGptq, CudaLinear } from '../../src/backends/cuda/linearUpload.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
-import { launchSmallBatch, smallBatchFits } from '../../src/backends/cuda/smallBatchLinear.js';
+import { launchSmallBatch, multiKPerBlock, smallBatchFits } from '../../src/backends/cuda/smallBatchLinear.js';
 
 interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
 
@@ -25,7 +25,7 @@ const q4 = (over: Partial<CudaGptq> = {}): CudaGptq => ({
   ...over,
 } as CudaGptq);
 
-const opts = { maxRows: 32, smCount: 132 };
+const opts = { maxRows: 32, multiMaxRows: 0, smCount: 132 };
 const call = (rows: number, accumulate = false) => ({ y: 0x10000n as DevicePtr, x: 0x20000n as DevicePtr, rows, accumulate });
 
 test('smallBatchFits: K % 128, N % 8 and groupSize % 32 as well as layout, bits and rows', () => {
@@ -41,11 +41,11 @@ test('smallBatchFits: K % 128, N % 8 and groupSize % 32 as well as layout, bits 
 
 test('launchSmallBatch: zeroes y unless accumulating, then launches of up to 16 rows', () => {
   const { cu, kernels, log } = fakes();
-  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(20), opts.smCount);
+  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(20), opts);
   assert.deepEqual(log.map((e) => [e.op, e.rows]), [['memset', undefined], ['gemv_q4_rows2', 16], ['gemv_q4_rows1', 4]]);
   assert.equal(log[1].grid?.x, Math.ceil(520 / 128));
   log.length = 0;
-  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(3, true), opts.smCount);
+  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(3, true), opts);
   assert.deepEqual(log.map((e) => e.op), ['gemv_q4_rows1']);
 });
 
@@ -53,7 +53,40 @@ test('launchSmallBatch refuses, launching nothing, a weight smallBatchFits would
   for (const w of [q4({ inFeatures: 1000 }), q4({ outFeatures: 522 }), q4({ groupSize: 48 }), q4({ layout: 'generic' })]) {
     const { cu, kernels, log } = fakes();
     assert.equal(smallBatchFits(w, 4, opts), false);
-    assert.throws(() => launchSmallBatch(cu, kernels, 0n as unknown as CuStream, w, call(4), opts.smCount), RangeError);
+    assert.throws(() => launchSmallBatch(cu, kernels, 0n as unknown as CuStream, w, call(4), opts), RangeError);
     assert.deepEqual(log, []);
+  }
+});
+
+test('launchSmallBatch: up to multiMaxRows rows go to gemv_q4_multi<R> in launches of up to 4, R = the rows (at least 2)', () => {
+  const { cu, kernels, log } = fakes();
+  const multi = { ...opts, multiMaxRows: 8 };
+  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(3), multi);
+  assert.deepEqual(log.map((e) => [e.op, e.rows]), [['memset', undefined], ['gemv_q4_multi3_rpg16', 3]]);
+  log.length = 0;
+  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4({ groupSize: 32, rowsPerGroup: 4 }), call(5, true), multi);
+  assert.deepEqual(log.map((e) => [e.op, e.rows]), [['gemv_q4_multi4_rpg4', 4], ['gemv_q4_multi2_rpg4', 1]]);
+  log.length = 0;
+  // above multiMaxRows: gemv_q4_rows
+  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(9, true), multi);
+  assert.deepEqual(log.map((e) => e.op), ['gemv_q4_rows2']);
+});
+
+test('multiKPerBlock: about one wave, K split evenly in slices of 128, 4 to 16 slices per block; small K one range', () => {
+  // 13B on 132 SMs: q (40 tiles) at 3 blocks per SM: 9 splits of 40 slices -> 5 slices; down (K 13824, 40 tiles): 108 slices -> 12 per block
+  assert.equal(multiKPerBlock(5120, 40, 132, 4), 5 * 128);
+  assert.equal(multiKPerBlock(13824, 40, 132, 3), 12 * 128);
+  // 2 rows: 4 blocks per SM; gate/up-sized N (108 tiles): 4 splits of 40 slices -> 10
+  assert.equal(multiKPerBlock(5120, 108, 132, 2), 10 * 128);
+  // at least 4 slices per block (16 slices over 19 splits); one split of a huge K: at most 16 (the staged x)
+  assert.equal(multiKPerBlock(2048, 20, 132, 4), 4 * 128);
+  assert.equal(multiKPerBlock(22016, 396, 132, 4), 16 * 128);
+  for (const K of [128, 768, 1024]) assert.equal(multiKPerBlock(K, 2, 132, 3), K);
+  for (const [K, tiles] of [[5120, 40], [13824, 40], [22016, 64], [1152, 3]]) {
+    for (const R of [2, 3, 4] as const) {
+      const per = multiKPerBlock(K, tiles, 132, R);
+      assert.equal(per % 128, 0);
+      assert.ok(per <= 2048 || (K <= 1024 && per === K), `K ${K}: ${per}`);
+    }
   }
 });

@@ -1,8 +1,10 @@
 /**
  * The CUDA backend's batched decode ops (batch_decode.cu): row t of the operands is sequence t's next
  * token, with its own KV cache and position; one launch per op covers every row. Positions and cache
- * pointers reach the kernels through small device tables (batchTables.ts) refreshed from the host, so
- * these ops run eagerly: a captured graph would replay the tables' old contents.
+ * pointers reach the kernels through small device tables (batchTables.ts) refreshed from the host.
+ * A captured batched step (CudaBackend.decodeStep) reads the tables where they were when it was
+ * recorded: `prepare` writes each step's rows there before the replay (a table that has to move drops
+ * the recorded steps), and attention is planned for the step's position bucket, not its longest row.
  */
 import type { BatchAttentionShape } from '../backend.js';
 import { planAttention } from './attentionLaunch.js';
@@ -28,8 +30,12 @@ export interface BatchOpsHost {
   readonly stream: CuStream;
   readonly kernels: KernelModule;
   readonly smCount: number;
-  /** whether runGraph is recording */
+  /** whether runGraph / decodeStep is recording */
   capturing(): boolean;
+  /** while recording: the positions the recorded step serves (its bucket) */
+  captureBound(): number;
+  /** a table moved: steps recorded with the old one must go */
+  tablesMoved(): void;
   /** sends held one-row work (gemvBatch.ts) out */
   flush(): void;
   /** the split attention's scratch, shared with the one-row attention: partial results and zeroed tickets, at least these sizes */
@@ -44,7 +50,7 @@ export class BatchOps {
 
   /** Rotary embedding of row t of x ([rows, ≥ heads·headDim]) at positions[t]. */
   ropeRows(x: DeviceRows, heads: number, headDim: number, positions: Int32Array, theta: number, rows: number): void {
-    this.begin('ropeRows');
+    this.begin();
     if (headDim % 2 !== 0) throw new RangeError(`ropeRows: head size ${headDim} is odd`);
     checkRows('ropeRows', rows, positions, x, heads * headDim);
     const pos = this.tables().positions(positions, rows);
@@ -54,7 +60,7 @@ export class BatchOps {
 
   /** Row t of k and v ([rows, kvHeads·headDim]) into caches[t] at layer `layer`, position positions[t]. */
   writeKvRows(kvs: readonly BatchKv[], layer: number, positions: Int32Array, k: DeviceRows, v: DeviceRows, rows: number): void {
-    this.begin('writeKvRows');
+    this.begin();
     if (kvs.length < Math.max(rows, 1)) throw new RangeError(`writeKvRows: ${kvs.length} KV caches for ${rows} rows`);
     const width = kvs[0].kvHeads * kvs[0].headDim;
     checkRows('writeKvRows', rows, positions, k, width);
@@ -72,13 +78,15 @@ export class BatchOps {
     const { heads, kvHeads, headDim: d } = shape;
     if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
     if (heads % kvHeads !== 0) throw new CudaUnsupportedError(`attentionRows: ${heads} query heads do not share ${kvHeads} KV heads evenly`);
-    this.begin('attentionRows');
+    this.begin();
     checkRows('attentionRows', rows, positions, q, heads * d);
     checkRows('attentionRows', rows, positions, out, heads * d);
     if (q.cols !== heads * d || out.cols !== heads * d) throw new RangeError(`attentionRows: q and out rows of ${q.cols} and ${out.cols} values, not ${heads * d}`);
     const maxPos = checkCaches('attentionRows', kvs, shape.layer, positions, rows, kvHeads, d);
-    // splits planned for the longest row; the blocks a shorter row does not need exit at once
-    const plan = planAttention(maxPos + 1, rows, heads, this.host.smCount, d);
+    // splits planned for the longest row (a recorded step: for its bucket, within the caches); the blocks a
+    // shorter row does not need exit at once
+    const longest = this.host.capturing() ? Math.max(maxPos + 1, Math.min(this.host.captureBound(), maxSeqOf(kvs, rows))) : maxPos + 1;
+    const plan = planAttention(longest, rows, heads, this.host.smCount, d);
     const { part, tickets } = this.host.attnScratch(rows * heads * plan.splits * (d + 2) * 4, rows * heads * 4);
     const t = this.tables();
     const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
@@ -87,14 +95,35 @@ export class BatchOps {
         i32(plan.splits), f32(1 / Math.sqrt(d))]);
   }
 
-  /** Held one-row work goes out first; the per-step tables are host copies, which a graph cannot replay. */
-  private begin(op: string): void {
-    if (this.host.capturing()) throw new CudaUnsupportedError(`${op} runs eagerly: batched decode steps cannot be recorded in runGraph`);
+  /**
+   * Writes a step's positions and cache pointers into the device tables before it is recorded or
+   * replayed (outside the recording: the copies are not part of the graph). Checks every row's position
+   * against its cache, which a replay does not do.
+   */
+  prepare(kvs: readonly BatchKv[], positions: Int32Array, rows: number): void {
+    if (this.host.capturing()) throw new Error('BatchOps.prepare: called while recording');
+    if (kvs.length < rows || positions.length < rows) throw new RangeError(`a batched step of ${rows} rows with ${kvs.length} caches and ${positions.length} positions`);
+    for (let t = 0; t < rows; t++) if (!Number.isInteger(positions[t]) || positions[t] < 0) throw new RangeError(`decodeStep: row ${t} has position ${positions[t]}`);
+    checkCaches('decodeStep', kvs, 0, positions, rows, kvs[0].kvHeads, kvs[0].headDim);
+    const t = this.tables();
+    t.positions(positions, rows);
+    t.caches(kvs, rows);
+  }
+
+  /** Held one-row work goes out first. */
+  private begin(): void {
     this.host.flush();
   }
 
   private tables(): BatchTables {
-    this.batchTables ??= new BatchTables(this.host.cu, this.host.mem, this.host.stream);
+    this.batchTables ??= new BatchTables(this.host.cu, this.host.mem, this.host.stream, () => this.host.tablesMoved());
     return this.batchTables;
   }
+}
+
+/** The largest maxSeq among the first `rows` caches. */
+function maxSeqOf(kvs: readonly BatchKv[], rows: number): number {
+  let m = 0;
+  for (let t = 0; t < rows; t++) m = Math.max(m, kvs[t].maxSeq);
+  return m;
 }

@@ -26,10 +26,11 @@ export class BatchTables {
   private readonly pos: DeviceTable<number, Int32Array>;
   private readonly seqs: DeviceTable<BatchKv, readonly BatchKv[]>;
 
-  constructor(cu: Driver, mem: DeviceMemory, stream: CuStream) {
+  /** @param moved called when a table moves to a larger buffer (kernels recorded with the old one must not replay) */
+  constructor(cu: Driver, mem: DeviceMemory, stream: CuStream, moved: () => void = () => undefined) {
     // the kept snapshot is itself the upload: a pageable source is staged when the copy call returns
-    this.pos = new DeviceTable(cu, mem, stream, 4, (kept) => kept);
-    this.seqs = new DeviceTable(cu, mem, stream, BATCH_SEQ_BYTES, packSeqs);
+    this.pos = new DeviceTable(cu, mem, stream, 4, (kept) => kept, moved);
+    this.seqs = new DeviceTable(cu, mem, stream, BATCH_SEQ_BYTES, packSeqs, moved);
   }
 
   /** int32 [rows] on the device holding positions[0..rows). */
@@ -67,7 +68,7 @@ class DeviceTable<T, A extends ArrayLike<T> & { slice(start: number, end: number
   private kept: A | null = null;
 
   constructor(private readonly cu: Driver, private readonly mem: DeviceMemory, private readonly stream: CuStream,
-    private readonly entryBytes: number, private readonly pack: (kept: A) => HostBuffer) {}
+    private readonly entryBytes: number, private readonly pack: (kept: A) => HostBuffer, private readonly moved: () => void) {}
 
   get(entries: A, rows: number): DevicePtr {
     if (this.dev !== null && this.kept !== null && sameRows(this.kept, entries, rows)) return this.dev;
@@ -84,6 +85,7 @@ class DeviceTable<T, A extends ArrayLike<T> & { slice(start: number, end: number
     if (this.dev !== null) {
       this.cu.streamSynchronize(this.stream);
       this.mem.free(this.dev);
+      this.moved();
     }
     this.dev = this.mem.alloc(size);
     this.cap = Math.floor(size / this.entryBytes);

@@ -5,7 +5,7 @@
  * device buffer that each replay refreshes, so one graph serves every position.
  */
 import type {
-  Activation, AttentionShape, Backend, BatchAttentionShape, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearUploadOptions, LinearWeight, VectorWeight,
+  Activation, AttentionShape, Backend, BatchAttentionShape, BatchStep, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearUploadOptions, LinearWeight, VectorWeight,
 } from '../backend.js';
 import { flashShared, planAttention, positionBucket } from './attentionLaunch.js';
 import {
@@ -24,7 +24,7 @@ import { launchSample } from './sampleLaunch.js';
 import { launchArgmaxRows } from './argmaxRows.js';
 import { BatchOps } from './batchOps.js';
 import { CudaUnavailableError, CudaUnsupportedError } from './errors.js';
-import { SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
+import { MULTI_MAX_ROWS, SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
 
 export { CudaUnavailableError, CudaUnsupportedError };
 
@@ -71,11 +71,18 @@ function intFromEnv(name: string, min: number, fallback: number): number {
 }
 
 /**
- * Default most rows of a batched decode step that go through per-row graph replays. H200, 13B, mean context
- * 256 (bench/cudaBatchBench.ts, QLLAMA_CUDA_GRAPH_ROWS=3): two rows 383.8 tok/s as two replays against 253.9
- * in one eager batched pass, three rows 384.7 against 381.7 (a tie), four rows batched 505.1.
+ * Default most rows of a batched decode step that go through per-row graph replays: 1, since batched steps
+ * are recorded too (decodeStep). H200, 13B, mean context 256 (bench/cudaBatchBench.ts): two rows 421–431
+ * tok/s as one recorded batched step against 385–395 as two replays (when batched steps ran eagerly: 254
+ * against 384, and this default was 2).
  */
-export const DECODE_ROWS_BY_GRAPH = 2;
+export const DECODE_ROWS_BY_GRAPH = 1;
+/**
+ * Default most rows of a batched decode step that is recorded and replayed (CudaBackend.batchGraphRows).
+ * H200, 13B, mean context 256, with gemv_q4_multi: 3 / 4 / 8 / 16 rows 564–573 / 671–683 / 1,062–1,078 / 1,544
+ * tok/s recorded against 331 / 490 / 928 / 1,390 eager; 32 rows (the GEMM) stay eager.
+ */
+export const BATCH_GRAPH_ROWS = 16;
 
 function prefillFromEnv(): PrefillKernels {
   const v = process.env.QLLAMA_CUDA_PREFILL;
@@ -123,6 +130,11 @@ export class CudaBackend implements Backend {
    * $QLLAMA_CUDA_SMALL_BATCH_ROWS, default SMALL_BATCH_MAX_ROWS). Benchmarks switch it to compare with the GEMM.
    */
   smallBatchMaxRows = intFromEnv('QLLAMA_CUDA_SMALL_BATCH_ROWS', 0, SMALL_BATCH_MAX_ROWS);
+  /**
+   * Of those, the most rows that take gemv_q4_multi, the one-token GEMV's integer kernel over up to 4 rows
+   * per launch, instead ($QLLAMA_CUDA_MULTI_ROWS, default MULTI_MAX_ROWS; 0: none).
+   */
+  multiMaxRows = intFromEnv('QLLAMA_CUDA_MULTI_ROWS', 0, MULTI_MAX_ROWS);
   /** the batched decode ops (batchOps.ts) */
   private readonly batchOps: BatchOps;
   /**
@@ -138,6 +150,11 @@ export class CudaBackend implements Backend {
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
    */
   decodeRowsByGraph = intFromEnv('QLLAMA_CUDA_GRAPH_ROWS', 1, DECODE_ROWS_BY_GRAPH);
+  /**
+   * Batched decode steps of 2..this many rows are recorded once per row count and position bucket and
+   * replayed (decodeStep); more rows run eagerly ($QLLAMA_CUDA_BATCH_GRAPH_ROWS, default BATCH_GRAPH_ROWS; 0: never).
+   */
+  batchGraphRows = intFromEnv('QLLAMA_CUDA_BATCH_GRAPH_ROWS', 0, BATCH_GRAPH_ROWS);
   /**
    * The wgmma GEMM's tile width for plain linears: 0 (default) chooses 256 or 160 per launch by the wave model
    * (wgmmaLinear.ts wgmmaTileCols), 256 or 160 force one; $QLLAMA_CUDA_WG_TILE_COLS. Tests and benchmarks switch it.
@@ -205,6 +222,7 @@ export class CudaBackend implements Backend {
     });
     this.batchOps = new BatchOps({
       cu, mem: this.mem, stream, kernels: this.kernels, smCount: this.smCount, capturing: () => this.capturing, flush: () => this.batch.flush(),
+      captureBound: () => this.captureBound, tablesMoved: () => this.dropGraphs(),
       attnScratch: (partBytes, ticketBytes) => ({ part: this.grow(this.attnPart, partBytes), tickets: this.growZeroed(this.attnTickets, ticketBytes) }),
     });
   }
@@ -448,18 +466,59 @@ export class CudaBackend implements Backend {
   // --- fast paths ------------------------------------------------------------------------
   runGraph(key: string, step: { readonly startPos: number; readonly ids: Int32Array }, record: () => void): void {
     this.batch.flush();
-    const len = 1 + step.ids.length;
+    this.writeStep(step.startPos, step.ids);
+    const bound = positionBucket(step.startPos + step.ids.length);
+    this.replay(`${key}@${bound}`, bound, record);
+  }
+
+  /**
+   * A batched decode step (LlamaModel.decodeBatch) of 2..batchGraphRows rows is recorded once per row
+   * count and position bucket and replayed: its ids go through the step buffer (embed reads them there),
+   * its positions and cache pointers through the batched ops' tables, written before the replay
+   * (BatchOps.prepare). Other steps, or none given, run `record` eagerly. The eager pass cost about
+   * 6 ms per step at 2..4 rows in driver calls (13B, H200: bench/cudaNotes.md, twelfth pass).
+   */
+  decodeStep(record: () => void, step?: BatchStep): void {
+    const rows = step?.ids.length ?? 0;
+    if (step === undefined || rows < 2 || rows > this.batchGraphRows || this.capturing) {
+      record();
+      return;
+    }
+    this.batch.flush();
+    this.batchOps.prepare(step.caches.map(kvCache), step.positions, rows);
+    let longest = 0;
+    for (let t = 0; t < rows; t++) longest = Math.max(longest, step.positions[t] + 1);
+    this.writeStep(0, step.ids);
+    const bound = positionBucket(longest);
+    this.replay(`batch${rows}@${bound}/${this.linearChoices()}`, bound, record);
+  }
+
+  /**
+   * The switches that choose a batched step's kernels (tests and benchmarks change them between steps):
+   * part of a recorded step's key, so a change records anew instead of replaying the old choice.
+   */
+  private linearChoices(): string {
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes].join(',');
+  }
+
+  /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */
+  private writeStep(startPos: number, ids: Int32Array): void {
+    const len = 1 + ids.length;
     if (this.stepHost.length < len) this.stepHost = new Int32Array(len);
     const host = this.stepHost;
-    host[0] = step.startPos;
-    host.set(step.ids, 1);
+    host[0] = startPos;
+    host.set(ids, 1);
     const stepPtr = this.grow(this.step, len * 4);
     // pageable source: the driver has staged it when the call returns, so the buffer is reused next step
     this.cu.copyHtoD(stepPtr, host, len * 4, this.stream);
-    const bound = positionBucket(step.startPos + step.ids.length);
-    const graphKey = `${key}@${bound}`;
-    let g = this.graphs.get(graphKey);
+  }
+
+  /** Launches the graph recorded under `key`, recording `record` first if there is none (positions up to `bound`). */
+  private replay(key: string, bound: number, record: () => void): void {
+    let g = this.graphs.get(key);
     if (!g) {
+      // fp16 copies made before the recording would be missing from its replays: make them inside
+      this.promptOps.copies.forget();
       this.cu.beginCapture(this.stream);
       this.capturing = true;
       this.captureBound = bound;
@@ -469,10 +528,11 @@ export class CudaBackend implements Backend {
         this.batch.flush();
       } finally {
         this.capturing = false;
+        this.captureBound = Infinity;
         graph = this.cu.endCapture(this.stream);
       }
       g = { graph, exec: this.cu.instantiate(graph) };
-      this.graphs.set(graphKey, g);
+      this.graphs.set(key, g);
     }
     this.cu.launchGraph(g.exec, this.stream);
   }
@@ -528,7 +588,7 @@ export class CudaBackend implements Backend {
       mma: this.prefillKernels !== 'old' && this.mmaGemmFits,
       half: (x, rows, cols, perm) => this.promptOps.copies.of(x, rows, cols, perm),
       wgmma: this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null,
-      smallBatch: this.smallBatchMaxRows >= 2 ? { maxRows: this.smallBatchMaxRows, smCount: this.smCount } : null,
+      smallBatch: this.smallBatchMaxRows >= 2 ? { maxRows: this.smallBatchMaxRows, multiMaxRows: this.multiMaxRows, smCount: this.smCount } : null,
     };
   }
 

@@ -80,7 +80,7 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
         [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
     }
   } else if (gemm?.smallBatch && smallBatchFits(w, c.rows, gemm.smallBatch)) {
-    launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch.smCount);
+    launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch);
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
     // (K % 64 and N % 8, which this branch already requires, are also all the wgmma path needs)
     const wg = gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS ? gemm.wgmma : null;

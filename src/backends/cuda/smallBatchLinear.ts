@@ -19,8 +19,19 @@ import type { KernelModule } from './module.js';
 export interface SmallBatchOptions {
   /** most rows that take this path (rows 2..maxRows); 0 or 1: never */
   readonly maxRows: number;
+  /** most rows that take gemv_q4_multi (launches of up to MULTI_ROWS_PER_LAUNCH rows) instead of gemv_q4_rows */
+  readonly multiMaxRows: number;
   readonly smCount: number;
 }
+
+/** Default most rows that take gemv_q4_multi (SmallBatchOptions.multiMaxRows). */
+export const MULTI_MAX_ROWS = 4;
+/** rows of one gemv_q4_multi launch (its largest R) */
+export const MULTI_ROWS_PER_LAUNCH = 4;
+/** QM_XS_ROWS · 8 in gemv_q4_multi.cu: most K values per block */
+const MULTI_K_MAX = 2048;
+/** blocks per SM the gemv_q4_multi grid aims at, by R: its __launch_bounds__ minimum */
+const MULTI_BLOCKS_PER_SM = [0, 0, 4, 3, 3] as const;
 
 /**
  * Default most rows: up to 16 one launch reads W once (two 8-row n-tiles per mma); 17..32 go out as
@@ -63,14 +74,38 @@ export function smallBatchKPerBlock(K: number, tiles: number, smCount: number, n
   return Math.max(128, Math.min(per, maxPer));
 }
 
-/** gemv_q4_rows over c's rows, for a caller that checked smallBatchFits; a weight it does not take throws rather than launch. */
-export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuStream, w: CudaGptq, c: LinearCall, smCount: number): void {
-  const K = w.inFeatures, N = w.outFeatures;
+/**
+ * K values per block of gemv_q4_multi<R>: as the one-token GEMV (GemvBatch.kPerBlock), about one wave of
+ * its blocks per SM with K split evenly in 128-value slices, at least 4 slices per block, at most
+ * MULTI_K_MAX; a K of at most SINGLE_RANGE_SLICES slices stays one range (sums independent of block order).
+ */
+export function multiKPerBlock(K: number, tiles: number, smCount: number, R: 2 | 3 | 4): number {
+  if (K <= SINGLE_RANGE_K) return K;
+  const slices = Math.ceil(K / 128);
+  const splits = Math.max(1, Math.floor((smCount * MULTI_BLOCKS_PER_SM[R]) / tiles));
+  const per = Math.min(Math.max(Math.ceil(slices / splits), 4), MULTI_K_MAX / 128);
+  return per * 128;
+}
+
+/** gemv_q4_multi or gemv_q4_rows over c's rows, for a caller that checked smallBatchFits; a weight they do not take throws rather than launch. */
+export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuStream, w: CudaGptq, c: LinearCall, opts: SmallBatchOptions): void {
+  const K = w.inFeatures, N = w.outFeatures, smCount = opts.smCount;
   if (!kernelTakes(w)) {
     throw new RangeError(`gemv_q4_rows needs a q4-layout 4-bit weight with K % 128, N % 8 and groupSize % 32 == 0, not ${K}x${N} g${w.groupSize}`);
   }
   if (!c.accumulate) cu.memsetD32(c.y, 0, c.rows * N, stream);
   const tiles = Math.ceil(N / 128);
+  if (c.rows <= opts.multiMaxRows) {
+    for (let r0 = 0; r0 < c.rows; r0 += MULTI_ROWS_PER_LAUNCH) {
+      const rows = Math.min(MULTI_ROWS_PER_LAUNCH, c.rows - r0);
+      const R = Math.max(2, rows) as 2 | 3 | 4;
+      const kPer = multiKPerBlock(K, tiles, smCount, R);
+      kernels.launch(`gemv_q4_multi${R}_rpg${w.rowsPerGroup}`, { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
+        [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(rows), i32(N), i32(K),
+          ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer)]);
+    }
+    return;
+  }
   for (let r0 = 0; r0 < c.rows; r0 += ROWS_PER_LAUNCH) {
     const rows = Math.min(ROWS_PER_LAUNCH, c.rows - r0);
     const nt = rows <= 8 ? 1 : 2;

@@ -35,25 +35,7 @@
 // matching (even, odd) byte quads give Σ q·xq exactly in int32. Per GPTQ group and column:
 //   y += s · Σ_blocks d · (Σ q·xq − z · Σ xq)      (z = stored zero + 1; Σ xq per 32 values is staged too)
 // That is 5 instructions per 8 weights (the fp16 path needed ~17, and issue, not DRAM, was the limit).
-#include "common.cuh"
-
-// Weights are read once: skip L1 so they don't evict x; volatile keeps the loads issued where written.
-// GEMV_Q4_LD: the load instruction (bench/lab/gemvLab.cu builds variants with other cache hints).
-#ifndef GEMV_Q4_LD
-#define GEMV_Q4_LD "ld.global.nc.L1::no_allocate.v4.u32"
-#endif
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
-  uint4 v;
-  asm volatile(GEMV_Q4_LD " {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-
-// Σ over the 8 values of one packed word of q·xq, added to acc (xe = x bytes 0, 2, 4, 6; xo = 1, 3, 5, 7)
-__device__ __forceinline__ int dot8_q4_i8(uint32_t w, int xe, int xo, int acc) {
-  acc = __dp4a((int)(w & 0x0F0F0F0Fu), xe, acc);
-  return __dp4a((int)((w >> 4) & 0x0F0F0F0Fu), xo, acc);
-}
+#include "gemv_q4.cuh"
 
 struct Q4Mat {
   const uint4* qw;
@@ -112,60 +94,6 @@ static_assert(sizeof(Q4Args) == 344, "Q4Args layout is mirrored by gemvBatch.ts"
 
 // packed rows of x a block stages (its K range / 8): 64 slices of 128 values
 #define XS_ROWS 1024
-
-// Loads half a slice (8 packed rows from value k) and its group scales / zeros. wcol: this lane's
-// 16-byte column group in packed row 0; rowStride: uint4s between packed rows (N/4).
-template <int GR, int GH>
-__device__ __forceinline__ void q4_load_half(uint4 (&w)[8], uint2 (&s)[GH], uint32_t (&z)[GH], const Q4Mat& m,
-                                             int k, int n0, const uint4* wcol, int rowStride, int gs) {
-  const uint4* src = wcol + (size_t)(k >> 3) * rowStride;
-#pragma unroll
-  for (int r = 0; r < 8; ++r) w[r] = ld_stream(src + r * rowStride);
-#pragma unroll
-  for (int gi = 0; gi < GH; ++gi) {
-    const int g = (k + gi * GR * 8) / gs;
-    s[gi] = __ldg(reinterpret_cast<const uint2*>(m.scales + (size_t)g * m.N + n0));
-    z[gi] = __ldg(m.qz + (size_t)g * (m.N >> 3) + (n0 >> 3));
-  }
-}
-
-// acc[c] += Σ over the half's 8 packed rows of column n0 + c. xr: the half's 8 staged rows of int8 x
-// (even, odd quads); xsum, xd: Σ xq and the step of each 4 packed rows (32 values), from the half's first.
-template <int GR, int GH>
-__device__ __forceinline__ void q4_mul_half(float (&acc)[4], const uint4 (&w)[8], const uint2 (&s)[GH], const uint32_t (&z)[GH],
-                                            const uint2* xr, const int* xsum, const float* xd, int n0) {
-#pragma unroll
-  for (int gi = 0; gi < GH; ++gi) {
-    const float2 s01 = __half22float2(u32_as_half2(s[gi].x)), s23 = __half22float2(u32_as_half2(s[gi].y));
-    const float sc[4] = {s01.x, s01.y, s23.x, s23.y};
-    const uint32_t zw = z[gi] >> ((n0 & 7) * 4);
-    int zc[4];
-#pragma unroll
-    for (int c = 0; c < 4; ++c) zc[c] = (int)(((zw >> (4 * c)) & 15u) + 1u);
-    float gacc[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int b = 0; b < GR / 4; ++b) {  // blocks of 4 packed rows: one x step each
-      const int r0 = gi * GR + b * 4;
-      const int xs = xsum[r0 >> 2];
-      int iacc[4];
-#pragma unroll
-      for (int c = 0; c < 4; ++c) iacc[c] = -zc[c] * xs;
-#pragma unroll
-      for (int rr = 0; rr < 4; ++rr) {
-        const uint2 xv = xr[r0 + rr];
-        iacc[0] = dot8_q4_i8(w[r0 + rr].x, (int)xv.x, (int)xv.y, iacc[0]);
-        iacc[1] = dot8_q4_i8(w[r0 + rr].y, (int)xv.x, (int)xv.y, iacc[1]);
-        iacc[2] = dot8_q4_i8(w[r0 + rr].z, (int)xv.x, (int)xv.y, iacc[2]);
-        iacc[3] = dot8_q4_i8(w[r0 + rr].w, (int)xv.x, (int)xv.y, iacc[3]);
-      }
-      const float d = xd[r0 >> 2];
-#pragma unroll
-      for (int c = 0; c < 4; ++c) gacc[c] = fmaf((float)iacc[c], d, gacc[c]);
-    }
-#pragma unroll
-    for (int c = 0; c < 4; ++c) acc[c] = fmaf(gacc[c], sc[c], acc[c]);
-  }
-}
 
 // The RMSNorm epilogue (see Q4Args), run by the launch's last block (q4_norm_tail).
 // Every load of y and w goes out before the first use: one L2 round trip, not one per pass of a loop
@@ -258,14 +186,6 @@ __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, in
   else q4_norm_rows<16, true>(a, scratch);
 }
 
-// v[j] *= w[j], j < 8 (w 16-byte aligned: two float4 loads)
-__device__ __forceinline__ void scale8(float (&v)[8], const float* w) {
-  const float4 w0 = __ldg(reinterpret_cast<const float4*>(w));
-  const float4 w1 = __ldg(reinterpret_cast<const float4*>(w + 4));
-  v[0] *= w0.x; v[1] *= w0.y; v[2] *= w0.z; v[3] *= w0.w;
-  v[4] *= w1.x; v[5] *= w1.y; v[6] *= w1.z; v[7] *= w1.w;
-}
-
 template <int RPG>
 __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
@@ -302,8 +222,8 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   uint32_t za[GH], zb[GH];
   int s = warp;  // this warp's half slices: s, s + 4, s + 8, ...
   const int nHalves = 2 * nSlices;
-  if (colLive && s < nHalves) q4_load_half<GR, GH>(wa, sa, za, m, kb0 + s * 64, n0, wcol, rowStride, gs);
-  if (colLive && s + 4 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + (s + 4) * 64, n0, wcol, rowStride, gs);
+  if (colLive && s < nHalves) q4_load_half<GR, GH>(wa, sa, za, m.scales, m.qz, N, kb0 + s * 64, n0, wcol, rowStride, gs);
+  if (colLive && s + 4 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, m.scales, m.qz, N, kb0 + (s + 4) * 64, n0, wcol, rowStride, gs);
   // the permutation entries of the first two staging passes (x gathers then wait on one load, not two)
   int4 p0 = make_int4(0, 0, 0, 0), p1 = p0, p2 = p0, p3 = p0;
   if (perm && t < rows8) {
@@ -371,28 +291,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
         for (int j = 0; j < 8; ++j) a.xNormOut[idx[j]] = v[j] * rstd;
       }
     }
-    // the block's step over its 4 packed rows (lanes 4·i .. 4·i + 3)
-    float amax = 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(v[j]));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    const float qs = amax > 0.f ? 127.f / amax : 0.f;
-    int q[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) q[j] = __float2int_rn(v[j] * qs);
-    int sum4 = q[0] + q[1] + q[2] + q[3] + q[4] + q[5] + q[6] + q[7];
-    sum4 += __shfl_xor_sync(0xffffffffu, sum4, 1);
-    sum4 += __shfl_xor_sync(0xffffffffu, sum4, 2);
-    if (live) {
-      const uint32_t even = (q[0] & 0xFF) | ((q[2] & 0xFF) << 8) | ((q[4] & 0xFF) << 16) | ((uint32_t)(q[6] & 0xFF) << 24);
-      const uint32_t odd = (q[1] & 0xFF) | ((q[3] & 0xFF) << 8) | ((q[5] & 0xFF) << 16) | ((uint32_t)(q[7] & 0xFF) << 24);
-      xs[r] = make_uint2(even, odd);
-      if ((r & 3) == 0) {
-        xsum[r >> 2] = sum4;
-        xd[r >> 2] = amax / 127.f;
-      }
-    }
+    q4_stage_row(v, live, r, xs, xsum, xd);
   }
   __syncthreads();
 
@@ -400,10 +299,10 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   if (colLive) {
     for (; s < nHalves; s += 8) {
       q4_mul_half<GR, GH>(acc, wa, sa, za, xs + s * 8, xsum + s * 2, xd + s * 2, n0);
-      if (s + 8 < nHalves) q4_load_half<GR, GH>(wa, sa, za, m, kb0 + (s + 8) * 64, n0, wcol, rowStride, gs);
+      if (s + 8 < nHalves) q4_load_half<GR, GH>(wa, sa, za, m.scales, m.qz, N, kb0 + (s + 8) * 64, n0, wcol, rowStride, gs);
       if (s + 4 >= nHalves) break;
       q4_mul_half<GR, GH>(acc, wb, sb, zb, xs + (s + 4) * 8, xsum + (s + 4) * 2, xd + (s + 4) * 2, n0);
-      if (s + 12 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, m, kb0 + (s + 12) * 64, n0, wcol, rowStride, gs);
+      if (s + 12 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, m.scales, m.qz, N, kb0 + (s + 12) * 64, n0, wcol, rowStride, gs);
     }
   }
 #pragma unroll

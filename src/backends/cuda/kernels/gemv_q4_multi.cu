@@ -1,0 +1,134 @@
+// GPTQ 4-bit linear for 2..4 rows at once (batched decode of a few sequences), the one-token GEMV's way:
+//   y[j, n] += Σ_k s[g, n] · (q[k, n] − z[g, n]) · x[j, perm[k]],   g = k / gs,  z = stored zero + 1,  j < rows
+// (the host zeroes y first for a plain store, as for gemv_q4_rows; smallBatchLinear.ts).
+// Layouts as gemv_q4.cu: qweight [K/8, N] u32 in the q4 layout (rows reordered at upload for act-order,
+// perm maps a reordered row to its x index, null = identity), scales [G, N] fp16, qzeros [G, N/8] u32;
+// x [rows, K] f32, y [rows, N] f32.
+//
+// Why not gemv_q4_rows (tensor cores) for so few rows: that kernel dequantizes every weight to fp16
+// (~15 instructions per 8 weights whatever the batch) and reaches 25–35% of the H200's read ceiling at
+// 2..8 rows (bench/cudaNotes.md). The one-token kernel's integer path costs 2 instructions per 8 weights
+// for the unpacking plus 2 dp4a per row, so up to 4 rows stay below what the card issues while the
+// weights stream at the one-token kernel's rate; each weight is still read once for all rows.
+//
+// Grid: x = 128-column tiles, y = K ranges of kPerBlock values (at most QM_XS_ROWS · 8; partial sums
+// go to y with float atomics, so a K of one range adds once onto the zeroed y and the sums do not depend
+// on block order). Block: 4 warps streaming the 64-value half slices w, w+4, ... of the block's K range,
+// two held in registers, as gemv_q4.cu; each half is multiplied into every row's staged int8 x.
+#include "gemv_q4.cuh"
+
+// packed rows of x a block stages per row: K ranges of at most 2048 values
+#define QM_XS_ROWS 256
+
+template <int RPG, int R>
+__device__ __forceinline__ void gemv_q4_multi_body(float* __restrict__ y, const float* __restrict__ x, int rows, int N, int K,
+                                                   const uint4* __restrict__ qw, const __half* __restrict__ scales,
+                                                   const uint32_t* __restrict__ qz, const int* __restrict__ perm, int gs,
+                                                   int kPerBlock) {
+  constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
+  constexpr int GH = 8 / GR;             // groups per half slice
+  __shared__ uint2 xs[R][QM_XS_ROWS];
+  __shared__ int xsum[R][QM_XS_ROWS / 4];
+  __shared__ float xd[R][QM_XS_ROWS / 4];
+  __shared__ float red[R][4][128];
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const int kb0 = blockIdx.y * kPerBlock;
+  const int kb1 = min(K, kb0 + kPerBlock);
+  const int nSlices = (kb1 - kb0) >> 7;
+  const int rows8 = (kb1 - kb0) >> 3;
+  const int col0 = blockIdx.x * 128;
+  const int n0 = col0 + lane * 4;
+  const bool colLive = n0 < N;
+  const int rowStride = N >> 2;
+  const uint4* wcol = qw + (n0 >> 2);
+
+  // the first two half slices' weights before waiting for x's producer (a no-op wait without PDL)
+  uint4 wa[8], wb[8];
+  uint2 sa[GH], sb[GH];
+  uint32_t za[GH], zb[GH];
+  int s = warp;
+  const int nHalves = 2 * nSlices;
+  if (colLive && s < nHalves) q4_load_half<GR, GH>(wa, sa, za, scales, qz, N, kb0 + s * 64, n0, wcol, rowStride, gs);
+  if (colLive && s + 4 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, scales, qz, N, kb0 + (s + 4) * 64, n0, wcol, rowStride, gs);
+  pdl_wait();
+  pdl_launch_dependents();
+
+  // x of every row, staged as int8 per 32 values (all rows' loads go out before the first quantization)
+  for (int base = 0; base < rows8; base += 128) {
+    const int r = base + t;
+    const bool live = r < rows8;
+    const int kb = kb0 + r * 8;
+    int idx[8];
+    if (perm && live) {
+      const int4 p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
+      const int4 p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
+      idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
+      idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
+    }
+    float v[R][8];
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[j][i] = 0.f;
+      if (!live || j >= rows) continue;
+      const float* xr = x + (size_t)j * K;
+      if (perm) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) v[j][i] = xr[idx[i]];
+      } else {
+        const float4 x0 = *reinterpret_cast<const float4*>(xr + kb);
+        const float4 x1 = *reinterpret_cast<const float4*>(xr + kb + 4);
+        v[j][0] = x0.x; v[j][1] = x0.y; v[j][2] = x0.z; v[j][3] = x0.w;
+        v[j][4] = x1.x; v[j][5] = x1.y; v[j][6] = x1.z; v[j][7] = x1.w;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < R; ++j) q4_stage_row(v[j], live, r, xs[j], xsum[j], xd[j]);
+  }
+  __syncthreads();
+
+  float acc[R][4];
+#pragma unroll
+  for (int j = 0; j < R; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  if (colLive) {
+    for (; s < nHalves; s += 8) {
+#pragma unroll
+      for (int j = 0; j < R; ++j)
+        if (j < rows) q4_mul_half<GR, GH>(acc[j], wa, sa, za, xs[j] + s * 8, xsum[j] + s * 2, xd[j] + s * 2, n0);
+      if (s + 8 < nHalves) q4_load_half<GR, GH>(wa, sa, za, scales, qz, N, kb0 + (s + 8) * 64, n0, wcol, rowStride, gs);
+      if (s + 4 >= nHalves) break;
+#pragma unroll
+      for (int j = 0; j < R; ++j)
+        if (j < rows) q4_mul_half<GR, GH>(acc[j], wb, sb, zb, xs[j] + (s + 4) * 8, xsum[j] + (s + 4) * 2, xd[j] + (s + 4) * 2, n0);
+      if (s + 12 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, scales, qz, N, kb0 + (s + 12) * 64, n0, wcol, rowStride, gs);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < R; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) red[j][warp][lane * 4 + c] = acc[j][c];
+  __syncthreads();
+  const int n = col0 + t;
+  if (n >= N) return;
+#pragma unroll
+  for (int j = 0; j < R; ++j)
+    if (j < rows) atomicAdd(y + (size_t)j * N + n, red[j][0][t] + red[j][1][t] + red[j][2][t] + red[j][3][t]);
+}
+
+// gemv_q4_multi<R>_rpg<RPG>: up to R rows; RPG = packed rows per group (gs 128 → 16, 64 → 8, 32 → 4).
+// Blocks per SM: 4 as the one-token kernel for 2 rows; 3 above (more accumulators and staged x).
+#define GEMV_Q4_MULTI(R, RPG, MINB)                                                                                       \
+  extern "C" __global__ void __launch_bounds__(128, MINB) gemv_q4_multi##R##_rpg##RPG(                                  \
+      float* __restrict__ y, const float* __restrict__ x, int rows, int N, int K, const uint4* __restrict__ qw,          \
+      const __half* __restrict__ scales, const uint32_t* __restrict__ qz, const int* __restrict__ perm, int gs, int kPer) { \
+    gemv_q4_multi_body<RPG, R>(y, x, rows, N, K, qw, scales, qz, perm, gs, kPer);                                        \
+  }
+GEMV_Q4_MULTI(2, 16, 4)
+GEMV_Q4_MULTI(2, 8, 4)
+GEMV_Q4_MULTI(2, 4, 4)
+GEMV_Q4_MULTI(3, 16, 3)
+GEMV_Q4_MULTI(3, 8, 3)
+GEMV_Q4_MULTI(3, 4, 3)
+GEMV_Q4_MULTI(4, 16, 3)
+GEMV_Q4_MULTI(4, 8, 3)
+GEMV_Q4_MULTI(4, 4, 3)
