@@ -58,11 +58,11 @@ test('launchSmallBatch refuses, launching nothing, a weight smallBatchFits would
   }
 });
 
-test('launchSmallBatch: up to multiMaxRows rows go to gemv_q4_multi<R> in launches of up to 4, R = the rows (at least 2)', () => {
+test('launchSmallBatch: up to multiMaxRows rows go to gemv_q4_multi<R> in launches of up to 4 rows, R = 2 or 4', () => {
   const { cu, kernels, log } = fakes();
   const multi = { ...opts, multiMaxRows: 8 };
   launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(3), multi);
-  assert.deepEqual(log.map((e) => [e.op, e.rows]), [['memset', undefined], ['gemv_q4_multi3_rpg16', 3]]);
+  assert.deepEqual(log.map((e) => [e.op, e.rows]), [['memset', undefined], ['gemv_q4_multi4_rpg16', 3]]);
   log.length = 0;
   launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4({ groupSize: 32, rowsPerGroup: 4 }), call(5, true), multi);
   assert.deepEqual(log.map((e) => [e.op, e.rows]), [['gemv_q4_multi4_rpg4', 4], ['gemv_q4_multi2_rpg4', 1]]);
@@ -75,15 +75,15 @@ test('launchSmallBatch: up to multiMaxRows rows go to gemv_q4_multi<R> in launch
 test('multiKPerBlock: about one wave, K split evenly in slices of 128, 4 to 16 slices per block; small K one range', () => {
   // 13B on 132 SMs: q (40 tiles) at 3 blocks per SM: 9 splits of 40 slices -> 5 slices; down (K 13824, 40 tiles): 108 slices -> 12 per block
   assert.equal(multiKPerBlock(5120, 40, 132, 4), 5 * 128);
-  assert.equal(multiKPerBlock(13824, 40, 132, 3), 12 * 128);
+  assert.equal(multiKPerBlock(13824, 40, 132, 4), 12 * 128);
   // 2 rows: 4 blocks per SM; gate/up-sized N (108 tiles): 4 splits of 40 slices -> 10
   assert.equal(multiKPerBlock(5120, 108, 132, 2), 10 * 128);
   // at least 4 slices per block (16 slices over 19 splits); one split of a huge K: at most 16 (the staged x)
   assert.equal(multiKPerBlock(2048, 20, 132, 4), 4 * 128);
   assert.equal(multiKPerBlock(22016, 396, 132, 4), 16 * 128);
-  for (const K of [128, 768, 1024]) assert.equal(multiKPerBlock(K, 2, 132, 3), K);
+  for (const K of [128, 768, 1024]) assert.equal(multiKPerBlock(K, 2, 132, 4), K);
   for (const [K, tiles] of [[5120, 40], [13824, 40], [22016, 64], [1152, 3]]) {
-    for (const R of [2, 3, 4] as const) {
+    for (const R of [2, 4] as const) {
       const per = multiKPerBlock(K, tiles, 132, R);
       assert.equal(per % 128, 0);
       assert.ok(per <= 2048 || (K <= 1024 && per === K), `K ${K}: ${per}`);

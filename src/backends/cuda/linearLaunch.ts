@@ -2,8 +2,9 @@
  * Launches of `y (+)= x Wᵀ + b` for every weight kind and row count:
  *   one row:  int4 fast GEMV (gemv_q4_rpg*, queued in a GemvBatch so that GEMVs over the same x share
  *             one launch), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
- *   rows 2..32 (`gemm.smallBatch`, batched decode), q4 layout: gemv_q4_rows, W read once per 16 rows
- *             (smallBatchLinear.ts)
+ *   rows 2..32 (`gemm.smallBatch`, batched decode), q4 layout (smallBatchLinear.ts): up to
+ *             multiMaxRows (4) rows gemv_q4_multi (int8 x, W read once per 4 rows), more gemv_q4_rows
+ *             (tensor cores, W read once per 16 rows)
  *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order; halfCopies.ts, shared by the
  *             linears that read the same x), then
  *             rows ≥ WGMMA_MIN_ROWS on sm_90 (`gemm.wgmma`, wgmmaLinear.ts): per slice of N (y's columns,

@@ -1,9 +1,14 @@
 /**
  * `y (+)= x Wᵀ` for a few rows (batched decode: one token per sequence) on q4-layout 4-bit GPTQ
- * weights: gemv_q4_rows<NT> (gemv_q4_rows.cu) reads each weight once and multiplies it into every row
- * with tensor cores, split along K over about one wave of blocks, so even 2–16 rows use the whole
- * card's bandwidth (the 128-row-tile GEMM, gemm_q4_mma, runs only N/128 blocks there: 40 for a 13B
- * attention projection on a 132-SM card).
+ * weights, split along K over about one wave of blocks, so even 2–16 rows use the whole card's
+ * bandwidth (the 128-row-tile GEMM, gemm_q4_mma, runs only N/128 blocks there: 40 for a 13B attention
+ * projection on a 132-SM card):
+ *   - up to multiMaxRows rows (default 4): gemv_q4_multi<R> (gemv_q4_multi.cu), the one-token GEMV's
+ *     integer kernel (x staged as int8) over 2 or 4 rows per launch. H200, 13B, recorded batched steps:
+ *     3 / 4 sequences 564–573 / 671–683 tok/s against 430 / 569 with gemv_q4_rows; 8 rows as two such
+ *     launches (W read twice) 791 against 1,062–1,078, so more rows take
+ *   - gemv_q4_rows<NT> (gemv_q4_rows.cu), which reads each weight once for up to 16 rows and
+ *     multiplies it into every row with tensor cores.
  * Partial sums go to y with float atomics, so a plain store zeroes y first (a memset node inside
  * graphs). Rows beyond one launch's 16 go out in further launches of up to 16 (each reads W again).
  * H200 (13B shapes, 2..8 rows): 1.1–1.35 TB/s, about 30% of the read ceiling and ~60% of the one-row
@@ -31,7 +36,7 @@ export const MULTI_ROWS_PER_LAUNCH = 4;
 /** QM_XS_ROWS · 8 in gemv_q4_multi.cu: most K values per block */
 const MULTI_K_MAX = 2048;
 /** blocks per SM the gemv_q4_multi grid aims at, by R: its __launch_bounds__ minimum */
-const MULTI_BLOCKS_PER_SM = [0, 0, 4, 3, 3] as const;
+const MULTI_BLOCKS_PER_SM = { 2: 4, 4: 3 } as const;
 
 /**
  * Default most rows: up to 16 one launch reads W once (two 8-row n-tiles per mma); 17..32 go out as
@@ -79,7 +84,7 @@ export function smallBatchKPerBlock(K: number, tiles: number, smCount: number, n
  * its blocks per SM with K split evenly in 128-value slices, at least 4 slices per block, at most
  * MULTI_K_MAX; a K of at most SINGLE_RANGE_SLICES slices stays one range (sums independent of block order).
  */
-export function multiKPerBlock(K: number, tiles: number, smCount: number, R: 2 | 3 | 4): number {
+export function multiKPerBlock(K: number, tiles: number, smCount: number, R: 2 | 4): number {
   if (K <= SINGLE_RANGE_K) return K;
   const slices = Math.ceil(K / 128);
   const splits = Math.max(1, Math.floor((smCount * MULTI_BLOCKS_PER_SM[R]) / tiles));
@@ -98,7 +103,7 @@ export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuSt
   if (c.rows <= opts.multiMaxRows) {
     for (let r0 = 0; r0 < c.rows; r0 += MULTI_ROWS_PER_LAUNCH) {
       const rows = Math.min(MULTI_ROWS_PER_LAUNCH, c.rows - r0);
-      const R = Math.max(2, rows) as 2 | 3 | 4;
+      const R = rows <= 2 ? 2 : 4; // the kernels gemv_q4_multi.cu instantiates
       const kPer = multiKPerBlock(K, tiles, smCount, R);
       kernels.launch(`gemv_q4_multi${R}_rpg${w.rowsPerGroup}`, { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
         [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(rows), i32(N), i32(K),

@@ -115,8 +115,9 @@ __device__ __forceinline__ void gemv_q4_multi_body(float* __restrict__ y, const 
     if (j < rows) atomicAdd(y + (size_t)j * N + n, red[j][0][t] + red[j][1][t] + red[j][2][t] + red[j][3][t]);
 }
 
-// gemv_q4_multi<R>_rpg<RPG>: up to R rows; RPG = packed rows per group (gs 128 → 16, 64 → 8, 32 → 4).
-// Blocks per SM: 4 as the one-token kernel for 2 rows; 3 above (more accumulators and staged x).
+// gemv_q4_multi<R>_rpg<RPG>: up to R rows (fewer rows skip the rest: a uniform branch); RPG = packed rows per group
+// (gs 128 → 16, 64 → 8, 32 → 4). Blocks per SM: 4 as the one-token kernel for 2 rows; 3 for 3..4 (more
+// accumulators and staged x), which is also why 3 rows run the 4-row kernel rather than one of their own.
 #define GEMV_Q4_MULTI(R, RPG, MINB)                                                                                       \
   extern "C" __global__ void __launch_bounds__(128, MINB) gemv_q4_multi##R##_rpg##RPG(                                  \
       float* __restrict__ y, const float* __restrict__ x, int rows, int N, int K, const uint4* __restrict__ qw,          \
@@ -126,9 +127,6 @@ __device__ __forceinline__ void gemv_q4_multi_body(float* __restrict__ y, const 
 GEMV_Q4_MULTI(2, 16, 4)
 GEMV_Q4_MULTI(2, 8, 4)
 GEMV_Q4_MULTI(2, 4, 4)
-GEMV_Q4_MULTI(3, 16, 3)
-GEMV_Q4_MULTI(3, 8, 3)
-GEMV_Q4_MULTI(3, 4, 3)
 GEMV_Q4_MULTI(4, 16, 3)
 GEMV_Q4_MULTI(4, 8, 3)
 GEMV_Q4_MULTI(4, 4, 3)
