@@ -329,3 +329,17 @@ test('K ranges per block: one wave of 4 blocks per SM, K split evenly (13B on 13
   assert.equal(GemvBatch.kPerBlock(1024, 8, SMS), 1024);
   assert.equal(GemvBatch.kPerBlock(1152, 8, SMS), 512);
 });
+
+test('a launch hook that flushes the batch again while held launches go out sends each once, in order', () => {
+  const { b, k } = batch(true);
+  const l0 = layer(true);
+  // the hook flushes on every launch, as bench/cudaPrefillProfile.ts's synchronize-after-each-launch does
+  const launch = k.launch.bind(k);
+  k.launch = (...args: Parameters<FakeKernels['launch']>): void => {
+    launch(...args);
+    b.flush();
+  };
+  runLayer(b, l0);
+  b.flush();
+  assert.deepEqual(k.launches.map((l) => l.name), ['gemv_q4_rpg16', 'attn_split_128', 'gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16']);
+});

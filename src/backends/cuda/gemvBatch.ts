@@ -383,16 +383,19 @@ export class GemvBatch {
     }
   }
 
-  /** Sends the held launches in order, each with the permuted copy its consumer asked for, if any. */
+  /**
+   * Sends the held launches in order, each with the permuted copy its consumer asked for, if any. The list
+   * is emptied first: a launch hook that flushes the batch again (bench/cudaPrefillProfile.ts synchronizes
+   * after every launch) then finds nothing held instead of recursing.
+   */
   private release(): void {
-    for (const h of this.held) {
+    for (const h of this.held.splice(0)) {
       if (h.perm !== null) {
         h.fields.writeBigUInt64LE(h.perm.inv, h.permAt);
         h.fields.writeBigUInt64LE(h.perm.buf, h.permAt + 8);
       }
       this.kernels.launch(h.name, h.grid, h.block, h.args, 0, true);
     }
-    this.held.length = 0;
   }
 
   /** Q4Args (gemv_q4.cu) of the waiting batch; the permuted-copy pointers are left zero. */
