@@ -101,7 +101,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
     // one KV cache per slot: memory grows linearly with `sequences`
     const caches = Array.from({ length: sequences }, () => backend.allocKvCache(config.numLayers, contextLength, config.numKvHeads, headDim));
     const state = allocRunState(backend, config, Math.min(options.chunkRows ?? backend.preferredChunkRows ?? 256, contextLength));
-    const batchState = state.rows >= sequences ? state : allocRunState(backend, config, sequences);
+    const batchState = state.logitsRows >= sequences ? state : allocRunState(backend, config, sequences);
     const pickRow = sequences > 1 && (backend.argmax || backend.sample) ? backend.allocActivation(1, config.vocabSize) : null;
     return new LlamaModel(info, backend, weights, caches, state, batchState, pickRow, contextLength);
   }
@@ -256,8 +256,17 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       const rows = Math.min(state.rows, tokens.length - done);
       this.runChunk(tokens, done, rows, startPos + done, slot);
       backend.rmsNorm(state.xb, state.x, this.weights.norm, this.config.rmsNormEps, rows);
-      backend.linear(state.logits, state.xb, this.weights.lmHead, rows);
-      out.set(backend.readActivation(state.logits, rows), done * this.vocabSize);
+      // lm_head in pieces of state.logitsRows (runState.ts says why)
+      for (let r0 = 0; r0 < rows; r0 += state.logitsRows) {
+        const n = Math.min(state.logitsRows, rows - r0);
+        let x = state.xb;
+        if (state.lmIn !== null && rows > state.logitsRows) {
+          backend.copyRows(state.lmIn, state.xb, r0, n);
+          x = state.lmIn;
+        }
+        backend.linear(state.logits, x, this.weights.lmHead, n);
+        out.set(backend.readActivation(state.logits, n), (done + r0) * this.vocabSize);
+      }
     }
     return out;
   }
