@@ -55,7 +55,7 @@ export class BatchOps {
     checkRows('ropeRows', rows, positions, x, heads * headDim);
     const pos = this.tables().positions(positions, rows);
     this.host.kernels.launch('rope_rows_f32', { x: Math.ceil((heads * headDim) / 2 / 256), y: rows }, { x: 256 },
-      [ptr(x.ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(pos)]);
+      [ptr(x.ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(pos)], 0, true);
   }
 
   /** Row t of k and v ([rows, kvHeads·headDim]) into caches[t] at layer `layer`, position positions[t]. */
@@ -70,7 +70,7 @@ export class BatchOps {
     const t = this.tables();
     const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
     this.host.kernels.launch('kv_write_rows', { x: Math.ceil(width / 256), y: rows }, { x: 256 },
-      [ptr(seqs), ptr(pos), i32(layer), ptr(k.ptr), ptr(v.ptr), i32(width)]);
+      [ptr(seqs), ptr(pos), i32(layer), ptr(k.ptr), ptr(v.ptr), i32(width)], 0, true);
   }
 
   /** Decode attention of row t of q ([rows, heads·headDim]) over positions 0..positions[t] of caches[t], into out. */
@@ -92,7 +92,7 @@ export class BatchOps {
     const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
     this.host.kernels.launch(`attn_rows_${d}`, { x: heads, y: plan.splits, z: rows }, { x: 128 },
       [ptr(out.ptr), ptr(part), ptr(tickets), ptr(q.ptr), ptr(seqs), ptr(pos), i32(shape.layer), i32(heads), i32(kvHeads),
-        i32(plan.splits), f32(1 / Math.sqrt(d))]);
+        i32(plan.splits), f32(1 / Math.sqrt(d))], 0, true);
   }
 
   /**

@@ -430,7 +430,7 @@ export class CudaBackend implements Backend {
     this.batch.flush();
     const n = rows * out.cols;
     this.kernels.launch('swiglu_f32', { x: Math.min(Math.ceil(n / 256), 8192) }, { x: 256 },
-      [ptr(act(out).ptr), ptr(act(gate).ptr), ptr(act(up).ptr), i32(n)]);
+      [ptr(act(out).ptr), ptr(act(gate).ptr), ptr(act(up).ptr), i32(n)], 0, true);
   }
 
   copyRows(dst: Activation, src: Activation, srcRow: number, rows: number): void {

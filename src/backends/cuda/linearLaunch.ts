@@ -67,7 +67,7 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
       kernels.launch('gemv_f16', { x: Math.ceil(N / 8) }, { x: 256 }, [ptr(c.y), ptr(c.x), ptr(w.w), i32(K), i32(N), i32(c.accumulate ? 1 : 0)], 0, true);
     } else {
       kernels.launch('gemm_f16', { x: Math.ceil(N / 64), y: Math.ceil(c.rows / 64) }, { x: 128 },
-        [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0), ptr(w.w)]);
+        [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0), ptr(w.w)], 0, true);
     }
   } else if (c.rows === 1) {
     if (GemvBatch.fits(w)) {

@@ -44,7 +44,7 @@ export class PromptOps {
     if (rows < 2 || dim % 4 !== 0 || dim > RMSNORM_ROWS_MAX_DIM) return false;
     this.host.flush();
     this.host.kernels.launch('rmsnorm_rows_f32', { x: rows }, { x: 256 },
-      [ptr(out.ptr), ptr(this.halfFor(out, rows)), ptr(x.ptr), ptr(w), f32(eps), i32(dim)]);
+      [ptr(out.ptr), ptr(this.halfFor(out, rows)), ptr(x.ptr), ptr(w), f32(eps), i32(dim)], 0, true);
     return true;
   }
 
@@ -54,7 +54,7 @@ export class PromptOps {
     this.host.flush();
     const n = rows * out.cols;
     this.host.kernels.launch('swiglu_rows_f32', { x: Math.min(Math.ceil(n / 4 / 256), 8192) }, { x: 256 },
-      [ptr(out.ptr), ptr(this.halfFor(out, rows)), ptr(gate.ptr), ptr(up.ptr), i32(n)]);
+      [ptr(out.ptr), ptr(this.halfFor(out, rows)), ptr(gate.ptr), ptr(up.ptr), i32(n)], 0, true);
     return true;
   }
 

@@ -107,7 +107,7 @@ export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuSt
       const kPer = multiKPerBlock(K, tiles, smCount, R);
       kernels.launch(`gemv_q4_multi${R}_rpg${w.rowsPerGroup}`, { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
         [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(rows), i32(N), i32(K),
-          ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer)]);
+          ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer)], 0, true);
     }
     return;
   }
@@ -117,6 +117,6 @@ export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuSt
     const kPer = smallBatchKPerBlock(K, tiles, smCount, nt);
     kernels.launch(`gemv_q4_rows${nt}`, { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
       [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(rows), i32(N), i32(K),
-        ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer)]);
+        ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer)], 0, true);
   }
 }

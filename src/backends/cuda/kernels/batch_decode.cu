@@ -19,6 +19,8 @@ static_assert(sizeof(BatchSeq) == 24, "BatchSeq layout is mirrored by batchTable
 // Rotary embedding of row t at position pos[t]: rope_pair (rope.cuh), as rope_f32 (rope.cu).
 // x: [rows, rowStride] f32 (heads·headDim used). Grid: x covers heads·headDim/2 pairs, y = row.
 extern "C" __global__ void rope_rows_f32(float* x, int rowStride, int heads, int headDim, float theta, const int* pos) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int t = blockIdx.y;
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= heads * (headDim >> 1)) return;
@@ -30,6 +32,8 @@ extern "C" __global__ void rope_rows_f32(float* x, int rowStride, int heads, int
 // Positions outside [0, maxSeq) are dropped (the host refuses them first).
 extern "C" __global__ void kv_write_rows(const BatchSeq* __restrict__ seqs, const int* __restrict__ pos, int layer,
                                          const float* __restrict__ k, const float* __restrict__ v, int width) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int t = blockIdx.y;
   const BatchSeq s = seqs[t];
   const int p = pos[t];

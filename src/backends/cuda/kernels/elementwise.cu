@@ -6,6 +6,8 @@
 
 extern "C" __global__ void swiglu_f32(float* __restrict__ out, const float* __restrict__ gate,
                                       const float* __restrict__ up, int n) {
+  pdl_wait();
+  pdl_launch_dependents();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     const float g = gate[i];
     out[i] = g / (1.f + expf(-g)) * up[i];
@@ -16,6 +18,8 @@ extern "C" __global__ void swiglu_f32(float* __restrict__ out, const float* __re
 // not null also the fp16 copy that down_proj's tensor-core GEMM reads (as rmsnorm_rows_f32 does).
 extern "C" __global__ void swiglu_rows_f32(float* __restrict__ out, __half* __restrict__ outHalf, const float* __restrict__ gate,
                                            const float* __restrict__ up, int n) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int n4 = n >> 2;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += gridDim.x * blockDim.x) {
     const float4 g = reinterpret_cast<const float4*>(gate)[i], u = reinterpret_cast<const float4*>(up)[i];

@@ -97,5 +97,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_gptq(float* y, const floa
 
 extern "C" __global__ void __launch_bounds__(128) gemm_f16(float* y, const float* x, int M, int N, int K, int accumulate,
                                                            const __half* w) {
+  pdl_wait();
+  pdl_launch_dependents();
   gemm_tile<false>(y, x, M, N, K, accumulate, GptqSrc{}, w);
 }

@@ -212,6 +212,8 @@ __device__ __forceinline__ void gemv_q4_rows_body(float* __restrict__ y, const f
   extern "C" __global__ void __launch_bounds__(128, MINB) gemv_q4_rows##NT(                                     \
       float* y, const float* x, int rows, int N, int K, const uint32_t* qw, const __half* scales,               \
       const uint32_t* qz, const int* perm, int gs, int kPerBlock) {                                             \
+    pdl_wait();                                                                                                  \
+    pdl_launch_dependents();                                                                                     \
     gemv_q4_rows_body<NT>(y, x, rows, N, K, qw, scales, qz, perm, gs, kPerBlock);                              \
   }
 GEMV_Q4_ROWS(1, 4)

@@ -48,6 +48,8 @@ extern "C" __global__ void rmsnorm_f32(float* out, const float* x, const float* 
 extern "C" __global__ void __launch_bounds__(RN_THREADS) rmsnorm_rows_f32(float* out, __half* outHalf, const float* x,
                                                                          const float* __restrict__ w, float eps, int dim) {
   __shared__ float scratch[32];
+  pdl_wait();
+  pdl_launch_dependents();
   const int n4 = dim >> 2;
   const float4* xr = reinterpret_cast<const float4*>(x + (size_t)blockIdx.x * dim);
   float4 v[RN_VEC];
