@@ -172,43 +172,42 @@ const SMALL_BATCH_CASES: [number, number, number, boolean][] = [
   [640, 136, -1, false], [2816, 1000, 32, true], [13824, 256, 128, true],
 ];
 
-test('linear: gemv_q4_multi for 2..8 rows (launches of up to 4), int8 x, group sizes 32..128, act-order, partial tiles', { skip: skipNoGpu }, () => {
+/** Runs `body` with the small-batch kernels on and gemv_q4_multi serving up to `multiRows` rows, then restores both switches. */
+function withSmallBatch(multiRows: number, body: () => void): void {
   const g = gpu();
   const before = [g.smallBatchMaxRows, g.multiMaxRows];
   try {
     g.smallBatchMaxRows = SMALL_BATCH_MAX_ROWS;
-    g.multiMaxRows = 8;
-    for (const [k, n, gs, ao] of SMALL_BATCH_CASES) {
-      const w = randomGptq(k, n, 4, gs, ao);
-      const name = `q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
-      const order = stagingOrder(w);
-      for (const rows of [2, 3, 4, 5, 8]) {
-        checkSmallBatch(name, w, rows, INT8_TOL);
-        checkSmallBatch(`${name}, oracle on the same int8 x`, w, rows, INT8_EXACT_TOL, (x) => int8Rows(x, k, order));
-      }
-    }
+    g.multiMaxRows = multiRows;
+    body();
   } finally {
     [g.smallBatchMaxRows, g.multiMaxRows] = before;
   }
+}
+
+/** f on a fresh random weight of each SMALL_BATCH_CASES shape, with its name for messages. */
+function forEachCase(f: (w: GptqLinearHost, name: string) => void): void {
+  for (const [k, n, gs, ao] of SMALL_BATCH_CASES) f(randomGptq(k, n, 4, gs, ao), `q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`);
+}
+
+test('linear: gemv_q4_multi for 2..8 rows (launches of up to 4), int8 x, group sizes 32..128, act-order, partial tiles', { skip: skipNoGpu }, () => {
+  withSmallBatch(8, () => forEachCase((w, name) => {
+    const order = stagingOrder(w);
+    for (const rows of [2, 3, 4, 5, 8]) {
+      checkSmallBatch(name, w, rows, INT8_TOL);
+      checkSmallBatch(`${name}, oracle on the same int8 x`, w, rows, INT8_EXACT_TOL, (x) => int8Rows(x, w.inFeatures, order));
+    }
+  }));
 });
 
 test('linear: gemv_q4_rows for 2..16 rows (and 17..32 in launches of 16), group sizes 32..128, act-order, partial tiles', { skip: skipNoGpu }, () => {
-  const g = gpu();
-  const before = [g.smallBatchMaxRows, g.multiMaxRows];
-  try {
-    g.smallBatchMaxRows = SMALL_BATCH_MAX_ROWS;
-    g.multiMaxRows = 0;
-    for (const [k, n, gs, ao] of SMALL_BATCH_CASES) {
-      const w = randomGptq(k, n, 4, gs, ao);
-      const name = `q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
+  withSmallBatch(0, () => {
+    forEachCase((w, name) => {
       for (const rows of [2, 3, 8, 9, 16]) checkSmallBatch(name, w, rows);
-    }
-    g.smallBatchMaxRows = 32;
+    });
     const w = randomGptq(1280, 520, 4, 128, true);
     for (const rows of [17, 32]) checkSmallBatch('q4 1280x520 g128 act-order (two launches)', w, rows);
-  } finally {
-    [g.smallBatchMaxRows, g.multiMaxRows] = before;
-  }
+  });
 });
 
 test('gemv_q4_rows takes 2..maxRows rows of 4-bit q4 weights only', () => {
