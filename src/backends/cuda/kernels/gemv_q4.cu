@@ -19,7 +19,10 @@
 // finishing; x, y, the workspace and the KV cache are touched only after it.
 // x is staged once per block into shared memory as int8 (see below) per packed row, gathered
 // through perm for act-order layers (or read linearly when its producer already wrote it in this
-// layer's row order: flags & 4, gemvBatch.ts), so both layouts run the same inner loop.
+// layer's row order: flags & 4, gemvBatch.ts), so both layouts run the same inner loop; an input
+// norm's weight is read linearly too where the host gives it in the row order (xNormPermuted).
+// The weight stream, the int8 dot products and the staging quantizer live in gemv_q4.cuh, shared
+// with the few-rows kernel (gemv_q4_multi.cu).
 // Reduction: the 4 warps' sums meet in shared memory; then
 //   one K range (gridDim.y == 1): the block runs the epilogue itself, no atomics;
 //   y += result only (residual add): float atomics straight into y, no workspace;
