@@ -25,7 +25,7 @@ const q4 = (over: Partial<CudaGptq> = {}): CudaGptq => ({
   ...over,
 } as CudaGptq);
 
-const opts = { maxRows: 32, multiMaxRows: 0, smCount: 132 };
+const opts = { maxRows: 32, multiMaxRows: 0, smCount: 132, ws: 0x40000n as DevicePtr, counters: 0x50000n as DevicePtr, wsTiles: 2048 };
 const call = (rows: number, accumulate = false) => ({ y: 0x10000n as DevicePtr, x: 0x20000n as DevicePtr, rows, accumulate });
 
 test('smallBatchFits: K % 128, N % 8 and groupSize % 32 as well as layout, bits and rows', () => {
@@ -61,8 +61,9 @@ test('launchSmallBatch refuses, launching nothing, a weight smallBatchFits would
 test('launchSmallBatch: up to multiMaxRows rows go to gemv_q4_multi<R> in launches of up to 4 rows, R = 2 or 4', () => {
   const { cu, kernels, log } = fakes();
   const multi = { ...opts, multiMaxRows: 8 };
+  // a plain store goes through the kernel's split-K workspace: no memset of y
   launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(3), multi);
-  assert.deepEqual(log.map((e) => [e.op, e.rows]), [['memset', undefined], ['gemv_q4_multi4_rpg16', 3]]);
+  assert.deepEqual(log.map((e) => [e.op, e.rows]), [['gemv_q4_multi4_rpg16', 3]]);
   log.length = 0;
   launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4({ groupSize: 32, rowsPerGroup: 4 }), call(5, true), multi);
   assert.deepEqual(log.map((e) => [e.op, e.rows]), [['gemv_q4_multi4_rpg4', 4], ['gemv_q4_multi2_rpg4', 1]]);
@@ -70,6 +71,10 @@ test('launchSmallBatch: up to multiMaxRows rows go to gemv_q4_multi<R> in launch
   // above multiMaxRows: gemv_q4_rows
   launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(9, true), multi);
   assert.deepEqual(log.map((e) => e.op), ['gemv_q4_rows2']);
+  log.length = 0;
+  // more tiles than the workspace holds: gemv_q4_rows, y zeroed first
+  launchSmallBatch(cu, kernels, 0n as unknown as CuStream, q4(), call(3), { ...multi, wsTiles: 4 });
+  assert.deepEqual(log.map((e) => e.op), ['memset', 'gemv_q4_rows1']);
 });
 
 test('multiKPerBlock: about one wave, K split evenly in slices of 128, 4 to 16 slices per block; small K one range', () => {

@@ -24,7 +24,7 @@ import { launchSample } from './sampleLaunch.js';
 import { launchArgmaxRows } from './argmaxRows.js';
 import { BatchOps } from './batchOps.js';
 import { CudaUnavailableError, CudaUnsupportedError } from './errors.js';
-import { MULTI_MAX_ROWS, SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
+import { MULTI_MAX_ROWS, MULTI_ROWS_PER_LAUNCH, SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
 
 export { CudaUnavailableError, CudaUnsupportedError };
 
@@ -83,6 +83,8 @@ export const DECODE_ROWS_BY_GRAPH = 1;
  * tok/s recorded against 331 / 490 / 928 / 1,390 eager; 32 rows (the GEMM) stay eager.
  */
 export const BATCH_GRAPH_ROWS = 16;
+/** tiles of gemv_q4_multi's 4 rows × 128 outputs that the shared split-K workspace (MAX_TILES · 128 f32) holds */
+const MULTI_WS_TILES = MAX_TILES / MULTI_ROWS_PER_LAUNCH;
 
 function prefillFromEnv(): PrefillKernels {
   const v = process.env.QLLAMA_CUDA_PREFILL;
@@ -137,6 +139,8 @@ export class CudaBackend implements Backend {
   multiMaxRows = intFromEnv('QLLAMA_CUDA_MULTI_ROWS', 0, MULTI_MAX_ROWS);
   /** the batched decode ops (batchOps.ts) */
   private readonly batchOps: BatchOps;
+  /** the split-K workspace and tickets of the one-row GEMV batch, which gemv_q4_multi shares (zero between launches) */
+  private readonly splitK: { readonly ws: DevicePtr; readonly counters: DevicePtr };
   /**
    * The wgmma GEMM splits a launch of few tiles along K (stream-K, gemm_wgmma.cuh WgWork; when:
    * wgmmaStreamK), so every SM takes a share; $QLLAMA_CUDA_STREAMK=0 (or false here) runs whole tiles
@@ -190,6 +194,7 @@ export class CudaBackend implements Backend {
     this.idOut = this.mem.alloc(4);
     // one ticket per tile, and one more for the RMSNorm epilogue (GemvBatch.normEpilogue)
     const ws = this.mem.alloc(MAX_TILES * 128 * 4), counters = this.mem.alloc((MAX_TILES + 1) * 4);
+    this.splitK = { ws, counters };
     cu.memsetD32(ws, 0, MAX_TILES * 128, stream);
     cu.memsetD32(counters, 0, MAX_TILES + 1, stream);
     const permBufs = Array.from({ length: PERM_BUFFERS }, () => this.mem.alloc(MAX_PERM_K * 4));
@@ -588,7 +593,9 @@ export class CudaBackend implements Backend {
       mma: this.prefillKernels !== 'old' && this.mmaGemmFits,
       half: (x, rows, cols, perm) => this.promptOps.copies.of(x, rows, cols, perm),
       wgmma: this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null,
-      smallBatch: this.smallBatchMaxRows >= 2 ? { maxRows: this.smallBatchMaxRows, multiMaxRows: this.multiMaxRows, smCount: this.smCount } : null,
+      smallBatch: this.smallBatchMaxRows >= 2
+        ? { maxRows: this.smallBatchMaxRows, multiMaxRows: this.multiMaxRows, smCount: this.smCount, ...this.splitK, wsTiles: MULTI_WS_TILES }
+        : null,
     };
   }
 

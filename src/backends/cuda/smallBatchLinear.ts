@@ -27,6 +27,13 @@ export interface SmallBatchOptions {
   /** most rows that take gemv_q4_multi (launches of up to MULTI_ROWS_PER_LAUNCH rows) instead of gemv_q4_rows */
   readonly multiMaxRows: number;
   readonly smCount: number;
+  /**
+   * gemv_q4_multi's split-K workspace ([wsTiles · 4 · 128] f32) and tickets ([wsTiles] u32), both zero between
+   * launches (the kernel leaves them so); the one-row GEMV's, shared: launches on one stream never overlap there
+   */
+  readonly ws: DevicePtr;
+  readonly counters: DevicePtr;
+  readonly wsTiles: number;
 }
 
 /** Default most rows that take gemv_q4_multi (SmallBatchOptions.multiMaxRows). */
@@ -54,7 +61,7 @@ const SINGLE_RANGE_K = SINGLE_RANGE_SLICES * 128;
 const BLOCKS_PER_SM = [0, 4, 3] as const;
 
 /** Whether gemv_q4_rows serves `rows` rows of `w` (else the caller's GEMM). */
-export function smallBatchFits(w: CudaLinear, rows: number, opts: SmallBatchOptions): w is CudaGptq {
+export function smallBatchFits(w: CudaLinear, rows: number, opts: Pick<SmallBatchOptions, 'maxRows'>): w is CudaGptq {
   return w.kind === 'gptq' && rows >= 2 && rows <= opts.maxRows && kernelTakes(w);
 }
 
@@ -98,19 +105,21 @@ export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuSt
   if (!kernelTakes(w)) {
     throw new RangeError(`gemv_q4_rows needs a q4-layout 4-bit weight with K % 128, N % 8 and groupSize % 32 == 0, not ${K}x${N} g${w.groupSize}`);
   }
-  if (!c.accumulate) cu.memsetD32(c.y, 0, c.rows * N, stream);
   const tiles = Math.ceil(N / 128);
-  if (c.rows <= opts.multiMaxRows) {
+  if (c.rows <= opts.multiMaxRows && tiles <= opts.wsTiles) {
+    // stores (split K: through the workspace) or adds: no memset of y
     for (let r0 = 0; r0 < c.rows; r0 += MULTI_ROWS_PER_LAUNCH) {
       const rows = Math.min(MULTI_ROWS_PER_LAUNCH, c.rows - r0);
       const R = rows <= 2 ? 2 : 4; // the kernels gemv_q4_multi.cu instantiates
       const kPer = multiKPerBlock(K, tiles, smCount, R);
       kernels.launch(`gemv_q4_multi${R}_rpg${w.rowsPerGroup}`, { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
         [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(rows), i32(N), i32(K),
-          ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer)], 0, true);
+          ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer), i32(c.accumulate ? 1 : 0),
+          ptr(opts.ws), ptr(opts.counters)], 0, true);
     }
     return;
   }
+  if (!c.accumulate) cu.memsetD32(c.y, 0, c.rows * N, stream);
   for (let r0 = 0; r0 < c.rows; r0 += ROWS_PER_LAUNCH) {
     const rows = Math.min(ROWS_PER_LAUNCH, c.rows - r0);
     const nt = rows <= 8 ? 1 : 2;

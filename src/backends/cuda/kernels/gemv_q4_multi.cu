@@ -1,6 +1,5 @@
 // GPTQ 4-bit linear for 2..4 rows at once (batched decode of a few sequences), the one-token GEMV's way:
-//   y[j, n] += Σ_k s[g, n] · (q[k, n] − z[g, n]) · x[j, perm[k]],   g = k / gs,  z = stored zero + 1,  j < rows
-// (the host zeroes y first for a plain store, as for gemv_q4_rows; smallBatchLinear.ts).
+//   y[j, n] (+)= Σ_k s[g, n] · (q[k, n] − z[g, n]) · x[j, perm[k]],   g = k / gs,  z = stored zero + 1,  j < rows
 // Layouts as gemv_q4.cu: qweight [K/8, N] u32 in the q4 layout (rows reordered at upload for act-order,
 // perm maps a reordered row to its x index, null = identity), scales [G, N] fp16, qzeros [G, N/8] u32;
 // x [rows, K] f32, y [rows, N] f32.
@@ -11,10 +10,15 @@
 // for the unpacking plus 2 dp4a per row, so up to 4 rows stay below what the card issues while the
 // weights stream at the one-token kernel's rate; each weight is still read once for all rows.
 //
-// Grid: x = 128-column tiles, y = K ranges of kPerBlock values (at most QM_XS_ROWS · 8; partial sums
-// go to y with float atomics, so a K of one range adds once onto the zeroed y and the sums do not depend
-// on block order). Block: 4 warps streaming the 64-value half slices w, w+4, ... of the block's K range,
-// two held in registers, as gemv_q4.cu; each half is multiplied into every row's staged int8 x.
+// Grid: x = 128-column tiles, y = K ranges of kPerBlock values (at most QM_XS_ROWS · 8). Block: 4 warps
+// streaming the 64-value half slices w, w+4, ... of the block's K range, two held in registers, as
+// gemv_q4.cu; each half is multiplied into every row's staged int8 x. Epilogue:
+//   one K range: the block stores (or adds into) y itself;
+//   accumulate (y += result): float atomics straight into y;
+//   otherwise: split-K sums go into a workspace (zero between launches), the tile's last block (ticket
+//   counter) stores them and restores the workspace and the counter to zero, as gemv_q4.cu does. So a
+//   plain store needs no memset of y before it, which in a recorded step would also break the chain of
+//   programmatic launches (a memset node is not a kernel).
 #include "gemv_q4.cuh"
 
 // packed rows of x a block stages per row: K ranges of at most 2048 values
@@ -24,13 +28,15 @@ template <int RPG, int R>
 __device__ __forceinline__ void gemv_q4_multi_body(float* __restrict__ y, const float* __restrict__ x, int rows, int N, int K,
                                                    const uint4* __restrict__ qw, const __half* __restrict__ scales,
                                                    const uint32_t* __restrict__ qz, const int* __restrict__ perm, int gs,
-                                                   int kPerBlock) {
+                                                   int kPerBlock, int accumulate, float* __restrict__ ws,
+                                                   unsigned* __restrict__ counters) {
   constexpr int GR = RPG < 8 ? RPG : 8;  // packed rows per group inside a half slice
   constexpr int GH = 8 / GR;             // groups per half slice
   __shared__ uint2 xs[R][QM_XS_ROWS];
   __shared__ int xsum[R][QM_XS_ROWS / 4];
   __shared__ float xd[R][QM_XS_ROWS / 4];
   __shared__ float red[R][4][128];
+  __shared__ int last;
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int kb0 = blockIdx.y * kPerBlock;
   const int kb1 = min(K, kb0 + kPerBlock);
@@ -109,10 +115,43 @@ __device__ __forceinline__ void gemv_q4_multi_body(float* __restrict__ y, const 
     for (int c = 0; c < 4; ++c) red[j][warp][lane * 4 + c] = acc[j][c];
   __syncthreads();
   const int n = col0 + t;
-  if (n >= N) return;
+  float sum[R];
+#pragma unroll
+  for (int j = 0; j < R; ++j) sum[j] = red[j][0][t] + red[j][1][t] + red[j][2][t] + red[j][3][t];
+  if (gridDim.y == 1 || accumulate) {
+    if (n >= N) return;
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+      if (j >= rows) continue;
+      float* out = y + (size_t)j * N + n;
+      if (!accumulate) *out = sum[j];
+      else if (gridDim.y == 1) *out += sum[j];
+      else atomicAdd(out, sum[j]);
+    }
+    return;
+  }
+  // split K, plain store: through the workspace, the tile's last block stores
+  float* wt = ws + (size_t)blockIdx.x * R * 128;
 #pragma unroll
   for (int j = 0; j < R; ++j)
-    if (j < rows) atomicAdd(y + (size_t)j * N + n, red[j][0][t] + red[j][1][t] + red[j][2][t] + red[j][3][t]);
+    if (j < rows) atomicAdd(wt + j * 128 + t, sum[j]);
+  __threadfence();
+  __syncthreads();
+  if (t == 0) {
+    const bool isLast = atomicAdd(counters + blockIdx.x, 1u) == gridDim.y - 1;
+    if (isLast) counters[blockIdx.x] = 0u;
+    last = isLast;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
+    if (j >= rows) continue;
+    const float v = __ldcg(wt + j * 128 + t);
+    __stcg(wt + j * 128 + t, 0.f);
+    if (n < N) y[(size_t)j * N + n] = v;
+  }
 }
 
 // gemv_q4_multi<R>_rpg<RPG>: up to R rows (fewer rows skip the rest: a uniform branch); RPG = packed rows per group
@@ -121,8 +160,9 @@ __device__ __forceinline__ void gemv_q4_multi_body(float* __restrict__ y, const 
 #define GEMV_Q4_MULTI(R, RPG, MINB)                                                                                       \
   extern "C" __global__ void __launch_bounds__(128, MINB) gemv_q4_multi##R##_rpg##RPG(                                  \
       float* __restrict__ y, const float* __restrict__ x, int rows, int N, int K, const uint4* __restrict__ qw,          \
-      const __half* __restrict__ scales, const uint32_t* __restrict__ qz, const int* __restrict__ perm, int gs, int kPer) { \
-    gemv_q4_multi_body<RPG, R>(y, x, rows, N, K, qw, scales, qz, perm, gs, kPer);                                        \
+      const __half* __restrict__ scales, const uint32_t* __restrict__ qz, const int* __restrict__ perm, int gs, int kPer,  \
+      int accumulate, float* __restrict__ ws, unsigned* __restrict__ counters) {                                          \
+    gemv_q4_multi_body<RPG, R>(y, x, rows, N, K, qw, scales, qz, perm, gs, kPer, accumulate, ws, counters);              \
   }
 GEMV_Q4_MULTI(2, 16, 4)
 GEMV_Q4_MULTI(2, 8, 4)
