@@ -17,7 +17,8 @@
  *     value), and the GEMV stages it linearly like a compat layer's x (flag 4), with no gather.
  *     Producers: attention (o_proj's input), the SwiGLU epilogue (gate/up; down reads linearly anyway
  *     when gate/up were uploaded in its order) and, with the norm in the tail, the norm epilogue and
- *     one-row rmsnorm (input norms read the raw residual, which has no producer to ask). GPTQ-for-LLaMa act-order files share one permutation among q/k/v and among
+ *     one-row rmsnorm (input norms read the raw residual, which has no producer to ask).
+ *     GPTQ-for-LLaMa act-order files share one permutation among q/k/v and among
  *     gate/up (one input, one Hessian); upload gives equal permutations one device buffer
  *     (linearUpload.ts), so one copy serves the whole batch; a member with another permutation
  *     gathers as before.
