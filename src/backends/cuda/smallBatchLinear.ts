@@ -9,8 +9,9 @@
  *     launches (W read twice) 791 against 1,062–1,078, so more rows take
  *   - gemv_q4_rows<NT> (gemv_q4_rows.cu), which reads each weight once for up to 16 rows and
  *     multiplies it into every row with tensor cores.
- * Partial sums go to y with float atomics, so a plain store zeroes y first (a memset node inside
- * graphs). Rows beyond one launch's 16 go out in further launches of up to 16 (each reads W again).
+ * gemv_q4_rows adds its split-K partial sums into y with float atomics, so a plain store zeroes y first (a
+ * memset node inside graphs); gemv_q4_multi stores them through a workspace instead (no memset). Rows beyond
+ * one gemv_q4_rows launch's 16 go out in further launches of up to 16 (each reads W again).
  * H200 (13B shapes, 2..8 rows): 1.1–1.35 TB/s, about 30% of the read ceiling and ~60% of the one-row
  * GEMV's bandwidth; still 4–5x the GEMM's decode steps (bench/cudaBatchBench.ts).
  */
