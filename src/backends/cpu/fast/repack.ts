@@ -1,6 +1,7 @@
 import type { DenseLinearHost } from '../../backend.js';
 import type { GptqLinearHost } from '../../../formats/gptqTypes.js';
 import { unpackQweight, unpackQzeros } from '../../../formats/gptq.js';
+import { groupOrder } from '../../../formats/actOrder.js';
 import { HALF_TO_FLOAT } from '../kernels/half.js';
 import { fieldInput, MAX_XBLOCK, type QuantBits } from './kernels.js';
 import type { WasmEngine } from './engine.js';
@@ -66,13 +67,6 @@ export function repackGptq(e: WasmEngine, l: GptqLinearHost): FastGptq | null {
   const bits: QuantBits = l.bits === 3 ? 4 : l.bits;
   const perWord = 32 / bits;
   if (N % 8 !== 0 || K % perWord !== 0) return null;
-  // rows sorted by group (stable): the identity unless act-order
-  let perm: Int32Array | undefined;
-  let sorted = true;
-  for (let i = 1; i < K; i++) if (gIdx[i] < gIdx[i - 1]) sorted = false;
-  if (!sorted) {
-    perm = Int32Array.from({ length: K }, (_, i) => i).sort((a, b) => gIdx[a] - gIdx[b] || a - b);
-  }
   const counts = new Int32Array(l.groups);
   for (let i = 0; i < K; i++) {
     if (gIdx[i] < 0 || gIdx[i] >= l.groups) return null;
@@ -80,6 +74,10 @@ export function repackGptq(e: WasmEngine, l: GptqLinearHost): FastGptq | null {
   }
   const perGroup = counts[0];
   if (perGroup % perWord !== 0 || counts.some((c) => c !== perGroup)) return null;
+  // rows sorted by group (stable, formats/actOrder.ts): the identity unless act-order
+  let sorted = true;
+  for (let i = 1; i < K; i++) if (gIdx[i] < gIdx[i - 1]) sorted = false;
+  const perm = sorted ? undefined : groupOrder(gIdx);
   const rowsPerGroup = perGroup / perWord;
   const groups = l.groups;
 
