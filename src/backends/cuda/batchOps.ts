@@ -98,16 +98,17 @@ export class BatchOps {
   /**
    * Writes a step's positions and cache pointers into the device tables before it is recorded or
    * replayed (outside the recording: the copies are not part of the graph). Checks every row's position
-   * against its cache, which a replay does not do.
+   * against its cache, which a replay does not do. Returns the largest position.
    */
-  prepare(kvs: readonly BatchKv[], positions: Int32Array, rows: number): void {
+  prepare(kvs: readonly BatchKv[], positions: Int32Array, rows: number): number {
     if (this.host.capturing()) throw new Error('BatchOps.prepare: called while recording');
     if (kvs.length < rows || positions.length < rows) throw new RangeError(`a batched step of ${rows} rows with ${kvs.length} caches and ${positions.length} positions`);
     for (let t = 0; t < rows; t++) if (!Number.isInteger(positions[t]) || positions[t] < 0) throw new RangeError(`decodeStep: row ${t} has position ${positions[t]}`);
-    checkCaches('decodeStep', kvs, 0, positions, rows, kvs[0].kvHeads, kvs[0].headDim);
+    const maxPos = checkCaches('decodeStep', kvs, 0, positions, rows, kvs[0].kvHeads, kvs[0].headDim);
     const t = this.tables();
     t.positions(positions, rows);
     t.caches(kvs, rows);
+    return maxPos;
   }
 
   /** Held one-row work goes out first. */

@@ -221,7 +221,7 @@ export class CudaBackend implements Backend {
     this.promptOps = new PromptOps({
       cu, kernels: this.kernels, flush: () => this.batch.flush(),
       halfScratch: (i, bytes) => this.grow(this.xHalf[i], bytes, false),
-      // rows that take gemv_q4_rows (batched decode) read x in f32
+      // rows that take the small-batch kernels (batched decode: gemv_q4_multi, gemv_q4_rows) read x in f32
       gemmReadsHalf: (rows) => rows > this.smallBatchMaxRows && this.prefillKernels !== 'old' && this.mmaGemmFits,
       fusedGateUp: () => (this.fusedGateUp && this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null),
     });
@@ -490,11 +490,9 @@ export class CudaBackend implements Backend {
       return;
     }
     this.batch.flush();
-    this.batchOps.prepare(step.caches.map(kvCache), step.positions, rows);
-    let longest = 0;
-    for (let t = 0; t < rows; t++) longest = Math.max(longest, step.positions[t] + 1);
+    const maxPos = this.batchOps.prepare(step.caches.map(kvCache), step.positions, rows);
     this.writeStep(0, step.ids);
-    const bound = positionBucket(longest);
+    const bound = positionBucket(maxPos + 1);
     this.replay(`batch${rows}@${bound}/${this.linearChoices()}`, bound, record);
   }
 
