@@ -152,9 +152,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       this.checkSlot(r.slot);
       for (let u = 0; u < t; u++) if (rows[u].slot === r.slot) throw new RangeError(`decodeBatch: slot ${r.slot} appears twice`);
       this.checkRange(1, r.pos);
-      // a recorded step (Backend.decodeStep) reads the ids on the device without the embedding's own check
-      if (!Number.isInteger(r.token) || r.token < 0 || r.token >= this.vocabSize) throw new RangeError(`decodeBatch: token id ${r.token} outside the vocabulary [0, ${this.vocabSize})`);
-      ids[t] = r.token;
+      ids[t] = this.checkToken(r.token);
       positions[t] = r.pos;
       caches[t] = this.caches[r.slot];
     }
@@ -271,6 +269,15 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
     return out;
   }
 
+  /**
+   * The id, when it is one of the vocabulary's. Checked here for every pass: a replayed graph (Backend.runGraph,
+   * decodeStep) reads the ids on the device, where the backend's embedding check does not run.
+   */
+  private checkToken(id: number): number {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${this.vocabSize})`);
+    return id;
+  }
+
   private checkSlot(slot: number): void {
     if (!Number.isInteger(slot) || slot < 0 || slot >= this.caches.length) {
       throw new RangeError(`sequence slot ${slot} does not exist: the model has ${this.caches.length} (LlamaModelOptions.sequences)`);
@@ -293,7 +300,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
    */
   private runChunk(tokens: readonly number[], from: number, rows: number, startPos: number, slot: number): void {
     const ids = this.state.ids.subarray(0, rows);
-    for (let i = 0; i < rows; i++) ids[i] = tokens[from + i];
+    for (let i = 0; i < rows; i++) ids[i] = this.checkToken(tokens[from + i]);
     const record = (): void => this.layers(this.state, ids, rows, { kind: 'chunk', cache: this.caches[slot], startPos });
     // a captured graph holds its slot's cache, so each slot has its own (slot 0 keeps the old key)
     if (rows === 1 && this.backend.runGraph) this.backend.runGraph(slot === 0 ? 'decode' : `decode:${slot}`, { startPos, ids }, record);
