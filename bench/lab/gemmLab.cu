@@ -617,7 +617,7 @@ static AttnResult attention() {
   const int smem = 2 * 2 * 64 * (d + 8) * 2;  // flashShared(128) in attentionLaunch.ts
   const float scaleLog2 = 1.4426950408889634f / std::sqrt((float)d);
   auto launch = [&] {
-    attn_flash_128<<<dim3((rows + 63) / 64, heads), 128, smem>>>(out, q, kc, vc, nullptr, 0, rows, heads, heads, scaleLog2);
+    attn_flash_128<<<dim3(heads, (rows + 63) / 64), 128, smem>>>(out, q, kc, vc, nullptr, 0, rows, heads, heads, scaleLog2);
   };
   launch();
   ckLaunch("attn_flash_128");

@@ -41,3 +41,7 @@ export function positionBucket(endPos: number): number {
 export function flashShared(d: number): number {
   return 2 * 2 * 64 * (d + 8) * 2;
 }
+/** attn_flash_<d>'s grid for `rows` query rows: (head, query tile of 64 rows) */
+export function flashGrid(rows: number, heads: number): { x: number; y: number } {
+  return { x: heads, y: Math.ceil(rows / 64) };
+}

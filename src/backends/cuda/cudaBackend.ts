@@ -7,7 +7,7 @@
 import type {
   Activation, AttentionShape, Backend, BatchAttentionShape, BatchStep, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearUploadOptions, LinearWeight, VectorWeight,
 } from '../backend.js';
-import { flashShared, planAttention, positionBucket } from './attentionLaunch.js';
+import { flashGrid, flashShared, planAttention, positionBucket } from './attentionLaunch.js';
 import {
   DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
@@ -394,9 +394,9 @@ export class CudaBackend implements Backend {
     const off = BigInt(shape.layer * c.layerBytes());
     const pos = this.posPtr();
     if (rows > 1 && (d === 64 || d === 128) && this.prefillKernels !== 'old' && this.flashFits && shape.heads % shape.kvHeads === 0) {
-      // flash-style causal kernel: a block per (64 query rows, head)
+      // flash-style causal kernel: a block per (head, 64 query rows)
       this.batch.flush();
-      this.kernels.launch(`attn_flash_${d}`, { x: Math.ceil(rows / 64), y: shape.heads }, { x: 128 },
+      this.kernels.launch(`attn_flash_${d}`, flashGrid(rows, shape.heads), { x: 128 },
         [ptr(act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
           i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))], flashShared(d));
       return;

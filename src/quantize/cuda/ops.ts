@@ -5,7 +5,7 @@
  */
 import type { DevicePtr } from '../../backends/cuda/driver.js';
 import { f32, i32, ptr, u64 } from '../../backends/cuda/kernelArgs.js';
-import { flashShared } from '../../backends/cuda/attentionLaunch.js';
+import { flashGrid, flashShared } from '../../backends/cuda/attentionLaunch.js';
 import { SHARED, type QuantGpu } from './gpu.js';
 
 /** Blocks for a grid-stride elementwise kernel of 256 threads. */
@@ -91,6 +91,6 @@ export function transposeHalf(g: QuantGpu, out: DevicePtr, ldo: number, x: Devic
 export function attention(g: QuantGpu, out: DevicePtr, q: DevicePtr, k: DevicePtr, v: DevicePtr, rows: number, heads: number, kvHeads: number, headDim: number): void {
   check(headDim === 64 || headDim === 128, `attention head size ${headDim} (64 or 128)`);
   check(heads % kvHeads === 0, 'attention heads a multiple of kv heads');
-  g.launch(`attn_flash_${headDim}`, { x: Math.ceil(rows / 64), y: heads }, { x: 128 },
+  g.launch(`attn_flash_${headDim}`, flashGrid(rows, heads), { x: 128 },
     [ptr(out), ptr(q), ptr(k), ptr(v), ptr(null), i32(0), i32(rows), i32(heads), i32(kvHeads), f32(Math.LOG2E / Math.sqrt(headDim))], flashShared(headDim));
 }

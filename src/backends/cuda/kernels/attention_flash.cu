@@ -1,5 +1,5 @@
 // Causal prefill attention, flash style, on tensor cores (mma.sync m16n8k16, f32 accumulators).
-// Block (query tile of 64 rows, head h), 4 warps of 16 query rows. Keys/values stream through shared
+// Block (head h, query tile of 64 rows), 4 warps of 16 query rows. Keys/values stream through shared
 // memory in tiles of 64 positions (cp.async, double-buffered); per tile each warp computes S = Q Kᵀ
 // (q pre-scaled by log2(e)/sqrt(d), so softmax uses exp2), masks positions past its row
 // (row t sees positions 0..start+t), folds the tile into its running max / sum (online softmax) and
@@ -16,8 +16,12 @@ __device__ __forceinline__ void attn_flash(float* __restrict__ out, const float*
   __half* Ks = reinterpret_cast<__half*>(fa_smem);  // [2][BKV][ST]
   __half* Vs = Ks + 2 * BKV * ST;                // [2][BKV][ST]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int qt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles first
-  const int h = blockIdx.y, kvh = h / (heads / kvHeads);
+  // grid (head, query tile): blocks start in linear order, x fastest, so the longest (last) query tiles of
+  // every head go first and the short ones fill the last wave. (With grid (tile, head) each head's long
+  // tiles started after all earlier heads' short ones, and a long tile could run alone at the end:
+  // 13B at 2048 rows, H200, 0.314–0.322 → 0.273–0.276 ms per layer.)
+  const int qt = gridDim.y - 1 - blockIdx.y;
+  const int h = blockIdx.x, kvh = h / (heads / kvHeads);
   const int start = read_pos(pos_ptr, pos_imm);
   const int t0 = qt * BQ;
   const int nk = start + min(t0 + BQ, rows);  // positions this block reads
