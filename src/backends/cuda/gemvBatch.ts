@@ -29,11 +29,13 @@
  */
 import type { DevicePtr, Dim3 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
+import { kPerBlock } from './kSplit.js';
 import type { CudaGptq } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 
 /** tiles of 128 outputs one launch may hold (workspace: 128 f32 each; counters: one u32 each) */
-export const MAX_TILES = 8192;const MAX_MATS = 3;
+export const MAX_TILES = 8192;
+const MAX_MATS = 3;
 const MAT_BYTES = 64;
 /** sizeof(Q4Args) in gemv_q4.cu, and the byte offsets of its fields after the 3 Q4Mat */
 const ARGS_BYTES = 344;
@@ -50,12 +52,6 @@ export const PERM_BUFFERS = 4;
 export const MAX_PERM_K = 32768;
 /** packed rows of x one block stages in shared memory (XS_ROWS in gemv_q4.cu): 64 slices of 128 */
 const MAX_SLICES_PER_BLOCK = 64;
-/**
- * K of at most this many 128-value slices runs as one range per tile (kPerBlock): tiny models' linears (the
- * embedded tiny-vicuna's 2 and 6 slices) then need no split-K atomics, so their decode is bit-reproducible
- * (smallBatchLinear.ts keeps the same K in one range).
- */
-export const SINGLE_RANGE_SLICES = 8;
 /**
  * blocks per SM the grid aims at: one wave (`__launch_bounds__(128, 4)`); more, shorter blocks and 3 or 2
  * (a slot left for the next kernel's prefetch) measured slower (bench/cudaNotes.md, sixth pass)
@@ -164,24 +160,14 @@ export class GemvBatch {
     private readonly smCount: number, private readonly permBufs: readonly DevicePtr[]) {}
 
   /**
-   * K values per block: about one wave of BLOCKS_PER_SM blocks per SM over all tiles, K split as evenly
-   * as the slices allow (warps of a block may then stream one half slice more than others), at most
-   * MAX_SLICES_PER_BLOCK slices. Rounding each range up to a multiple of 4 slices, as before, left the
-   * last range of each tile short (q/k/v of 13B: 12, 12, 12, 4 slices). The even split, H200, 13B decode
-   * profile, one process each in one call: act-order 353.7 → 360.0 tok/s at context 1 and 304.8 → 309.5 at
-   * 2000; compat within noise (396.1 → 397.5, 340.7 → 336.3) (bench/cudaNotes.md, ninth pass).
-   * $QLLAMA_CUDA_KSPLIT=warps restores the old rule.
+   * K values per block of gemv_q4 (kSplit.ts): one wave of BLOCKS_PER_SM blocks per SM, at least one slice per
+   * warp, at most MAX_SLICES_PER_BLOCK slices and as many ranges. The even split, H200, 13B decode profile:
+   * act-order 353.7 → 360.0 tok/s at context 1 and 304.8 → 309.5 at 2000; compat within noise.
+   * $QLLAMA_CUDA_KSPLIT=warps restores the old rule (ranges in multiples of 4 slices), for comparisons.
    */
   static kPerBlock(K: number, tiles: number, smCount: number): number {
-    const slices = Math.ceil(K / 128);
-    const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM) / tiles));
-    // at least one slice per warp (fewer leaves warps idle), and a K of at most SINGLE_RANGE_SLICES slices stays
-    // one range: its epilogue then runs in the block with no split-K atomics, so its sums do not depend on
-    // block order (tiny models decode the same bits on every run; 7B/13B have 32+ slices and split anyway)
-    let per = slices <= SINGLE_RANGE_SLICES ? slices : Math.max(Math.ceil(slices / splits), 4);
-    if (process.env.QLLAMA_CUDA_KSPLIT === 'warps') per = Math.ceil(per / 4) * 4; // the old rule, for comparisons
-    per = Math.max(Math.min(per, MAX_SLICES_PER_BLOCK), Math.ceil(slices / MAX_SLICES_PER_BLOCK));
-    return per * 128;
+    const limits = { blocksPerSm: BLOCKS_PER_SM, minSlices: 4, maxSlices: MAX_SLICES_PER_BLOCK, maxRanges: MAX_SLICES_PER_BLOCK };
+    return kPerBlock(K, tiles, smCount, limits, process.env.QLLAMA_CUDA_KSPLIT === 'warps' ? 4 : 1);
   }
 
   /**

@@ -16,8 +16,8 @@
  * GEMV's bandwidth; still 4–5x the GEMM's decode steps (bench/cudaBatchBench.ts).
  */
 import type { CuStream, DevicePtr, Driver } from './driver.js';
-import { SINGLE_RANGE_SLICES } from './gemvBatch.js';
 import { i32, ptr } from './kernelArgs.js';
+import { kPerBlock } from './kSplit.js';
 import type { LinearCall } from './linearLaunch.js';
 import type { CudaGptq, CudaLinear } from './linearUpload.js';
 import type { KernelModule } from './module.js';
@@ -56,8 +56,6 @@ export const SMALL_BATCH_MAX_ROWS = 32;
 const ROWS_PER_LAUNCH = 16;
 /** Q4R_XS_HALVES / (8·NT) in gemv_q4_rows.cu: most K values per block (the fp16 x it stages for 8·NT rows) */
 const K_MAX = [0, 2048, 1024] as const;
-/** K values that run as one range per tile: the one-row GEMV's rule (at most K_MAX[2]) */
-const SINGLE_RANGE_K = SINGLE_RANGE_SLICES * 128;
 /** blocks per SM the grid aims at: the kernels' __launch_bounds__ minimum (NT = 1: 4, NT = 2: 3) */
 const BLOCKS_PER_SM = [0, 4, 3] as const;
 
@@ -78,13 +76,9 @@ function kernelTakes(w: CudaGptq): boolean {
  * costs the whole block time again).
  */
 export function smallBatchKPerBlock(K: number, tiles: number, smCount: number, nt: 1 | 2): number {
-  // a K of at most 8 slices (tiny models) stays one range: each output then gets one atomic add onto the zeroed
-  // y, so the sums do not depend on block order (as GemvBatch.kPerBlock's one-row GEMV)
-  if (K <= SINGLE_RANGE_K) return K;
-  const maxPer = K_MAX[nt];
-  const splits = Math.max(1, Math.floor((smCount * BLOCKS_PER_SM[nt]) / tiles));
-  const per = Math.ceil(K / splits / 128) * 128;
-  return Math.max(128, Math.min(per, maxPer));
+  // a K of at most SINGLE_RANGE_SLICES (tiny models) stays one range: each output then gets one atomic add onto
+  // the zeroed y, so the sums do not depend on block order (as the one-row GEMV)
+  return kPerBlock(K, tiles, smCount, { blocksPerSm: BLOCKS_PER_SM[nt], minSlices: 1, maxSlices: K_MAX[nt] / 128 });
 }
 
 /**
@@ -93,11 +87,7 @@ export function smallBatchKPerBlock(K: number, tiles: number, smCount: number, n
  * MULTI_K_MAX; a K of at most SINGLE_RANGE_SLICES slices stays one range (sums independent of block order).
  */
 export function multiKPerBlock(K: number, tiles: number, smCount: number, R: 2 | 4): number {
-  if (K <= SINGLE_RANGE_K) return K;
-  const slices = Math.ceil(K / 128);
-  const splits = Math.max(1, Math.floor((smCount * MULTI_BLOCKS_PER_SM[R]) / tiles));
-  const per = Math.min(Math.max(Math.ceil(slices / splits), 4), MULTI_K_MAX / 128);
-  return per * 128;
+  return kPerBlock(K, tiles, smCount, { blocksPerSm: MULTI_BLOCKS_PER_SM[R], minSlices: 4, maxSlices: MULTI_K_MAX / 128 });
 }
 
 /** gemv_q4_multi or gemv_q4_rows over c's rows, for a caller that checked smallBatchFits; a weight they do not take throws rather than launch. */
