@@ -172,16 +172,7 @@ __device__ __forceinline__ void q4_norm_rows(const Q4Args& a, float* scratch) {
 // Every block of the launch calls this after its last write to y; the last to arrive (ticket
 // normCounter, left at zero) normalizes the finished y.
 __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, int* last) {
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const bool isLast = atomicAdd(a.normCounter, 1u) == gridDim.x * gridDim.y - 1;
-    if (isLast) *a.normCounter = 0u;
-    *last = isLast;
-  }
-  __syncthreads();
-  if (!*last) return;
-  __threadfence();
+  if (!q4_last_arrival(a.normCounter, gridDim.x * gridDim.y, last)) return;
   // R = 16 covers rows up to 8192 in one trip; with the permuted copy's index registers that spills,
   // so rows up to 5120 (LLaMA 7B/13B) take R = 10 (none)
   if (!a.normInv) q4_norm_rows<16, false>(a, scratch);
@@ -324,19 +315,9 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   } else {
     float* ws = a.ws + (size_t)tile * 128;
     atomicAdd(ws + t, sum);
-    __threadfence();
-    __syncthreads();
     const int tilesPerMat = a.m[0].tileEnd;
-    if (t == 0) {
-      const int ctr = pair ? tile % tilesPerMat : tile;
-      const unsigned expected = (pair ? 2u : 1u) * gridDim.y;
-      const bool isLast = atomicAdd(a.counters + ctr, 1u) == expected - 1;
-      if (isLast) a.counters[ctr] = 0u;
-      last = isLast;
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
+    // a SwiGLU pair's gate and up tiles share one ticket
+    if (!q4_last_arrival(a.counters + (pair ? tile % tilesPerMat : tile), (pair ? 2u : 1u) * gridDim.y, &last)) return;
     if (pair) {
       const int p = tile % tilesPerMat;
       const int np = p * 128 + t;

@@ -75,6 +75,23 @@ __device__ __forceinline__ void q4_mul_half(float (&acc)[4], const uint4 (&w)[8]
   }
 }
 
+// The split-K ticket: every block of a group calls it (all threads) after its last write to the workspace or y;
+// it returns true in the group's last block to arrive, whose reads then see every block's writes, and puts the
+// counter back to zero for the next launch. flag: a shared int of the block's.
+__device__ __forceinline__ bool q4_last_arrival(unsigned* counter, unsigned expected, int* flag) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const bool isLast = atomicAdd(counter, 1u) == expected - 1;
+    if (isLast) *counter = 0u;
+    *flag = isLast;
+  }
+  __syncthreads();
+  if (!*flag) return false;
+  __threadfence();
+  return true;
+}
+
 // v[j] *= w[j], j < 8 (w 16-byte aligned: two float4 loads)
 __device__ __forceinline__ void scale8(float (&v)[8], const float* w) {
   const float4 w0 = __ldg(reinterpret_cast<const float4*>(w));

@@ -135,16 +135,7 @@ __device__ __forceinline__ void gemv_q4_multi_body(float* __restrict__ y, const 
 #pragma unroll
   for (int j = 0; j < R; ++j)
     if (j < rows) atomicAdd(wt + j * 128 + t, sum[j]);
-  __threadfence();
-  __syncthreads();
-  if (t == 0) {
-    const bool isLast = atomicAdd(counters + blockIdx.x, 1u) == gridDim.y - 1;
-    if (isLast) counters[blockIdx.x] = 0u;
-    last = isLast;
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
+  if (!q4_last_arrival(counters + blockIdx.x, gridDim.y, &last)) return;
 #pragma unroll
   for (int j = 0; j < R; ++j) {
     if (j >= rows) continue;
