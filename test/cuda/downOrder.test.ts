@@ -58,9 +58,11 @@ function permuteCols(x: Float32Array, rows: number, order: Int32Array): Float32A
 }
 
 test('uploadLinear outputOrder and inputInGroupOrder: GEMV, GEMMs, generic layout, dense', { skip: skipNoGpu }, () => {
-  const cases: [number, number, 3 | 4, number][] = [
+  const cases: [number, number, 2 | 3 | 4 | 8, number][] = [
     [768, 256, 4, 128], [512, 384, 4, 64], [256, 512, 4, 32], [1408, 512, 4, 128], // q4 layout
-    [200, 96, 4, 40], [256, 96, 3, 32], // generic layout
+    [256, 96, 3, 32], [512, 384, 2, 64], // widened to the q4 layout
+    [512, 384, 8, 64], [1280, 256, 8, 128], // q8 layout
+    [200, 96, 4, 40], [224, 96, 3, 32], // generic layout
   ];
   for (const [K, N, bits, gs] of cases) {
     const w = randomGptq(K, N, bits, gs, true);

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend, LinearHost } from '../../src/backends/backend.js';
 import type { GptqLinearHost } from '../../src/formats/gptqTypes.js';
-import { groupContiguousPerm } from '../../src/backends/cuda/linearUpload.js';
+import { groupContiguousPerm, type CudaGptq } from '../../src/backends/cuda/linearUpload.js';
 import { gpu, input, int8RoundTrip, normErr, poisoned, randHalf, randn, randomGptq, skipNoGpu } from './support.js';
 
 const cpu = new CpuBackend({ int8Gemv: false });
@@ -136,7 +136,8 @@ test('linear: GPTQ 4-bit, every group layout, GEMV and GEMM', { skip: skipNoGpu 
  */
 function fastGemvOrder(w: GptqLinearHost): Int32Array | null | undefined {
   const gs = w.groupSize;
-  if (w.bits !== 4 || w.inFeatures % 128 !== 0 || w.outFeatures % 8 !== 0 || !(gs % 128 === 0 || gs === 64 || gs === 32)) return undefined;
+  // 2- and 3-bit layers of these shapes are widened to the q4 layout at upload (linearUpload.ts widensToQ4)
+  if (w.bits === 8 || w.inFeatures % 128 !== 0 || w.outFeatures % 8 !== 0 || !(gs % 128 === 0 || gs === 64 || gs === 32)) return undefined;
   if (!w.actOrder) return null;
   return groupContiguousPerm(w.gIdx, gs) ?? undefined;
 }
@@ -162,11 +163,43 @@ test('linear: GPTQ 4-bit GEMM for rows > 1 (mma.sync and the old wmma kernel), o
   }
 });
 
-test('linear: GPTQ 8, 3 and 2 bits', { skip: skipNoGpu }, () => {
-  for (const bits of [8, 3, 2] as const) {
-    for (const ao of [false, true]) {
-      const w = randomGptq(384, 256, bits, 128, ao);
-      for (const rows of [1, 5]) checkLinear(`q${bits}${ao ? ' act-order' : ''}`, w, rows, HALF_TOL);
+test('linear: GPTQ 8 bits, the q8 layout (gemv_q8: int8 x) and shapes that stay generic', { skip: skipNoGpu }, () => {
+  const cases: [number, number, number, boolean][] = [[384, 256, 128, false], [1280, 520, 128, true], [768, 264, 64, true], [256, 512, 32, false], [5120, 1000, 128, true], [200, 96, 40, false]];
+  for (const [k, n, gs, ao] of cases) {
+    const w = randomGptq(k, n, 8, gs, ao);
+    const name = `q8 ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
+    const up = gpu().uploadLinear(w) as CudaGptq;
+    const fast = k % 128 === 0 && gs % 32 === 0;
+    assert.equal(up.layout, fast ? 'q8' : 'generic', `${name}: layout`);
+    for (const rows of [5, 70]) checkLinear(name, w, rows, HALF_TOL); // the generic GEMM
+    if (!fast) {
+      checkLinear(name, w, 1, HALF_TOL);
+      continue;
+    }
+    const order = ao ? groupContiguousPerm(w.gIdx, gs) : null;
+    checkLinear(`${name} int8 x`, w, 1, INT8_TOL);
+    checkLinear(`${name} int8 x, oracle on the same int8 x`, w, 1, INT8_EXACT_TOL, (x) => int8RoundTrip(x, order));
+  }
+});
+
+test('linear: GPTQ 3 and 2 bits widened to the q4 layout (every 4-bit kernel), and shapes that stay generic', { skip: skipNoGpu }, () => {
+    // (3-bit packing needs both dimensions × 3 to fill whole words: multiples of 32)
+  const cases: [number, number, number, boolean][] = [[384, 256, 128, false], [1280, 512, 128, true], [768, 256, 64, true], [256, 512, 32, false], [224, 96, 32, false]];
+  for (const bits of [3, 2] as const) {
+    for (const [k, n, gs, ao] of cases) {
+      const w = randomGptq(k, n, bits, gs, ao);
+      const name = `q${bits} ${k}x${n} g${gs}${ao ? ' act-order' : ''}`;
+      const order = fastGemvOrder(w);
+      if (order === undefined) {
+        for (const rows of [1, 5]) checkLinear(`${name} (generic)`, w, rows, HALF_TOL);
+        continue;
+      }
+      const up = gpu().uploadLinear(w) as CudaGptq;
+      assert.ok(up.layout === 'q4' && up.bits === 4 && up.storedBits === bits, `${name}: uploaded as ${up.layout} ${up.bits}-bit`);
+      checkLinear(`${name} int8 x`, w, 1, INT8_TOL);
+      checkLinear(`${name} int8 x, oracle on the same int8 x`, w, 1, INT8_EXACT_TOL, (x) => int8RoundTrip(x, order));
+      checkLinear(name, w, 3, INT8_TOL); // gemv_q4_multi
+      for (const rows of [9, 70, 512]) checkLinear(name, w, rows, HALF_TOL); // gemv_q4_rows, the GEMMs (512: wgmma on sm_90)
     }
   }
 });

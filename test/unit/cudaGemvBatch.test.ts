@@ -29,7 +29,7 @@ function alloc(bytes: number): DevicePtr {
 
 function weight(K: number, N: number, perm: { perm: DevicePtr; inv: DevicePtr } | null): CudaGptq {
   return {
-    kind: 'gptq', bits: 4, groupSize: 128, layout: 'q4', rowsPerGroup: 16, inFeatures: K, outFeatures: N,
+    kind: 'gptq', bits: 4, storedBits: 4, groupSize: 128, layout: 'q4', rowsPerGroup: 16, inFeatures: K, outFeatures: N,
     qweight: alloc((K / 8) * N * 4), scales: alloc((K / 128) * N * 2), qzeros: alloc((K / 128) * (N / 2)),
     gIdx: null, perm: perm?.perm ?? null, invPerm: perm?.inv ?? null, bias: null,
   };

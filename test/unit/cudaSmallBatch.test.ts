@@ -20,7 +20,7 @@ function fakes(): { cu: Driver; kernels: KernelModule; log: Recorded[] } {
 }
 
 const q4 = (over: Partial<CudaGptq> = {}): CudaGptq => ({
-  kind: 'gptq', bits: 4, groupSize: 128, layout: 'q4', rowsPerGroup: 16, inFeatures: 1024, outFeatures: 520,
+  kind: 'gptq', bits: 4, storedBits: 4, groupSize: 128, layout: 'q4', rowsPerGroup: 16, inFeatures: 1024, outFeatures: 520,
   qweight: 0x1000n as DevicePtr, scales: 0x2000n as DevicePtr, qzeros: 0x3000n as DevicePtr, gIdx: null, perm: null, invPerm: null, bias: null,
   ...over,
 } as CudaGptq);

@@ -157,7 +157,7 @@ export class GemvBatch {
 
   /** @param permBufs PERM_BUFFERS f32 buffers of MAX_PERM_K values each */
   constructor(private readonly kernels: KernelModule, private readonly ws: DevicePtr, private readonly counters: DevicePtr,
-    private readonly smCount: number, private readonly permBufs: readonly DevicePtr[]) {}
+    readonly smCount: number, private readonly permBufs: readonly DevicePtr[]) {}
 
   /**
    * K values per block of gemv_q4 (kSplit.ts): one wave of BLOCKS_PER_SM blocks per SM, at least one slice per

@@ -1,7 +1,7 @@
 /**
  * Launches of `y (+)= x Wᵀ + b` for every weight kind and row count:
  *   one row:  int4 fast GEMV (gemv_q4_rpg*, queued in a GemvBatch so that GEMVs over the same x share
- *             one launch), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
+ *             one launch), 8-bit GEMV (gemv_q8, q8 layout), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
  *   rows 2..32 (`gemm.smallBatch`, batched decode), q4 layout (smallBatchLinear.ts): up to
  *             multiMaxRows (4) rows gemv_q4_multi (int8 x, W read once per 4 rows), more gemv_q4_rows
  *             (tensor cores, W read once per 16 rows)
@@ -19,6 +19,7 @@
 import type { CuStream, DevicePtr, Driver } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
 import { GemvBatch } from './gemvBatch.js';
+import { kPerBlock } from './kSplit.js';
 import type { CudaLinear } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 import { launchSmallBatch, smallBatchFits, type SmallBatchOptions } from './smallBatchLinear.js';
@@ -55,6 +56,9 @@ export interface GemmOptions {
  */
 export const WGMMA_MIN_ROWS = 512;
 
+/** gemv_q8's K split: one wave of 4 blocks per SM, at least one 128-value slice (a 32-value unit per warp), at most 64 (Q8_XS_ROWS) */
+const Q8_K_SPLIT = { blocksPerSm: 4, minSlices: 1, maxSlices: 64, maxRanges: 64 } as const;
+
 /** dynamic shared memory of gemm_q4_mma (gemm_mma.cu: 4 stages of x and packed weights + one fp16 weight tile) */
 export const GEMM_MMA_SHARED = 108544;
 
@@ -74,6 +78,12 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
       batch.add(c.y, c.x, w, c.accumulate);
       if (!w.bias) return; // launched with the batch it joins
       batch.flush();
+    } else if (w.layout === 'q8') {
+      if (!c.accumulate) cu.memsetD32(c.y, 0, N, stream);
+      const tiles = Math.ceil(N / 128);
+      const kPer = kPerBlock(K, tiles, batch.smCount, Q8_K_SPLIT);
+      kernels.launch('gemv_q8', { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
+        [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(N), i32(K), i32(w.groupSize), i32(kPer)], 0, true);
     } else {
       if (!c.accumulate) cu.memsetD32(c.y, 0, N, stream);
       const kPerSplit = 128;

@@ -5,6 +5,8 @@
  * the permutation instead (gathered, or written in that order by its producer: gemvBatch.ts).
  * Equal permutations (q/k/v, gate/up of a GPTQ-for-LLaMa act-order file) share one device buffer, so
  * the batch sees by pointer that one permuted x serves them all.
+ * 2- and 3-bit layers of those shapes are widened into the same layout (widensToQ4); 8-bit layers keep
+ * their [K/4, N] packing with rows reordered the same way (the q8 layout, gemv_q8.cu).
  * Everything else keeps its packing and its g_idx for the generic kernels.
  *
  * Caller-arranged orders (LinearUploadOptions, src/backends/backend.ts):
@@ -36,10 +38,16 @@ export interface CudaDense extends LinearWeight {
 
 export interface CudaGptq extends LinearWeight {
   readonly kind: 'gptq';
+  /** bits per weight of the uploaded layout: 4 for 2- and 3-bit layers widened to the q4 layout (widensToQ4) */
   readonly bits: GptqBits;
+  /** bits per weight in the file */
+  readonly storedBits: GptqBits;
   readonly groupSize: number;
-  /** 'q4': fast int4 GEMV layout (rows group-contiguous); 'generic': GPTQ packing with g_idx */
-  readonly layout: 'q4' | 'generic';
+  /**
+   * 'q4': the int4 kernels' layout (rows group-contiguous; 2- and 3-bit layers widened into it); 'q8': 8-bit
+   * GPTQ packing with rows group-contiguous (gemv_q8); 'generic': GPTQ packing with g_idx
+   */
+  readonly layout: 'q4' | 'q8' | 'generic';
   /** packed rows per group within the fast kernel's 16-row slice (q4 layout only) */
   readonly rowsPerGroup: 16 | 8 | 4;
   readonly qweight: DevicePtr;
@@ -86,16 +94,36 @@ export function uploadDense(ctx: UploadContext, host: DenseLinearHost, options: 
   };
 }
 
-function fastRowsPerGroup(w: GptqLinearHost): 16 | 8 | 4 | null {
-  if (w.bits !== 4 || w.inFeatures % 128 !== 0 || w.outFeatures % 8 !== 0) return null;
+/** packed rows per group of the q4 layout for a layer of `bits` (after widening) and these shapes, or null: the generic kernels */
+function fastRowsPerGroup(w: GptqLinearHost, bits: number): 16 | 8 | 4 | null {
+  if (bits !== 4 || w.inFeatures % 128 !== 0 || w.outFeatures % 8 !== 0) return null;
   if (w.groupSize % 128 === 0) return 16;
   if (w.groupSize === 64) return 8;
   if (w.groupSize === 32) return 4;
   return null;
 }
 
+/** Whether an 8-bit layer takes the q8 layout (gemv_q8.cu: 128-value K slices, 32-value units inside one group, 4-column lanes). */
+function fastQ8(w: GptqLinearHost): boolean {
+  return w.bits === 8 && w.inFeatures % 128 === 0 && w.outFeatures % 8 === 0 && w.groupSize % 32 === 0;
+}
+
+/**
+ * 2- and 3-bit layers whose shapes suit the q4 layout are widened to 4-bit fields at upload (gptq_widen_q4,
+ * upload_order.cu): the values, zeros and scales are unchanged, and every 4-bit kernel runs them (the
+ * one-token GEMV with its epilogues, the few-rows kernels, the tensor-core prefill) instead of the generic
+ * ones, which read one scalar per weight. The cost: 4 bits read per weight instead of 3 or 2, and as much
+ * device memory (13B 3-bit: ~6.9 GB of weights instead of ~5.3).
+ */
+function widensToQ4(w: GptqLinearHost): boolean {
+  return (w.bits === 2 || w.bits === 3) && fastRowsPerGroup(w, 4) !== null;
+}
+
 export function uploadGptq(ctx: UploadContext, host: GptqLinearHost, options: LinearUploadOptions = {}): CudaGptq {
-  const { outFeatures: N, groups, bits } = host;
+  const { outFeatures: N, groups } = host;
+  const widen = widensToQ4(host);
+  const storedBits = host.bits;
+  const bits = widen ? 4 : storedBits; // the uploaded layout's
   const order = options.outputOrder ?? null;
   if (order) checkPermutation(order, N, 'uploadLinear outputOrder');
   // device copies that stop mattering once the kernels reading them have run: freed after one sync
@@ -115,40 +143,53 @@ export function uploadGptq(ctx: UploadContext, host: GptqLinearHost, options: Li
   // straddle words, on the host), bias on the host; qweight's columns below
   let scales = uploadArray(ctx, host.scales);
   let qzeros = uploadArray(ctx, order && bits === 3 ? gatherPackedInRows(host.qzeros, groups, N, bits, order) : host.qzeros);
+  const qzBytes = groups * ((N * bits) / 32) * 4; // the uploaded layout's (widened: 4-bit zeros)
+  if (widen) {
+    qzeros = from(qzeros, qzBytes, (d, s) =>
+      ctx.kernels.launch('gptq_widen_zeros_q4', gridN(N / 8, groups), { x: 256 }, [ptr(d), ptr(s), i32(N), i32(storedBits)]));
+  }
   if (cols !== null) {
     scales = from(scales, host.scales.byteLength, (d, s) => ctx.kernels.launch('u16_gather_cols', gridN(N, groups), { x: 256 }, [ptr(d), ptr(s), ptr(cols), i32(N)]));
     if (bits !== 3) {
-      qzeros = from(qzeros, host.qzeros.byteLength, (d, s) =>
+      qzeros = from(qzeros, qzBytes, (d, s) =>
         ctx.kernels.launch('packed_gather_cols', gridN((N * bits) / 32, groups), { x: 256 }, [ptr(d), ptr(s), ptr(cols), i32(N), i32(bits)]));
     }
   }
   const bias = host.bias ? uploadArray(ctx, order ? gatherColumns(host.bias, 1, N, order) : host.bias) : null;
-  const base = { kind: 'gptq' as const, inFeatures: host.inFeatures, outFeatures: N, bits, groupSize: host.groupSize, scales, qzeros, bias };
+  const base = { kind: 'gptq' as const, inFeatures: host.inFeatures, outFeatures: N, bits, storedBits, groupSize: host.groupSize, scales, qzeros, bias };
 
-  const rpg = fastRowsPerGroup(host);
+  const rpg = fastRowsPerGroup(host, bits);
   const trivial = isTrivial(host.gIdx, host.groupSize);
-  const perm = rpg === null || trivial ? null : groupContiguousPerm(host.gIdx, host.groupSize);
-  const q4 = rpg !== null && (trivial || perm !== null);
+  const fast = rpg !== null || fastQ8(host);
+  const perm = !fast || trivial ? null : groupContiguousPerm(host.gIdx, host.groupSize);
+  // q4 or q8: rows reordered for act-order
+  const fastLayout = fast && (trivial || perm !== null);
   // generic layout: x in the group order means the rows (and g_idx) follow it, permuted on the host
-  const w = !q4 && options.inputInGroupOrder && !trivial ? permuteGptqInputs(host, groupOrder(host.gIdx)) : host;
+  const w = !fastLayout && options.inputInGroupOrder && !trivial ? permuteGptqInputs(host, groupOrder(host.gIdx)) : host;
   let qweight = uploadArray(ctx, w.qweight);
+  const qwBytes = (w.inFeatures * bits / 32) * N * 4;
+  if (widen) {
+    qweight = from(qweight, qwBytes, (d, s) =>
+      ctx.kernels.launch('gptq_widen_q4', gridN(N, w.inFeatures / 8), { x: 256 }, [ptr(d), ptr(s), i32(N), i32(storedBits)]));
+  }
   if (cols !== null) {
-    qweight = from(qweight, w.qweight.byteLength, (d, s) => ctx.kernels.launch('u32_gather_cols', gridN(N, w.qweight.length / N), { x: 256 }, [ptr(d), ptr(s), ptr(cols), i32(N)]));
+    qweight = from(qweight, qwBytes, (d, s) => ctx.kernels.launch('u32_gather_cols', gridN(N, qwBytes / 4 / N), { x: 256 }, [ptr(d), ptr(s), ptr(cols), i32(N)]));
   }
   // q4 act-order: rows reordered so each group's are contiguous; the kernels read x through perm, or
   // linearly when its producer already wrote x in the group order (= perm)
-  const kept = q4 && perm !== null && !options.inputInGroupOrder ? uploadPerm(ctx, perm) : null;
-  if (q4 && perm !== null) {
+  const kept = fastLayout && perm !== null && !options.inputInGroupOrder ? uploadPerm(ctx, perm) : null;
+  if (fastLayout && perm !== null) {
     const permDev = kept?.perm ?? uploadArray(ctx, perm);
     if (kept === null) scratch.push(permDev);
-    qweight = from(qweight, w.qweight.byteLength, (d, s) =>
-      ctx.kernels.launch('q4_reorder_rows', gridN(N, w.inFeatures / 8), { x: 256 }, [ptr(d), ptr(s), ptr(permDev), i32(N)]));
+    qweight = from(qweight, qwBytes, (d, s) => rpg !== null
+      ? ctx.kernels.launch('q4_reorder_rows', gridN(N, w.inFeatures / 8), { x: 256 }, [ptr(d), ptr(s), ptr(permDev), i32(N)])
+      : ctx.kernels.launch('q8_reorder_rows', gridN(N, w.inFeatures / 4), { x: 256 }, [ptr(d), ptr(s), ptr(permDev), i32(N)]));
   }
   if (scratch.length > 0) {
     ctx.cu.streamSynchronize(ctx.stream);
     for (const p of scratch) ctx.mem.free(p);
   }
-  if (q4) return { ...base, layout: 'q4', rowsPerGroup: rpg, qweight, gIdx: null, perm: kept?.perm ?? null, invPerm: kept?.inv ?? null };
+  if (fastLayout) return { ...base, layout: rpg !== null ? 'q4' : 'q8', rowsPerGroup: rpg ?? 16, qweight, gIdx: null, perm: kept?.perm ?? null, invPerm: kept?.inv ?? null };
   return { ...base, layout: 'generic', rowsPerGroup: 16, qweight, gIdx: uploadArray(ctx, w.gIdx), perm: null, invPerm: null };
 }
 

@@ -103,6 +103,9 @@ __device__ __forceinline__ void scale8(float (&v)[8], const float* w) {
 // Quantizes one thread's staged packed row (8 values of x, v) to int8 and stores it at row r of xs, with its
 // 32-value block's Σ xq and step in xsum / xd (lanes 4·i .. 4·i + 3 hold one block of 4 packed rows). Every
 // lane of the warp must call it (the block's max and sum are warp shuffles); `live` lanes store.
+// EVEN_ODD: bytes (q0, q2, q4, q6), (q1, q3, q5, q7), as the int4 kernels' nibble masks need; else
+// (q0..q3), (q4..q7) in k order (gemv_q8.cu: 4 weight bytes per word).
+template <bool EVEN_ODD = true>
 __device__ __forceinline__ void q4_stage_row(const float (&v)[8], bool live, int r, uint2* xs, int* xsum, float* xd) {
   float amax = 0.f;
 #pragma unroll
@@ -117,9 +120,11 @@ __device__ __forceinline__ void q4_stage_row(const float (&v)[8], bool live, int
   sum4 += __shfl_xor_sync(0xffffffffu, sum4, 1);
   sum4 += __shfl_xor_sync(0xffffffffu, sum4, 2);
   if (live) {
-    const uint32_t even = (q[0] & 0xFF) | ((q[2] & 0xFF) << 8) | ((q[4] & 0xFF) << 16) | ((uint32_t)(q[6] & 0xFF) << 24);
-    const uint32_t odd = (q[1] & 0xFF) | ((q[3] & 0xFF) << 8) | ((q[5] & 0xFF) << 16) | ((uint32_t)(q[7] & 0xFF) << 24);
-    xs[r] = make_uint2(even, odd);
+    const int a = 0, b = EVEN_ODD ? 2 : 1, c = EVEN_ODD ? 4 : 2, d = EVEN_ODD ? 6 : 3;  // bytes of the first word
+    const int e = EVEN_ODD ? 1 : 4, f = EVEN_ODD ? 3 : 5, g = EVEN_ODD ? 5 : 6, h = 7;                  // and of the second
+    const uint32_t lo = (q[a] & 0xFF) | ((q[b] & 0xFF) << 8) | ((q[c] & 0xFF) << 16) | ((uint32_t)(q[d] & 0xFF) << 24);
+    const uint32_t hi = (q[e] & 0xFF) | ((q[f] & 0xFF) << 8) | ((q[g] & 0xFF) << 16) | ((uint32_t)(q[h] & 0xFF) << 24);
+    xs[r] = make_uint2(lo, hi);
     if ((r & 3) == 0) {
       xsum[r >> 2] = sum4;
       xd[r >> 2] = amax / 127.f;

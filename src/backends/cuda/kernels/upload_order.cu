@@ -48,3 +48,29 @@ extern "C" __global__ void f32_gather(float* __restrict__ out, const float* __re
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) out[i] = in[idx[i]];
 }
+
+// 2- and 3-bit GPTQ weights widened to the q4 layout at upload (linearUpload.ts), so they run every 4-bit
+// kernel: out [K/8, N] u32, word (r, n) = values k = 8r .. 8r+7 of column n as nibbles, LSB first, from
+// GPTQ's stream of K `bits`-bit values per column along rows of N words (3-bit values straddle words).
+// Grid (ceil(N / 256), K / 8), 256 threads.
+extern "C" __global__ void gptq_widen_q4(uint32_t* __restrict__ out, const uint32_t* __restrict__ qw, int N, int bits) {
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N) return;
+  const uint32_t k0 = blockIdx.y * 8u;
+  uint32_t w = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) w |= extract_bits(qw + n, N, (k0 + j) * bits, bits) << (4 * j);
+  out[(size_t)blockIdx.y * N + n] = w;
+}
+
+// Their zero points the same way: out [G, N/8] u32 nibbles from qzeros [G, N·bits/32] packed along each row.
+// Grid (ceil(N / 8 / 256), G), 256 threads: a thread writes one word, 8 zeros.
+extern "C" __global__ void gptq_widen_zeros_q4(uint32_t* __restrict__ out, const uint32_t* __restrict__ qz, int N, int bits) {
+  const int w = blockIdx.x * blockDim.x + threadIdx.x;
+  if (w >= N / 8) return;
+  const uint32_t* row = qz + (size_t)blockIdx.y * ((size_t)N * bits / 32);
+  uint32_t v = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) v |= extract_bits(row, 1, (uint32_t)(8 * w + j) * bits, bits) << (4 * j);
+  out[(size_t)blockIdx.y * (N / 8) + w] = v;
+}

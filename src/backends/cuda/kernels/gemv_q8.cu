@@ -1,0 +1,139 @@
+// GPTQ 8-bit GEMV for one token (the q8 layout: GPTQ's own packing, rows group-contiguous):
+//   y[n] (+)= Σ_k s[g, n] · (q[k, n] − z[g, n]) · x[perm[k]],   g = k / gs,  z = stored zero + 1
+// qweight [K/4, N] u32 (4 values of k per word, LSB first), its rows reordered at upload for act-order
+// layers so group g is rows g·gs .. (g+1)·gs − 1 (perm maps a reordered row to its x index; null =
+// identity); scales [G, N] fp16; qzeros [G, N/4] u32 (4 zeros per word).
+// Why a kernel of its own: the generic gemv_qn reads one scalar weight per thread and k (13B 8-bit decode
+// on the H200: 29.5 tok/s); this one streams 16-byte loads as gemv_q4 does and multiplies with dp4a.
+// Grid: x = 128-column tiles, y = K ranges of kPerBlock values (kSplit.ts); 128 threads. A lane owns 4
+// adjacent columns, so one packed row (4 k) is one 16-byte load per lane; warp w streams the 32-value units
+// (8 packed rows) w, w + 4, ... of the block's K range, two held in registers, the first two loaded
+// before griddepcontrol.wait. x is staged once per block as int8 per 32 values (one unit: one step d and
+// Σ xq), in natural byte order, gathered through perm for act-order layers. Per unit and column:
+//   y += s · d · (Σ q·xq − z · Σ xq)     (Σ q·xq: 8 dp4a of unsigned weight bytes against signed x bytes)
+// The 4 warps' sums meet in shared memory; the block adds them into y atomically (split K: y is zeroed by
+// the host first unless the call accumulates), or stores them when it is the tile's only K range.
+#include "gemv_q4.cuh"
+
+// Σ over 4 bytes of unsigned w · signed x, plus c
+__device__ __forceinline__ int dp4a_us(uint32_t w, int x, int c) {
+  int d;
+  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(w), "r"(x), "r"(c));
+  return d;
+}
+
+// packed rows of x a block stages: K ranges of at most 64 slices of 128 (kSplit limits: Q8_MAX_SLICES)
+#define Q8_XS_ROWS 2048
+
+__device__ __forceinline__ void q8_load_unit(uint4 (&w)[8], uint2& s, uint32_t& z, const uint4* wcol, int rowStride, int k,
+                                             const __half* scales, const uint32_t* qz, int N, int n0, int gs) {
+  const uint4* src = wcol + (size_t)(k >> 2) * rowStride;
+#pragma unroll
+  for (int r = 0; r < 8; ++r) w[r] = ld_stream(src + r * rowStride);
+  const int g = k / gs;
+  s = __ldg(reinterpret_cast<const uint2*>(scales + (size_t)g * N + n0));
+  z = __ldg(qz + (size_t)g * (N >> 2) + (n0 >> 2));
+}
+
+__device__ __forceinline__ void q8_mul_unit(float (&acc)[4], const uint4 (&w)[8], uint2 s, uint32_t z, const uint32_t* xr, int xsum, float d) {
+  const float2 s01 = __half22float2(u32_as_half2(s.x)), s23 = __half22float2(u32_as_half2(s.y));
+  const float sc[4] = {s01.x, s01.y, s23.x, s23.y};
+  int iacc[4];
+#pragma unroll
+  for (int c = 0; c < 4; ++c) iacc[c] = -(int)(((z >> (8 * c)) & 255u) + 1u) * xsum;
+#pragma unroll
+  for (int r = 0; r < 8; ++r) {
+    const int xv = (int)xr[r];
+    iacc[0] = dp4a_us(w[r].x, xv, iacc[0]);
+    iacc[1] = dp4a_us(w[r].y, xv, iacc[1]);
+    iacc[2] = dp4a_us(w[r].z, xv, iacc[2]);
+    iacc[3] = dp4a_us(w[r].w, xv, iacc[3]);
+  }
+#pragma unroll
+  for (int c = 0; c < 4; ++c) acc[c] = fmaf((float)iacc[c] * d, sc[c], acc[c]);
+}
+
+extern "C" __global__ void __launch_bounds__(128, 4)
+    gemv_q8(float* __restrict__ y, const float* __restrict__ x, const uint4* __restrict__ qw, const __half* __restrict__ scales,
+            const uint32_t* __restrict__ qz, const int* __restrict__ perm, int N, int K, int gs, int kPerBlock) {
+  __shared__ uint32_t xs[Q8_XS_ROWS];      // int8 x, 4 values per word in k order
+  __shared__ int xsum[Q8_XS_ROWS / 8];     // Σ xq per 32 values
+  __shared__ float xd[Q8_XS_ROWS / 8];     // x's quantization step per 32 values
+  __shared__ float red[4][128];
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const int kb0 = blockIdx.y * kPerBlock, kb1 = min(K, kb0 + kPerBlock);
+  const int units = (kb1 - kb0) >> 5;
+  const int col0 = blockIdx.x * 128, n0 = col0 + lane * 4;
+  const bool colLive = n0 < N;
+  const int rowStride = N >> 2;
+  const uint4* wcol = qw + (n0 >> 2);
+
+  uint4 wa[8], wb[8];
+  uint2 sa, sb;
+  uint32_t za, zb;
+  int u = warp;
+  if (colLive && u < units) q8_load_unit(wa, sa, za, wcol, rowStride, kb0 + u * 32, scales, qz, N, n0, gs);
+  if (colLive && u + 4 < units) q8_load_unit(wb, sb, zb, wcol, rowStride, kb0 + (u + 4) * 32, scales, qz, N, n0, gs);
+  pdl_wait();
+  pdl_launch_dependents();
+
+  // staging: thread t quantizes 8 consecutive values (4 lanes = one block of 32); every thread runs the same
+  // iterations (the range is a multiple of 128 values), since the block maxima are warp shuffles
+  const int rows8 = (kb1 - kb0) >> 3;
+  for (int base = 0; base < rows8; base += 128) {
+    const int r = base + t;
+    const bool live = r < rows8;
+    const int kb = kb0 + r * 8;
+    float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    if (live) {
+      if (perm) {
+        const int4 p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
+        const int4 p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
+        v[0] = x[p0.x]; v[1] = x[p0.y]; v[2] = x[p0.z]; v[3] = x[p0.w];
+        v[4] = x[p1.x]; v[5] = x[p1.y]; v[6] = x[p1.z]; v[7] = x[p1.w];
+      } else {
+        const float4 x0 = *reinterpret_cast<const float4*>(x + kb);
+        const float4 x1 = *reinterpret_cast<const float4*>(x + kb + 4);
+        v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
+        v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
+      }
+    }
+    q4_stage_row<false>(v, live, r, reinterpret_cast<uint2*>(xs), xsum, xd);
+  }
+  __syncthreads();
+
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  if (colLive) {
+    for (; u < units; u += 8) {
+      q8_mul_unit(acc, wa, sa, za, xs + u * 8, xsum[u], xd[u]);
+      if (u + 8 < units) q8_load_unit(wa, sa, za, wcol, rowStride, kb0 + (u + 8) * 32, scales, qz, N, n0, gs);
+      if (u + 4 >= units) break;
+      q8_mul_unit(acc, wb, sb, zb, xs + (u + 4) * 8, xsum[u + 4], xd[u + 4]);
+      if (u + 12 < units) q8_load_unit(wb, sb, zb, wcol, rowStride, kb0 + (u + 12) * 32, scales, qz, N, n0, gs);
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < 4; ++c) red[warp][lane * 4 + c] = acc[c];
+  __syncthreads();
+  const int n = col0 + t;
+  if (n >= N) return;
+  const float sum = red[0][t] + red[1][t] + red[2][t] + red[3][t];
+  if (gridDim.y == 1) y[n] += sum;  // the host zeroed y unless the call accumulates; one block per output
+  else atomicAdd(y + n, sum);
+}
+
+// Act-order repack at upload: out row k' takes in row perm[k'] (byte granularity).
+//   out[k'/4, n] byte (k' % 4) = in[perm[k'] / 4, n] byte (perm[k'] % 4)
+// Grid (ceil(N / 256), K / 4), 256 threads.
+extern "C" __global__ void q8_reorder_rows(uint32_t* __restrict__ out, const uint32_t* __restrict__ in, const int* __restrict__ perm, int N) {
+  const int r = blockIdx.y;
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N) return;
+  uint32_t word = 0;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int k = perm[r * 4 + j];
+    word |= ((in[(size_t)(k >> 2) * N + n] >> ((k & 3) * 8)) & 255u) << (8 * j);
+  }
+  out[(size_t)r * N + n] = word;
+}
