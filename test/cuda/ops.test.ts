@@ -172,6 +172,7 @@ test('linear: GPTQ 8 bits, the q8 layout (gemv_q8: int8 x) and shapes that stay 
     const fast = k % 128 === 0 && gs % 32 === 0;
     assert.equal(up.layout, fast ? 'q8' : 'generic', `${name}: layout`);
     for (const rows of [5, 70]) checkLinear(name, w, rows, HALF_TOL); // the generic GEMM
+    if (fast) checkLinear(name, w, 512, HALF_TOL); // dequant_q8_tile + the wgmma GEMM (sm_90), else the generic GEMM
     if (!fast) {
       checkLinear(name, w, 1, HALF_TOL);
       continue;

@@ -11,6 +11,7 @@
  *             planned by wgmmaSlicePlan), the slice's weights dequantized to an fp16 [Ns, K] scratch
  *             (dequant_q4_tile), then the wgmma/TMA GEMM on it into those columns (gemm_wgmma_256, gemm_wgmma.cu);
  *             else the mma.sync GEMM that dequantizes each weight slice once into shared memory (gemm_q4_mma);
+ *             q8 layout (8-bit): from WGMMA_MIN_ROWS on sm_90 the same sliced GEMM after dequant_q8_tile;
  *             other layouts, or `mma: false`: the older wmma GEMM with per-element dequantization
  *             (gemm_gptq, gemm_f16)
  * gemv_qn splits K across blocks and adds atomically, so its plain outputs are zeroed first (a memset
@@ -104,6 +105,10 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
         [ptr(c.y), ptr(xh), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0),
           ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), i32(w.groupSize)], GEMM_MMA_SHARED);
     }
+  } else if (w.layout === 'q8' && gemm?.wgmma && c.rows >= WGMMA_MIN_ROWS) {
+    // 8-bit: dequant_q8_tile into the scratch, then the same wgmma GEMM (K % 128 and N % 8 hold for the q8 layout)
+    const plan = planWgmma(gemm.wgmma, c.rows, N, K);
+    launchWgmmaSlices(cu, kernels, plan, w, c.y, gemm.half(c.x, c.rows, K, w.perm), c.rows, c.accumulate);
   } else {
     kernels.launch('gemm_gptq', { x: Math.ceil(N / 64), y: Math.ceil(c.rows / 64) }, { x: 128 },
       [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0),

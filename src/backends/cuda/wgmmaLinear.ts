@@ -152,10 +152,21 @@ export function launchWgmmaSlices(cu: Driver, kernels: KernelModule, plan: Wgmma
   }
 }
 
-/** dequant_q4_tile of columns n0 .. n0+ns of w into the scratch (pairRows, rowOff: gemm_wgmma.cuh dequant_q4_tile_body) */
+/**
+ * dequant_q4_tile (or, for the q8 layout, dequant_q8_tile) of columns n0 .. n0+ns of w into the scratch
+ * (pairRows, rowOff: gemm_wgmma.cuh dequant_q4_tile_body; q4 only)
+ */
 function dequantSlice(kernels: KernelModule, scratch: DevicePtr, w: CudaGptq, n0: number, ns: number, pairRows: number, rowOff: number): void {
   const K = w.inFeatures;
-  kernels.launch('dequant_q4_tile', { x: Math.ceil(ns / DQ_TN), y: Math.ceil(K / DQ_TK) }, { x: DQ_THREADS },
+  const grid = { x: Math.ceil(ns / DQ_TN), y: Math.ceil(K / DQ_TK) };
+  if (w.layout === 'q8') {
+    if (pairRows !== 0) throw new RangeError('the fused gate/up GEMM takes q4-layout weights only');
+    kernels.launch('dequant_q8_tile', grid, { x: DQ_THREADS },
+      [ptr(scratch), ptr(offset(w.qweight, n0 * 4)), ptr(offset(w.scales, n0 * 2)), ptr(offset(w.qzeros, n0)),
+        i32(ns), i32(w.outFeatures), i32(K), i32(w.groupSize)]);
+    return;
+  }
+  kernels.launch('dequant_q4_tile', grid, { x: DQ_THREADS },
     [ptr(scratch), ptr(offset(w.qweight, n0 * 4)), ptr(offset(w.scales, n0 * 2)), ptr(offset(w.qzeros, (n0 / 8) * 4)),
       i32(ns), i32(w.outFeatures), i32(K), i32(w.groupSize), i32(pairRows), i32(rowOff)]);
 }

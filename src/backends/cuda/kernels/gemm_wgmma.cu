@@ -23,6 +23,13 @@ extern "C" __global__ void __launch_bounds__(wg::DQ_THREADS)
   wg::dequant_q4_tile_body(W, qw, scales, qzeros, N, ld, K, gs, pairRows, rowOff);
 }
 
+// the same for 8-bit weights in the q8 layout (qzeros pointing at column n0 / 4); same grid and block
+extern "C" __global__ void __launch_bounds__(wg::DQ_THREADS)
+    dequant_q8_tile(__half* __restrict__ W, const uint32_t* __restrict__ qw, const __half* __restrict__ scales,
+                    const uint32_t* __restrict__ qzeros, int N, int ld, int K, int gs) {
+  wg::dequant_q8_tile_body(W, qw, scales, qzeros, N, ld, K, gs);
+}
+
 // the lab's wg256 configuration: BN 256, 4 stages, 1 block per SM, 40 / 232 registers per producer / consumer thread
 extern "C" __global__ void __launch_bounds__(384, 1)
     gemm_wgmma_256(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs,

@@ -320,6 +320,51 @@ __device__ __forceinline__ void dequant_q4_tile_body(__half* __restrict__ W, con
   }
 }
 
+// (b) for the q8 layout (8-bit GPTQ qweight [K/4, N], 4 k per word, rows group-contiguous; qzeros [G, N/4]):
+// the same W from tiles of 2·DQ_TR packed rows (256 k, as the int4 tile) × DQ_TN columns; lane l of a warp
+// dequantizes packed rows 2l and 2l + 1 (k = 8l .. 8l+7 of the tile) of one column, so each 16-byte store
+// of the warp again covers 512 contiguous bytes of W. W = s · (q − z) in f32, rounded once to fp16 (q − z
+// is exact). Same grid as dequant_q4_tile; no gate/up interleave (only plain linears take the q8 layout).
+__device__ __forceinline__ void dequant_q8_tile_body(__half* __restrict__ W, const uint32_t* __restrict__ qw,
+                                                     const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
+                                                     int N, int ld, int K, int gs) {
+  constexpr int TR = 2 * DQ_TR;
+  static_assert(TR % (DQ_THREADS / DQ_TN) == 0, "whole staging passes");
+  __shared__ uint32_t tq8[TR][DQ_TN + 1];  // [packed row][column]
+  const int n0 = blockIdx.x * DQ_TN, r0 = blockIdx.y * TR, rows = K >> 2;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  {
+    const int c = tid % DQ_TN, n = n0 + c;
+#pragma unroll
+    for (int i = 0; i < TR / (DQ_THREADS / DQ_TN); ++i) {
+      const int r = tid / DQ_TN + i * (DQ_THREADS / DQ_TN);
+      tq8[r][c] = n < N && r0 + r < rows ? __ldg(qw + (size_t)(r0 + r) * ld + n) : 0u;
+    }
+  }
+  __syncthreads();
+  const int r = r0 + 2 * lane;  // this lane's packed rows r, r + 1 (k = 4r .. 4r+7: one group, gs % 32 == 0)
+  if (r >= rows) return;        // (no barrier below)
+  const int g = r * 4 / gs;
+  const __half* srow = scales + (size_t)g * ld;
+  const uint32_t* zrow = qzeros + (size_t)g * (ld >> 2);
+#pragma unroll 4
+  for (int i = 0; i < DQ_TN / (DQ_THREADS / 32); ++i) {
+    const int c = warp + i * (DQ_THREADS / 32), n = n0 + c;
+    if (n >= N) break;  // n grows with i
+    const float sc = __half2float(__ldg(srow + n));
+    const float z = (float)(((__ldg(zrow + (n >> 2)) >> ((n & 3) * 8)) & 255u) + 1u);
+    const uint32_t a = tq8[2 * lane][c], b = tq8[2 * lane + 1][c];
+    uint32_t h[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t word = j < 2 ? a : b, sh = (j & 1) * 16;
+      const half2 v = __floats2half2_rn(sc * ((float)((word >> sh) & 255u) - z), sc * ((float)((word >> (sh + 8)) & 255u) - z));
+      h[j] = *reinterpret_cast<const uint32_t*>(&v);
+    }
+    *reinterpret_cast<uint4*>(W + (size_t)n * K + (size_t)r * 4) = make_uint4(h[0], h[1], h[2], h[3]);
+  }
+}
+
 // ---- the GEMM -----------------------------------------------------------------------------------
 constexpr int BM = 128, BK = 64, THREADS = 384;
 // fewest K slices of one stream-K run (a tile is split into at most nk / SK_MIN_KB + 1 segments)
