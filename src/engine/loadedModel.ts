@@ -54,6 +54,10 @@ export class LoadedModel implements AsyncDisposable {
     const { info } = model;
     const quant = info.gptq ? `GPTQ ${info.gptq.bits}-bit g${info.gptq.groupSize}${info.gptq.actOrder ? ' act-order' : ''}` : 'fp16';
     log(`loaded ${path.basename(info.weightsPath)} (${quant}, ${info.config.numLayers} layers) on ${backend.name} in ${((performance.now() - started) / 1000).toFixed(1)} s; template ${template.name}`);
+    if (model.vocabSize > tokenizer.vocabSize) {
+      log(`warning: the model has ${model.vocabSize} token ids but its tokenizer ${tokenizer.vocabSize}: ids ${tokenizer.vocabSize}..${model.vocabSize - 1} ` +
+        'have no text and print as nothing (a synthetic checkpoint, or a vocabulary padded for the weights\' shapes)');
+    }
     return new LoadedModel(model, tokenizer, template);
   }
 

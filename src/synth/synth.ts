@@ -16,6 +16,7 @@ import { floatToHalf } from '../formats/half.js';
 import { tensorByteSize, writeSafetensors, type TensorSpec } from '../formats/safetensorsWriter.js';
 import { Xorshift, halfTable } from './random.js';
 import { SHAPES, type LlamaShape } from './shapes.js';
+import { Tokenizer } from '../tokenizer/index.js';
 
 export interface SynthOptions {
   readonly shape: LlamaShape;
@@ -106,7 +107,18 @@ export async function synthesize(o: SynthOptions): Promise<number> {
     gptq(`${p}.mlp.down_proj`, s.hidden, order(s.ffn));
     tensors.push(f16(`${p}.input_layernorm.weight`, [s.hidden], null), f16(`${p}.post_attention_layernorm.weight`, [s.hidden], null));
   }
-  tensors.push(f16('model.norm.weight', [s.hidden], null), f16('lm_head.weight', [s.vocab, s.hidden], embedTable));
+  // lm_head rows past the copied tokenizer's pieces are zero: LLaMA shapes have 32,000 ids and the embedded
+  // tokenizer 4,096, so with random rows there `generate` and `chat` on a synthetic model would mostly pick ids
+  // that have no text. A zero row's logit is 0, below the largest of 4,096 random ones, so greedy decoding
+  // stays within the tokenizer. The bytes read per token are the same.
+  const pieces = (await Tokenizer.fromModelDir(o.out)).vocabSize;
+  const lmHead = f16('lm_head.weight', [s.vocab, s.hidden], embedTable);
+  tensors.push(f16('model.norm.weight', [s.hidden], null), {
+    ...lmHead, fill: (out) => {
+      lmHead.fill(out);
+      if (pieces < s.vocab) (out as Uint16Array).fill(0, pieces * s.hidden);
+    },
+  });
   // The writer asks for one tensor at a time and has written it before asking for the next, so
   // every tensor is filled into one reused buffer: memory ≈ the largest tensor (the embedding or
   // lm_head: 330 MB for 13B, 430 MB for 33B), and no per-tensor garbage over a 7-20 GB file.

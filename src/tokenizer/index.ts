@@ -201,8 +201,13 @@ export class Tokenizer implements PieceRenderer {
     );
   }
 
-  /** PieceRenderer: the bytes one id contributes to decoded text. */
+  /**
+   * PieceRenderer: the bytes one id contributes to decoded text. An id past the tokenizer's last piece renders
+   * nothing: a model whose vocabulary is larger than its tokenizer's (a synthetic checkpoint, a vocabulary padded
+   * for the weights' shapes) can produce one (LoadedModel warns at load).
+   */
   render(id: number, atStart: boolean, skipSpecial: boolean): Uint8Array | undefined {
+    if (Number.isInteger(id) && id >= this.vocabSize) return undefined;
     const added = this.addedById.get(id);
     if (added !== undefined) return added.special && skipSpecial ? undefined : Buffer.from(added.content, 'utf8');
     const piece = this.idToPiece(id);

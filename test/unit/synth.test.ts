@@ -4,6 +4,8 @@ import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { SafetensorsFile } from '../../src/formats/safetensors.js';
 import { synthesize } from '../../src/synth/synth.js';
+import { LoadedModel } from '../../src/engine/loadedModel.js';
+import { generateAll } from '../../src/generate/generator.js';
 import { FIXTURES } from '../support/paths.js';
 import { tempDir } from './formatsSupport.js';
 
@@ -52,6 +54,35 @@ test('synth --act-order draws its column orders as GPTQ-for-LLaMa leaves them: s
     } finally {
       st.close();
     }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('a synthetic model whose vocabulary is larger than its tokenizer: lm_head rows past the tokenizer are zero, greedy text stays inside it, the load warns', async () => {
+  const out = tempDir('synth-vocab');
+  const lines: string[] = [];
+  try {
+    const shape = { ...SHAPE, vocab: 5000 }; // the embedded tokenizer has 4096 pieces
+    await synthesize({ shape, bits: 4, groupSize: 64, actOrder: false, out, seed: 3 });
+    const st = SafetensorsFile.open(path.join(out, 'model.safetensors'));
+    try {
+      const head = new Uint16Array(new Uint8Array(st.read('lm_head.weight')).buffer);
+      assert.ok(head.subarray(4096 * shape.hidden).every((h) => h === 0), 'rows 4096.. of lm_head are zero');
+      assert.ok(head.subarray(0, 4096 * shape.hidden).some((h) => h !== 0), 'rows below 4096 are random');
+    } finally {
+      st.close();
+    }
+    await using loaded = await LoadedModel.load({ dir: out, backend: 'cpu', threads: 1, log: (l) => lines.push(l) });
+    assert.ok(lines.some((l) => /warning: the model has 5000 token ids but its tokenizer 4096/.test(l)), lines.join('\n'));
+    const { tokenIds, text } = await generateAll(loaded.model, loaded.tokenizer, {
+      promptIds: loaded.tokenizer.encode('Hello', { addBos: true }), maxNewTokens: 6, stopAtEos: false, sampling: { temperature: 0 },
+    });
+    assert.equal(tokenIds.length, 6);
+    assert.ok(tokenIds.every((id) => id < 4096), `greedy ids ${tokenIds}`);
+    assert.equal(typeof text, 'string');
+    // an id past the tokenizer's pieces renders nothing instead of throwing
+    assert.equal(loaded.tokenizer.decode([4500]), '');
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
