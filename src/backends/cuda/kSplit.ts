@@ -36,5 +36,8 @@ export function kPerBlock(K: number, tiles: number, smCount: number, limits: KSp
   per = Math.ceil(per / roundSlicesTo) * roundSlicesTo;
   per = Math.min(per, limits.maxSlices);
   if (limits.maxRanges !== undefined) per = Math.max(per, Math.ceil(slices / limits.maxRanges));
+  if (per > limits.maxSlices) {
+    throw new RangeError(`K ${K} needs ${per} slices per block, more than the kernel stages (${limits.maxSlices}): too wide for the split-K GEMVs`);
+  }
   return per * 128;
 }

@@ -2,7 +2,7 @@
  * Launches of `y (+)= x Wᵀ + b` for every weight kind and row count:
  *   one row:  int4 fast GEMV (gemv_q4_rpg*, queued in a GemvBatch so that GEMVs over the same x share
  *             one launch), 8-bit GEMV (gemv_q8, q8 layout), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
- *   rows 2..32 (`gemm.smallBatch`, batched decode), q4 layout (smallBatchLinear.ts): up to
+ *   rows 2..32 (`gemm.smallBatch`, batched decode): q8 layout gemv_q8_r4 (4 rows per launch); q4 layout (smallBatchLinear.ts): up to
  *             multiMaxRows (4) rows gemv_q4_multi (int8 x, W read once per 4 rows), more gemv_q4_rows
  *             (tensor cores, W read once per 16 rows)
  *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order; halfCopies.ts, shared by the
@@ -59,6 +59,8 @@ export const WGMMA_MIN_ROWS = 512;
 
 /** gemv_q8's K split: one wave of 4 blocks per SM, at least one 128-value slice (a 32-value unit per warp), at most 64 (Q8_XS_ROWS) */
 const Q8_K_SPLIT = { blocksPerSm: 4, minSlices: 1, maxSlices: 64, maxRanges: 64 } as const;
+/** gemv_q8_r4's: 3 blocks per SM, at most 32 slices (the 4 rows of staged x) */
+const Q8_R4_K_SPLIT = { blocksPerSm: 3, minSlices: 1, maxSlices: 32, maxRanges: 64 } as const;
 
 /** dynamic shared memory of gemm_q4_mma (gemm_mma.cu: 4 stages of x and packed weights + one fp16 weight tile) */
 export const GEMM_MMA_SHARED = 108544;
@@ -90,6 +92,16 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
       const kPerSplit = 128;
       kernels.launch('gemv_qn', { x: Math.ceil(N / 128), y: Math.ceil(K / kPerSplit) }, { x: 128 },
         [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
+    }
+  } else if (w.layout === 'q8' && gemm?.smallBatch && c.rows <= gemm.smallBatch.maxRows) {
+    // a few rows (batched decode, short prompts): gemv_q8_r4, each weight read once per 4 rows
+    if (!c.accumulate) cu.memsetD32(c.y, 0, c.rows * N, stream);
+    const tiles = Math.ceil(N / 128);
+    const kPer = kPerBlock(K, tiles, batch.smCount, Q8_R4_K_SPLIT);
+    for (let r0 = 0; r0 < c.rows; r0 += 4) {
+      kernels.launch('gemv_q8_r4', { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
+        [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(Math.min(4, c.rows - r0)),
+          ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(N), i32(K), i32(w.groupSize), i32(kPer)], 0, true);
     }
   } else if (gemm?.smallBatch && smallBatchFits(w, c.rows, gemm.smallBatch)) {
     launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch);

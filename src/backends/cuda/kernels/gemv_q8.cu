@@ -13,6 +13,7 @@
 //   y += s · d · (Σ q·xq − z · Σ xq)     (Σ q·xq: 8 dp4a of unsigned weight bytes against signed x bytes)
 // The 4 warps' sums meet in shared memory; the block adds them into y atomically (split K: y is zeroed by
 // the host first unless the call accumulates), or stores them when it is the tile's only K range.
+// gemv_q8_r4 does the same for up to 4 rows of x (batched decode), each weight read once for all rows.
 #include "gemv_q4.cuh"
 
 // Σ over 4 bytes of unsigned w · signed x, plus c
@@ -53,13 +54,16 @@ __device__ __forceinline__ void q8_mul_unit(float (&acc)[4], const uint4 (&w)[8]
   for (int c = 0; c < 4; ++c) acc[c] = fmaf((float)iacc[c] * d, sc[c], acc[c]);
 }
 
-extern "C" __global__ void __launch_bounds__(128, 4)
-    gemv_q8(float* __restrict__ y, const float* __restrict__ x, const uint4* __restrict__ qw, const __half* __restrict__ scales,
-            const uint32_t* __restrict__ qz, const int* __restrict__ perm, int N, int K, int gs, int kPerBlock) {
-  __shared__ uint32_t xs[Q8_XS_ROWS];      // int8 x, 4 values per word in k order
-  __shared__ int xsum[Q8_XS_ROWS / 8];     // Σ xq per 32 values
-  __shared__ float xd[Q8_XS_ROWS / 8];     // x's quantization step per 32 values
-  __shared__ float red[4][128];
+// R rows of x at once (R = 1: the one-token GEMV; R = 4: a few sequences of a batched step, each weight read
+// once for all of them); XS: packed words of x staged per row (K ranges of at most XS · 4 values)
+template <int R, int XS>
+__device__ __forceinline__ void gemv_q8_body(float* __restrict__ y, const float* __restrict__ x, int rows, const uint4* __restrict__ qw,
+                                             const __half* __restrict__ scales, const uint32_t* __restrict__ qz, const int* __restrict__ perm,
+                                             int N, int K, int gs, int kPerBlock) {
+  __shared__ uint32_t xs[R][XS];      // int8 x, 4 values per word in k order
+  __shared__ int xsum[R][XS / 8];     // Σ xq per 32 values
+  __shared__ float xd[R][XS / 8];     // x's quantization step per 32 values
+  __shared__ float red[R][4][128];
   const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
   const int kb0 = blockIdx.y * kPerBlock, kb1 = min(K, kb0 + kPerBlock);
   const int units = (kb1 - kb0) >> 5;
@@ -77,49 +81,85 @@ extern "C" __global__ void __launch_bounds__(128, 4)
   pdl_wait();
   pdl_launch_dependents();
 
-  // staging: thread t quantizes 8 consecutive values (4 lanes = one block of 32); every thread runs the same
-  // iterations (the range is a multiple of 128 values), since the block maxima are warp shuffles
+  // staging: thread t quantizes 8 consecutive values of each row (4 lanes = one block of 32); every thread runs
+  // the same iterations (the range is a multiple of 128 values), since the block maxima are warp shuffles
   const int rows8 = (kb1 - kb0) >> 3;
   for (int base = 0; base < rows8; base += 128) {
     const int r = base + t;
     const bool live = r < rows8;
     const int kb = kb0 + r * 8;
-    float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (live) {
-      if (perm) {
-        const int4 p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
-        const int4 p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
-        v[0] = x[p0.x]; v[1] = x[p0.y]; v[2] = x[p0.z]; v[3] = x[p0.w];
-        v[4] = x[p1.x]; v[5] = x[p1.y]; v[6] = x[p1.z]; v[7] = x[p1.w];
-      } else {
-        const float4 x0 = *reinterpret_cast<const float4*>(x + kb);
-        const float4 x1 = *reinterpret_cast<const float4*>(x + kb + 4);
-        v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
-        v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
-      }
+    int idx[8];
+    if (perm && live) {
+      const int4 p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
+      const int4 p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
+      idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
+      idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
     }
-    q4_stage_row<false>(v, live, r, reinterpret_cast<uint2*>(xs), xsum, xd);
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+      float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      if (live && j < rows) {
+        const float* xr = x + (size_t)j * K;
+        if (perm) {
+#pragma unroll
+          for (int i = 0; i < 8; ++i) v[i] = xr[idx[i]];
+        } else {
+          const float4 x0 = *reinterpret_cast<const float4*>(xr + kb);
+          const float4 x1 = *reinterpret_cast<const float4*>(xr + kb + 4);
+          v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
+          v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
+        }
+      }
+      q4_stage_row<false>(v, live, r, reinterpret_cast<uint2*>(xs[j]), xsum[j], xd[j]);
+    }
   }
   __syncthreads();
 
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  float acc[R][4];
+#pragma unroll
+  for (int j = 0; j < R; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
   if (colLive) {
     for (; u < units; u += 8) {
-      q8_mul_unit(acc, wa, sa, za, xs + u * 8, xsum[u], xd[u]);
+#pragma unroll
+      for (int j = 0; j < R; ++j)
+        if (j < rows) q8_mul_unit(acc[j], wa, sa, za, xs[j] + u * 8, xsum[j][u], xd[j][u]);
       if (u + 8 < units) q8_load_unit(wa, sa, za, wcol, rowStride, kb0 + (u + 8) * 32, scales, qz, N, n0, gs);
       if (u + 4 >= units) break;
-      q8_mul_unit(acc, wb, sb, zb, xs + (u + 4) * 8, xsum[u + 4], xd[u + 4]);
+#pragma unroll
+      for (int j = 0; j < R; ++j)
+        if (j < rows) q8_mul_unit(acc[j], wb, sb, zb, xs[j] + (u + 4) * 8, xsum[j][u + 4], xd[j][u + 4]);
       if (u + 12 < units) q8_load_unit(wb, sb, zb, wcol, rowStride, kb0 + (u + 12) * 32, scales, qz, N, n0, gs);
     }
   }
 #pragma unroll
-  for (int c = 0; c < 4; ++c) red[warp][lane * 4 + c] = acc[c];
+  for (int j = 0; j < R; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) red[j][warp][lane * 4 + c] = acc[j][c];
   __syncthreads();
   const int n = col0 + t;
   if (n >= N) return;
-  const float sum = red[0][t] + red[1][t] + red[2][t] + red[3][t];
-  if (gridDim.y == 1) y[n] += sum;  // the host zeroed y unless the call accumulates; one block per output
-  else atomicAdd(y + n, sum);
+#pragma unroll
+  for (int j = 0; j < R; ++j) {
+    if (j >= rows) continue;
+    const float sum = red[j][0][t] + red[j][1][t] + red[j][2][t] + red[j][3][t];
+    float* out = y + (size_t)j * N + n;
+    if (gridDim.y == 1) *out += sum;  // the host zeroed y unless the call accumulates; one block per output
+    else atomicAdd(out, sum);
+  }
+}
+
+// one row; K ranges of at most 64 slices of 128 (Q8_XS_ROWS words per row)
+extern "C" __global__ void __launch_bounds__(128, 4)
+    gemv_q8(float* __restrict__ y, const float* __restrict__ x, const uint4* __restrict__ qw, const __half* __restrict__ scales,
+            const uint32_t* __restrict__ qz, const int* __restrict__ perm, int N, int K, int gs, int kPerBlock) {
+  gemv_q8_body<1, Q8_XS_ROWS>(y, x, 1, qw, scales, qz, perm, N, K, gs, kPerBlock);
+}
+
+// up to 4 rows (x [rows, K], y [rows, N]); K ranges of at most 32 slices (static shared memory: 4 rows of staged x)
+extern "C" __global__ void __launch_bounds__(128, 3)
+    gemv_q8_r4(float* __restrict__ y, const float* __restrict__ x, int rows, const uint4* __restrict__ qw, const __half* __restrict__ scales,
+               const uint32_t* __restrict__ qz, const int* __restrict__ perm, int N, int K, int gs, int kPerBlock) {
+  gemv_q8_body<4, Q8_XS_ROWS / 2>(y, x, rows, qw, scales, qz, perm, N, K, gs, kPerBlock);
 }
 
 // Act-order repack at upload: out row k' takes in row perm[k'] (byte granularity).
