@@ -286,6 +286,21 @@ __global__ void __launch_bounds__(256) dequant_q4_nk(__half* __restrict__ W, con
 // 2.9–3.6 TB/s at the 13B shapes (67–82% of the read ceiling; 3.1× the first kernel), 0.24 ms per layer.
 // grid (ceil(N / DQ_TN), ceil(K / (8·DQ_TR))), DQ_THREADS threads; K % 8 == 0, N % 8 == 0, gs % 8 == 0.
 constexpr int DQ_TN = 64, DQ_TR = 32, DQ_THREADS = 256;
+// The dequantizing tiles' first step: packed rows r0 .. r0 + TR − 1 (of `rows`) × columns n0 .. n0 + DQ_TN − 1 of
+// qweight (rows of ld words) into shared memory, each warp reading 128 contiguous bytes of a row (rows padded by
+// one word, so the column reads that follow hit 32 banks); zeros outside the matrix. Ends with the barrier.
+template <int TR>
+__device__ __forceinline__ void stage_packed_tile(uint32_t (&tq)[TR][DQ_TN + 1], const uint32_t* __restrict__ qw, int ld, int N, int n0,
+                                                  int r0, int rows) {
+  static_assert(TR % (DQ_THREADS / DQ_TN) == 0, "whole staging passes");
+  const int tid = threadIdx.x, c = tid % DQ_TN, n = n0 + c;
+#pragma unroll
+  for (int i = 0; i < TR / (DQ_THREADS / DQ_TN); ++i) {
+    const int r = tid / DQ_TN + i * (DQ_THREADS / DQ_TN);
+    tq[r][c] = n < N && r0 + r < rows ? __ldg(qw + (size_t)(r0 + r) * ld + n) : 0u;
+  }
+  __syncthreads();
+}
 // pairRows > 0: column n goes to W row (n / pairRows) · 2 · pairRows + n % pairRows + rowOff instead of n (gate and
 // up interleaved in blocks of pairRows rows for the fused SwiGLU epilogue: rowOff 0 for gate, pairRows for up).
 __device__ __forceinline__ void dequant_q4_tile_body(__half* __restrict__ W, const uint32_t* __restrict__ qw,
@@ -295,15 +310,7 @@ __device__ __forceinline__ void dequant_q4_tile_body(__half* __restrict__ W, con
   __shared__ uint32_t tq[DQ_TR][DQ_TN + 1];  // [packed row][column]
   const int n0 = blockIdx.x * DQ_TN, r0 = blockIdx.y * DQ_TR, rows = K >> 3;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  {
-    const int c = tid % DQ_TN, n = n0 + c;
-#pragma unroll
-    for (int i = 0; i < DQ_TR / (DQ_THREADS / DQ_TN); ++i) {
-      const int r = tid / DQ_TN + i * (DQ_THREADS / DQ_TN);
-      tq[r][c] = n < N && r0 + r < rows ? __ldg(qw + (size_t)(r0 + r) * ld + n) : 0u;
-    }
-  }
-  __syncthreads();
+  stage_packed_tile(tq, qw, ld, N, n0, r0, rows);
   const int r = r0 + lane;  // this lane's packed row (k = 8r .. 8r+7)
   if (r >= rows) return;    // (no barrier below)
   const int g = r * 8 / gs;
@@ -329,19 +336,10 @@ __device__ __forceinline__ void dequant_q8_tile_body(__half* __restrict__ W, con
                                                      const __half* __restrict__ scales, const uint32_t* __restrict__ qzeros,
                                                      int N, int ld, int K, int gs) {
   constexpr int TR = 2 * DQ_TR;
-  static_assert(TR % (DQ_THREADS / DQ_TN) == 0, "whole staging passes");
   __shared__ uint32_t tq8[TR][DQ_TN + 1];  // [packed row][column]
   const int n0 = blockIdx.x * DQ_TN, r0 = blockIdx.y * TR, rows = K >> 2;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  {
-    const int c = tid % DQ_TN, n = n0 + c;
-#pragma unroll
-    for (int i = 0; i < TR / (DQ_THREADS / DQ_TN); ++i) {
-      const int r = tid / DQ_TN + i * (DQ_THREADS / DQ_TN);
-      tq8[r][c] = n < N && r0 + r < rows ? __ldg(qw + (size_t)(r0 + r) * ld + n) : 0u;
-    }
-  }
-  __syncthreads();
+  stage_packed_tile(tq8, qw, ld, N, n0, r0, rows);
   const int r = r0 + 2 * lane;  // this lane's packed rows r, r + 1 (k = 4r .. 4r+7: one group, gs % 32 == 0)
   if (r >= rows) return;        // (no barrier below)
   const int g = r * 4 / gs;

@@ -368,20 +368,3 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 GEMV_Q4(16)
 GEMV_Q4(8)
 GEMV_Q4(4)
-
-// Act-order repack at upload: out row k' takes in row perm[k'] (nibble granularity).
-//   out[k'/8, n] nibble (k' % 8) = in[perm[k'] / 8, n] nibble (perm[k'] % 8)
-extern "C" __global__ void q4_reorder_rows(uint32_t* __restrict__ out, const uint32_t* __restrict__ in,
-                                          const int* __restrict__ perm, int N) {
-  const int r = blockIdx.y;
-  const int n = blockIdx.x * blockDim.x + threadIdx.x;
-  if (n >= N) return;
-  uint32_t word = 0;
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    const int k = perm[r * 8 + j];
-    const uint32_t q = (in[(size_t)(k >> 3) * N + n] >> ((k & 7) * 4)) & 15u;
-    word |= q << (4 * j);
-  }
-  out[(size_t)r * N + n] = word;
-}

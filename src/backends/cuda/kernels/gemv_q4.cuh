@@ -92,6 +92,21 @@ __device__ __forceinline__ bool q4_last_arrival(unsigned* counter, unsigned expe
   return true;
 }
 
+// A warp's weight stream over its units u, u + 4, u + 8, ... below `count` (gemv_q4_multi's half slices, gemv_q8's
+// 32-value units; gemv_q4.cu writes the same loop out, its PTX unchanged since measured), two held in registers: the caller loaded units u and u + 4 into buffers a and
+// b (before waiting for x's producer); each step multiplies one buffer and then reloads it with the unit 8 ahead,
+// so while one buffer is multiplied the other's loads are in flight. mul(w, s, z, unit), load(w, s, z, unit).
+template <class W, class S, class Z, class Mul, class Load>
+__device__ __forceinline__ void stream_pair(W& wa, S& sa, Z& za, W& wb, S& sb, Z& zb, int u, int count, Mul&& mul, Load&& load) {
+  for (; u < count; u += 8) {
+    mul(wa, sa, za, u);
+    if (u + 8 < count) load(wa, sa, za, u + 8);
+    if (u + 4 >= count) break;
+    mul(wb, sb, zb, u + 4);
+    if (u + 12 < count) load(wb, sb, zb, u + 12);
+  }
+}
+
 // v[j] *= w[j], j < 8 (w 16-byte aligned: two float4 loads)
 __device__ __forceinline__ void scale8(float (&v)[8], const float* w) {
   const float4 w0 = __ldg(reinterpret_cast<const float4*>(w));
@@ -129,5 +144,45 @@ __device__ __forceinline__ void q4_stage_row(const float (&v)[8], bool live, int
       xsum[r >> 2] = sum4;
       xd[r >> 2] = amax / 127.f;
     }
+  }
+}
+
+// Stages rows 0 .. R−1 (those below `rows`) of x [rows, K] over the block's K range (kb0, rows8 packed rows of 8
+// values) as int8 per 32 values (q4_stage_row), gathered through perm (null: read linearly). Every row's loads go
+// out before the first quantization. Every thread of the block calls it (the quantizer's maxima are warp
+// shuffles); the caller syncs before reading xs. Used by the few-rows kernels (gemv_q4_multi.cu, gemv_q8.cu).
+template <int R, bool EVEN_ODD, int XROWS>
+__device__ __forceinline__ void stage_x_rows(const float* __restrict__ x, int rows, int K, const int* __restrict__ perm, int kb0,
+                                             int rows8, uint2 (&xs)[R][XROWS], int (&xsum)[R][XROWS / 4], float (&xd)[R][XROWS / 4]) {
+  for (int base = 0; base < rows8; base += 128) {
+    const int r = base + threadIdx.x;
+    const bool live = r < rows8;
+    const int kb = kb0 + r * 8;
+    int idx[8];
+    if (perm && live) {
+      const int4 p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
+      const int4 p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
+      idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
+      idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
+    }
+    float v[R][8];
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[j][i] = 0.f;
+      if (!live || j >= rows) continue;
+      const float* xr = x + (size_t)j * K;
+      if (perm) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) v[j][i] = xr[idx[i]];
+      } else {
+        const float4 x0 = *reinterpret_cast<const float4*>(xr + kb);
+        const float4 x1 = *reinterpret_cast<const float4*>(xr + kb + 4);
+        v[j][0] = x0.x; v[j][1] = x0.y; v[j][2] = x0.z; v[j][3] = x0.w;
+        v[j][4] = x1.x; v[j][5] = x1.y; v[j][6] = x1.z; v[j][7] = x1.w;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < R; ++j) q4_stage_row<EVEN_ODD>(v[j], live, r, xs[j], xsum[j], xd[j]);
   }
 }

@@ -59,55 +59,21 @@ __device__ __forceinline__ void gemv_q4_multi_body(float* __restrict__ y, const 
   pdl_wait();
   pdl_launch_dependents();
 
-  // x of every row, staged as int8 per 32 values (all rows' loads go out before the first quantization)
-  for (int base = 0; base < rows8; base += 128) {
-    const int r = base + t;
-    const bool live = r < rows8;
-    const int kb = kb0 + r * 8;
-    int idx[8];
-    if (perm && live) {
-      const int4 p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
-      const int4 p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
-      idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
-      idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
-    }
-    float v[R][8];
-#pragma unroll
-    for (int j = 0; j < R; ++j) {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) v[j][i] = 0.f;
-      if (!live || j >= rows) continue;
-      const float* xr = x + (size_t)j * K;
-      if (perm) {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) v[j][i] = xr[idx[i]];
-      } else {
-        const float4 x0 = *reinterpret_cast<const float4*>(xr + kb);
-        const float4 x1 = *reinterpret_cast<const float4*>(xr + kb + 4);
-        v[j][0] = x0.x; v[j][1] = x0.y; v[j][2] = x0.z; v[j][3] = x0.w;
-        v[j][4] = x1.x; v[j][5] = x1.y; v[j][6] = x1.z; v[j][7] = x1.w;
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < R; ++j) q4_stage_row(v[j], live, r, xs[j], xsum[j], xd[j]);
-  }
+  // x of every row, staged as int8 per 32 values
+  stage_x_rows<R, true, QM_XS_ROWS>(x, rows, K, perm, kb0, rows8, xs, xsum, xd);
   __syncthreads();
 
   float acc[R][4];
 #pragma unroll
   for (int j = 0; j < R; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
   if (colLive) {
-    for (; s < nHalves; s += 8) {
+    stream_pair(wa, sa, za, wb, sb, zb, s, nHalves,
+      [&](const auto& w, const auto& sc, const auto& z, int h) {
 #pragma unroll
-      for (int j = 0; j < R; ++j)
-        if (j < rows) q4_mul_half<GR, GH>(acc[j], wa, sa, za, xs[j] + s * 8, xsum[j] + s * 2, xd[j] + s * 2, n0);
-      if (s + 8 < nHalves) q4_load_half<GR, GH>(wa, sa, za, scales, qz, N, kb0 + (s + 8) * 64, n0, wcol, rowStride, gs);
-      if (s + 4 >= nHalves) break;
-#pragma unroll
-      for (int j = 0; j < R; ++j)
-        if (j < rows) q4_mul_half<GR, GH>(acc[j], wb, sb, zb, xs[j] + (s + 4) * 8, xsum[j] + (s + 4) * 2, xd[j] + (s + 4) * 2, n0);
-      if (s + 12 < nHalves) q4_load_half<GR, GH>(wb, sb, zb, scales, qz, N, kb0 + (s + 12) * 64, n0, wcol, rowStride, gs);
-    }
+        for (int j = 0; j < R; ++j)
+          if (j < rows) q4_mul_half<GR, GH>(acc[j], w, sc, z, xs[j] + h * 8, xsum[j] + h * 2, xd[j] + h * 2, n0);
+      },
+      [&](auto& w, auto& sc, auto& z, int h) { q4_load_half<GR, GH>(w, sc, z, scales, qz, N, kb0 + h * 64, n0, wcol, rowStride, gs); });
   }
 #pragma unroll
   for (int j = 0; j < R; ++j)

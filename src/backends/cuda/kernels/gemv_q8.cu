@@ -60,7 +60,7 @@ template <int R, int XS>
 __device__ __forceinline__ void gemv_q8_body(float* __restrict__ y, const float* __restrict__ x, int rows, const uint4* __restrict__ qw,
                                              const __half* __restrict__ scales, const uint32_t* __restrict__ qz, const int* __restrict__ perm,
                                              int N, int K, int gs, int kPerBlock) {
-  __shared__ uint32_t xs[R][XS];      // int8 x, 4 values per word in k order
+  __shared__ uint2 xs[R][XS / 2];     // int8 x, 4 values per word in k order (a uint2: 8 values)
   __shared__ int xsum[R][XS / 8];     // Σ xq per 32 values
   __shared__ float xd[R][XS / 8];     // x's quantization step per 32 values
   __shared__ float red[R][4][128];
@@ -81,55 +81,21 @@ __device__ __forceinline__ void gemv_q8_body(float* __restrict__ y, const float*
   pdl_wait();
   pdl_launch_dependents();
 
-  // staging: thread t quantizes 8 consecutive values of each row (4 lanes = one block of 32); every thread runs
-  // the same iterations (the range is a multiple of 128 values), since the block maxima are warp shuffles
-  const int rows8 = (kb1 - kb0) >> 3;
-  for (int base = 0; base < rows8; base += 128) {
-    const int r = base + t;
-    const bool live = r < rows8;
-    const int kb = kb0 + r * 8;
-    int idx[8];
-    if (perm && live) {
-      const int4 p0 = __ldg(reinterpret_cast<const int4*>(perm + kb));
-      const int4 p1 = __ldg(reinterpret_cast<const int4*>(perm + kb + 4));
-      idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
-      idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
-    }
-#pragma unroll
-    for (int j = 0; j < R; ++j) {
-      float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-      if (live && j < rows) {
-        const float* xr = x + (size_t)j * K;
-        if (perm) {
-#pragma unroll
-          for (int i = 0; i < 8; ++i) v[i] = xr[idx[i]];
-        } else {
-          const float4 x0 = *reinterpret_cast<const float4*>(xr + kb);
-          const float4 x1 = *reinterpret_cast<const float4*>(xr + kb + 4);
-          v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w;
-          v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
-        }
-      }
-      q4_stage_row<false>(v, live, r, reinterpret_cast<uint2*>(xs[j]), xsum[j], xd[j]);
-    }
-  }
+  // x of every row, staged as int8 per 32 values in k order (4 lanes = one block of 32)
+  stage_x_rows<R, false, XS / 2>(x, rows, K, perm, kb0, (kb1 - kb0) >> 3, xs, xsum, xd);
   __syncthreads();
 
   float acc[R][4];
 #pragma unroll
   for (int j = 0; j < R; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
   if (colLive) {
-    for (; u < units; u += 8) {
+    stream_pair(wa, sa, za, wb, sb, zb, u, units,
+      [&](const auto& w, const auto& sc, const auto& z, int k) {
 #pragma unroll
-      for (int j = 0; j < R; ++j)
-        if (j < rows) q8_mul_unit(acc[j], wa, sa, za, xs[j] + u * 8, xsum[j][u], xd[j][u]);
-      if (u + 8 < units) q8_load_unit(wa, sa, za, wcol, rowStride, kb0 + (u + 8) * 32, scales, qz, N, n0, gs);
-      if (u + 4 >= units) break;
-#pragma unroll
-      for (int j = 0; j < R; ++j)
-        if (j < rows) q8_mul_unit(acc[j], wb, sb, zb, xs[j] + (u + 4) * 8, xsum[j][u + 4], xd[j][u + 4]);
-      if (u + 12 < units) q8_load_unit(wb, sb, zb, wcol, rowStride, kb0 + (u + 12) * 32, scales, qz, N, n0, gs);
-    }
+        for (int j = 0; j < R; ++j)
+          if (j < rows) q8_mul_unit(acc[j], w, sc, z, reinterpret_cast<const uint32_t*>(xs[j]) + k * 8, xsum[j][k], xd[j][k]);
+      },
+      [&](auto& w, auto& sc, auto& z, int k) { q8_load_unit(w, sc, z, wcol, rowStride, kb0 + k * 32, scales, qz, N, n0, gs); });
   }
 #pragma unroll
   for (int j = 0; j < R; ++j)
@@ -160,20 +126,4 @@ extern "C" __global__ void __launch_bounds__(128, 3)
     gemv_q8_r4(float* __restrict__ y, const float* __restrict__ x, int rows, const uint4* __restrict__ qw, const __half* __restrict__ scales,
                const uint32_t* __restrict__ qz, const int* __restrict__ perm, int N, int K, int gs, int kPerBlock) {
   gemv_q8_body<4, Q8_XS_ROWS / 2>(y, x, rows, qw, scales, qz, perm, N, K, gs, kPerBlock);
-}
-
-// Act-order repack at upload: out row k' takes in row perm[k'] (byte granularity).
-//   out[k'/4, n] byte (k' % 4) = in[perm[k'] / 4, n] byte (perm[k'] % 4)
-// Grid (ceil(N / 256), K / 4), 256 threads.
-extern "C" __global__ void q8_reorder_rows(uint32_t* __restrict__ out, const uint32_t* __restrict__ in, const int* __restrict__ perm, int N) {
-  const int r = blockIdx.y;
-  const int n = blockIdx.x * blockDim.x + threadIdx.x;
-  if (n >= N) return;
-  uint32_t word = 0;
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const int k = perm[r * 4 + j];
-    word |= ((in[(size_t)(k >> 2) * N + n] >> ((k & 3) * 8)) & 255u) << (8 * j);
-  }
-  out[(size_t)r * N + n] = word;
 }

@@ -74,3 +74,29 @@ extern "C" __global__ void gptq_widen_zeros_q4(uint32_t* __restrict__ out, const
   for (int j = 0; j < 8; ++j) v |= extract_bits(row, 1, (uint32_t)(8 * w + j) * bits, bits) << (4 * j);
   out[(size_t)blockIdx.y * (N / 8) + w] = v;
 }
+
+// Act-order repack at upload (linearUpload.ts): out row k' takes in row perm[k'], for qweight packed along k
+// with 32 / BITS values per word (q4: nibbles, q8: bytes), so each group's rows end up contiguous:
+//   out[k' / P, n] value (k' % P) = in[perm[k'] / P, n] value (perm[k'] % P),   P = 32 / BITS
+// Grid (ceil(N / 256), K / P), 256 threads.
+template <int BITS>
+__device__ __forceinline__ void reorder_packed_rows(uint32_t* __restrict__ out, const uint32_t* __restrict__ in, const int* __restrict__ perm, int N) {
+  constexpr int P = 32 / BITS;
+  constexpr uint32_t MASK = (1u << BITS) - 1u;
+  const int r = blockIdx.y;
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= N) return;
+  uint32_t word = 0;
+#pragma unroll
+  for (int j = 0; j < P; ++j) {
+    const int k = perm[r * P + j];
+    word |= ((in[(size_t)(k / P) * N + n] >> ((k % P) * BITS)) & MASK) << (BITS * j);
+  }
+  out[(size_t)r * N + n] = word;
+}
+extern "C" __global__ void q4_reorder_rows(uint32_t* __restrict__ out, const uint32_t* __restrict__ in, const int* __restrict__ perm, int N) {
+  reorder_packed_rows<4>(out, in, perm, N);
+}
+extern "C" __global__ void q8_reorder_rows(uint32_t* __restrict__ out, const uint32_t* __restrict__ in, const int* __restrict__ perm, int N) {
+  reorder_packed_rows<8>(out, in, perm, N);
+}
