@@ -171,13 +171,13 @@ test('linear: GPTQ 8 bits, the q8 layout (gemv_q8: int8 x) and shapes that stay 
     const up = gpu().uploadLinear(w) as CudaGptq;
     const fast = k % 128 === 0 && gs % 32 === 0;
     assert.equal(up.layout, fast ? 'q8' : 'generic', `${name}: layout`);
-    checkLinear(name, w, 70, HALF_TOL); // the generic GEMM
+    checkLinear(name, w, 70, HALF_TOL); // fast: dequant_q8_tile + the wgmma GEMM on sm_90; else the generic GEMM
     if (!fast) {
       for (const rows of [1, 5]) checkLinear(name, w, rows, HALF_TOL);
       continue;
     }
     for (const rows of [3, 9]) checkLinear(`${name} (gemv_q8_r4)`, w, rows, INT8_TOL); // launches of up to 4 rows
-    checkLinear(name, w, 512, HALF_TOL); // dequant_q8_tile + the wgmma GEMM (sm_90), else the generic GEMM
+    checkLinear(name, w, 512, HALF_TOL);
     const order = ao ? groupContiguousPerm(w.gIdx, gs) : null;
     checkLinear(`${name} int8 x`, w, 1, INT8_TOL);
     checkLinear(`${name} int8 x, oracle on the same int8 x`, w, 1, INT8_EXACT_TOL, (x) => int8RoundTrip(x, order));

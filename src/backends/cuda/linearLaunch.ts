@@ -11,7 +11,7 @@
  *             planned by wgmmaSlicePlan), the slice's weights dequantized to an fp16 [Ns, K] scratch
  *             (dequant_q4_tile), then the wgmma/TMA GEMM on it into those columns (gemm_wgmma_256, gemm_wgmma.cu);
  *             else the mma.sync GEMM that dequantizes each weight slice once into shared memory (gemm_q4_mma);
- *             q8 layout (8-bit): from WGMMA_MIN_ROWS on sm_90 the same sliced GEMM after dequant_q8_tile;
+ *             q8 layout (8-bit): above the small-batch rows, on sm_90, the same sliced GEMM after dequant_q8_tile;
  *             other layouts, or `mma: false`: the older wmma GEMM with per-element dequantization
  *             (gemm_gptq, gemm_f16)
  * gemv_qn splits K across blocks and adds atomically, so its plain outputs are zeroed first (a memset
@@ -59,6 +59,8 @@ export const WGMMA_MIN_ROWS = 512;
 
 /** gemv_q8's K split: one wave of 4 blocks per SM, at least one 128-value slice (a 32-value unit per warp), at most 64 (Q8_XS_ROWS) */
 const Q8_K_SPLIT = { blocksPerSm: 4, minSlices: 1, maxSlices: 64, maxRanges: 64 } as const;
+/** most rows that take gemv_q8_r4 (launches of 4 rows); above, the tensor-core GEMM on sm_90 */
+const Q8_R4_MAX_ROWS = 32;
 /** gemv_q8_r4's: 3 blocks per SM, at most 32 slices (the 4 rows of staged x) */
 const Q8_R4_K_SPLIT = { blocksPerSm: 3, minSlices: 1, maxSlices: 32, maxRanges: 64 } as const;
 
@@ -93,8 +95,9 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
       kernels.launch('gemv_qn', { x: Math.ceil(N / 128), y: Math.ceil(K / kPerSplit) }, { x: 128 },
         [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
     }
-  } else if (w.layout === 'q8' && gemm?.smallBatch && c.rows <= gemm.smallBatch.maxRows) {
-    // a few rows (batched decode, short prompts): gemv_q8_r4, each weight read once per 4 rows
+  } else if (w.layout === 'q8' && c.rows <= Q8_R4_MAX_ROWS) {
+    // a few rows (batched decode, short prompts): gemv_q8_r4, each weight read once per 4 rows (whatever the
+    // small-batch switch says: it chooses among the 4-bit kernels, and the 8-bit path has nothing else for so few)
     if (!c.accumulate) cu.memsetD32(c.y, 0, c.rows * N, stream);
     const tiles = Math.ceil(N / 128);
     const kPer = kPerBlock(K, tiles, batch.smCount, Q8_R4_K_SPLIT);
@@ -117,8 +120,11 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
         [ptr(c.y), ptr(xh), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0),
           ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), i32(w.groupSize)], GEMM_MMA_SHARED);
     }
-  } else if (w.layout === 'q8' && gemm?.wgmma && c.rows >= WGMMA_MIN_ROWS) {
-    // 8-bit: dequant_q8_tile into the scratch, then the same wgmma GEMM (K % 128 and N % 8 hold for the q8 layout)
+  } else if (w.layout === 'q8' && gemm?.wgmma) {
+    // 8-bit, more rows than gemv_q8_r4 takes: dequant_q8_tile into the scratch, then the same wgmma GEMM (K % 128
+    // and N % 8 hold for the q8 layout). From 33 rows, since 8-bit has no mma.sync GEMM between (the generic one
+    // dequantizes per element: ~900 tok/s on a 13B prompt); so many rows are never inside a recorded batched step
+    // (at most BATCH_GRAPH_ROWS, 16), where growing the weight scratch could not synchronize.
     const plan = planWgmma(gemm.wgmma, c.rows, N, K);
     launchWgmmaSlices(cu, kernels, plan, w, c.y, gemm.half(c.x, c.rows, K, w.perm), c.rows, c.accumulate);
   } else {
