@@ -1,0 +1,74 @@
+/**
+ * The host side of launchLinear (linearLaunch.ts) for 8-bit weights in the q8 layout, no GPU: which kernel each
+ * row count takes (recorded by fakes), with and without the Hopper GEMM.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/driver.js';
+import { GemvBatch } from '../../src/backends/cuda/gemvBatch.js';
+import { launchLinear, type GemmOptions } from '../../src/backends/cuda/linearLaunch.js';
+import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
+import type { KernelModule } from '../../src/backends/cuda/module.js';
+
+interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
+
+const K = 5120, N = 1024;
+const q8: CudaGptq = {
+  kind: 'gptq', bits: 8, storedBits: 8, groupSize: 128, layout: 'q8', rowsPerGroup: 16, inFeatures: K, outFeatures: N,
+  qweight: 0x1000n as DevicePtr, scales: 0x2000n as DevicePtr, qzeros: 0x3000n as DevicePtr, gIdx: null, perm: null, invPerm: null, bias: null,
+};
+
+function fakes(): { cu: Driver; kernels: KernelModule; batch: GemvBatch; log: Recorded[] } {
+  const log: Recorded[] = [];
+  const cu = {
+    memsetD32: () => { log.push({ op: 'memset' }); },
+    encodeTensorMap2d: () => Buffer.alloc(128),
+  } as unknown as Driver;
+  // gemv_q8_r4's args[2] is i32(rows)
+  const kernels = {
+    launch: (name: string, grid: Dim3, _b: Dim3, args: Buffer[]) => {
+      log.push({ op: name, grid, rows: name === 'gemv_q8_r4' ? args[2].readInt32LE(0) : undefined });
+    },
+  } as unknown as KernelModule;
+  const batch = new GemvBatch(kernels, 0x40000n as DevicePtr, 0x50000n as DevicePtr, 132, []);
+  return { cu, kernels, batch, log };
+}
+
+const call = (rows: number, accumulate = false) => ({ y: 0x10000n as DevicePtr, x: 0x20000n as DevicePtr, rows, accumulate });
+const gemm = (wgmma: boolean): GemmOptions => ({
+  mma: true,
+  half: () => 0x60000n as DevicePtr,
+  wgmma: wgmma ? { weightScratch: () => 0x70000n as DevicePtr, smCount: 132, sliceBytes: () => 80 << 20, tileFlags: () => null, tileCols: () => 0 } : null,
+  smallBatch: null,
+});
+
+test('q8 layout, one row: y zeroed, then gemv_q8 over 128-column tiles and K ranges', () => {
+  const { cu, kernels, batch, log } = fakes();
+  launchLinear(cu, kernels, 0n as unknown as CuStream, batch, q8, call(1), gemm(true));
+  assert.deepEqual(log.map((e) => e.op), ['memset', 'gemv_q8']);
+  assert.equal(log[1].grid?.x, N / 128);
+  assert.ok((log[1].grid?.y ?? 0) > 1, 'K split across blocks');
+  log.length = 0;
+  launchLinear(cu, kernels, 0n as unknown as CuStream, batch, q8, call(1, true), gemm(true));
+  assert.deepEqual(log.map((e) => e.op), ['gemv_q8'], 'an accumulating call adds onto y');
+});
+
+test('q8 layout, 2..32 rows: gemv_q8_r4 in launches of up to 4 rows, with or without the small-batch kernels', () => {
+  const { cu, kernels, batch, log } = fakes();
+  launchLinear(cu, kernels, 0n as unknown as CuStream, batch, q8, call(9), gemm(true));
+  assert.deepEqual(log.map((e) => [e.op, e.rows]), [['memset', undefined], ['gemv_q8_r4', 4], ['gemv_q8_r4', 4], ['gemv_q8_r4', 1]]);
+  log.length = 0;
+  launchLinear(cu, kernels, 0n as unknown as CuStream, batch, q8, call(32, true), gemm(false));
+  assert.equal(log.filter((e) => e.op === 'gemv_q8_r4').length, 8);
+});
+
+test('q8 layout, more than 32 rows: dequant_q8_tile + the wgmma GEMM on sm_90, else the generic GEMM', () => {
+  const { cu, kernels, batch, log } = fakes();
+  launchLinear(cu, kernels, 0n as unknown as CuStream, batch, q8, call(33), gemm(true));
+  const ops = log.map((e) => e.op);
+  assert.equal(ops[0], 'dequant_q8_tile');
+  assert.ok(ops[1].startsWith('gemm_wgmma_'), ops.join(' '));
+  log.length = 0;
+  launchLinear(cu, kernels, 0n as unknown as CuStream, batch, q8, call(33), gemm(false));
+  assert.deepEqual(log.map((e) => e.op), ['gemm_gptq']);
+});
