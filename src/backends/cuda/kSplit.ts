@@ -1,5 +1,5 @@
 /**
- * How the split-K GEMV kernels (gemv_q4, gemv_q4_multi, gemv_q4_rows) divide K among the blocks of one
+ * How the split-K GEMV kernels (gemv_q4, gemv_q4_multi, gemv_q4_rows, gemv_q8) divide K among the blocks of one
  * output tile: one rule with each kernel's limits as parameters.
  */
 

@@ -2,16 +2,16 @@
  * Launches of `y (+)= x Wᵀ + b` for every weight kind and row count:
  *   one row:  int4 fast GEMV (gemv_q4_rpg*, queued in a GemvBatch so that GEMVs over the same x share
  *             one launch), 8-bit GEMV (gemv_q8, q8 layout), generic GPTQ GEMV (gemv_qn), fp16 GEMV (gemv_f16)
- *   rows 2..32 (`gemm.smallBatch`, batched decode): q8 layout gemv_q8_r4 (4 rows per launch); q4 layout (smallBatchLinear.ts): up to
- *             multiMaxRows (4) rows gemv_q4_multi (int8 x, W read once per 4 rows), more gemv_q4_rows
- *             (tensor cores, W read once per 16 rows)
+ *   rows 2..32: q8 layout gemv_q8_r4 (4 rows per launch); q4 layout with `gemm.smallBatch` (batched decode,
+ *             smallBatchLinear.ts): up to multiMaxRows (4) rows gemv_q4_multi (int8 x, W read once per 4 rows),
+ *             more gemv_q4_rows (tensor cores, W read once per 16 rows)
  *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order; halfCopies.ts, shared by the
  *             linears that read the same x), then
  *             rows ≥ WGMMA_MIN_ROWS on sm_90 (`gemm.wgmma`, wgmmaLinear.ts): per slice of N (y's columns,
  *             planned by wgmmaSlicePlan), the slice's weights dequantized to an fp16 [Ns, K] scratch
  *             (dequant_q4_tile), then the wgmma/TMA GEMM on it into those columns (gemm_wgmma_256, gemm_wgmma.cu);
  *             else the mma.sync GEMM that dequantizes each weight slice once into shared memory (gemm_q4_mma);
- *             q8 layout (8-bit): above the small-batch rows, on sm_90, the same sliced GEMM after dequant_q8_tile;
+ *             q8 layout (8-bit): above 32 rows (Q8_R4_MAX_ROWS), on sm_90, the same sliced GEMM after dequant_q8_tile;
  *             other layouts, or `mma: false`: the older wmma GEMM with per-element dequantization
  *             (gemm_gptq, gemm_f16)
  * gemv_qn splits K across blocks and adds atomically, so its plain outputs are zeroed first (a memset

@@ -175,7 +175,7 @@ export function uploadGptq(ctx: UploadContext, host: GptqLinearHost, options: Li
   if (cols !== null) {
     qweight = from(qweight, qwBytes, (d, s) => ctx.kernels.launch('u32_gather_cols', gridN(N, qwBytes / 4 / N), { x: 256 }, [ptr(d), ptr(s), ptr(cols), i32(N)]));
   }
-  // q4 act-order: rows reordered so each group's are contiguous; the kernels read x through perm, or
+  // q4 / q8 act-order: rows reordered so each group's are contiguous; the kernels read x through perm, or
   // linearly when its producer already wrote x in the group order (= perm)
   const kept = fastLayout && perm !== null && !options.inputInGroupOrder ? uploadPerm(ctx, perm) : null;
   if (fastLayout && perm !== null) {
