@@ -1,4 +1,4 @@
-import { ContextOverflowError } from '../errors.js';
+import { ContextOverflowError, QllamaError } from '../errors.js';
 import type { CausalLm } from '../model/causalLm.js';
 import { Sampler } from './sampler.js';
 import type { SamplingOptions } from './samplingOptions.js';
@@ -70,6 +70,12 @@ export interface GenerationResult {
  * Throws ContextOverflowError before feeding anything when the prompt leaves no room for a
  * new token; stops with 'length' when the context fills up during generation.
  */
+/**
+ * A prompt id the model has no embedding for: the tokenizer has more pieces than the weights' vocabulary (an added
+ * or special token past config.json's vocab_size), so the tokenizer and the weights do not belong together.
+ */
+export class PromptTokenError extends QllamaError {}
+
 export async function* generate(
   model: CausalLm,
   codec: TextCodec,
@@ -81,6 +87,13 @@ export async function* generate(
   if (promptIds.length === 0) throw new RangeError('promptIds is empty: encode the prompt with BOS first');
   if (!Number.isInteger(request.maxNewTokens) || request.maxNewTokens < 0) {
     throw new RangeError(`maxNewTokens must be an integer ≥ 0, got ${request.maxNewTokens}`);
+  }
+  const bad = promptIds.find((id) => !Number.isInteger(id) || id < 0 || id >= model.vocabSize);
+  if (bad !== undefined) {
+    throw new PromptTokenError(
+      `the prompt encodes to token id ${bad}, but the model's vocabulary has ids 0..${model.vocabSize - 1}: its tokenizer has ` +
+        'more pieces than its weights embed (an added or special token?); use the tokenizer files that came with these weights',
+    );
   }
   if (promptIds.length >= ctx) {
     throw new ContextOverflowError(

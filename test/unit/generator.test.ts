@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generate, generateAll, type GenerationRequest, type GenerationResult, type KvCacheState } from '../../src/generate/generator.js';
+import { generate, generateAll, PromptTokenError, type GenerationRequest, type GenerationResult, type KvCacheState } from '../../src/generate/generator.js';
 import type { TextCodec } from '../../src/generate/textCodec.js';
 import type { CausalLm } from '../../src/model/causalLm.js';
 import { ContextOverflowError } from '../../src/errors.js';
@@ -151,6 +151,17 @@ test('a prompt that fills the context is a ContextOverflowError; a full context 
   assert.equal(r.finishReason, 'length');
   assert.equal(r.tokenIds.length, 3); // 5 prompt + 3 = the 8-token window
   assert.ok(model.calls.every((c) => c.startPos + c.tokens.length <= 8));
+});
+
+test('a prompt id outside the model\'s vocabulary (a tokenizer with more pieces than the weights) is a PromptTokenError, before any feed', async () => {
+  const model = new ScriptedModel(spell('ab'));
+  for (const bad of [VOCAB, VOCAB + 100, -1, 1.5]) {
+    await assert.rejects(
+      generateAll(model, codec, { promptIds: [BOS, 5, bad], maxNewTokens: 5, sampling: greedy }),
+      (e: unknown) => e instanceof PromptTokenError && e.message.includes(`token id ${bad}`) && e.message.includes(`0..${VOCAB - 1}`),
+    );
+  }
+  assert.equal(model.calls.length, 0);
 });
 
 test('maxNewTokens 0 feeds nothing', async () => {
