@@ -93,7 +93,7 @@ test('dispose with runs in flight ends them quietly, and frees the model once no
   const { engine, disposed } = engineOn(model);
   const decoding = drain(engine, request([1, 2], 500));
   while (model.steps.length < 2) await nextTurn();
-  const prefilling = drain(engine, request(iota(200), 5));
+  const prefilling = drain(engine, request(iota(200).map((id) => 1 + (id % 90)), 5)); // 200 ids inside the fake's vocabulary (100)
   while (prefills(model, 1).length < 2) await nextTurn();
   while (!model.inside) await nextTurn();
   engine.dispose();

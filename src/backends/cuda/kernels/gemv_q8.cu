@@ -11,8 +11,8 @@
 // before griddepcontrol.wait. x is staged once per block as int8 per 32 values (one unit: one step d and
 // Σ xq), in natural byte order, gathered through perm for act-order layers. Per unit and column:
 //   y += s · d · (Σ q·xq − z · Σ xq)     (Σ q·xq: 8 dp4a of unsigned weight bytes against signed x bytes)
-// The 4 warps' sums meet in shared memory; the block adds them into y atomically (split K: y is zeroed by
-// the host first unless the call accumulates), or stores them when it is the tile's only K range.
+// The 4 warps' sums meet in shared memory; the block adds them into y (zeroed by the host first unless the
+// call accumulates): atomically when K is split, plainly when the block is the tile's only K range.
 // gemv_q8_r4 does the same for up to 4 rows of x (batched decode), each weight read once for all rows.
 #include "gemv_q4.cuh"
 
@@ -23,7 +23,8 @@ __device__ __forceinline__ int dp4a_us(uint32_t w, int x, int c) {
   return d;
 }
 
-// packed rows of x a block stages: K ranges of at most 64 slices of 128 (kSplit limits: Q8_MAX_SLICES)
+// words of x a block stages per row (4 values each): K ranges of at most 64 slices of 128 (linearLaunch.ts
+// Q8_K_SPLIT); gemv_q8_r4 stages half as many per row, for 4 rows (Q8_R4_K_SPLIT: 32 slices)
 #define Q8_XS_ROWS 2048
 
 __device__ __forceinline__ void q8_load_unit(uint4 (&w)[8], uint2& s, uint32_t& z, const uint4* wcol, int rowStride, int k,
