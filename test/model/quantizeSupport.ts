@@ -1,4 +1,5 @@
-import { mkdtempSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readDatasetText } from '../../src/eval/datasetText.js';
@@ -14,6 +15,8 @@ import { rtnQuantize } from '../../src/quantize/rtn.js';
 import { dequantize, type QuantizeSettings } from '../../src/quantize/types.js';
 import { Tokenizer } from '../../src/tokenizer/index.js';
 import { DATA, FIXTURES } from '../support/paths.js';
+import { fixtureDir, loadReference } from '../support/reference.js';
+import { assertSameTensorLayout } from '../support/tensorLayout.js';
 
 export const FP16 = path.join(FIXTURES, 'tiny-vicuna-4k', 'fp16');
 export const C4 = path.join(DATA, 'c4', 'c4_sample.jsonl');
@@ -77,5 +80,43 @@ export async function pplOf(dir: string, dataset: 'wikitext2' | 'c4-heldout', ma
     return (await perplexity(model, ids, 256, { maxWindows })).ppl;
   } finally {
     model.dispose();
+  }
+}
+
+/**
+ * Quantizes tiny-vicuna-4k 4-bit g128 true-sequential (act-order or not) and holds it to GPTQ-for-LLaMa's file of
+ * the same settings in ../shared: the same file name and tensor layout, a reconstruction error per layer within 2%
+ * of the reference weights' on our calibration set, and a WikiText-2 perplexity within 0.5% of the reference's.
+ */
+export async function compareWithGptqForLlama(actOrder: boolean): Promise<void> {
+  const variant = actOrder ? 'gptq-4bit-128g-actorder' : 'gptq-4bit-128g';
+  const file = actOrder ? 'tiny-vicuna-4k-GPTQ-4bit-128g.latest.act-order.safetensors' : 'tiny-vicuna-4k-GPTQ-4bit-128g.compat.no-act-order.safetensors';
+  const refDir = fixtureDir('tiny-vicuna-4k', variant);
+  const refStore = WeightStore.open(path.join(refDir, file));
+  const out = tempOut(actOrder ? 'act' : 'noact');
+  try {
+    const { errors, seconds } = await quantizeWithErrors(
+      { modelDir: FP16, outDir: out, name: 'tiny-vicuna-4k', settings: settings4(actOrder), trueSequential: true, rtn: false, calibration: TEST_CALIBRATION },
+      referenceWeights(refStore),
+    );
+    // same file name, tensor names, dtypes and shapes as the reference export
+    assert.ok(readdirSync(out).includes(file), `output holds ${readdirSync(out).join(', ')}`);
+    assertSameTensorLayout(path.join(out, file), path.join(refDir, file));
+
+    // ‖WX − QX‖² per layer on our calibration set: ours within 2% of (in practice below) the reference weights'
+    for (let l = 0; l < errors.ours.length; l++) {
+      const ratio = errors.ours[l] / errors.other[l];
+      console.log(`layer ${l}: ‖WX−QX‖² ours ${errors.ours[l].toFixed(1)}  reference ${errors.other[l].toFixed(1)}  ratio ${ratio.toFixed(4)}`);
+      assert.ok(ratio < 1.02, `layer ${l}: ours/reference = ${ratio}`);
+    }
+
+    const expected = loadReference('tiny-vicuna-4k').perplexity.results[variant]['wikitext2/seqlen256/first40'].ppl;
+    const got = await pplOf(out, 'wikitext2', 40);
+    const rel = (got - expected) / expected;
+    console.log(`quantized in ${seconds.toFixed(1)} s; wikitext2 ppl ours ${got.toFixed(4)} vs GPTQ-for-LLaMa ${expected.toFixed(4)} (${(rel * 100).toFixed(3)}%)`);
+    assert.ok(rel < 0.005, `ppl ${got} is more than 0.5% above the reference ${expected}`);
+  } finally {
+    refStore.close();
+    rmSync(path.dirname(out), { recursive: true, force: true });
   }
 }
