@@ -11,7 +11,7 @@
  *             planned by wgmmaSlicePlan), the slice's weights dequantized to an fp16 [Ns, K] scratch
  *             (dequant_q4_tile), then the wgmma/TMA GEMM on it into those columns (gemm_wgmma_256, gemm_wgmma.cu);
  *             else the mma.sync GEMM that dequantizes each weight slice once into shared memory (gemm_q4_mma);
- *             q8 layout (8-bit): above 32 rows (Q8_R4_MAX_ROWS), on sm_90, the same sliced GEMM after dequant_q8_tile;
+ *             q8 layout (8-bit): above 32 rows (Q8_GEMV_MAX_ROWS), on sm_90, the same sliced GEMM after dequant_q8_tile;
  *             other layouts, or `mma: false`: the older wmma GEMM with per-element dequantization
  *             (gemm_gptq, gemm_f16)
  * gemv_qn splits K across blocks and adds atomically, so its plain outputs are zeroed first (a memset
@@ -20,9 +20,9 @@
 import type { CuStream, DevicePtr, Driver } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
 import { GemvBatch } from './gemvBatch.js';
-import { kPerBlock } from './kSplit.js';
 import type { CudaLinear } from './linearUpload.js';
 import type { KernelModule } from './module.js';
+import { launchQ8Gemv, Q8_GEMV_MAX_ROWS } from './q8Linear.js';
 import { launchSmallBatch, smallBatchFits, type SmallBatchOptions } from './smallBatchLinear.js';
 import { launchWgmmaSlices, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
 
@@ -57,13 +57,6 @@ export interface GemmOptions {
  */
 export const WGMMA_MIN_ROWS = 512;
 
-/** gemv_q8's K split: one wave of 4 blocks per SM, at least one 128-value slice (a 32-value unit per warp), at most 64 (Q8_XS_ROWS) */
-const Q8_K_SPLIT = { blocksPerSm: 4, minSlices: 1, maxSlices: 64, maxRanges: 64 } as const;
-/** most rows that take gemv_q8_r4 (launches of 4 rows); above, the tensor-core GEMM on sm_90 */
-const Q8_R4_MAX_ROWS = 32;
-/** gemv_q8_r4's: 3 blocks per SM, at most 32 slices (the 4 rows of staged x) */
-const Q8_R4_K_SPLIT = { blocksPerSm: 3, minSlices: 1, maxSlices: 32, maxRanges: 64 } as const;
-
 /** dynamic shared memory of gemm_q4_mma (gemm_mma.cu: 4 stages of x and packed weights + one fp16 weight tile) */
 export const GEMM_MMA_SHARED = 108544;
 
@@ -84,28 +77,17 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
       if (!w.bias) return; // launched with the batch it joins
       batch.flush();
     } else if (w.layout === 'q8') {
-      if (!c.accumulate) cu.memsetD32(c.y, 0, N, stream);
-      const tiles = Math.ceil(N / 128);
-      const kPer = kPerBlock(K, tiles, batch.smCount, Q8_K_SPLIT);
-      kernels.launch('gemv_q8', { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
-        [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(N), i32(K), i32(w.groupSize), i32(kPer)], 0, true);
+      launchQ8Gemv(cu, kernels, stream, w, c, batch.smCount);
     } else {
       if (!c.accumulate) cu.memsetD32(c.y, 0, N, stream);
       const kPerSplit = 128;
       kernels.launch('gemv_qn', { x: Math.ceil(N / 128), y: Math.ceil(K / kPerSplit) }, { x: 128 },
         [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
     }
-  } else if (w.layout === 'q8' && c.rows <= Q8_R4_MAX_ROWS) {
+  } else if (w.layout === 'q8' && c.rows <= Q8_GEMV_MAX_ROWS) {
     // a few rows (batched decode, short prompts): gemv_q8_r4, each weight read once per 4 rows (whatever the
     // small-batch switch says: it chooses among the 4-bit kernels, and the 8-bit path has nothing else for so few)
-    if (!c.accumulate) cu.memsetD32(c.y, 0, c.rows * N, stream);
-    const tiles = Math.ceil(N / 128);
-    const kPer = kPerBlock(K, tiles, batch.smCount, Q8_R4_K_SPLIT);
-    for (let r0 = 0; r0 < c.rows; r0 += 4) {
-      kernels.launch('gemv_q8_r4', { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
-        [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(Math.min(4, c.rows - r0)),
-          ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(N), i32(K), i32(w.groupSize), i32(kPer)], 0, true);
-    }
+    launchQ8Gemv(cu, kernels, stream, w, c, batch.smCount);
   } else if (gemm?.smallBatch && smallBatchFits(w, c.rows, gemm.smallBatch)) {
     launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch);
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
