@@ -7,6 +7,7 @@
 //                 into a slice-sized scratch + wg256 into the slice's columns of y; timed with its dequantizations
 //   deq           (probe only) dequant_q4_tile byte-equal to dequant_q4_nk, whole and for a slice of columns
 //   (c) fused*    wgmma GEMM that dequantizes each int4 slice into shared memory itself
+//   (r) rs*       wgmma GEMM with W as the register operand A, dequantized by the consumers (gemm_wgmma_rs.cuh)
 // Also: x_to_half (x f32 -> fp16, every path needs it once per linear input) and the prefill attention
 // (attn_flash_128, 40 heads, d 128, 2048 causal rows), so the lead can see linears vs attention; and one
 // 13B layer as the product runs it (7 linears: q, k, v, o 5120x5120, gate, up 13824x5120, down 5120x13824):
@@ -34,6 +35,7 @@
 #include "../../src/backends/cuda/kernels/attention_flash.cu"
 #include "../../src/backends/cuda/kernels/readbw.cu"
 #include "../../src/backends/cuda/kernels/gemm_wgmma.cu"
+#include "../../src/backends/cuda/kernels/gemm_wgmma_rs.cuh"
 
 #define CK(x)                                                                                               \
   do {                                                                                                      \
@@ -305,7 +307,7 @@ static void freeQ4(Q4& w) {
 typedef void (*WgFn)(float*, int, int, int, int, int, int, CUtensorMap, CUtensorMap, CUtensorMap, CUtensorMap, int*);
 struct Variant {
   const char* name;
-  char kind;  // 'a' q4mma, 'b' dequant + wgmma, 'c' fused wgmma, 's' sliced dequant + wgmma, 'd' dequant check (probe only)
+  char kind;  // 'a' q4mma, 'b' dequant + wgmma, 'c' fused wgmma, 'r' register-A wgmma, 's' sliced dequant + wgmma, 'd' dequant check (probe only)
   int bn, stages, smem;
   WgFn fn;
   const char* about;
@@ -324,6 +326,10 @@ static std::vector<Variant> variants() {
        "wgmma 128x256, int4 via TMA (6 stages), 3 warps dequantize into 2 fp16 B tiles"},
       {"fused128", 'c', 128, 8, Cfg<128, 8, true>::SMEM, (WgFn)wg_gemm<128, 8, true, 1, 56, 224>,
        "wgmma 128x128, int4 via TMA (8 stages), 3 warps dequantize into 2 fp16 B tiles"},
+      {"rs256", 'r', 256, 6, RsCfg<256, 6>::SMEM, (WgFn)wg_gemm_rs<256, 6>,
+       "yT = W xhT: int4 W dequantized into wgmma's register A by the consumers, xh via TMA, 128 W rows x 256 tokens, 6 stages"},
+      {"rs128", 'r', 128, 8, RsCfg<128, 8>::SMEM, (WgFn)wg_gemm_rs<128, 8>,
+       "the same, 128 W rows x 128 tokens, 8 stages"},
       {"wg256s", 's', 256, 4, Cfg<256, 4, false>::SMEM, (WgFn)wg_gemm<256, 4, false, 1, 40, 232>,
        "the product: per slice of N, dequant_q4_tile -> fp16 scratch of the slice, wg256 into its columns"},
       {"deq", 'd', 0, 0, 0, nullptr, "dequant_q4_tile byte-equal to dequant_q4_nk (probe only)"},
@@ -403,7 +409,7 @@ struct Launch {
       dim3 grid((N + hm::BN - 1) / hm::BN, (M + hm::BM - 1) / hm::BM);
       gemm_f16_mma<<<grid, hm::THREADS, hm::SMEM>>>(y, xh, Wnk, M, N, K, accumulate);
     } else {
-      v->fn<<<grid, wg::THREADS, v->smem>>>(y, M, N, N, K, accumulate, gs, tA, tB, tS, tZ, nullptr);
+      v->fn<<<grid, v->kind == 'r' ? wg::RS_THREADS : wg::THREADS, v->smem>>>(y, M, N, N, K, accumulate, gs, tA, tB, tS, tZ, nullptr);
     }
   }
 };
@@ -437,6 +443,12 @@ static Launch prepare(const Variant& v, float* y, const __half* xh, int M, const
     L.tBlast = tmap2d(CU_TENSOR_MAP_DATA_TYPE_FLOAT16, Wnk, K, last, (uint64_t)K * 2, 64, v.bn, CU_TENSOR_MAP_SWIZZLE_128B, "W last slice");
     L.tS = L.tA;
     L.tZ = L.tA;
+  } else if (v.kind == 'r') {  // v.bn: tokens per tile; W tiles of RS_BW rows
+    L.tA = tmap2d(CU_TENSOR_MAP_DATA_TYPE_FLOAT16, xh, K, M, (uint64_t)K * 2, 64, v.bn, CU_TENSOR_MAP_SWIZZLE_128B, "xh");
+    L.tB = tmap2d(CU_TENSOR_MAP_DATA_TYPE_UINT32, w.qw, N, K / 8, (uint64_t)N * 4, wg::RS_BW, 8, CU_TENSOR_MAP_SWIZZLE_NONE, "qweight");
+    L.tS = tmap2d(CU_TENSOR_MAP_DATA_TYPE_FLOAT16, w.scales, N, K / gs, (uint64_t)N * 2, wg::RS_BW, sg, CU_TENSOR_MAP_SWIZZLE_NONE, "scales");
+    L.tZ = tmap2d(CU_TENSOR_MAP_DATA_TYPE_UINT32, w.qzeros, N / 8, K / gs, (uint64_t)N / 2, wg::RS_BW / 8, sg, CU_TENSOR_MAP_SWIZZLE_NONE,
+                  "qzeros");
   } else {
     L.tB = tmap2d(CU_TENSOR_MAP_DATA_TYPE_UINT32, w.qw, N, K / 8, (uint64_t)N * 4, v.bn, 8, CU_TENSOR_MAP_SWIZZLE_NONE, "qweight");
     L.tS = tmap2d(CU_TENSOR_MAP_DATA_TYPE_FLOAT16, w.scales, N, K / gs, (uint64_t)N * 2, v.bn, sg, CU_TENSOR_MAP_SWIZZLE_NONE, "scales");
@@ -444,12 +456,13 @@ static Launch prepare(const Variant& v, float* y, const __half* xh, int M, const
                   "qzeros");
   }
   int perSm = 0;
-  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, v.fn, wg::THREADS, v.smem));
+  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, v.fn, v.kind == 'r' ? wg::RS_THREADS : wg::THREADS, v.smem));
   if (perSm < 1) {
     fprintf(stderr, "gemm-lab: %s does not fit on an SM (occupancy 0)\n", v.name);
     exit(1);
   }
-  const int tiles = ((M + wg::BM - 1) / wg::BM) * ((N + v.bn - 1) / v.bn);
+  const int tiles = v.kind == 'r' ? ((M + v.bn - 1) / v.bn) * ((N + wg::RS_BW - 1) / wg::RS_BW)
+                                   : ((M + wg::BM - 1) / wg::BM) * ((N + v.bn - 1) / v.bn);
   L.grid = std::min(tiles, g_sms * perSm);
   if (maxGrid > 0) L.grid = std::min(L.grid, maxGrid);
   return L;
@@ -861,7 +874,7 @@ static int runAll(const std::vector<Variant>& vs, const std::vector<bool>& enabl
     const int M = Ms[mi];
     printf("\nM = %d\n", M);
     printf("  %-8s %5s %5s | %-16s | %-7s %-24s %-16s | %-24s\n", "shape", "N", "K", "(a) q4mma", "dequant", "(b) GEMM on fp16 W", "(b) total",
-           "(c) fused");
+           "(c)/(r) fused");
     double sumA = 0, sumDeq = 0, sumDeqOld = 0, sumB = 0, sumBgemm = 0, sumC = 0, sumS = 0, sumX = 0;
     bool haveA = true, haveB = true, haveC = true, haveS = true;
     for (int si = 0; si < NSHAPES; ++si) {
@@ -874,7 +887,7 @@ static int runAll(const std::vector<Variant>& vs, const std::vector<bool>& enabl
         if (std::isnan(t)) continue;
         if (vs[vi].kind == 'a') a = t;
         if (vs[vi].kind == 'b' && (std::isnan(b) || t < b)) { b = t; bn = vs[vi].name; }
-        if (vs[vi].kind == 'c' && (std::isnan(c) || t < c)) { c = t; cn = vs[vi].name; }
+        if ((vs[vi].kind == 'c' || vs[vi].kind == 'r') && (std::isnan(c) || t < c)) { c = t; cn = vs[vi].name; }
         if (vs[vi].kind == 's') sl = t;
       }
       const float deq = r.deqT;
@@ -905,7 +918,7 @@ static int runAll(const std::vector<Variant>& vs, const std::vector<bool>& enabl
     line("(b) GEMM alone (fp16 weights resident)", haveB, sumBgemm);
     line("(b) with the first dequant_q4_nk", haveB, sumBgemm + sumDeqOld);
     line("(s) sliced dequant + GEMM (wg256s), 4 linears", haveS, sumS);
-    line("(c) fused, 4 linears", haveC, sumC);
+    line("(c)/(r) fused (best), 4 linears", haveC, sumC);
     printf("  x_to_half for the 4 inputs: %.3f ms/layer; dequant alone: %.3f ms/layer (dequant_q4_tile), %.3f (dequant_q4_nk)\n",
            sumX, sumDeq, sumDeqOld);
     if (M == 2048) printf("  attention (attn_flash_128): %.3f ms/layer (%s)\n", at.ms, at.ok ? "checked" : "FAILED its check");
@@ -960,7 +973,7 @@ int main(int argc, char** argv) {
       cudaFuncAttributes fa;
       CK(cudaFuncGetAttributes(&fa, (const void*)v.fn));
       int perSm = 0;
-      CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, v.fn, wg::THREADS, v.smem));
+      CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, v.fn, v.kind == 'r' ? wg::RS_THREADS : wg::THREADS, v.smem));
       printf("  %-9s %3d registers at entry, %6d B dynamic smem, %d block(s)/SM: %s\n", v.name, fa.numRegs, v.smem, perSm, v.about);
     }
 

@@ -27,11 +27,15 @@ const PATH_TOL = 1e-4;
 
 /**
  * y = x Wᵀ and acc + x Wᵀ (linearAdd) on the GPU in prefill mode `mode`; sliceBytes caps the wgmma
- * path's slices of fp16 weights (default: the backend's).
+ * path's slices of fp16 weights (default: the backend's); rsMaxRows: up to how many rows the register-A
+ * GEMM runs instead (default 0: never, so the dequant + wgmma path is what these tests check), from rsMinRows.
  */
 function run(mode: PrefillKernels, w: LinearHost, rows: number, x: Float32Array, resid: Float32Array,
-  sliceBytes?: number, streamK?: boolean, tileCols: WgTileCols = 256): [Float32Array, Float32Array] {
+  sliceBytes?: number, streamK?: boolean, tileCols: WgTileCols = 256, rsMaxRows = 0, rsMinRows = WGMMA_MIN_ROWS): [Float32Array, Float32Array] {
   const g = gpu(), before = g.prefillKernels, beforeSlice = g.wgmmaSliceBytes, beforeStreamK = g.wgmmaStreamK, beforeCols = g.wgmmaTileCols;
+  const beforeRs = g.rsMaxRows, beforeRsMin = g.rsMinRows;
+  g.rsMaxRows = rsMaxRows;
+  g.rsMinRows = rsMinRows;
   g.prefillKernels = mode;
   g.wgmmaSliceBytes = sliceBytes ?? beforeSlice;
   g.wgmmaStreamK = streamK ?? beforeStreamK;
@@ -48,6 +52,8 @@ function run(mode: PrefillKernels, w: LinearHost, rows: number, x: Float32Array,
     g.wgmmaSliceBytes = beforeSlice;
     g.wgmmaStreamK = beforeStreamK;
     g.wgmmaTileCols = beforeCols;
+    g.rsMaxRows = beforeRs;
+    g.rsMinRows = beforeRsMin;
   }
 }
 
@@ -72,6 +78,31 @@ test('wgmma GEMM against the CPU: partial tiles, gs 128 / 32, act-order, linearA
       assert.ok(normErr(g, c) < HALF_TOL, `${name}: err ${normErr(g, c)}`);
       const want = Float32Array.from(c, (v, i) => v + resid[i]);
       assert.ok(normErr(gAdd, want) < HALF_TOL, `${name} linearAdd: err ${normErr(gAdd, want)}`);
+    }
+  }
+});
+
+test('register-A GEMM (gemm_rs_256) against the CPU and dequant + wgmma: partial tiles, gs 128 / 64 / 32, act-order, linearAdd', { skip }, () => {
+  // [K, N, group size, act-order, rows]: N 672 leaves a partial 128-column tile, 600 / 1000 rows a partial 256-token one
+  const cases: [number, number, number, boolean, number[]][] = [
+    [1024, 672, 128, true, [WGMMA_MIN_ROWS, 1000]], [512, 256, 32, false, [600]], [768, 1024, 64, true, [1024]], [5120, 5120, 128, false, [777]],
+    // fewer rows than one token tile (the other path for them: gemm_q4_mma)
+    [1024, 672, 128, true, [40, 200]],
+  ];
+  for (const [k, n, gs, ao, rowsList] of cases) {
+    const w = randomGptq(k, n, 4, gs, ao);
+    for (const rows of rowsList) {
+      const x = randn(rows * k), resid = randn(rows * n);
+      const [r, rAdd] = run('wgmma', w, rows, x, resid, undefined, undefined, 256, 4096, 2);
+      const [d, dAdd] = run(rows >= WGMMA_MIN_ROWS ? 'wgmma' : 'mma', w, rows, x, resid);
+      const name = `register-A q4 ${k}x${n} g${gs}${ao ? ' act-order' : ''} rows=${rows}`;
+      assert.ok(normErr(r, d) < PATH_TOL, `${name}: vs dequant + wgmma / mma.sync, err ${normErr(r, d)}`);
+      assert.ok(normErr(rAdd, dAdd) < PATH_TOL, `${name} linearAdd: vs dequant + wgmma / mma.sync, err ${normErr(rAdd, dAdd)}`);
+      if (k * n * rows > 1024 * 1024 * 1024) continue; // the CPU reference of the 13B-wide case takes too long
+      const c = runCpu(cpu, w, rows, x);
+      assert.ok(normErr(r, c) < HALF_TOL, `${name}: vs CPU, err ${normErr(r, c)}`);
+      const want = Float32Array.from(c, (v, i) => v + resid[i]);
+      assert.ok(normErr(rAdd, want) < HALF_TOL, `${name} linearAdd: vs CPU, err ${normErr(rAdd, want)}`);
     }
   }
 });
@@ -172,11 +203,13 @@ test('wgmma stream-K: against the CPU and whole tiles, the same bits on every ru
   }
 });
 
-test('gate/up + SwiGLU in one wgmma GEMM: bit-equal to gate, up and swiglu apart, and the copy down_proj reads; act-order, slices', { skip }, () => {
+test('gate/up + SwiGLU in one wgmma GEMM (dequant + wgmma above rsMaxRows, register-A up to it): bit-equal to gate, up and swiglu apart, and the copy down_proj reads; act-order, slices', { skip }, () => {
   const g = gpu();
   // [K, N, group size, act-order, rows, slice cap in 256-row tiles (0: the default)]
   const cases: [number, number, number, boolean, number, number][] = [
     [1024, 768, 128, true, 600, 0], [512, 1280, 32, false, 1100, 3], [5120, 13824, 128, false, 2048, 0],
+    // ≤ rsMaxRows: the register-A GEMM's SwiGLU launch against its own gate and up launches
+    [512, 1280, 32, true, 700, 0], [5120, 13824, 128, false, 640, 0],
   ];
   for (const [k, n, gs, ao, rows, tiles] of cases) {
     const name = `gate/up ${k}x${n} g${gs}${ao ? ' act-order' : ''} rows=${rows}${tiles ? ` slices of ${tiles} tiles` : ''}`;

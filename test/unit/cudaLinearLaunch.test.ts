@@ -1,6 +1,6 @@
 /**
- * The host side of launchLinear (linearLaunch.ts) for 8-bit weights in the q8 layout, no GPU: which kernel each
- * row count takes (recorded by fakes), with and without the Hopper GEMM.
+ * The host side of launchLinear (linearLaunch.ts), no GPU: which kernel each row count takes (recorded by fakes),
+ * with and without the Hopper GEMM, for 8-bit weights in the q8 layout and for the 4-bit prompt GEMMs.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -35,10 +35,13 @@ function fakes(): { cu: Driver; kernels: KernelModule; batch: GemvBatch; log: Re
 }
 
 const call = (rows: number, accumulate = false) => ({ y: 0x10000n as DevicePtr, x: 0x20000n as DevicePtr, rows, accumulate });
-const gemm = (wgmma: boolean): GemmOptions => ({
+const gemm = (wgmma: boolean, rsMaxRows = 1024, rsMinRows = 512): GemmOptions => ({
   mma: true,
   half: () => 0x60000n as DevicePtr,
-  wgmma: wgmma ? { weightScratch: () => 0x70000n as DevicePtr, smCount: 132, sliceBytes: () => 80 << 20, tileFlags: () => null, tileCols: () => 0 } : null,
+  wgmma: wgmma ? {
+    weightScratch: () => 0x70000n as DevicePtr, smCount: 132, sliceBytes: () => 80 << 20, tileFlags: () => null, tileCols: () => 0,
+    takesRs: (rows) => rows >= rsMinRows && rows <= rsMaxRows,
+  } : null,
   smallBatch: null,
 });
 
@@ -71,4 +74,28 @@ test('q8 layout, more than 32 rows: dequant_q8_tile + the wgmma GEMM on sm_90, e
   log.length = 0;
   launchLinear(cu, kernels, 0n as unknown as CuStream, batch, q8, call(33), gemm(false));
   assert.deepEqual(log.map((e) => e.op), ['gemm_gptq']);
+});
+
+const q4 = (n: number, groupSize = 128): CudaGptq => ({ ...q8, bits: 4, storedBits: 4, layout: 'q4', outFeatures: n, groupSize });
+
+test('q4 layout, prompt rows: gemm_q4_mma below WGMMA_MIN_ROWS, the register-A GEMM up to rsMaxRows, then dequant + wgmma', () => {
+  const { cu, kernels, batch, log } = fakes();
+  const ops = (w: CudaGptq, rows: number, g: GemmOptions): string[] => {
+    log.length = 0;
+    launchLinear(cu, kernels, 0n as unknown as CuStream, batch, w, call(rows), g);
+    return log.map((e) => e.op);
+  };
+  assert.deepEqual(ops(q4(N), 300, gemm(true)), ['gemm_q4_mma']);
+  assert.deepEqual(ops(q4(N), 300, gemm(true, 1024, 64)), ['gemm_rs_256'], 'rsMinRows below WGMMA_MIN_ROWS');
+  assert.deepEqual(ops(q4(N), 512, gemm(true)), ['gemm_rs_256']);
+  assert.deepEqual(ops(q4(N), 1024, gemm(true)), ['gemm_rs_256']);
+  assert.equal(log[0].grid?.x, Math.min(132, 4 * (N / 128)), 'one block per 256-token × 128-column tile, at most one per SM');
+  const dequantThenWgmma = (o: string[]): boolean => o[0] === 'dequant_q4_tile' && o[1].startsWith('gemm_wgmma_');
+  assert.ok(dequantThenWgmma(ops(q4(N), 1025, gemm(true))), log.map((e) => e.op).join(' '));
+  assert.ok(dequantThenWgmma(ops(q4(N), 600, gemm(true, 0))), 'rsMaxRows 0: never');
+  assert.deepEqual(ops(q4(N), 600, gemm(false)), ['gemm_q4_mma'], 'no Hopper GEMM');
+  // shapes the register-A kernel does not take: N % 32 (its zeros map's rows), group size 96
+  assert.equal(ops(q4(1000), 600, gemm(true))[0], 'dequant_q4_tile');
+  assert.equal(ops(q4(N, 96), 600, gemm(true))[0], 'dequant_q4_tile');
+  assert.deepEqual(ops(q4(N, 32), 600, gemm(true)), ['gemm_rs_256']);
 });

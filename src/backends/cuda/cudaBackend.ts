@@ -14,6 +14,7 @@ import {
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
+import { GEMM_RS_SHARED, RS_MAX_ROWS, RS_MIN_ROWS } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -166,6 +167,13 @@ export class CudaBackend implements Backend {
   wgmmaTileCols: WgTileCols = tileColsFromEnv();
   /** the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts); tests lower it to force many slices */
   wgmmaSliceBytes = WG_SLICE_BYTES;
+  /**
+   * 4-bit GEMMs of rsMinRows up to rsMaxRows rows run the register-A GEMM (rsLinear.ts) instead of dequant +
+   * wgmma or gemm_q4_mma ($QLLAMA_CUDA_RS_MIN_ROWS, $QLLAMA_CUDA_RS_MAX_ROWS, defaults RS_MIN_ROWS, RS_MAX_ROWS;
+   * max 0: never). Tests and benchmarks switch them.
+   */
+  rsMinRows = intFromEnv('QLLAMA_CUDA_RS_MIN_ROWS', 2, RS_MIN_ROWS);
+  rsMaxRows = intFromEnv('QLLAMA_CUDA_RS_MAX_ROWS', 0, RS_MAX_ROWS);
   private readonly mmaGemmFits: boolean;
   /** sm_90 with tensor maps and the wgmma GEMM's shared memory: 'wgmma' takes effect */
   readonly wgmmaFits: boolean;
@@ -208,6 +216,8 @@ export class CudaBackend implements Backend {
     this.wgmmaFits = this.mmaGemmFits && ccMajor === 9 && ccMinor === 0 && cu.hasTensorMaps() && optin >= GEMM_WGMMA_SHARED;
     if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_256', GEMM_WGMMA_SHARED);
     if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_160', GEMM_WGMMA_160_SHARED);
+    const rsFitsDevice = this.wgmmaFits && optin >= GEMM_RS_SHARED;
+    if (rsFitsDevice) for (const k of ['gemm_rs_256', 'gemm_rs_256_swiglu']) this.kernels.allowDynamicShared(k, GEMM_RS_SHARED);
     // the stream-K tail's per-tile turns (gemm_wgmma.cuh WgWork), zeroed once: the kernel leaves them at zero
     const tileFlags = this.mem.alloc(this.smCount * 4);
     cu.memsetD32(tileFlags, 0, this.smCount, stream);
@@ -215,6 +225,7 @@ export class CudaBackend implements Backend {
       weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount, sliceBytes: () => this.wgmmaSliceBytes,
       tileFlags: () => (this.wgmmaStreamK ? tileFlags : null),
       tileCols: () => this.wgmmaTileCols,
+      takesRs: (rows) => rsFitsDevice && rows >= this.rsMinRows && rows <= this.rsMaxRows,
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);
@@ -501,7 +512,7 @@ export class CudaBackend implements Backend {
    * part of a recorded step's key, so a change records anew instead of replaying the old choice.
    */
   private linearChoices(): string {
-    return [this.smallBatchMaxRows, this.multiMaxRows, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes].join(',');
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows].join(',');
   }
 
   /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */

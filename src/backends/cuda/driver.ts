@@ -112,14 +112,17 @@ export interface TensorMap2d {
   readonly outer: number;
   /** bytes from one row to the next (a multiple of 16) */
   readonly rowBytes: number;
-  /** the box (shared-memory tile) in elements: inner · 2 bytes ≤ the swizzle span */
+  /** the box (shared-memory tile) in elements: its inner bytes ≤ the swizzle span (a multiple of 16 without one) */
   readonly boxInner: number;
   readonly boxOuter: number;
   /** CUtensorMapSwizzle */
   readonly swizzle: TensorMapSwizzle;
+  /** element type (default fp16) */
+  readonly dtype?: TensorMapDtype;
 }
 export const enum TensorMapSwizzle { None = 0, B32 = 1, B64 = 2, B128 = 3 }
-const CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = 6;
+/** CUtensorMapDataType values the kernels use */
+export const enum TensorMapDtype { U32 = 2, F16 = 6 }
 const CU_TENSOR_MAP_INTERLEAVE_NONE = 0;
 const CU_TENSOR_MAP_L2_PROMOTION_L2_256B = 3;
 const CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0;
@@ -335,12 +338,12 @@ export class Driver {
   hasTensorMaps(): boolean { return this.tensorMap !== null; }
 
   /**
-   * A CUtensorMap (TENSOR_MAP_BYTES) for a 2-D fp16 tensor, to pass by value to a kernel's
+   * A CUtensorMap (TENSOR_MAP_BYTES) for a 2-D fp16 (or m.dtype) tensor, to pass by value to a kernel's
    * `const __grid_constant__ CUtensorMap` parameter (a launch copies the bytes).
    */
   encodeTensorMap2d(m: TensorMap2d): Buffer {
     if (!this.tensorMap) throw new CudaError('cuTensorMapEncodeTiled', 500, 'the driver does not have it (CUDA >= 12 needed)');
-    const rc = this.tensorMap.fn(this.tensorMap.addr, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, m.base,
+    const rc = this.tensorMap.fn(this.tensorMap.addr, m.dtype ?? TensorMapDtype.F16, 2, m.base,
       new BigUint64Array([BigInt(m.inner), BigInt(m.outer)]), new BigUint64Array([BigInt(m.rowBytes)]),
       new Uint32Array([m.boxInner, m.boxOuter]), new Uint32Array([1, 1]),
       CU_TENSOR_MAP_INTERLEAVE_NONE, m.swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) as number;

@@ -7,7 +7,9 @@
  *             more gemv_q4_rows (tensor cores, W read once per 16 rows)
  *   rows > 1: q4 layout: x to fp16 (gathered through perm for act-order; halfCopies.ts, shared by the
  *             linears that read the same x), then
- *             rows ≥ WGMMA_MIN_ROWS on sm_90 (`gemm.wgmma`, wgmmaLinear.ts): per slice of N (y's columns,
+ *             on sm_90, rows in the register-A range (`gemm.wgmma.takesRs`, rsLinear.ts): gemm_rs_256, the int4
+ *             words dequantized into wgmma's register operand, no fp16 copy of W;
+ *             other rows ≥ WGMMA_MIN_ROWS on sm_90 (`gemm.wgmma`, wgmmaLinear.ts): per slice of N (y's columns,
  *             planned by wgmmaSlicePlan), the slice's weights dequantized to an fp16 [Ns, K] scratch
  *             (dequant_q4_tile), then the wgmma/TMA GEMM on it into those columns (gemm_wgmma_256, gemm_wgmma.cu);
  *             else the mma.sync GEMM that dequantizes each weight slice once into shared memory (gemm_q4_mma);
@@ -24,6 +26,7 @@ import type { CudaLinear } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 import { launchQ8Gemv, Q8_GEMV_MAX_ROWS } from './q8Linear.js';
 import { launchSmallBatch, smallBatchFits, type SmallBatchOptions } from './smallBatchLinear.js';
+import { launchRs, rsFits } from './rsLinear.js';
 import { launchWgmmaSlices, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
 
 export type { WgmmaOptions } from './wgmmaLinear.js';
@@ -92,10 +95,13 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
     launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch);
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
     // (K % 64 and N % 8, which this branch already requires, are also all the wgmma path needs)
-    const wg = gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS ? gemm.wgmma : null;
+    const rs = gemm.wgmma !== null && gemm.wgmma.takesRs(c.rows) && rsFits(w) ? gemm.wgmma : null;
+    const wg = rs === null && gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS ? gemm.wgmma : null;
     const plan = wg !== null ? planWgmma(wg, c.rows, N, K) : null; // before launching: growing the weight scratch synchronizes
     const xh = gemm.half(c.x, c.rows, K, w.perm);
-    if (plan !== null) {
+    if (rs !== null) {
+      launchRs(cu, kernels, rs.smCount, w, c.y, xh, c.rows, c.accumulate);
+    } else if (plan !== null) {
       launchWgmmaSlices(cu, kernels, plan, w, c.y, xh, c.rows, c.accumulate);
     } else {
       kernels.launch('gemm_q4_mma', { x: Math.ceil(N / 128), y: Math.ceil(c.rows / 128) }, { x: 256 },

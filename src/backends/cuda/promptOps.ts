@@ -11,7 +11,11 @@ import { HalfCopies } from './halfCopies.js';
 import type { CudaLinear } from './linearUpload.js';
 import { WGMMA_MIN_ROWS } from './linearLaunch.js';
 import type { KernelModule } from './module.js';
+import { launchRsGateUp, rsFits } from './rsLinear.js';
 import { GATE_UP_PAIR, launchWgmmaGateUp, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
+
+/** outputs per tile of gemm_rs_256_swiglu (64 gate and the same 64 up rows) */
+const RS_GATE_UP_OUTPUTS = 64;
 
 /** rmsnorm_rows_f32's widest row (rmsnorm.cu: RN_THREADS · RN_VEC float4) */
 const RMSNORM_ROWS_MAX_DIM = 256 * 8 * 4;
@@ -64,17 +68,20 @@ export class PromptOps {
    */
   gateUp(out: DeviceRows, x: DeviceRows, g: CudaLinear, u: CudaLinear, rows: number): boolean {
     const wg = this.host.fusedGateUp();
-    if (wg === null || rows < WGMMA_MIN_ROWS) return false;
+    if (wg === null || (rows < WGMMA_MIN_ROWS && !wg.takesRs(rows))) return false;
     if (g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4 || g.bias || u.bias) return false;
     const K = g.inFeatures, N = g.outFeatures;
     if (u.inFeatures !== K || u.outFeatures !== N || u.groupSize !== g.groupSize || u.perm !== g.perm) return false;
     if (K % 64 !== 0 || N % GATE_UP_PAIR !== 0 || g.groupSize % 32 !== 0 || out.cols !== N) return false;
     this.host.flush();
     this.copies.wrote(out.ptr); // x's copy stays (rmsnorm_rows_f32 usually wrote it)
-    const plan = planWgmma(wg, rows, 2 * N, K, true); // before launching: growing the scratch synchronizes
+    const rs = wg.takesRs(rows) && rsFits(g) && rsFits(u) && N % RS_GATE_UP_OUTPUTS === 0;
+    if (!rs && rows < WGMMA_MIN_ROWS) return false;
+    const plan = rs ? null : planWgmma(wg, rows, 2 * N, K, true); // before launching: growing the scratch synchronizes
     const xh = this.copies.of(x.ptr, rows, K, g.perm);
     const yh = this.copies.reserve(out.ptr, rows, N);
-    launchWgmmaGateUp(this.host.cu, this.host.kernels, plan, g, u, out.ptr, yh, xh, rows);
+    if (plan === null) launchRsGateUp(this.host.cu, this.host.kernels, wg.smCount, g, u, out.ptr, yh, xh, rows);
+    else launchWgmmaGateUp(this.host.cu, this.host.kernels, plan, g, u, out.ptr, yh, xh, rows);
     return true;
   }
 

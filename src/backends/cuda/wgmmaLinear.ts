@@ -26,6 +26,8 @@ export interface WgmmaOptions {
   readonly tileFlags: () => DevicePtr | null;
   /** tile width of plain linears: 0 lets wgmmaTileCols choose between 256 and 160, else that width (CudaBackend.wgmmaTileCols) */
   readonly tileCols: () => WgTileCols;
+  /** whether a GEMM of this many rows runs the register-A kernel instead (rsLinear.ts; CudaBackend.rsMinRows, rsMaxRows) */
+  readonly takesRs: (rows: number) => boolean;
 }
 
 /** gemm_wgmma_256's or gemm_wgmma_160's tile width, or 0: whichever wgmmaTileCols models faster */

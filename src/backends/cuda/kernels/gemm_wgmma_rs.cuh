@@ -1,0 +1,375 @@
+// Hopper prefill GEMM (d), "register A": y[m, n] (+)= Σ_k xh[m, k] · W[n, k] on int4 GPTQ weights in the q4 layout
+// (gemm_wgmma.cuh says what that is), without an fp16 copy of W anywhere. The product is computed transposed,
+// yᵀ = W · xhᵀ, so that W is wgmma's A operand, which may come from registers: each consumer thread reads the
+// packed words of its own A fragment from shared memory and dequantizes them into the registers the wgmma
+// reads, while xh (B: [tokens][K], K contiguous, 128-byte swizzled) comes from shared memory through TMA as in
+// gemm_wgmma.cuh. Variant (c) there dequantized into an fp16 B tile in shared memory with 3 producer warps and
+// reached 239 TFLOP/s; (b), dequant_q4_tile into a scratch then the fp16 GEMM, costs a 0.8 GB round trip per
+// 13B layer (0.3–0.4 ms of a 2.8 ms layer at 2048 rows) and the slicing of N that the scratch needs.
+//
+// Block tile: RS_BW = 128 rows of W (2 consumer warpgroups × 64: warp w of warpgroup c holds W rows
+// c·64 + 16w .. +15) × BT tokens (wgmma m64nBTk16, BT = 256 or 128). Per 64-wide K slice one TMA stage holds
+// the xh tile [BT][64] fp16, the packed words qweight[8 rows][128 columns] u32, and the slice's group rows of
+// scales [sg][128] fp16 and qzeros [sg][16] u32 (sg = 2 when gs = 32, else 1: gs % 64 == 0).
+// A fragment (mma.m16n8k16's, per warp; lane l: g = l / 4, t = l % 4): a0 = (row g, k 2t, 2t+1),
+// a1 = (row g + 8, k 2t, 2t+1), a2 = (row g, k 2t+8, 2t+9), a3 = (row g + 8, k 2t+8, 2t+9). In the q4 layout
+// k 16s .. 16s+7 of a column are packed row 2s and k 16s+8 .. 16s+15 packed row 2s+1, nibble i = k % 8 at bit 4i,
+// so every A register is byte t of one word: 4 shared-memory words per k16 step, each shared by the 4 lanes of a g.
+// The weight is s · (q − (z + 1)) as in dq8: (1024 + q) − (1024 + z + 1) is exact, one rounding in the product,
+// so the GEMM multiplies the same fp16 weights as (b).
+// Two register buffers of A alternate between k16 steps: a step's wgmma reads one while the consumers dequantize
+// the next step into the other (wgmma.wait_group 1 after each commit keeps one step in flight).
+// Accumulator (per warpgroup, m64nBT): d[4j + 0, 1] = (W row g, tokens 8j + 2t, +1), d[4j + 2, 3] = (W row g + 8,
+// the same tokens); the epilogue stores y[token][n] (8 lanes of one t write 8 consecutive floats of a row).
+// SWIGLU: a tile holds 64 outputs, W row g of a warp's 16 is gate column o and row g + 8 is up column o of the
+// same output o (two TMA boxes of 64 columns from gate's and up's own maps), so a thread holds both factors of
+// silu(g) · u and writes y[token][o] and its fp16 copy yh (rows ldy apart), as swiglu_f32 computes it.
+// Persistent grid of whole tiles (tile t = (token tile t % mtiles, W tile t / mtiles): concurrent tiles share W).
+// Needs K % 64 == 0, N % 32 == 0 (the qzeros rows must be 16-byte multiples for the TMA; SWIGLU: N % 64 == 0),
+// gs == 32 or gs % 64 == 0, 16-byte aligned buffers; M and N need not be tile multiples (TMA zero-fills).
+#pragma once
+#include "gemm_wgmma.cuh"
+
+namespace wg {
+
+constexpr int RS_BW = 128;  // W rows per block tile (SWIGLU: 64 gate + 64 up rows)
+// Block: two consumer warpgroups and no producer warpgroup (thread 0 also issues the TMA copies): 8 warps, 2 per SM
+// sub-partition, leave ptxas 255 registers per thread for the 128 accumulators, the A fragments and the
+// dequantization. With a producer warpgroup (384 threads, setmaxnreg) or a producer warp (288: 3 warps on one
+// sub-partition) ptxas compiled under 168 registers, and at BT = 256 it spilled and serialized the wgmmas.
+constexpr int RS_THREADS = 256;
+
+// one A register: byte t of packed word w, i.e. two consecutive k of one W row, as fp16 s · (q − (z + 1)) in the
+// low / high half (z2 = 1024 + z + 1 and s2 = s in both halves). sel = rs_byte_sel(t) puts byte t of w in byte 0
+// and byte t of w >> 4 in byte 2, so the mask leaves the low nibble at bit 0 and the high one at bit 16, each
+// below the exponent of 1024: 5 instructions per register.
+__device__ __forceinline__ uint32_t rs_byte_sel(uint32_t t) { return t | ((4u + t) << 8); }
+__device__ __forceinline__ uint32_t rs_dequant_pair(uint32_t w, uint32_t sel, half2 z2, half2 s2) {
+  uint32_t v = (__byte_perm(w, w >> 4, sel) & 0x000F000Fu) | 0x64006400u;  // 1024 + q in both halves
+  const half2 h = __hmul2(__hsub2(*reinterpret_cast<const half2*>(&v), z2), s2);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+template <int BT, int R>
+struct RsCfg {
+  static constexpr int X_BYTES = BT * BK * 2;           // xh tile [BT][64], 128-byte swizzled
+  static constexpr int Q_BYTES = (BK / 8) * RS_BW * 4;  // packed words [8][128] (SWIGLU: gate [8][64], then up at +Q_BYTES / 2)
+  static constexpr int S_BYTES = 2 * RS_BW * 2;         // scales [sg][128] (SWIGLU: gate [sg][64], up at +256)
+  static constexpr int Z_BYTES = 256;                   // qzeros [sg][16] (SWIGLU: gate [sg][8], up at +128)
+  static constexpr int OFF_X = 0;
+  static constexpr int OFF_Q = OFF_X + R * X_BYTES;
+  static constexpr int OFF_S = OFF_Q + R * Q_BYTES;
+  static constexpr int OFF_Z = OFF_S + R * S_BYTES;
+  static constexpr int SMEM = OFF_Z + R * Z_BYTES + 1024;  // the base is rounded up to 1024 bytes
+  static_assert(BT == 128 || BT == 256, "BT");
+  static_assert(R >= 4, "the ring is refilled two stages at a time");
+  static_assert(X_BYTES % 1024 == 0 && Q_BYTES % 128 == 0 && S_BYTES % 256 == 0 && Z_BYTES % 256 == 0, "TMA destinations stay aligned");
+};
+
+#ifdef WG_SM90A
+
+// d[128] (scale_d = 0: =) += A(64x16: this thread's registers a, the mma.m16n8k16 A fragment of its warp's 16 rows) * B(16x256, desc b)
+__device__ __forceinline__ void wgmma_rs_m64n256k16(float (&d)[128], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+      " %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+      " %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
+      " %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,"
+      " %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
+      "{%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
+}
+
+// the same with B(16x128): d[64]
+__device__ __forceinline__ void wgmma_rs_m64n128k16(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
+}
+
+// tma_2d and mbar_expect_tx of gemm_wgmma.cuh as predicated instructions (no branch around them)
+__device__ __forceinline__ void tma_2d_if(bool go, uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %5, 0;\n"
+      "@p cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n}\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar), "r"((int)go)
+      : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx_if(bool go, uint32_t bar, uint32_t bytes) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n"
+      "@p mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n}\n" ::"r"(bar), "r"(bytes), "r"((int)go)
+      : "memory");
+}
+
+template <int BT>
+__device__ __forceinline__ void wgmma_rs_bt(float (&d)[BT / 2], const uint32_t (&a)[4], uint64_t b, int scale_d);
+template <>
+__device__ __forceinline__ void wgmma_rs_bt<256>(float (&d)[128], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+  wgmma_rs_m64n256k16(d, a, b, scale_d);
+}
+template <>
+__device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+  wgmma_rs_m64n128k16(d, a, b, scale_d);
+}
+
+// y (+)= xh · Wᵀ as the header says. Maps (the calling kernel's own __grid_constant__ parameters):
+//   tmX: xh fp16 [M][K], box {64, BT}, 128-byte swizzle
+//   tmQ: qweight u32 [K/8][N], box {128, 8}; tmS: scales fp16 [K/gs][N], box {128, sg}; tmZ: qzeros u32 [K/gs][N/8], box {16, sg}
+//   SWIGLU: tmQ / tmS / tmZ are gate's and tmQ2 / tmS2 / tmZ2 up's, boxes of 64 columns ({64, 8}, {64, sg}, {8, sg});
+//   N counts outputs (gate's columns), y / yh rows are ldy apart. Otherwise tmQ2.. are unused and yh may be null.
+// Whole tiles only (no stream-K tail): block b runs tiles b, b + G, ...; its K slices form one sequence
+// j = 0, 1, ... through the R-stage ring, and thread 0 keeps the ring R slices ahead (first R at the start,
+// then slice j + R once all 8 warps have waited for slice j's wgmmas, met at a named barrier).
+template <int BT, int R, bool SWIGLU>
+__device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs,
+                                                const CUtensorMap& tmX, const CUtensorMap& tmQ, const CUtensorMap& tmS,
+                                                const CUtensorMap& tmZ, const CUtensorMap& tmQ2, const CUtensorMap& tmS2,
+                                                const CUtensorMap& tmZ2, __half* __restrict__ yh) {
+  using C = RsCfg<BT, R>;
+  constexpr int TW = SWIGLU ? RS_BW / 2 : RS_BW;  // outputs per tile
+  constexpr int KS = BK / 16;                      // k16 steps per slice
+  extern __shared__ unsigned char wg_smem[];
+  __shared__ __align__(8) uint64_t bar_full[R];
+  const uint32_t sbase = (saddr(wg_smem) + 1023u) & ~1023u;
+  const unsigned char* gbase = wg_smem + (sbase - saddr(wg_smem));  // generic pointer to the same byte
+  const int tid = threadIdx.x, c = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2;
+  const int mtiles = (M + BT - 1) / BT, ntiles = (N + TW - 1) / TW, tiles = mtiles * ntiles, nk = K / BK;
+  const int G = gridDim.x, myTiles = blockIdx.x < tiles ? (tiles - blockIdx.x + G - 1) / G : 0, total = myTiles * nk;
+  const int sg = gs < BK ? BK / gs : 1;
+  const uint32_t full0 = saddr(&bar_full[0]);
+  const uint32_t tx = C::X_BYTES + C::Q_BYTES + sg * (RS_BW * 2 + (RS_BW / 8) * 4);
+
+  // The producer's cursor: the next slice to load (its tile's coordinates, k slice and stage), kept by every
+  // thread with adds only (divisions once per tile), so that the copies can be predicated instructions of
+  // thread 0 rather than a branch: ptxas serializes the wgmmas around a divergent path in their loop.
+  // pGrow: the slice's first group row of scales / zeros, kept without dividing by gs: with spg slices per group
+  // (gs ≥ 64) it steps every spg slices, with gs = 32 it is 2 · pKb
+  const int spg = gs >= BK ? gs / BK : 0;
+  int pLeft = total, pKb = 0, pStage = 0, pTile = blockIdx.x, pM0 = 0, pN0 = 0, pGrow = 0, pSub = 0;
+  auto tileOrigin = [&](int tile, int& m0, int& n0) {
+    m0 = (tile % mtiles) * BT;
+    n0 = (tile / mtiles) * TW;
+  };
+  tileOrigin(pTile, pM0, pN0);
+  auto issueNext = [&](bool go) {
+    const uint32_t full = full0 + 8 * pStage, grow = pGrow;
+    const uint32_t q = sbase + C::OFF_Q + pStage * C::Q_BYTES, sc = sbase + C::OFF_S + pStage * C::S_BYTES;
+    const uint32_t z = sbase + C::OFF_Z + pStage * C::Z_BYTES;
+    mbar_expect_tx_if(go, full, tx);
+    tma_2d_if(go, sbase + C::OFF_X + pStage * C::X_BYTES, &tmX, pKb * BK, pM0, full);
+    tma_2d_if(go, q, &tmQ, pN0, pKb * (BK / 8), full);
+    tma_2d_if(go, sc, &tmS, pN0, grow, full);
+    tma_2d_if(go, z, &tmZ, pN0 / 8, grow, full);
+    if (SWIGLU) {
+      tma_2d_if(go, q + C::Q_BYTES / 2, &tmQ2, pN0, pKb * (BK / 8), full);
+      tma_2d_if(go, sc + 256, &tmS2, pN0, grow, full);
+      tma_2d_if(go, z + 128, &tmZ2, pN0 / 8, grow, full);
+    }
+    --pLeft;
+    pStage = pStage + 1 == R ? 0 : pStage + 1;
+    if (spg == 0) {
+      pGrow += 2;
+    } else if (++pSub == spg) {
+      pSub = 0;
+      ++pGrow;
+    }
+    if (++pKb == nk) {
+      pKb = 0;
+      pGrow = 0;
+      pSub = 0;
+      pTile += G;
+      if (pLeft > 0) tileOrigin(pTile, pM0, pN0);
+    }
+  };
+  // every warp has waited for the wgmmas of the oldest slice in the ring: its stage is free. Freed stages are
+  // refilled two at a time (one named barrier per two slices; with R ≥ 4 the ring still holds the next slice).
+  int freed = 0;
+  auto release = [&]() {
+    if (pLeft == 0 || ++freed < 2) return;  // (uniform)
+    consumers_sync();
+    issueNext(tid == 0);
+    if (pLeft > 0) issueNext(tid == 0);
+    freed = 0;
+  };
+
+  if (tid == 0) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) mbar_init(full0 + 8 * i, 1);  // thread 0's arrive.expect_tx (+ the TMA bytes)
+    mbar_fence_init();
+    prefetch_map(&tmX);
+    prefetch_map(&tmQ);
+    prefetch_map(&tmS);
+    prefetch_map(&tmZ);
+    if (SWIGLU) {
+      prefetch_map(&tmQ2);
+      prefetch_map(&tmS2);
+      prefetch_map(&tmZ2);
+    }
+  }
+  __syncthreads();
+  for (int i = 0; i < R && pLeft > 0; ++i) issueNext(tid == 0);  // the first R slices (every thread keeps the cursor)
+
+  const uint32_t sh = rs_byte_sel(lane & 3);  // byte t = lane % 4 of each word
+  // this thread's two W rows of the tile (A rows g and g + 8 of its warp): byte offsets into a stage's packed
+  // words, scales and zeros, and those regions' row strides
+  int col;  // plain: the lower row's tile column (the other is col + 8); SWIGLU: the output (gate and up column)
+  uint32_t qLo, qHi, qRow, sLo, sHi, sRow, zLo, zHi, zRow;
+  if (SWIGLU) {
+    col = c * 32 + warp * 8 + g;
+    qLo = col * 4, qHi = C::Q_BYTES / 2 + col * 4, qRow = (RS_BW / 2) * 4;
+    sLo = col * 2, sHi = 256 + col * 2, sRow = (RS_BW / 2) * 2;
+    zLo = (col >> 3) * 4, zHi = 128 + (col >> 3) * 4, zRow = (RS_BW / 16) * 4;
+  } else {
+    col = c * 64 + warp * 16 + g;
+    qLo = col * 4, qHi = (col + 8) * 4, qRow = RS_BW * 4;
+    sLo = col * 2, sHi = (col + 8) * 2, sRow = RS_BW * 2;
+    zLo = (col >> 3) * 4, zHi = ((col + 8) >> 3) * 4, zRow = (RS_BW / 8) * 4;
+  }
+  float acc[BT / 2];
+  uint32_t a[KS][4];  // the A fragments of a slice's k16 steps
+  int cStage = 0;
+  uint32_t cPhase = 0;
+  for (int i = 0, tile = blockIdx.x; i < myTiles; ++i, tile += G) {
+    int m0, n0;
+    tileOrigin(tile, m0, n0);
+    for (int kb = 0; kb < nk; ++kb) {
+      // (a plain spin: mbar_wait's watchdog trap is a divergent exit inside the wgmma pipeline, around which
+      // ptxas serializes the wgmmas)
+      while (!mbar_try(full0 + 8 * cStage, cPhase)) {
+      }
+      const unsigned char* q = gbase + C::OFF_Q + cStage * C::Q_BYTES;
+      const unsigned char* sc = gbase + C::OFF_S + cStage * C::S_BYTES;
+      const unsigned char* z = gbase + C::OFF_Z + cStage * C::Z_BYTES;
+      const uint64_t db = desc_sw128(sbase + C::OFF_X + cStage * C::X_BYTES);
+      if (++cStage == R) {
+        cStage = 0;
+        cPhase ^= 1u;
+      }
+      // the slice's packed words first (they do not wait for the wgmmas), so the shared-memory latency
+      // overlaps the waits below
+      uint32_t w[KS][4];
+#pragma unroll
+      for (int kk = 0; kk < KS; ++kk) {
+        const unsigned char* r0 = q + (2 * kk) * qRow;  // k 16kk .. 16kk+7; packed row 2kk + 1: k 16kk+8 ..
+        w[kk][0] = *reinterpret_cast<const uint32_t*>(r0 + qLo);
+        w[kk][1] = *reinterpret_cast<const uint32_t*>(r0 + qHi);
+        w[kk][2] = *reinterpret_cast<const uint32_t*>(r0 + qRow + qLo);
+        w[kk][3] = *reinterpret_cast<const uint32_t*>(r0 + qRow + qHi);
+      }
+      half2 sLo2, sHi2, zLo2, zHi2;  // the group's scale and 1024 + z + 1 of the two W rows
+#pragma unroll
+      for (int kk = 0; kk < KS; ++kk) {
+        if (kk == 0 || (kk == 2 && sg == 2)) {  // gs = 32: k16 steps 2, 3 are the slice's second group row
+          const int gl = kk >> 1;
+          sLo2 = __half2half2(*reinterpret_cast<const __half*>(sc + gl * sRow + sLo));
+          sHi2 = __half2half2(*reinterpret_cast<const __half*>(sc + gl * sRow + sHi));
+          zLo2 = zero_half2(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zLo), col);
+          zHi2 = zero_half2(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zHi), col);  // col + 8 ≡ col (mod 8)
+        }
+        if (kb > 0) {
+          // a[kk] was read by the previous slice's step kk: wait for it (KS − 1 later steps may still run);
+          // after the last step, that whole slice is done and its stage goes back
+          wg_wait<KS - 1>();
+          if (kk == KS - 1) release();
+        }
+        a[kk][0] = rs_dequant_pair(w[kk][0], sh, zLo2, sLo2);
+        a[kk][1] = rs_dequant_pair(w[kk][1], sh, zHi2, sHi2);
+        a[kk][2] = rs_dequant_pair(w[kk][2], sh, zLo2, sLo2);
+        a[kk][3] = rs_dequant_pair(w[kk][3], sh, zHi2, sHi2);
+        wg_fence();
+        wgmma_rs_bt<BT>(acc, a[kk], db + 2 * kk, kb > 0 || kk > 0);  // +32 bytes per k16; the tile's first overwrites
+        wg_commit();
+      }
+    }
+    wg_wait<0>();
+    fence_regs(acc);
+    release();
+    const int t2 = 2 * (lane & 3);  // the thread's first token of each group of 8
+    if (SWIGLU) {
+      const int o = n0 + col;
+      if (o >= N) continue;
+#pragma unroll
+      for (int jt = 0; jt < BT / 8; ++jt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int m = m0 + 8 * jt + t2 + e;
+          if (m >= M) continue;
+          const float gv = acc[4 * jt + e], v = gv / (1.f + expf(-gv)) * acc[4 * jt + 2 + e];
+          y[(size_t)m * ldy + o] = v;
+          yh[(size_t)m * ldy + o] = __float2half_rn(v);
+        }
+      continue;
+    }
+    const int nLo = n0 + col;
+    // Stores, or y += acc, with the old values of EP_CHUNK token groups loaded together (as wg_gemm_body)
+    constexpr int EP_CHUNK = 4;
+#pragma unroll
+    for (int jc = 0; jc < BT / 8; jc += EP_CHUNK) {
+      float old[EP_CHUNK][4];  // [token group][(row lo, tok), (lo, tok + 1), (hi, tok), (hi, tok + 1)]: acc's order
+#pragma unroll
+      for (int qd = 0; qd < EP_CHUNK; ++qd)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int m = m0 + 8 * (jc + qd) + t2 + (e & 1), n = nLo + 8 * (e >> 1);
+          old[qd][e] = accumulate && m < M && n < N ? y[(size_t)m * ldy + n] : 0.f;
+        }
+#pragma unroll
+      for (int qd = 0; qd < EP_CHUNK; ++qd)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int m = m0 + 8 * (jc + qd) + t2 + (e & 1), n = nLo + 8 * (e >> 1);
+          if (m < M && n < N) y[(size_t)m * ldy + n] = acc[4 * (jc + qd) + e] + old[qd][e];
+        }
+    }
+  }
+}
+
+// the lab's plain entry (gemm_wgmma.cuh's WgFn signature: tmX, tmQ, tmS, tmZ in the places of tmA, tmB, tmS, tmZ;
+// flags ignored: whole tiles only)
+template <int BT, int R>
+__global__ void __launch_bounds__(RS_THREADS, 1)
+    wg_gemm_rs(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, const __grid_constant__ CUtensorMap tmX,
+               const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmS,
+               const __grid_constant__ CUtensorMap tmZ, int* __restrict__ flags) {
+  wg_gemm_rs_body<BT, R, false>(y, M, N, ldy, K, accumulate, gs, tmX, tmQ, tmS, tmZ, tmQ, tmS, tmZ, nullptr);
+}
+
+#endif  // WG_SM90A
+
+}  // namespace wg

@@ -1,0 +1,76 @@
+/**
+ * The Hopper register-A prefill GEMM (gemm_rs_256, gemm_rs_256_swiglu: gemm_wgmma_rs.cuh): y (+)= xh Wᵀ from the
+ * int4 words themselves. Each consumer thread dequantizes its own wgmma A fragment (W is A, the product runs as
+ * yᵀ = W xhᵀ), so no fp16 copy of W is written: dequant_q4_tile's fixed ~0.24 ms per 13B layer goes, at the cost
+ * of a slower multiply (dequantization in the consumers' instruction stream). H200 lab (gemm-lab.sh, 13B shapes,
+ * ms per linear) against dequant_q4_tile + gemm_wgmma_256:
+ *   512 rows:  q/k/v 0.142 vs 0.180, o 0.071 vs 0.081, gate/up 0.278 vs 0.333, down 0.174 vs 0.195 (register A wins)
+ *   2048 rows: q/k/v 0.554 vs 0.521, o 0.218 vs 0.202, gate/up 1.016–1.089 vs 0.915, down 0.533 vs 0.487
+ * In the product (bench/cudaPrefillProfile.js, 13B synthetic, H200, same call) the whole prompt:
+ *   512 tokens 13,709 → 14,682 tok/s, 768 16,428 → 19,624, 1024 17,552 → 15,740 (a loss), 2048 unchanged (not run).
+ * At 1024 rows 13B's q/k/v/o and down make 4 · 40 = 160 tiles of 256 × 128, 1.2 waves on 132 SMs, where
+ * the dequant path's 160-wide tiles fill 2 waves; up to 768 rows (3 token tiles, 120) they fit one. Hence RS_MAX_ROWS.
+ */
+import { TensorMapDtype, TensorMapSwizzle, type DevicePtr, type Driver } from './driver.js';
+import { i32, ptr } from './kernelArgs.js';
+import type { CudaGptq } from './linearUpload.js';
+import type { KernelModule } from './module.js';
+
+/** tokens and W rows per block tile, ring stages (gemm_wgmma_rs.cuh RsCfg<256, 6>, RS_BW) and threads (RS_THREADS) */
+const RS_BT = 256, RS_BW = 128, RS_STAGES = 6, RS_THREADS = 256;
+/** dynamic shared memory of gemm_rs_256(_swiglu): per stage the xh tile, the packed words, scales and zeros; 1 KiB alignment */
+export const GEMM_RS_SHARED = RS_STAGES * (RS_BT * 64 * 2 + 8 * RS_BW * 4 + 2 * RS_BW * 2 + 256) + 1024;
+/** Fewest and most rows that take the register-A GEMM instead of dequant + wgmma or gemm_q4_mma (header: why) */
+export const RS_MIN_ROWS = 512, RS_MAX_ROWS = 768;
+
+/** q4-layout 4-bit weights of the shapes the kernel takes (K % 64, N % 32 for the qzeros map's rows, gs 32 or k·64) */
+export function rsFits(w: CudaGptq): boolean {
+  return w.layout === 'q4' && w.bits === 4 && w.inFeatures % 64 === 0 && w.outFeatures % 32 === 0 &&
+    (w.groupSize === 32 || w.groupSize % 64 === 0);
+}
+
+interface WeightMaps { readonly q: Buffer; readonly s: Buffer; readonly z: Buffer }
+/** a weight's tensor maps by box width (128: plain tiles, 64: a gate or up half of a SwiGLU tile), made once */
+const mapsOf = new WeakMap<CudaGptq, Map<number, WeightMaps>>();
+
+function weightMaps(cu: Driver, w: CudaGptq, box: 128 | 64): WeightMaps {
+  let byBox = mapsOf.get(w);
+  if (!byBox) mapsOf.set(w, (byBox = new Map()));
+  const have = byBox.get(box);
+  if (have) return have;
+  const K = w.inFeatures, N = w.outFeatures, gs = w.groupSize, sg = gs === 32 ? 2 : 1, none = TensorMapSwizzle.None;
+  const maps: WeightMaps = {
+    q: cu.encodeTensorMap2d({ base: w.qweight, inner: N, outer: K / 8, rowBytes: N * 4, boxInner: box, boxOuter: 8, swizzle: none, dtype: TensorMapDtype.U32 }),
+    s: cu.encodeTensorMap2d({ base: w.scales, inner: N, outer: K / gs, rowBytes: N * 2, boxInner: box, boxOuter: sg, swizzle: none }),
+    z: cu.encodeTensorMap2d({ base: w.qzeros, inner: N / 8, outer: K / gs, rowBytes: N / 2, boxInner: box / 8, boxOuter: sg, swizzle: none, dtype: TensorMapDtype.U32 }),
+  };
+  byBox.set(box, maps);
+  return maps;
+}
+
+function xMap(cu: Driver, xh: DevicePtr, rows: number, K: number): Buffer {
+  return cu.encodeTensorMap2d({ base: xh, inner: K, outer: rows, rowBytes: K * 2, boxInner: 64, boxOuter: RS_BT, swizzle: TensorMapSwizzle.B128 });
+}
+
+/** y [rows, N] f32 (+)= xh [rows, K] fp16 · Wᵀ (xh: x_to_half's copy of x, gathered through w.perm). rsFits(w) holds. */
+export function launchRs(cu: Driver, kernels: KernelModule, smCount: number, w: CudaGptq, y: DevicePtr, xh: DevicePtr, rows: number,
+  accumulate: boolean): void {
+  const K = w.inFeatures, N = w.outFeatures, m = weightMaps(cu, w, 128);
+  const tiles = Math.ceil(rows / RS_BT) * Math.ceil(N / RS_BW);
+  kernels.launch('gemm_rs_256', { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
+    [ptr(y), i32(rows), i32(N), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(w.groupSize), xMap(cu, xh, rows, K), m.q, m.s, m.z],
+    GEMM_RS_SHARED);
+}
+
+/**
+ * y [rows, N] f32 = silu(xh Gᵀ) ⊙ (xh Uᵀ) and yh its fp16 copy, in one launch. rsFits for both, one shape,
+ * group size and permutation, N % 64 == 0.
+ */
+export function launchRsGateUp(cu: Driver, kernels: KernelModule, smCount: number, gate: CudaGptq, up: CudaGptq, y: DevicePtr,
+  yh: DevicePtr, xh: DevicePtr, rows: number): void {
+  const K = gate.inFeatures, N = gate.outFeatures, g = weightMaps(cu, gate, 64), u = weightMaps(cu, up, 64);
+  const tiles = Math.ceil(rows / RS_BT) * (N / (RS_BW / 2));
+  kernels.launch('gemm_rs_256_swiglu', { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
+    [ptr(y), ptr(yh), i32(rows), i32(N), i32(N), i32(K), i32(gate.groupSize), xMap(cu, xh, rows, K), g.q, g.s, g.z, u.q, u.s, u.z],
+    GEMM_RS_SHARED);
+}
