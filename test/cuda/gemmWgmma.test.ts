@@ -82,12 +82,12 @@ test('wgmma GEMM against the CPU: partial tiles, gs 128 / 32, act-order, linearA
   }
 });
 
-test('register-A GEMM (gemm_rs_256) against the CPU and dequant + wgmma: partial tiles, gs 128 / 64 / 32, act-order, linearAdd', { skip }, () => {
+test('register-A GEMM (gemm_rs_256) against the CPU and dequant + wgmma / mma.sync: partial tiles, gs 128 / 64 / 32, act-order, K split, linearAdd', { skip }, () => {
   // [K, N, group size, act-order, rows]: N 672 leaves a partial 128-column tile, 600 / 1000 rows a partial 256-token one
   const cases: [number, number, number, boolean, number[]][] = [
     [1024, 672, 128, true, [WGMMA_MIN_ROWS, 1000]], [512, 256, 32, false, [600]], [768, 1024, 64, true, [1024]], [5120, 5120, 128, false, [777]],
-    // fewer rows than one token tile (the other path for them: gemm_q4_mma)
-    [1024, 672, 128, true, [40, 200]],
+    // fewer rows than one token tile (the other path for them: gemm_q4_mma); 8 tiles over 80 K slices split K 5 ways
+    [1024, 672, 128, true, [40, 200]], [5120, 1024, 128, true, [40, 300]],
   ];
   for (const [k, n, gs, ao, rowsList] of cases) {
     const w = randomGptq(k, n, 4, gs, ao);

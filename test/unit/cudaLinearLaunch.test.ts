@@ -8,6 +8,7 @@ import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/
 import { GemvBatch } from '../../src/backends/cuda/gemvBatch.js';
 import { launchLinear, type GemmOptions } from '../../src/backends/cuda/linearLaunch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
+import { rsSplits } from '../../src/backends/cuda/rsLinear.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
 interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
@@ -86,10 +87,15 @@ test('q4 layout, prompt rows: gemm_q4_mma below WGMMA_MIN_ROWS, the register-A G
     return log.map((e) => e.op);
   };
   assert.deepEqual(ops(q4(N), 300, gemm(true)), ['gemm_q4_mma']);
-  assert.deepEqual(ops(q4(N), 300, gemm(true, 1024, 64)), ['gemm_rs_256'], 'rsMinRows below WGMMA_MIN_ROWS');
-  assert.deepEqual(ops(q4(N), 512, gemm(true)), ['gemm_rs_256']);
-  assert.deepEqual(ops(q4(N), 1024, gemm(true)), ['gemm_rs_256']);
-  assert.equal(log[0].grid?.x, Math.min(132, 4 * (N / 128)), 'one block per 256-token × 128-column tile, at most one per SM');
+  // N 1024: 8 column tiles; 2 or 4 token tiles are few enough to split K (rsSplits), so y is zeroed first
+  assert.deepEqual(ops(q4(N), 300, gemm(true, 1024, 64)), ['memset', 'gemm_rs_256'], 'rsMinRows below WGMMA_MIN_ROWS');
+  assert.deepEqual(ops(q4(N), 512, gemm(true)), ['memset', 'gemm_rs_256']);
+  assert.equal(log[1].grid?.x, 16 * rsSplits(16, K / 64, 132), 'one block per tile and K range');
+  assert.deepEqual(ops(q4(8192), 1024, gemm(true)), ['gemm_rs_256'], '4 · 64 tiles fill the SMs: one K range');
+  assert.equal(log[0].grid?.x, 132, 'at most one block per SM');
+  log.length = 0;
+  launchLinear(cu, kernels, 0n as unknown as CuStream, batch, q4(N), call(512, true), gemm(true));
+  assert.deepEqual(log.map((e) => e.op), ['gemm_rs_256'], 'an accumulating split launch adds onto y');
   const dequantThenWgmma = (o: string[]): boolean => o[0] === 'dequant_q4_tile' && o[1].startsWith('gemm_wgmma_');
   assert.ok(dequantThenWgmma(ops(q4(N), 1025, gemm(true))), log.map((e) => e.op).join(' '));
   assert.ok(dequantThenWgmma(ops(q4(N), 600, gemm(true, 0))), 'rsMaxRows 0: never');
@@ -97,5 +103,14 @@ test('q4 layout, prompt rows: gemm_q4_mma below WGMMA_MIN_ROWS, the register-A G
   // shapes the register-A kernel does not take: N % 32 (its zeros map's rows), group size 96
   assert.equal(ops(q4(1000), 600, gemm(true))[0], 'dequant_q4_tile');
   assert.equal(ops(q4(N, 96), 600, gemm(true))[0], 'dequant_q4_tile');
-  assert.deepEqual(ops(q4(N, 32), 600, gemm(true)), ['gemm_rs_256']);
+  assert.deepEqual(ops(q4(N, 32), 600, gemm(true)), ['memset', 'gemm_rs_256']);
+});
+
+test('rsSplits: one K range where the tiles fill half the SMs, else as many as the SMs allow, at least 16 slices each', () => {
+  assert.equal(rsSplits(40, 80, 132), 3); // 13B q/k/v/o below 257 rows
+  assert.equal(rsSplits(40, 216, 132), 3); // down_proj
+  assert.equal(rsSplits(16, 80, 132), 5); // limited by 16 slices per range
+  assert.equal(rsSplits(66, 80, 132), 2);
+  assert.equal(rsSplits(67, 80, 132), 1);
+  assert.equal(rsSplits(2, 4, 132), 1); // tiny models: K of 4 slices never splits
 });

@@ -10,18 +10,41 @@
  *   512 tokens 13,709 → 14,682 tok/s, 768 16,428 → 19,624, 1024 17,552 → 15,740 (a loss), 2048 unchanged (not run).
  * At 1024 rows 13B's q/k/v/o and down make 4 · 40 = 160 tiles of 256 × 128, 1.2 waves on 132 SMs, where
  * the dequant path's 160-wide tiles fill 2 waves; up to 768 rows (3 token tiles, 120) they fit one. Hence RS_MAX_ROWS.
+ * Below WGMMA_MIN_ROWS the other path is gemm_q4_mma (mma.sync, int4 dequantized per slice in shared memory),
+ * which the register-A GEMM beats by far: whole 13B prompts of 40 / 96 / 128 / 256 / 384 tokens 979 / 2,175 / 2,836 /
+ * 5,409 / 6,657 → 1,537 / 3,636 / 4,800 / 9,267 / 11,335 tok/s (H200, bench/cudaPrefillProfile.js, same call).
+ * Short prompts took ~26 ms whatever their length: each launch had few tiles (o_proj at 40 rows: 40 blocks on 132
+ * SMs), each streaming its 80 K slices in turn; so launches of at most half the SMs' tiles split K (rsSplits).
  */
-import { TensorMapDtype, TensorMapSwizzle, type DevicePtr, type Driver } from './driver.js';
+import { TensorMapDtype, TensorMapSwizzle, type CuStream, type DevicePtr, type Driver } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
 import type { CudaGptq } from './linearUpload.js';
 import type { KernelModule } from './module.js';
+import { SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
 
 /** tokens and W rows per block tile, ring stages (gemm_wgmma_rs.cuh RsCfg<256, 6>, RS_BW) and threads (RS_THREADS) */
 const RS_BT = 256, RS_BW = 128, RS_STAGES = 6, RS_THREADS = 256;
 /** dynamic shared memory of gemm_rs_256(_swiglu): per stage the xh tile, the packed words, scales and zeros; 1 KiB alignment */
 export const GEMM_RS_SHARED = RS_STAGES * (RS_BT * 64 * 2 + 8 * RS_BW * 4 + 2 * RS_BW * 2 + 256) + 1024;
-/** Fewest and most rows that take the register-A GEMM instead of dequant + wgmma or gemm_q4_mma (header: why) */
-export const RS_MIN_ROWS = 512, RS_MAX_ROWS = 768;
+/**
+ * Fewest and most rows that take the register-A GEMM instead of gemm_q4_mma (below WGMMA_MIN_ROWS) or dequant +
+ * wgmma (header: why). From just above the batched-decode kernels' rows (gemv_q4_rows, W read once for all rows).
+ */
+export const RS_MIN_ROWS = SMALL_BATCH_MAX_ROWS + 1, RS_MAX_ROWS = 768;
+
+/** fewest K slices (of 64) in one range of a split launch */
+const RS_MIN_SPLIT_SLICES = 16;
+
+/**
+ * K ranges per tile for a plain launch of `tiles` tiles over nk slices: 1 where the tiles fill at least half the
+ * SMs, else as many as the SMs allow with at least RS_MIN_SPLIT_SLICES slices each (13B at 40–256 rows: q, k, v,
+ * o and down have 40 tiles, 3 ranges). The ranges' sums meet in y through float atomics: their order varies
+ * between runs (tiny models' K of a few slices never splits, so their logits stay bit-reproducible).
+ */
+export function rsSplits(tiles: number, nk: number, smCount: number): number {
+  if (2 * tiles > smCount) return 1;
+  return Math.max(1, Math.min(Math.floor(smCount / tiles), Math.floor(nk / RS_MIN_SPLIT_SLICES)));
+}
 
 /** q4-layout 4-bit weights of the shapes the kernel takes (K % 64, N % 32 for the qzeros map's rows, gs 32 or k·64) */
 export function rsFits(w: CudaGptq): boolean {
@@ -52,13 +75,17 @@ function xMap(cu: Driver, xh: DevicePtr, rows: number, K: number): Buffer {
   return cu.encodeTensorMap2d({ base: xh, inner: K, outer: rows, rowBytes: K * 2, boxInner: 64, boxOuter: RS_BT, swizzle: TensorMapSwizzle.B128 });
 }
 
-/** y [rows, N] f32 (+)= xh [rows, K] fp16 · Wᵀ (xh: x_to_half's copy of x, gathered through w.perm). rsFits(w) holds. */
-export function launchRs(cu: Driver, kernels: KernelModule, smCount: number, w: CudaGptq, y: DevicePtr, xh: DevicePtr, rows: number,
-  accumulate: boolean): void {
+/**
+ * y [rows, N] f32 (+)= xh [rows, K] fp16 · Wᵀ (xh: x_to_half's copy of x, gathered through w.perm). rsFits(w) holds.
+ * A split launch adds into y, so a plain one zeroes y first (a memset on the stream).
+ */
+export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, smCount: number, w: CudaGptq, y: DevicePtr, xh: DevicePtr,
+  rows: number, accumulate: boolean): void {
   const K = w.inFeatures, N = w.outFeatures, m = weightMaps(cu, w, 128);
-  const tiles = Math.ceil(rows / RS_BT) * Math.ceil(N / RS_BW);
-  kernels.launch('gemm_rs_256', { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
-    [ptr(y), i32(rows), i32(N), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(w.groupSize), xMap(cu, xh, rows, K), m.q, m.s, m.z],
+  const tiles = Math.ceil(rows / RS_BT) * Math.ceil(N / RS_BW), splits = rsSplits(tiles, K / 64, smCount);
+  if (splits > 1 && !accumulate) cu.memsetD32(y, 0, rows * N, stream);
+  kernels.launch('gemm_rs_256', { x: Math.min(tiles * splits, smCount) }, { x: RS_THREADS },
+    [ptr(y), i32(rows), i32(N), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(w.groupSize), i32(splits), xMap(cu, xh, rows, K), m.q, m.s, m.z],
     GEMM_RS_SHARED);
 }
 

@@ -153,11 +153,12 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
 //   tmQ: qweight u32 [K/8][N], box {128, 8}; tmS: scales fp16 [K/gs][N], box {128, sg}; tmZ: qzeros u32 [K/gs][N/8], box {16, sg}
 //   SWIGLU: tmQ / tmS / tmZ are gate's and tmQ2 / tmS2 / tmZ2 up's, boxes of 64 columns ({64, 8}, {64, sg}, {8, sg});
 //   N counts outputs (gate's columns), y / yh rows are ldy apart. Otherwise tmQ2.. are unused and yh may be null.
-// Whole tiles only (no stream-K tail): block b runs tiles b, b + G, ...; its K slices form one sequence
-// j = 0, 1, ... through the R-stage ring, and thread 0 keeps the ring R slices ahead (first R at the start,
+// splits > 1 (not with SWIGLU): each tile's K slices in that many ranges, one work unit each, whose sums are added
+// into y with float atomics (so launches of few tiles fill the SMs; the sum's order then varies between runs).
+// Block b runs units b, b + G, ...; its K slices form one sequence j = 0, 1, ... through the R-stage ring, and thread 0 keeps the ring R slices ahead (first R at the start,
 // then slice j + R once all 8 warps have waited for slice j's wgmmas, met at a named barrier).
 template <int BT, int R, bool SWIGLU>
-__device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs,
+__device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, int splits,
                                                 const CUtensorMap& tmX, const CUtensorMap& tmQ, const CUtensorMap& tmS,
                                                 const CUtensorMap& tmZ, const CUtensorMap& tmQ2, const CUtensorMap& tmS2,
                                                 const CUtensorMap& tmZ2, __half* __restrict__ yh) {
@@ -170,7 +171,20 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   const unsigned char* gbase = wg_smem + (sbase - saddr(wg_smem));  // generic pointer to the same byte
   const int tid = threadIdx.x, c = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2;
   const int mtiles = (M + BT - 1) / BT, ntiles = (N + TW - 1) / TW, tiles = mtiles * ntiles, nk = K / BK;
-  const int G = gridDim.x, myTiles = blockIdx.x < tiles ? (tiles - blockIdx.x + G - 1) / G : 0, total = myTiles * nk;
+  // work units: unit u is tile u % tiles over the K slices of its split u / tiles; block b runs units b, b + G, ...
+  const int G = gridDim.x, units = tiles * splits;
+  auto unitRange = [&](int u, int& tile, int& kb0, int& kb1) {
+    tile = u % tiles;
+    const int sp = u / tiles;
+    kb0 = sp * nk / splits;
+    kb1 = (sp + 1) * nk / splits;
+  };
+  int total = 0;  // this block's K slices
+  for (int u = blockIdx.x; u < units; u += G) {
+    int t, k0, k1;
+    unitRange(u, t, k0, k1);
+    total += k1 - k0;
+  }
   const int sg = gs < BK ? BK / gs : 1;
   const uint32_t full0 = saddr(&bar_full[0]);
   const uint32_t tx = C::X_BYTES + C::Q_BYTES + sg * (RS_BW * 2 + (RS_BW / 8) * 4);
@@ -181,12 +195,19 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   // pGrow: the slice's first group row of scales / zeros, kept without dividing by gs: with spg slices per group
   // (gs ≥ 64) it steps every spg slices, with gs = 32 it is 2 · pKb
   const int spg = gs >= BK ? gs / BK : 0;
-  int pLeft = total, pKb = 0, pStage = 0, pTile = blockIdx.x, pM0 = 0, pN0 = 0, pGrow = 0, pSub = 0;
+  int pLeft = total, pUnit = blockIdx.x, pKb = 0, pKb1 = 0, pStage = 0, pM0 = 0, pN0 = 0, pGrow = 0, pSub = 0;
   auto tileOrigin = [&](int tile, int& m0, int& n0) {
     m0 = (tile % mtiles) * BT;
     n0 = (tile / mtiles) * TW;
   };
-  tileOrigin(pTile, pM0, pN0);
+  auto cursorAt = [&](int u) {  // the cursor at unit u's first slice
+    int tile;
+    unitRange(u, tile, pKb, pKb1);
+    tileOrigin(tile, pM0, pN0);
+    pGrow = spg == 0 ? 2 * pKb : pKb / spg;
+    pSub = spg == 0 ? 0 : pKb % spg;
+  };
+  if (pLeft > 0) cursorAt(pUnit);
   auto issueNext = [&](bool go) {
     const uint32_t full = full0 + 8 * pStage, grow = pGrow;
     const uint32_t q = sbase + C::OFF_Q + pStage * C::Q_BYTES, sc = sbase + C::OFF_S + pStage * C::S_BYTES;
@@ -209,12 +230,9 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
       pSub = 0;
       ++pGrow;
     }
-    if (++pKb == nk) {
-      pKb = 0;
-      pGrow = 0;
-      pSub = 0;
-      pTile += G;
-      if (pLeft > 0) tileOrigin(pTile, pM0, pN0);
+    if (++pKb == pKb1) {
+      pUnit += G;
+      if (pLeft > 0) cursorAt(pUnit);
     }
   };
   // every warp has waited for the wgmmas of the oldest slice in the ring: its stage is free. Freed stages are
@@ -265,10 +283,11 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   uint32_t a[KS][4];  // the A fragments of a slice's k16 steps
   int cStage = 0;
   uint32_t cPhase = 0;
-  for (int i = 0, tile = blockIdx.x; i < myTiles; ++i, tile += G) {
-    int m0, n0;
+  for (int u = blockIdx.x; u < units; u += G) {
+    int tile, kb0, kb1, m0, n0;
+    unitRange(u, tile, kb0, kb1);
     tileOrigin(tile, m0, n0);
-    for (int kb = 0; kb < nk; ++kb) {
+    for (int kb = kb0; kb < kb1; ++kb) {
       // (a plain spin: mbar_wait's watchdog trap is a divergent exit inside the wgmma pipeline, around which
       // ptxas serializes the wgmmas)
       while (!mbar_try(full0 + 8 * cStage, cPhase)) {
@@ -302,7 +321,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
           zLo2 = zero_half2(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zLo), col);
           zHi2 = zero_half2(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zHi), col);  // col + 8 ≡ col (mod 8)
         }
-        if (kb > 0) {
+        if (kb > kb0) {
           // a[kk] was read by the previous slice's step kk: wait for it (KS − 1 later steps may still run);
           // after the last step, that whole slice is done and its stage goes back
           wg_wait<KS - 1>();
@@ -313,7 +332,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
         a[kk][2] = rs_dequant_pair(w[kk][2], sh, zLo2, sLo2);
         a[kk][3] = rs_dequant_pair(w[kk][3], sh, zHi2, sHi2);
         wg_fence();
-        wgmma_rs_bt<BT>(acc, a[kk], db + 2 * kk, kb > 0 || kk > 0);  // +32 bytes per k16; the tile's first overwrites
+        wgmma_rs_bt<BT>(acc, a[kk], db + 2 * kk, kb > kb0 || kk > 0);  // +32 bytes per k16; the unit's first overwrites
         wg_commit();
       }
     }
@@ -337,6 +356,16 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
       continue;
     }
     const int nLo = n0 + col;
+    if (splits > 1) {  // one of the tile's K ranges: added into y (zeroed by the host unless accumulating)
+#pragma unroll
+      for (int jt = 0; jt < BT / 8; ++jt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int m = m0 + 8 * jt + t2 + (e & 1), n = nLo + 8 * (e >> 1);
+          if (m < M && n < N) atomicAdd(y + (size_t)m * ldy + n, acc[4 * jt + e]);
+        }
+      continue;
+    }
     // Stores, or y += acc, with the old values of EP_CHUNK token groups loaded together (as wg_gemm_body)
     constexpr int EP_CHUNK = 4;
 #pragma unroll
@@ -367,7 +396,7 @@ __global__ void __launch_bounds__(RS_THREADS, 1)
     wg_gemm_rs(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, const __grid_constant__ CUtensorMap tmX,
                const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmS,
                const __grid_constant__ CUtensorMap tmZ, int* __restrict__ flags) {
-  wg_gemm_rs_body<BT, R, false>(y, M, N, ldy, K, accumulate, gs, tmX, tmQ, tmS, tmZ, tmQ, tmS, tmZ, nullptr);
+  wg_gemm_rs_body<BT, R, false>(y, M, N, ldy, K, accumulate, gs, 1, tmX, tmQ, tmS, tmZ, tmQ, tmS, tmZ, nullptr);
 }
 
 #endif  // WG_SM90A
