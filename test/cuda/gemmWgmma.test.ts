@@ -239,7 +239,8 @@ test('gate/up + SwiGLU in one wgmma GEMM (dequant + wgmma above rsMaxRows, regis
         return [g.readActivation(hidden), g.readActivation(y)];
       });
       assert.equal(maxDiff(outs[0][0], outs[1][0]), 0, `${name}: SwiGLU output fused vs apart`);
-      assert.equal(maxDiff(outs[0][1], outs[1][1]), 0, `${name}: down_proj of it fused vs apart`);
+      // down_proj reads the copy: equal up to the order of a split register-A launch's atomic adds (K 13824 at ≤ 768 rows)
+      assert.ok(normErr(outs[0][1], outs[1][1]) < 1e-6, `${name}: down_proj of it fused vs apart, err ${normErr(outs[0][1], outs[1][1])}`);
       if (k * n * rows <= 1024 * 1280 * 1100) {
         const c = runCpu(cpu, gate, rows, x), cu = runCpu(cpu, up, rows, x);
         const want = Float32Array.from(c, (v, i) => (v / (1 + Math.exp(-v))) * cu[i]);
