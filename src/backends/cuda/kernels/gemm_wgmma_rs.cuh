@@ -17,14 +17,18 @@
 // so every A register is byte t of one word: 4 shared-memory words per k16 step, each shared by the 4 lanes of a g.
 // The weight is s · (q − (z + 1)) as in dq8: (1024 + q) − (1024 + z + 1) is exact, one rounding in the product,
 // so the GEMM multiplies the same fp16 weights as (b).
-// Two register buffers of A alternate between k16 steps: a step's wgmma reads one while the consumers dequantize
-// the next step into the other (wgmma.wait_group 1 after each commit keeps one step in flight).
+// Each k16 step of a slice has its own A registers (a[4][4]) and wgmma group: before a step redefines its registers
+// it waits for the previous slice's same step (wgmma.wait_group 3), so up to 4 steps stay in flight while the
+// consumers dequantize the next one.
 // Accumulator (per warpgroup, m64nBT): d[4j + 0, 1] = (W row g, tokens 8j + 2t, +1), d[4j + 2, 3] = (W row g + 8,
 // the same tokens); the epilogue stores y[token][n] (8 lanes of one t write 8 consecutive floats of a row).
 // SWIGLU: a tile holds 64 outputs, W row g of a warp's 16 is gate column o and row g + 8 is up column o of the
 // same output o (two TMA boxes of 64 columns from gate's and up's own maps), so a thread holds both factors of
 // silu(g) · u and writes y[token][o] and its fp16 copy yh (rows ldy apart), as swiglu_f32 computes it.
-// Persistent grid of whole tiles (tile t = (token tile t % mtiles, W tile t / mtiles): concurrent tiles share W).
+// Persistent grid over work units: whole tiles (tile t = (token tile t % mtiles, W tile t / mtiles): concurrent tiles
+// share W), or with splits > 1 each tile's K in that many ranges added atomically (wg_gemm_rs_body says more).
+// The consumers' wait for a stage is a plain spin, without gemm_wgmma.cuh's watchdog trap (a divergent exit in the
+// wgmma loop, which ptxas answers by serializing the wgmmas): a pipeline bug hangs here instead of failing the launch.
 // Needs K % 64 == 0, N % 32 == 0 (the qzeros rows must be 16-byte multiples for the TMA; SWIGLU: N % 64 == 0),
 // gs == 32 or gs % 64 == 0, 16-byte aligned buffers; M and N need not be tile multiples (TMA zero-fills).
 #pragma once
