@@ -73,10 +73,10 @@ export class PromptOps {
     const K = g.inFeatures, N = g.outFeatures;
     if (u.inFeatures !== K || u.outFeatures !== N || u.groupSize !== g.groupSize || u.perm !== g.perm) return false;
     if (K % 64 !== 0 || N % GATE_UP_PAIR !== 0 || g.groupSize % 32 !== 0 || out.cols !== N) return false;
-    this.host.flush();
-    this.copies.wrote(out.ptr); // x's copy stays (rmsnorm_rows_f32 usually wrote it)
     const rs = wg.takesRs(rows) && rsFits(g) && rsFits(u) && N % RS_GATE_UP_OUTPUTS === 0;
     if (!rs && rows < WGMMA_MIN_ROWS) return false;
+    this.host.flush();
+    this.copies.wrote(out.ptr); // x's copy stays (rmsnorm_rows_f32 usually wrote it)
     const plan = rs ? null : planWgmma(wg, rows, 2 * N, K, true); // before launching: growing the scratch synchronizes
     const xh = this.copies.of(x.ptr, rows, K, g.perm);
     const yh = this.copies.reserve(out.ptr, rows, N);
