@@ -8,7 +8,7 @@ import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/
 import { GemvBatch } from '../../src/backends/cuda/gemvBatch.js';
 import { launchLinear, type GemmOptions } from '../../src/backends/cuda/linearLaunch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
-import { rsSplits } from '../../src/backends/cuda/rsLinear.js';
+import { RS_SMALL_ROWS, rsBuildFor, rsSplits } from '../../src/backends/cuda/rsLinear.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
 interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
@@ -42,6 +42,7 @@ const gemm = (wgmma: boolean, rsMaxRows = 1024, rsMinRows = 512): GemmOptions =>
   wgmma: wgmma ? {
     weightScratch: () => 0x70000n as DevicePtr, smCount: 132, sliceBytes: () => 80 << 20, tileFlags: () => null, tileCols: () => 0,
     takesRs: (rows) => rows >= rsMinRows && rows <= rsMaxRows,
+    rsBuild: (rows) => rsBuildFor(rows, RS_SMALL_ROWS),
   } : null,
   smallBatch: null,
 });
@@ -91,6 +92,7 @@ test('q4 layout, prompt rows: gemm_q4_mma below WGMMA_MIN_ROWS, the register-A G
   assert.deepEqual(ops(q4(N), 300, gemm(true, 1024, 64)), ['memset', 'gemm_rs_256'], 'rsMinRows below WGMMA_MIN_ROWS');
   assert.deepEqual(ops(q4(N), 512, gemm(true)), ['memset', 'gemm_rs_256']);
   assert.equal(log[1].grid?.x, 16 * rsSplits(16, K / 64, 132), 'one block per tile and K range');
+  assert.deepEqual(ops(q4(N), 100, gemm(true, 1024, 33)), ['memset', 'gemm_rs_128'], `up to ${RS_SMALL_ROWS} rows: 128-token tiles`);
   assert.deepEqual(ops(q4(8192), 1024, gemm(true)), ['gemm_rs_256'], '4 · 64 tiles fill the SMs: one K range');
   assert.equal(log[0].grid?.x, 132, 'at most one block per SM');
   log.length = 0;

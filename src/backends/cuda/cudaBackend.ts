@@ -14,7 +14,7 @@ import {
 import { f32, i32, ptr } from './kernelArgs.js';
 import { GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { GEMM_RS_SHARED, RS_MAX_ROWS, RS_MIN_ROWS } from './rsLinear.js';
+import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_ROWS, RS_SMALL_ROWS, rsBuildFor } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -174,6 +174,8 @@ export class CudaBackend implements Backend {
    */
   rsMinRows = intFromEnv('QLLAMA_CUDA_RS_MIN_ROWS', 2, RS_MIN_ROWS);
   rsMaxRows = intFromEnv('QLLAMA_CUDA_RS_MAX_ROWS', 0, RS_MAX_ROWS);
+  /** of those, rows up to which it runs 128-token tiles ($QLLAMA_CUDA_RS_SMALL_ROWS, default RS_SMALL_ROWS; 0: never) */
+  rsSmallRows = intFromEnv('QLLAMA_CUDA_RS_SMALL_ROWS', 0, RS_SMALL_ROWS);
   private readonly mmaGemmFits: boolean;
   /** sm_90 with tensor maps and the wgmma GEMM's shared memory: 'wgmma' takes effect */
   readonly wgmmaFits: boolean;
@@ -217,7 +219,9 @@ export class CudaBackend implements Backend {
     if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_256', GEMM_WGMMA_SHARED);
     if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_160', GEMM_WGMMA_160_SHARED);
     const rsFitsDevice = this.wgmmaFits && optin >= GEMM_RS_SHARED;
-    if (rsFitsDevice) for (const k of ['gemm_rs_256', 'gemm_rs_256_swiglu']) this.kernels.allowDynamicShared(k, GEMM_RS_SHARED);
+    if (rsFitsDevice) {
+      for (const b of RS_BUILDS) for (const k of [b.kernel, `${b.kernel}_swiglu`]) this.kernels.allowDynamicShared(k, b.shared);
+    }
     // the stream-K tail's per-tile turns (gemm_wgmma.cuh WgWork), zeroed once: the kernel leaves them at zero
     const tileFlags = this.mem.alloc(this.smCount * 4);
     cu.memsetD32(tileFlags, 0, this.smCount, stream);
@@ -226,6 +230,7 @@ export class CudaBackend implements Backend {
       tileFlags: () => (this.wgmmaStreamK ? tileFlags : null),
       tileCols: () => this.wgmmaTileCols,
       takesRs: (rows) => rsFitsDevice && rows >= this.rsMinRows && rows <= this.rsMaxRows,
+      rsBuild: (rows) => rsBuildFor(rows, this.rsSmallRows),
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);
@@ -512,7 +517,7 @@ export class CudaBackend implements Backend {
    * part of a recorded step's key, so a change records anew instead of replaying the old choice.
    */
   private linearChoices(): string {
-    return [this.smallBatchMaxRows, this.multiMaxRows, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows].join(',');
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsSmallRows].join(',');
   }
 
   /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */

@@ -10,6 +10,7 @@
 import { TensorMapSwizzle, type DevicePtr, type Driver } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
 import type { CudaGptq } from './linearUpload.js';
+import type { RsBuild } from './rsLinear.js';
 import type { KernelModule } from './module.js';
 
 export interface WgmmaOptions {
@@ -28,6 +29,8 @@ export interface WgmmaOptions {
   readonly tileCols: () => WgTileCols;
   /** whether a GEMM of this many rows runs the register-A kernel instead (rsLinear.ts; CudaBackend.rsMinRows, rsMaxRows) */
   readonly takesRs: (rows: number) => boolean;
+  /** which build of it (rsBuildFor with CudaBackend.rsSmallRows) */
+  readonly rsBuild: (rows: number) => RsBuild;
 }
 
 /** gemm_wgmma_256's or gemm_wgmma_160's tile width, or 0: whichever wgmmaTileCols models faster */

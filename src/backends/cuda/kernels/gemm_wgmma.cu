@@ -57,34 +57,49 @@ extern "C" __global__ void __launch_bounds__(384, 1)
 }
 
 // (d) the register-A GEMM (gemm_wgmma_rs.cuh): y (+)= xh · Wᵀ straight from the int4 words, no fp16 scratch;
-// wgmmaLinear.ts runs it for WGMMA_MIN_ROWS .. rsMaxRows rows, where the fixed cost of dequant_q4_tile is not yet
-// repaid. 256 threads (two consumer warpgroups; thread 0 also issues the TMA copies), RS_SMEM bytes of dynamic
-// shared memory (RsCfg<256, 6>::SMEM), grid min(tiles · splits, SMs), tiles = ⌈M / 256⌉ · ⌈N / 128⌉ (gate/up: ⌈N / 64⌉);
-// splits > 1 divides each tile's K into that many ranges added into y atomically (y zeroed first unless accumulate).
-// tmX: xh [M][K] fp16, box {64, 256}, 128-byte swizzle; tmQ / tmS / tmZ: qweight u32 [K/8][N] box {128, 8}, scales
+// rsLinear.ts runs it for rsMinRows .. rsMaxRows rows. gemm_rs_256 (RsCfg<256, 6>) takes 256-token tiles,
+// gemm_rs_128 (RsCfg<128, 8>) 128-token ones for prompts that fill no more. 256 threads (two consumer warpgroups;
+// thread 0 also issues the TMA copies), RsCfg<BT, R>::SMEM bytes of dynamic shared memory, grid min(tiles · splits,
+// SMs), tiles = ⌈M / BT⌉ · ⌈N / 128⌉ (gate/up: ⌈N / 64⌉); splits > 1 divides each tile's K into that many ranges
+// added into y atomically (y zeroed first unless accumulate).
+// tmX: xh [M][K] fp16, box {64, BT}, 128-byte swizzle; tmQ / tmS / tmZ: qweight u32 [K/8][N] box {128, 8}, scales
 // fp16 [K/gs][N] box {128, sg}, qzeros u32 [K/gs][N/8] box {16, sg} (sg = 2 for gs 32, else 1). Needs K % 64 == 0,
 // N % 32 == 0, gs == 32 or gs % 64 == 0.
-extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)
-    gemm_rs_256(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, int splits, const __grid_constant__ CUtensorMap tmX,
-                const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmS, const __grid_constant__ CUtensorMap tmZ) {
+// The _swiglu entries: y[m, o] = silu(x·gate[o]) · (x·up[o]) and its fp16 copy yh, for N outputs (N % 64 == 0);
+// tmQ / tmS / tmZ gate's and tmQ2 / tmS2 / tmZ2 up's maps, boxes of 64 columns ({64, 8}, {64, sg}, {8, sg}).
+template <int BT, int R>
+__device__ __forceinline__ void rs_plain(float* y, int M, int N, int ldy, int K, int accumulate, int gs, int splits, const CUtensorMap& tmX,
+                                         const CUtensorMap& tmQ, const CUtensorMap& tmS, const CUtensorMap& tmZ) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  wg::wg_gemm_rs_body<256, 6, false>(y, M, N, ldy, K, accumulate, gs, splits, tmX, tmQ, tmS, tmZ, tmQ, tmS, tmZ, nullptr);
+  wg::wg_gemm_rs_body<BT, R, false>(y, M, N, ldy, K, accumulate, gs, splits, tmX, tmQ, tmS, tmZ, tmQ, tmS, tmZ, nullptr);
 #else
   __trap();
 #endif
 }
-
-// the same with gate/up and SwiGLU: y[m, o] = silu(x·gate[o]) · (x·up[o]) and its fp16 copy yh, for N outputs
-// (N % 64 == 0); tmQ / tmS / tmZ gate's and tmQ2 / tmS2 / tmZ2 up's maps, boxes of 64 columns ({64, 8}, {64, sg},
-// {8, sg}); grid min(⌈M / 256⌉ · N / 64, SMs)
-extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)
-    gemm_rs_256_swiglu(float* __restrict__ y, __half* __restrict__ yh, int M, int N, int ldy, int K, int gs,
-                       const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmS,
-                       const __grid_constant__ CUtensorMap tmZ, const __grid_constant__ CUtensorMap tmQ2,
-                       const __grid_constant__ CUtensorMap tmS2, const __grid_constant__ CUtensorMap tmZ2) {
+template <int BT, int R>
+__device__ __forceinline__ void rs_swiglu(float* y, __half* yh, int M, int N, int ldy, int K, int gs, const CUtensorMap& tmX,
+                                          const CUtensorMap& tmQ, const CUtensorMap& tmS, const CUtensorMap& tmZ, const CUtensorMap& tmQ2,
+                                          const CUtensorMap& tmS2, const CUtensorMap& tmZ2) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  wg::wg_gemm_rs_body<256, 6, true>(y, M, N, ldy, K, 0, gs, 1, tmX, tmQ, tmS, tmZ, tmQ2, tmS2, tmZ2, yh);
+  wg::wg_gemm_rs_body<BT, R, true>(y, M, N, ldy, K, 0, gs, 1, tmX, tmQ, tmS, tmZ, tmQ2, tmS2, tmZ2, yh);
 #else
   __trap();
 #endif
 }
+#define RS_ENTRIES(BT, R)                                                                                                          \
+  extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)                                                                  \
+      gemm_rs_##BT(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, int splits,                        \
+                   const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmQ,                               \
+                   const __grid_constant__ CUtensorMap tmS, const __grid_constant__ CUtensorMap tmZ) {                             \
+    rs_plain<BT, R>(y, M, N, ldy, K, accumulate, gs, splits, tmX, tmQ, tmS, tmZ);                                                 \
+  }                                                                                                                                \
+  extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)                                                                  \
+      gemm_rs_##BT##_swiglu(float* __restrict__ y, __half* __restrict__ yh, int M, int N, int ldy, int K, int gs,                  \
+                            const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmQ,                      \
+                            const __grid_constant__ CUtensorMap tmS, const __grid_constant__ CUtensorMap tmZ,                      \
+                            const __grid_constant__ CUtensorMap tmQ2, const __grid_constant__ CUtensorMap tmS2,                    \
+                            const __grid_constant__ CUtensorMap tmZ2) {                                                            \
+    rs_swiglu<BT, R>(y, yh, M, N, ldy, K, gs, tmX, tmQ, tmS, tmZ, tmQ2, tmS2, tmZ2);                                              \
+  }
+RS_ENTRIES(256, 6)
+RS_ENTRIES(128, 8)
