@@ -68,7 +68,7 @@ export class PromptOps {
    */
   gateUp(out: DeviceRows, x: DeviceRows, g: CudaLinear, u: CudaLinear, rows: number): boolean {
     const wg = this.host.fusedGateUp();
-    if (wg === null || (rows < WGMMA_MIN_ROWS && !wg.takesRs(rows))) return false;
+    if (wg === null) return false;
     if (g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4 || g.bias || u.bias) return false;
     const K = g.inFeatures, N = g.outFeatures;
     if (u.inFeatures !== K || u.outFeatures !== N || u.groupSize !== g.groupSize || u.perm !== g.perm) return false;

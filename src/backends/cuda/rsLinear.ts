@@ -82,10 +82,13 @@ function weightMaps(cu: Driver, w: CudaGptq, box: 128 | 64): WeightMaps {
   const have = byBox.get(box);
   if (have) return have;
   const K = w.inFeatures, N = w.outFeatures, gs = w.groupSize, sg = gs === 32 ? 2 : 1, none = TensorMapSwizzle.None;
+  const u32 = TensorMapDtype.U32;
   const maps: WeightMaps = {
-    q: cu.encodeTensorMap2d({ base: w.qweight, inner: N, outer: K / 8, rowBytes: N * 4, boxInner: box, boxOuter: 8, swizzle: none, dtype: TensorMapDtype.U32 }),
+    q: cu.encodeTensorMap2d({ base: w.qweight, inner: N, outer: K / 8, rowBytes: N * 4, boxInner: box, boxOuter: 8, swizzle: none, dtype: u32 }),
     s: cu.encodeTensorMap2d({ base: w.scales, inner: N, outer: K / gs, rowBytes: N * 2, boxInner: box, boxOuter: sg, swizzle: none }),
-    z: cu.encodeTensorMap2d({ base: w.qzeros, inner: N / 8, outer: K / gs, rowBytes: N / 2, boxInner: box / 8, boxOuter: sg, swizzle: none, dtype: TensorMapDtype.U32 }),
+    z: cu.encodeTensorMap2d({
+      base: w.qzeros, inner: N / 8, outer: K / gs, rowBytes: N / 2, boxInner: box / 8, boxOuter: sg, swizzle: none, dtype: u32,
+    }),
   };
   byBox.set(box, maps);
   return maps;

@@ -122,8 +122,9 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
 //   N counts outputs (gate's columns), y / yh rows are ldy apart. Otherwise tmQ2.. are unused and yh may be null.
 // splits > 1 (not with SWIGLU): each tile's K slices in that many ranges, one work unit each, whose sums are added
 // into y with float atomics (so launches of few tiles fill the SMs; the sum's order then varies between runs).
-// Block b runs units b, b + G, ...; its K slices form one sequence j = 0, 1, ... through the R-stage ring, and thread 0 keeps the ring R slices ahead (first R at the start,
-// then slice j + R once all 8 warps have waited for slice j's wgmmas, met at a named barrier).
+// Block b runs units b, b + G, ...; their K slices form one sequence j = 0, 1, ... through the R-stage ring, and
+// thread 0 keeps the ring R slices ahead (first R at the start, then slice j + R once all 8 warps have waited for
+// slice j's wgmmas, met at a named barrier).
 template <int BT, int R, bool SWIGLU>
 __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, int splits,
                                                 const CUtensorMap& tmX, const CUtensorMap& tmQ, const CUtensorMap& tmS,
@@ -157,7 +158,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   const uint32_t tx = C::X_BYTES + C::Q_BYTES + sg * (RS_BW * 2 + (RS_BW / 8) * 4);
 
   // The producer's cursor: the next slice to load (its tile's coordinates, k slice and stage), kept by every
-  // thread with adds only (divisions once per tile), so that the copies can be predicated instructions of
+  // thread with adds only (divisions once per unit), so that the copies can be predicated instructions of
   // thread 0 rather than a branch: ptxas serializes the wgmmas around a divergent path in their loop.
   // pGrow: the slice's first group row of scales / zeros, kept without dividing by gs: with spg slices per group
   // (gs ≥ 64) it steps every spg slices, with gs = 32 it is 2 · pKb
