@@ -62,20 +62,21 @@ export interface GenerationResult {
 }
 
 /**
- * Stream a completion token by token. Each sampled token yields one event, whose text is
- * whatever became final (possibly ''); the generator's return value is the full result.
- * Text on abort: held-back text (a possible stop-string start, a partial UTF-8 character) is
- * dropped, so `result.text` always equals the streamed text.
- *
- * Throws ContextOverflowError before feeding anything when the prompt leaves no room for a
- * new token; stops with 'length' when the context fills up during generation.
- */
-/**
  * A prompt id the model has no embedding for: the tokenizer has more pieces than the weights' vocabulary (an added
  * or special token past config.json's vocab_size), so the tokenizer and the weights do not belong together.
  */
 export class PromptTokenError extends QllamaError {}
 
+/**
+ * Stream a completion token by token. Each sampled token yields one event, whose text is
+ * whatever became final (possibly ''); the generator's return value is the full result.
+ * Text on abort: held-back text (a possible stop-string start, a partial UTF-8 character) is
+ * dropped, so `result.text` always equals the streamed text.
+ *
+ * Throws PromptTokenError for a prompt id outside the model's vocabulary and ContextOverflowError when the
+ * prompt leaves no room for a new token, both before feeding anything; stops with 'length' when the context
+ * fills up during generation.
+ */
 export async function* generate(
   model: CausalLm,
   codec: TextCodec,

@@ -93,9 +93,10 @@ __device__ __forceinline__ bool q4_last_arrival(unsigned* counter, unsigned expe
 }
 
 // A warp's weight stream over its units u, u + 4, u + 8, ... below `count` (gemv_q4_multi's half slices, gemv_q8's
-// 32-value units; gemv_q4.cu writes the same loop out, its PTX unchanged since measured), two held in registers: the caller loaded units u and u + 4 into buffers a and
-// b (before waiting for x's producer); each step multiplies one buffer and then reloads it with the unit 8 ahead,
-// so while one buffer is multiplied the other's loads are in flight. mul(w, s, z, unit), load(w, s, z, unit).
+// 32-value units; gemv_q4.cu writes the same loop out, its PTX unchanged since measured), two held in registers:
+// the caller loaded units u and u + 4 into buffers a and b (before waiting for x's producer); each step multiplies
+// one buffer and then reloads it with the unit 8 ahead, so while one buffer is multiplied the other's loads are in
+// flight. mul(w, s, z, unit), load(w, s, z, unit).
 template <class W, class S, class Z, class Mul, class Load>
 __device__ __forceinline__ void stream_pair(W& wa, S& sa, Z& za, W& wb, S& sb, Z& zb, int u, int count, Mul&& mul, Load&& load) {
   for (; u < count; u += 8) {
