@@ -30,7 +30,7 @@ const WARM = 8, WINDOW = 2048;
 const backend = CudaBackend.create();
 if (skipAttention) backend.attention = (out, q, _cache, _shape, rows): void => backend.copyRows(out, q, 0, rows);
 const model = await LlamaModel.create(dir, { backend, contextLength: WINDOW });
-const knobs = `permuted x ${backend.gemvPermuteX ? 'on' : 'off'}${process.env.QLLAMA_CUDA_PDL === '0' ? ', PDL off' : ''}`;
+const knobs = `permuted x ${backend.gemvPermuteX ? 'on' : 'off'}, clusters ${backend.gemvClusters ? 'on' : 'off'}${process.env.QLLAMA_CUDA_PDL === '0' ? ', PDL off' : ''}`;
 for (const context of contexts) {
   const start = Math.min(context - 1, WINDOW - WARM - steps - 1);
   if (start > 0) await model.forward(Array.from({ length: start }, (_, i) => (i * 7919 + 13) % model.vocabSize), 0);

@@ -2,13 +2,15 @@
  * The decode step's speed switches must not change what it computes: the permuted-x copies
  * ($QLLAMA_CUDA_PERMX) feed an act-order GEMV the same values in the order it would gather them, and
  * the norm weight kept in an act-order GEMV's row order ($QLLAMA_CUDA_NORM_PERM) is the weight it would
- * gather. Each way, through the captured decode graph:
+ * gather, and the cluster launches of q/k/v and gate/up ($QLLAMA_CUDA_CLUSTER, sm_90) add the same split-K sums
+ * as the workspace and ticket. Each way, through the captured decode graph:
  *   - the embedded tiny-vicuna (act-order, head size 64: rope and the KV write run as kernels of their
  *     own) decodes greedily to the same ids;
  *   - a small synthetic LLaMA with head size 128 (rope and the KV write fold into the q/k/v GEMV as in
  *     7B-65B), compat and act-order, gives the same logits on a fixed token sequence (random weights
  *     leave near-ties, so ids are not compared there). Its prompt is long enough that decode attention
- *     merges two blocks (the path that writes o_proj's permuted input from the merge).
+ *     merges two blocks (the path that writes o_proj's permuted input from the merge). Width 512 is one
+ *     K range per GEMV tile; width 2048 splits q/k/v and gate/up into 4 ranges (clusters of 4 and 8).
  * Logits agree up to float-atomic order in the split-K sums (which can move one int8 rounding of x).
  */
 import assert from 'node:assert/strict';
@@ -22,11 +24,14 @@ import { EMBEDDED_MODEL } from '../support/paths.js';
 import { gpu, normErr, skipNoGpu } from './support.js';
 
 const SHAPE = { hidden: 512, ffn: 1408, layers: 3, heads: 4, vocab: 4096 };
+const WIDE = { hidden: 2048, ffn: 5504, layers: 2, heads: 16, vocab: 4096 };
 const work = mkdtempSync(path.join(tmpdir(), 'qllama-decode-variants-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-/** name, permuted x, norm weights in row order */
-const variants: [string, boolean, boolean][] = [['both off', false, false], ['permuted x', true, false], ['both on', true, true]];
+/** name, permuted x, norm weights in row order, cluster launches (where the GPU has them) */
+const variants: [string, boolean, boolean, boolean][] = [
+  ['all off', false, false, false], ['clusters', false, false, true], ['permuted x', true, false, true], ['all on', true, true, true],
+];
 
 const TOL = 2e-3;
 
@@ -34,12 +39,13 @@ const TOL = 2e-3;
 async function underEachVariant(model: LlamaModel, prompt: number[], steps: number, next: (logits: Float32Array, i: number) => number):
   Promise<{ name: string; ids: number[]; logits: Float32Array[] }[]> {
   const g = gpu();
-  const before = g.gemvPermuteX, beforeNorms = g.gemvPermutedNorms;
+  const before = g.gemvPermuteX, beforeNorms = g.gemvPermutedNorms, beforeClusters = g.gemvClusters;
   const out: { name: string; ids: number[]; logits: Float32Array[] }[] = [];
   try {
-    for (const [name, permX, permNorms] of variants) {
+    for (const [name, permX, permNorms, clusters] of variants) {
       g.gemvPermuteX = permX;
       g.gemvPermutedNorms = permNorms;
+      g.gemvClusters = clusters;
       const ids: number[] = [], logits: Float32Array[] = [];
       let l = await model.forward(prompt, 0);
       for (let i = 0; i < steps; i++) {
@@ -52,6 +58,7 @@ async function underEachVariant(model: LlamaModel, prompt: number[], steps: numb
   } finally {
     g.gemvPermuteX = before;
     g.gemvPermutedNorms = beforeNorms;
+    g.gemvClusters = beforeClusters;
   }
   return out;
 }
@@ -80,13 +87,13 @@ test('tiny-vicuna (act-order): greedy ids identical under each decode switch', {
   assertLogitsAgree(runs, 'tiny-vicuna');
 });
 
-for (const actOrder of [false, true]) {
-  test(`synthetic ${actOrder ? 'act-order' : 'compat'} model, head size 128: same logits under each decode switch`, { skip: skipNoGpu }, async () => {
-    const dir = path.join(work, actOrder ? 'ao' : 'compat');
-    await synthesize({ shape: SHAPE, bits: 4, groupSize: 128, actOrder, out: dir, seed: 3 });
+for (const [actOrder, shape] of [[false, SHAPE], [true, SHAPE], [false, WIDE], [true, WIDE]] as const) {
+  test(`synthetic ${actOrder ? 'act-order' : 'compat'} model, width ${shape.hidden}, head size 128: same logits under each decode switch`, { skip: skipNoGpu }, async () => {
+    const dir = path.join(work, `${actOrder ? 'ao' : 'compat'}-${shape.hidden}`);
+    await synthesize({ shape, bits: 4, groupSize: 128, actOrder, out: dir, seed: 3 });
     const model = await LlamaModel.create(dir, { backend: gpu(), contextLength: 256 });
-    const prompt = Array.from({ length: 90 }, (_, i) => (i * 7919 + 13) % SHAPE.vocab);
-    const runs = await underEachVariant(model, prompt, 12, (_l, i) => (i * 104729 + 7) % SHAPE.vocab);
-    assertLogitsAgree(runs, `synthetic ${actOrder ? 'act-order' : 'compat'}`);
+    const prompt = Array.from({ length: 90 }, (_, i) => (i * 7919 + 13) % shape.vocab);
+    const runs = await underEachVariant(model, prompt, 12, (_l, i) => (i * 104729 + 7) % shape.vocab);
+    assertLogitsAgree(runs, `synthetic ${actOrder ? 'act-order' : 'compat'} width ${shape.hidden}`);
   });
 }

@@ -342,18 +342,24 @@ test('one-token GEMV batches: q/k/v + rope + KV write, gate/up + swiglu, linearA
   gpu().gemvPermuteX = permXBefore;
 });
 
-test('a decode layer chained as the model runs it: every permuted-x hand-off, permuted x on and off', { skip: skipNoGpu }, () => {
+test('a decode layer chained as the model runs it: every permuted-x hand-off, permuted x on and off, clusters on and off', { skip: skipNoGpu }, () => {
   // each stage checked against the CPU on the GPU's own input to it, so int8 errors do not compound
   const g = gpu();
-  const dim = 1024, heads = 8, headDim = 128, ffn = 2816, pos = 37, maxSeq = 64;
-  const permXBefore = g.gemvPermuteX;
-  // [act-order, q/k/v and gate/up share their permutation (GPTQ-for-LLaMa files), permuted x]
-  const runs: [boolean, boolean, boolean][] = [
-    [false, true, false], [false, true, true], [true, true, false], [true, true, true], [true, false, true],
+  const headDim = 128, ffn = 2816, pos = 37, maxSeq = 64;
+  const permXBefore = g.gemvPermuteX, clustersBefore = g.gemvClusters;
+  // [act-order, q/k/v and gate/up share their permutation (GPTQ-for-LLaMa files), permuted x, width, clusters].
+  // Width 1024 (8 slices) is one K range per tile; 2048 splits q/k/v into 4 ranges and gate/up into 4 ranges
+  // of a tile pair: on sm_90 clusters of 4 and 8 blocks (gemv_q4_cl_*), else split-K through the workspace.
+  const runs: [boolean, boolean, boolean, number, boolean][] = [
+    [false, true, false, 1024, true], [false, true, true, 1024, true], [true, true, false, 1024, true], [true, true, true, 1024, true],
+    [true, false, true, 1024, true], [false, true, false, 2048, true], [false, true, false, 2048, false], [true, true, true, 2048, true],
+    [true, true, false, 2048, true], [true, true, true, 2048, false],
   ];
-  for (const [ao, shared, permX] of runs) {
-    const name = `${ao ? 'act-order' : 'compat'}${ao && !shared ? ' (own permutations)' : ''}${permX ? ', permuted x' : ''}`;
+  for (const [ao, shared, permX, dim, clusters] of runs) {
+    const heads = dim / headDim;
+    const name = `${ao ? 'act-order' : 'compat'}${ao && !shared ? ' (own permutations)' : ''}${permX ? ', permuted x' : ''}, width ${dim}${clusters ? '' : ', no clusters'}`;
     g.gemvPermuteX = permX;
+    g.gemvClusters = clusters;
     const wq = randomGptq(dim, dim, 4, 128, ao), wg = randomGptq(dim, ffn, 4, 128, ao);
     const like = (w: GptqLinearHost, first: GptqLinearHost): GptqLinearHost => (ao && shared ? { ...w, gIdx: first.gIdx } : w);
     const wk = like(randomGptq(dim, dim, 4, 128, ao), wq), wv = like(randomGptq(dim, dim, 4, 128, ao), wq);
@@ -426,4 +432,5 @@ test('a decode layer chained as the model runs it: every permuted-x hand-off, pe
     }
   }
   g.gemvPermuteX = permXBefore;
+  g.gemvClusters = clustersBefore;
 });

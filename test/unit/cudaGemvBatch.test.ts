@@ -7,16 +7,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DevicePtr, Dim3 } from '../../src/backends/cuda/driver.js';
-import { GemvBatch, NEXT_GEMV_BYTES, PERM_BUFFERS, permuteXDefault } from '../../src/backends/cuda/gemvBatch.js';
+import { GemvBatch, gemvCluster, NEXT_GEMV_BYTES, PERM_BUFFERS, permuteXDefault } from '../../src/backends/cuda/gemvBatch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
-interface Launch { readonly name: string; readonly grid: Dim3; readonly args: Buffer[] }
+interface Launch { readonly name: string; readonly grid: Dim3; readonly args: Buffer[]; readonly cluster?: Dim3 }
 
 class FakeKernels {
   readonly launches: Launch[] = [];
-  launch(name: string, grid: Dim3, _block: Dim3, args: Buffer[]): void {
-    this.launches.push({ name, grid, args: args.map((b) => Buffer.from(b)) }); // the bytes as launched
+  launch(name: string, grid: Dim3, _block: Dim3, args: Buffer[], _shared = 0, _pdl = false, cluster?: Dim3): void {
+    this.launches.push({ name, grid, args: args.map((b) => Buffer.from(b)), cluster }); // the bytes as launched
   }
 }
 
@@ -342,4 +342,33 @@ test('a launch hook that flushes the batch again while held launches go out send
   runLayer(b, l0);
   b.flush();
   assert.deepEqual(k.launches.map((l) => l.name), ['gemv_q4_rpg16', 'attn_split_128', 'gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16']);
+});
+
+test('cluster shapes: a tile\'s K ranges (times a SwiGLU pair\'s two tiles), at most 8 blocks; residual adds and the norm tail keep the plain launch', () => {
+  assert.deepEqual(gemvCluster(4, false, false, false), { x: 1, y: 4 });
+  assert.deepEqual(gemvCluster(1, false, false, false), { x: 1, y: 1 });
+  assert.deepEqual(gemvCluster(8, false, false, false), { x: 1, y: 8 });
+  assert.equal(gemvCluster(9, false, false, false), null);
+  assert.deepEqual(gemvCluster(4, true, false, false), { x: 2, y: 4 });
+  assert.equal(gemvCluster(5, true, false, false), null);
+  assert.equal(gemvCluster(4, false, true, false), null);
+  assert.equal(gemvCluster(4, false, false, true), null);
+});
+
+test('13B decode layer with clusters: q/k/v and gate/up launch as clusters of their K ranges, o and down add into y as before', () => {
+  for (const actOrder of [false, true]) {
+    const { b, k } = batch(true);
+    b.clusters = true;
+    runLayer(b, layer(actOrder));
+    b.flush();
+    const [qkv, attn, o, gu, down] = k.launches;
+    assert.deepEqual(k.launches.map((l) => l.name), ['gemv_q4_cl_rpg16', 'attn_split_128', 'gemv_q4_rpg16', 'gemv_q4_cl_rpg16', 'gemv_q4_rpg16']);
+    // 13B on 132 SMs: q/k/v 120 tiles x 4 ranges, gate/up 216 tiles (108 pairs) x 2 ranges, o 40 x 10, down 40 x 12
+    assert.deepEqual(qkv.cluster, { x: 1, y: 4 });
+    assert.deepEqual(qkv.grid, { x: 120, y: 4 });
+    assert.deepEqual(gu.cluster, { x: 2, y: 2 });
+    assert.deepEqual(gu.grid, { x: 216, y: 2 });
+    for (const l of [attn, o, down]) assert.equal(l.cluster ?? null, null, `${l.name} is not a cluster launch`);
+    assert.equal(q4(qkv.args[0]).xNormOut, act.xb, 'q/k/v still writes the normalized x');
+  }
 });

@@ -12,7 +12,7 @@ import {
   DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
-import { GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
+import { clusterDefault, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
 import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_ROWS, RS_SMALL_ROWS, rsBuildFor } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
@@ -181,6 +181,8 @@ export class CudaBackend implements Backend {
   readonly wgmmaFits: boolean;
   private readonly wgmma: WgmmaOptions;
   private readonly flashFits: boolean;
+  /** compute capability 9.0+ with cuLaunchKernelEx: one-token GEMVs may launch as clusters (gemvClusters) */
+  private readonly clustersFit: boolean;
   /** the one token id argmax and sample write on the device, and its host copy */
   private readonly idOut: DevicePtr;
   private readonly idHost = new Int32Array(1);
@@ -209,6 +211,9 @@ export class CudaBackend implements Backend {
     cu.memsetD32(counters, 0, MAX_TILES + 1, stream);
     const permBufs = Array.from({ length: PERM_BUFFERS }, () => this.mem.alloc(MAX_PERM_K * 4));
     this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs);
+    // thread-block clusters (compute capability 9.0+) for the one-token GEMVs' split-K sums
+    this.clustersFit = ccMajor >= 9 && cu.hasLaunchEx();
+    this.batch.clusters = this.clustersFit && clusterDefault();
     // the prefill kernels' shared memory (sm_86/89 allow 99 KiB per block: the old GEMM there)
     const optin = cu.attribute(DeviceAttribute.MaxSharedMemoryPerBlockOptin, device);
 
@@ -473,6 +478,14 @@ export class CudaBackend implements Backend {
   set gemvPermutedNorms(on: boolean) {
     this.synchronize();
     this.batch.usePermutedNorms = on;
+    this.dropGraphs();
+  }
+
+  /** Whether one-token GEMV batches launch as thread-block clusters where they can (sm_90); drops captured graphs. */
+  get gemvClusters(): boolean { return this.batch.clusters; }
+  set gemvClusters(on: boolean) {
+    this.synchronize();
+    this.batch.clusters = on && this.clustersFit;
     this.dropGraphs();
   }
 

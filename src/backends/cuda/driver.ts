@@ -49,8 +49,9 @@ interface Koffi {
   decode(ref: unknown, offset: number, type: string, length: number): Uint8Array;
 }
 
-/** CUlaunchAttribute {id, pad, value[64 bytes]} asking for programmatic stream serialization */
+/** CUlaunchAttribute {id, pad, value[64 bytes]}: programmatic stream serialization, thread-block cluster shape */
 const CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+const CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION = 4;
 const LAUNCH_ATTR_WORDS = 18;
 /** CUlaunchConfig: 7 u32 (grid, block, shared bytes), pad, stream, attrs pointer, numAttrs, pad */
 const LAUNCH_CONFIG_BYTES = 56;
@@ -154,9 +155,10 @@ export function loadDriver(): Driver | string {
   }
   const fns = {} as Record<Name, Fn>;
   for (const name of Object.keys(SIGNATURES) as Name[]) fns[name] = lib.func(SIGNATURES[name]);
-  // cuLaunchKernelEx (CUDA >= 12) with one programmatic-serialization attribute in memory that lives
-  // as long as the process; without it, launches that ask for PDL fall back to cuLaunchKernel
-  let launchEx: { fn: Fn; attrs: bigint } | null;
+  // cuLaunchKernelEx (CUDA >= 12) with its attributes in memory that lives as long as the process: one
+  // programmatic-serialization attribute, and two slots that cluster launches rewrite; without it, launches
+  // that ask for PDL fall back to cuLaunchKernel
+  let launchEx: LaunchEx | null;
   try {
     const fn = lib.func('int cuLaunchKernelEx(const void *config, void *f, void **params, void **extra)');
     const block = koffi.alloc('int32_t', LAUNCH_ATTR_WORDS);
@@ -164,7 +166,24 @@ export function loadDriver(): Driver | string {
     words[0] = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
     words[2] = 1; // value.programmaticStreamSerializationAllowed
     koffi.encode(block, koffi.array('int32_t', LAUNCH_ATTR_WORDS), words);
-    launchEx = { fn, attrs: koffi.address(block) };
+    const pair = koffi.alloc('int32_t', 2 * LAUNCH_ATTR_WORDS);
+    const pairType = koffi.array('int32_t', 2 * LAUNCH_ATTR_WORDS);
+    launchEx = {
+      fn, attrs: koffi.address(block),
+      clusterAttrs: (pdl, c) => {
+        const w = new Array<number>(2 * LAUNCH_ATTR_WORDS).fill(0);
+        w[0] = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+        w[2] = c.x;
+        w[3] = c.y ?? 1;
+        w[4] = c.z ?? 1;
+        if (pdl) {
+          w[LAUNCH_ATTR_WORDS] = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+          w[LAUNCH_ATTR_WORDS + 2] = 1;
+        }
+        koffi.encode(pair, pairType, w);
+        return { attrs: koffi.address(pair), count: pdl ? 2 : 1 };
+      },
+    };
   } catch {
     launchEx = null;
   }
@@ -200,6 +219,15 @@ export function cudaAvailable(): { ok: true } | { ok: false; reason: string } {
   }
 }
 
+/** cuLaunchKernelEx and its attribute blocks (loadDriver) */
+interface LaunchEx {
+  readonly fn: Fn;
+  /** the programmatic-serialization attribute */
+  readonly attrs: bigint;
+  /** a cluster-shape attribute (and programmatic serialization when pdl) written for one launch */
+  readonly clusterAttrs: (pdl: boolean, cluster: Dim3) => { readonly attrs: bigint; readonly count: number };
+}
+
 interface TensorMapEncoder {
   readonly fn: Fn;
   /** the aligned 128 bytes the driver writes */
@@ -212,7 +240,7 @@ interface TensorMapEncoder {
 export interface Dim3 { readonly x: number; readonly y?: number; readonly z?: number }
 
 export class Driver {
-  constructor(private readonly f: Record<Name, Fn>, private readonly launchEx: { readonly fn: Fn; readonly attrs: bigint } | null = null,
+  constructor(private readonly f: Record<Name, Fn>, private readonly launchEx: LaunchEx | null = null,
     private readonly tensorMap: TensorMapEncoder | null = null) {}
 
   private readonly launchConfig = Buffer.alloc(LAUNCH_CONFIG_BYTES);
@@ -319,6 +347,22 @@ export class Driver {
       this.launch(fn, grid, block, sharedBytes, stream, params, name);
       return;
     }
+    this.launchWith(this.launchEx.attrs, 1, fn, grid, block, sharedBytes, stream, params,
+      `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1} (programmatic dependent launch; QLLAMA_CUDA_PDL=0 turns it off)`);
+  }
+
+  /**
+   * A launch of thread-block clusters of shape `cluster` (sm_90; the grid a multiple of it), with programmatic
+   * stream serialization when `pdl`. Needs cuLaunchKernelEx (hasLaunchEx).
+   */
+  launchCluster(fn: CuFunction, grid: Dim3, block: Dim3, cluster: Dim3, pdl: boolean, sharedBytes: number, stream: CuStream, params: Buffer[], name = 'kernel'): void {
+    if (!this.launchEx) throw new CudaError('cuLaunchKernelEx', 500, `${name}: cluster launches need CUDA >= 12`);
+    const a = this.launchEx.clusterAttrs(pdl, cluster);
+    this.launchWith(a.attrs, a.count, fn, grid, block, sharedBytes, stream, params,
+      `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1} cluster ${cluster.x}x${cluster.y ?? 1} (QLLAMA_CUDA_CLUSTER=0 turns cluster launches off)`);
+  }
+
+  private launchWith(attrs: bigint, count: number, fn: CuFunction, grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream, params: Buffer[], what: string): void {
     const c = this.launchConfig; // every field is rewritten; the driver reads it only during the call
     c.writeUInt32LE(grid.x, 0);
     c.writeUInt32LE(grid.y ?? 1, 4);
@@ -328,10 +372,10 @@ export class Driver {
     c.writeUInt32LE(block.z ?? 1, 20);
     c.writeUInt32LE(sharedBytes, 24);
     c.writeBigUInt64LE(stream, 32);
-    c.writeBigUInt64LE(this.launchEx.attrs, 40);
-    c.writeUInt32LE(1, 48);
-    const rc = this.launchEx.fn(c, fn, params, null) as number;
-    if (rc !== 0) throw new CudaError('cuLaunchKernelEx', rc, `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1} (programmatic dependent launch; QLLAMA_CUDA_PDL=0 turns it off)`);
+    c.writeBigUInt64LE(attrs, 40);
+    c.writeUInt32LE(count, 48);
+    const rc = this.launchEx!.fn(c, fn, params, null) as number;
+    if (rc !== 0) throw new CudaError('cuLaunchKernelEx', rc, what);
   }
 
   /** Whether encodeTensorMap2d is available (the driver has cuTensorMapEncodeTiled). */

@@ -25,7 +25,10 @@
  * Held launches go out in the order issued, before the batch they waited for or before any other op,
  * so the stream runs the model's order. Graph capture records them as issued: a captured decode step
  * carries the same copies as an eager one, with no learning and no re-capture.
- * Split-K partial sums go through a workspace that the kernel leaves zeroed, so no memsets.
+ * Split-K partial sums go through a workspace that the kernel leaves zeroed, so no memsets; on sm_90
+ * (`clusters`) batches other than residual adds launch a tile's K ranges as one thread-block cluster instead,
+ * whose leader adds them from distributed shared memory (gemv_q4.cu, gemv_q4_cl_*): no workspace round trips
+ * or ticket, the input norm's Σx² from the ranges each block stages, and sums in a fixed order.
  */
 import type { DevicePtr, Dim3 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
@@ -57,6 +60,29 @@ const MAX_SLICES_PER_BLOCK = 64;
  * (a slot left for the next kernel's prefetch) measured slower (bench/cudaNotes.md, sixth pass)
  */
 const BLOCKS_PER_SM = 4;
+/** most blocks in one cluster (Q4_CLUSTER_MAX in gemv_q4.cu: the portable cluster size) */
+const CLUSTER_MAX = 8;
+
+/**
+ * Whether one-token batches launch as thread-block clusters where they can (sm_90; $QLLAMA_CUDA_CLUSTER=0: off).
+ * H200, 13B decode GEMV lab (bench/lab/gemvAblateLab.cu): q/k/v + norm 14.3 → 11.9 µs, gate/up + norm + SwiGLU
+ * 23.4 → 20.1 µs per launch (bench/cudaNotes.md, fifteenth pass).
+ */
+export function clusterDefault(): boolean {
+  return process.env.QLLAMA_CUDA_CLUSTER !== '0';
+}
+
+/**
+ * The cluster shape of a one-token GEMV launch (gemv_q4_cl_*), or null for the plain launch: a tile's K ranges,
+ * times the two tiles of a SwiGLU pair, at most CLUSTER_MAX blocks. Residual adds (one matrix added into y,
+ * no KV write) keep their float atomics into y, which cost them little and allow more ranges; a launch with
+ * the RMSNorm tail ($QLLAMA_CUDA_NORM=tail) keeps the plain kernel, whose ticket counts every block.
+ */
+export function gemvCluster(ranges: number, pair: boolean, residualAdd: boolean, normTail: boolean): Dim3 | null {
+  const x = pair ? 2 : 1;
+  if (residualAdd || normTail || x * ranges > CLUSTER_MAX) return null;
+  return { x, y: ranges };
+}
 
 /**
  * Whether producers write act-order consumers' inputs permuted ($QLLAMA_CUDA_PERMX=0: off, so act-order
@@ -121,6 +147,8 @@ interface Held {
   /** the argument bytes holding its (inv, permOut) pointers at permAt */
   readonly fields: Buffer;
   readonly permAt: number;
+  /** thread-block cluster shape, when launched as clusters */
+  readonly cluster?: Dim3 | null;
   /** set when a consumer reads `out` permuted: that consumer's inverse permutation and the copy's buffer */
   perm: { readonly inv: DevicePtr; readonly buf: DevicePtr } | null;
 }
@@ -148,6 +176,8 @@ export class GemvBatch {
   inputNorm = inputNormDefault();
   /** input-norm batches read registered permuted norm weights (permutedNormDefault) */
   usePermutedNorms = permutedNormDefault();
+  /** batches launch as thread-block clusters where gemvCluster allows (the backend sets it on sm_90) */
+  clusters = false;
   /** norm weights in act-order row orders, by normKey(norm, perm) */
   private readonly permutedNorms = new Map<string, DevicePtr>();
   /** a norm waiting for its consumer batch (inputNorm) */
@@ -351,7 +381,10 @@ export class GemvBatch {
     const w0 = p[0].w;
     const tiles = p.reduce((s, e) => s + Math.ceil(e.w.outFeatures / 128), 0);
     const kPer = GemvBatch.kPerBlock(w0.inFeatures, tiles, this.smCount);
-    const name = `gemv_q4_rpg${w0.rowsPerGroup}`, grid = { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block = { x: 128 };
+    const grid = { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block = { x: 128 };
+    const residualAdd = p.length === 1 && p[0].accumulate && p[0].cache === null && p[0].ropeTheta === 0 && epi.swiglu === undefined;
+    const cluster = this.clusters ? gemvCluster(grid.y, epi.swiglu !== undefined, residualAdd, epi.norm !== undefined) : null;
+    const name = `gemv_q4_${cluster ? 'cl_' : ''}rpg${w0.rowsPerGroup}`;
     const a = this.args(kPer, epi);
     const out = epi.swiglu ?? epi.norm?.out;
     const dim = w0.outFeatures;
@@ -364,9 +397,9 @@ export class GemvBatch {
     this.release();
     if (hold && this.permuteX && out !== undefined) {
       const permAt = epi.swiglu !== undefined ? AT.swigluInv : AT.normInv;
-      this.held.push({ name, grid, block, args: [a], out, dim, fields: a, permAt, perm: null });
+      this.held.push({ name, grid, block, args: [a], out, dim, fields: a, permAt, perm: null, cluster });
     } else {
-      this.kernels.launch(name, grid, block, [a], 0, true);
+      this.kernels.launch(name, grid, block, [a], 0, true, cluster ?? undefined);
     }
   }
 
@@ -381,7 +414,7 @@ export class GemvBatch {
         h.fields.writeBigUInt64LE(h.perm.inv, h.permAt);
         h.fields.writeBigUInt64LE(h.perm.buf, h.permAt + 8);
       }
-      this.kernels.launch(h.name, h.grid, h.block, h.args, 0, true);
+      this.kernels.launch(h.name, h.grid, h.block, h.args, 0, true, h.cluster ?? undefined);
     }
   }
 

@@ -50,8 +50,10 @@ export class KernelModule {
     this.cu.setFunctionAttribute(this.fn(name), FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
   }
 
-  launch(name: string, grid: Dim3, block: Dim3, args: Buffer[], sharedBytes = 0, pdl = false): void {
-    if (pdl && this.pdl) this.cu.launchPdl(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
+  /** cluster: launch thread-block clusters of that shape (sm_90, cuLaunchKernelEx; the kernel expects them) */
+  launch(name: string, grid: Dim3, block: Dim3, args: Buffer[], sharedBytes = 0, pdl = false, cluster?: Dim3): void {
+    if (cluster) this.cu.launchCluster(this.fn(name), grid, block, cluster, pdl && this.pdl, sharedBytes, this.stream, args, name);
+    else if (pdl && this.pdl) this.cu.launchPdl(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
     else this.cu.launch(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
   }
 
