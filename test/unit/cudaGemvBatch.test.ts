@@ -11,12 +11,12 @@ import { GemvBatch, gemvCluster, NEXT_GEMV_BYTES, PERM_BUFFERS, permuteXDefault 
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
-interface Launch { readonly name: string; readonly grid: Dim3; readonly args: Buffer[]; readonly cluster?: Dim3 }
+interface Launch { readonly name: string; readonly grid: Dim3; readonly args: Buffer[]; readonly shared: number; readonly cluster?: Dim3 }
 
 class FakeKernels {
   readonly launches: Launch[] = [];
-  launch(name: string, grid: Dim3, _block: Dim3, args: Buffer[], _shared = 0, _pdl = false, cluster?: Dim3): void {
-    this.launches.push({ name, grid, args: args.map((b) => Buffer.from(b)), cluster }); // the bytes as launched
+  launch(name: string, grid: Dim3, _block: Dim3, args: Buffer[], shared = 0, _pdl = false, cluster?: Dim3): void {
+    this.launches.push({ name, grid, args: args.map((b) => Buffer.from(b)), shared, cluster }); // the bytes as launched
   }
 }
 
@@ -370,5 +370,11 @@ test('13B decode layer with clusters: q/k/v and gate/up launch as clusters of th
     assert.deepEqual(gu.grid, { x: 216, y: 2 });
     for (const l of [attn, o, down]) assert.equal(l.cluster ?? null, null, `${l.name} is not a cluster launch`);
     assert.equal(q4(qkv.args[0]).xNormOut, act.xb, 'q/k/v still writes the normalized x');
+    // act-order q/k/v and gate/up gather x: all of it (5120 f32) goes to shared memory first (gemv_q4.cu xInShared)
+    for (const l of [qkv, gu]) {
+      assert.equal(l.shared, actOrder ? DIM * 4 : 0, `${l.name} shared memory`);
+      assert.equal(l.args[0].readInt32LE(300), actOrder ? 1 : 0, 'xInShared');
+    }
+    for (const l of [o, down]) assert.equal(l.shared, 0);
   }
 });

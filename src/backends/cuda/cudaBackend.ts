@@ -12,7 +12,7 @@ import {
   DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
-import { clusterDefault, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
+import { CLUSTER_SHARED_X_K, clusterDefault, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
 import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_ROWS, RS_SMALL_ROWS, rsBuildFor } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
@@ -214,6 +214,7 @@ export class CudaBackend implements Backend {
     // thread-block clusters (compute capability 9.0+) for the one-token GEMVs' split-K sums
     this.clustersFit = ccMajor >= 9 && cu.hasLaunchEx();
     this.batch.clusters = this.clustersFit && clusterDefault();
+    if (this.clustersFit) for (const rpg of [16, 8, 4]) this.kernels.allowDynamicShared(`gemv_q4_cl_rpg${rpg}`, CLUSTER_SHARED_X_K * 4);
     // the prefill kernels' shared memory (sm_86/89 allow 99 KiB per block: the old GEMM there)
     const optin = cu.attribute(DeviceAttribute.MaxSharedMemoryPerBlockOptin, device);
 

@@ -44,7 +44,7 @@ const MAT_BYTES = 64;
 const ARGS_BYTES = 344;
 const AT = {
   ws: 192, counters: 200, swiglu: 208, x: 216, posPtr: 224, posImm: 232, count: 236, K: 240, gs: 244, maxSeq: 248,
-  kPerBlock: 252, swigluInv: 256, swigluPerm: 264, normW: 272, normOut: 280, normCounter: 288, eps: 296,
+  kPerBlock: 252, swigluInv: 256, swigluPerm: 264, normW: 272, normOut: 280, normCounter: 288, eps: 296, xInShared: 300,
   normInv: 304, normPerm: 312, xNormW: 320, xNormOut: 328, xEps: 336, xNormPermuted: 340,
 } as const;
 /** sizeof(NextGemv) in common.cuh (inv, permOut): the last argument of rmsnorm_f32 and attn_split_<d> */
@@ -62,6 +62,11 @@ const MAX_SLICES_PER_BLOCK = 64;
 const BLOCKS_PER_SM = 4;
 /** most blocks in one cluster (Q4_CLUSTER_MAX in gemv_q4.cu: the portable cluster size) */
 const CLUSTER_MAX = 8;
+/**
+ * widest x a cluster launch that gathers (act-order) copies into dynamic shared memory first (gemv_q4.cu q4_copy_x);
+ * wider ones gather from global memory. The backend lets gemv_q4_cl_* take that much (CudaBackend).
+ */
+export const CLUSTER_SHARED_X_K = 8192;
 
 /**
  * Whether one-token batches launch as thread-block clusters where they can (sm_90; $QLLAMA_CUDA_CLUSTER=0: off).
@@ -149,6 +154,8 @@ interface Held {
   readonly permAt: number;
   /** thread-block cluster shape, when launched as clusters */
   readonly cluster?: Dim3 | null;
+  /** dynamic shared memory bytes */
+  readonly shared?: number;
   /** set when a consumer reads `out` permuted: that consumer's inverse permutation and the copy's buffer */
   perm: { readonly inv: DevicePtr; readonly buf: DevicePtr } | null;
 }
@@ -385,7 +392,11 @@ export class GemvBatch {
     const residualAdd = p.length === 1 && p[0].accumulate && p[0].cache === null && p[0].ropeTheta === 0 && epi.swiglu === undefined;
     const cluster = this.clusters ? gemvCluster(grid.y, epi.swiglu !== undefined, residualAdd, epi.norm !== undefined) : null;
     const name = `gemv_q4_${cluster ? 'cl_' : ''}rpg${w0.rowsPerGroup}`;
+    // a cluster launch that gathers x (act-order) stages all of x in shared memory first
+    const xShared = cluster !== null && w0.inFeatures <= CLUSTER_SHARED_X_K && p.some((e) => e.w.perm !== null && e.xPerm === null);
+    const shared = xShared ? w0.inFeatures * 4 : 0;
     const a = this.args(kPer, epi);
+    a.writeInt32LE(xShared ? 1 : 0, AT.xInShared);
     const out = epi.swiglu ?? epi.norm?.out;
     const dim = w0.outFeatures;
     p.length = 0;
@@ -397,9 +408,9 @@ export class GemvBatch {
     this.release();
     if (hold && this.permuteX && out !== undefined) {
       const permAt = epi.swiglu !== undefined ? AT.swigluInv : AT.normInv;
-      this.held.push({ name, grid, block, args: [a], out, dim, fields: a, permAt, perm: null, cluster });
+      this.held.push({ name, grid, block, args: [a], out, dim, fields: a, permAt, perm: null, cluster, shared });
     } else {
-      this.kernels.launch(name, grid, block, [a], 0, true, cluster ?? undefined);
+      this.kernels.launch(name, grid, block, [a], shared, true, cluster ?? undefined);
     }
   }
 
@@ -414,7 +425,7 @@ export class GemvBatch {
         h.fields.writeBigUInt64LE(h.perm.inv, h.permAt);
         h.fields.writeBigUInt64LE(h.perm.buf, h.permAt + 8);
       }
-      this.kernels.launch(h.name, h.grid, h.block, h.args, 0, true, h.cluster ?? undefined);
+      this.kernels.launch(h.name, h.grid, h.block, h.args, h.shared ?? 0, true, h.cluster ?? undefined);
     }
   }
 

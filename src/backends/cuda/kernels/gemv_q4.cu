@@ -77,7 +77,7 @@ struct Q4Args {
   float* normOut;          // [N] f32
   unsigned* normCounter;
   float eps;
-  int pad;
+  int xInShared;           // cluster launch: the launch gave K floats of dynamic shared memory for x (q4_copy_x)
   // non-null: the norm's output also in the next GEMV's act-order row order, normPerm[normInv[i]] = normOut[i]
   const int* normInv;
   float* normPerm;
@@ -316,6 +316,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   __shared__ float part[CL ? Q4_CLUSTER_MAX : 1][129];  // the cluster leader's: each rank's sums and Σx² (the other
                                                         // blocks store into it once every block has started)
   __shared__ float warpSs[4];                           // CL: the warps' Σx² over the staged range
+  extern __shared__ float xall[];                       // CL, xInShared: all of x, for act-order gathers
   if (CL) cluster_arrive_relaxed();
   const bool pair = a.swiglu != nullptr;
   const int tile = blockIdx.x;
@@ -360,17 +361,25 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   pdl_launch_dependents();
   const float* normW = a.xNormW;
   float rstd = 1.f;
-  float rangeSs = 0.f;  // CL: Σx² over this block's staged range (the leader applies rstd)
-  if (!CL && normW) {
+  // CL, xInShared (act-order): the loop over all of K below also copies x into shared memory, so the staging's
+  // gathers through the permutation read it there; gathering from global memory (each warp load ~28 distinct
+  // lines) left act-order without most of the clusters' gain: H200 lab, 13B layer, 52.0-52.5 -> 50.6 us (compat
+  // 48.0; a cp.async copy without the sum measured 56.0; bench/cudaNotes.md, fifteenth pass). Otherwise the cluster
+  // launch sums x² over each block's staged range (rangeNorm) and the leader applies rstd.
+  const bool xShared = CL && a.xInShared && perm != nullptr;
+  const bool rangeNorm = CL && normW && !xShared;
+  float rangeSs = 0.f;
+  if ((normW && !rangeNorm) || xShared) {
     float ss = 0.f;
     for (int i = t * 4; i < K; i += 512) {
       const float4 u = *reinterpret_cast<const float4*>(xsrc + i);
       ss = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, ss))));
+      if (xShared) *reinterpret_cast<float4*>(xall + i) = u;
     }
     ss = warp_sum(ss);
     if (lane == 0) red[0][warp] = ss;
     __syncthreads();
-    rstd = rsqrtf((red[0][0] + red[0][1] + red[0][2] + red[0][3]) / K + a.xEps);
+    if (normW) rstd = rsqrtf((red[0][0] + red[0][1] + red[0][2] + red[0][3]) / K + a.xEps);
   }
 
   // Every thread runs the same iterations (rows8 is a multiple of 16, so the 4 lanes that hold one
@@ -393,8 +402,8 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
         idx[0] = p0.x; idx[1] = p0.y; idx[2] = p0.z; idx[3] = p0.w;
         idx[4] = p1.x; idx[5] = p1.y; idx[6] = p1.z; idx[7] = p1.w;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) v[j] = xsrc[idx[j]];
-        if (CL && normW) sum_squares8(v, rangeSs);
+        for (int j = 0; j < 8; ++j) v[j] = xShared ? xall[idx[j]] : xsrc[idx[j]];
+        if (rangeNorm) sum_squares8(v, rangeSs);
         if (normW && a.xNormPermuted) {
           scale8(v, normW + kb);
         } else if (normW) {
@@ -408,12 +417,12 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
         v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
 #pragma unroll
         for (int j = 0; j < 8; ++j) idx[j] = kb + j;
-        if (CL && normW) sum_squares8(v, rangeSs);
+        if (rangeNorm) sum_squares8(v, rangeSs);
         if (normW) scale8(v, normW + kb);
       }
       if (normW && tile == 0) {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) a.xNormOut[idx[j]] = CL ? v[j] : v[j] * rstd;  // CL: the leader scales it
+        for (int j = 0; j < 8; ++j) a.xNormOut[idx[j]] = rangeNorm ? v[j] : v[j] * rstd;  // rangeNorm: the leader scales it
       }
     }
     q4_stage_row(v, live, r, xs, xsum, xd);
@@ -443,8 +452,8 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   if constexpr (CL) {
     float s1, s2, ss;
     if (!gemv_q4_cluster_sum(part, pair, sum, warpSs[0] + warpSs[1] + warpSs[2] + warpSs[3], &s1, &s2, &ss)) return;
-    const float r = normW ? rsqrtf(ss / K + a.xEps) : 1.f;
-    if (normW && tile == 0) q4_scale_norm(a.xNormOut, K, r);
+    const float r = rangeNorm ? rsqrtf(ss / K + a.xEps) : 1.f;  // (otherwise each block applied its own rstd)
+    if (rangeNorm && tile == 0) q4_scale_norm(a.xNormOut, K, r);
     if (pair) {
       q4_swiglu_out(a, n, s1 * r, s2 * r);
       return;
