@@ -22,6 +22,7 @@
 
 #include "../../src/backends/cuda/kernels/gemv_q4.cu"
 #include "labHarness.cuh"
+#include "readCeiling.cuh"
 
 template <int ABL>
 __device__ __forceinline__ void gemv_abl(const Q4Args& a) {
@@ -188,17 +189,6 @@ __global__ void fill_halves(__half* p, size_t n) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
     p[i] = __float2half(0.002f + 0.004f * (float)((i * 7919u) % 1000u) / 1000.f);
 }
-__global__ void read_all(const uint4* __restrict__ a, unsigned long long n, unsigned* sink) {
-  pdl_wait();
-  pdl_launch_dependents();
-  uint4 acc = make_uint4(0, 0, 0, 0);
-  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += (unsigned long long)gridDim.x * blockDim.x) {
-    const uint4 v = ld_stream(a + i);
-    acc.x ^= v.x; acc.y ^= v.y; acc.z ^= v.z; acc.w ^= v.w;
-  }
-  if ((acc.x ^ acc.y ^ acc.z ^ acc.w) == 0x9E3779B9u) sink[threadIdx.x] = 1u;
-}
-
 struct Lin { int K, N, mats; bool norm, swiglu, residual; };
 struct Mat { uint4* qw; __half* sc; uint32_t* qz; };
 
@@ -210,22 +200,12 @@ static int kPer(int K, int tiles, int sms) {
 }
 
 int main() {
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, 0));
-  const int sms = prop.multiProcessorCount;
-  cudaStream_t s;
-  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  unsigned* sink;
-  CK(cudaMalloc(&sink, 1 << 20));
-  const size_t ceilBytes = size_t(1) << 31;
-  uint4* big;
-  CK(cudaMalloc(&big, ceilBytes));
-  CK(cudaMemset(big, 0x5A, ceilBytes));
-  const double ceilUs = timeGraphUs(s, [&] {
-    for (int i = 0; i < 4; ++i) launchPdl(read_all, dim3(sms * 8), dim3(256), s, (const uint4*)big, (unsigned long long)(ceilBytes / 16), sink);
-  }) / 4;
-  const double ceiling = ceilBytes / ceilUs / 1e3;
-  CK(cudaFree(big));
+  const LabDevice lab = labDevice();
+  const cudaDeviceProp& prop = lab.prop;
+  const int sms = lab.sms;
+  cudaStream_t s = lab.s;
+  unsigned* sink = lab.sink;
+  const double ceiling = readCeilingGBs(s, sms, sink);
   printf("gemv-ablate-lab %s, %d SMs: read ceiling %.0f GB/s\n", prop.name, sms, ceiling);
 
   const Lin lins[4] = {{5120, 5120, 3, true, false, false}, {5120, 5120, 1, false, false, true},

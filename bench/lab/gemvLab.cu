@@ -24,6 +24,7 @@
 
 #include "../../src/backends/cuda/kernels/gemv_q4.cu"
 #include "labHarness.cuh"
+#include "readCeiling.cuh"
 
 
 #ifndef GEMV_LAB_TAG
@@ -53,18 +54,6 @@ extern "C" __global__ void __launch_bounds__(128, 4) gemv_loads_only(const uint4
     }
   }
   if ((acc.x ^ acc.y ^ acc.z ^ acc.w) == 0x9E3779B9u) sink[threadIdx.x] = 1u;  // keeps the loads
-}
-
-extern "C" __global__ void read_linear(const uint4* __restrict__ a, unsigned long long n, unsigned* sink) {
-  pdl_wait();
-  pdl_launch_dependents();
-  uint4 acc = make_uint4(0, 0, 0, 0);
-  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
-  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += stride) {
-    const uint4 v = ld_stream(a + i);
-    acc.x ^= v.x; acc.y ^= v.y; acc.z ^= v.z; acc.w ^= v.w;
-  }
-  if ((acc.x ^ acc.y ^ acc.z ^ acc.w) == 0x9E3779B9u) sink[threadIdx.x] = 1u;
 }
 
 struct Shape {
@@ -98,24 +87,13 @@ int main(int argc, char** argv) {
     if (!strcmp(argv[i], "--blocks-per-sm") && i + 1 < argc) blocksPerSm = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--sweep")) sweep = true;
   }
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, 0));
-  const int sms = prop.multiProcessorCount;
-  cudaStream_t s;
-  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  unsigned* sink;
-  CK(cudaMalloc(&sink, 1 << 20));
+  const LabDevice lab = labDevice();
+  const cudaDeviceProp& prop = lab.prop;
+  const int sms = lab.sms;
+  cudaStream_t s = lab.s;
+  unsigned* sink = lab.sink;
 
-  // the ceiling: 2 GiB once
-  const size_t ceilBytes = size_t(1) << 31;
-  uint4* big;
-  CK(cudaMalloc(&big, ceilBytes));
-  CK(cudaMemset(big, 0x5A, ceilBytes));
-  const double ceilUs = timeGraph(s, 4, [&] {
-    for (int i = 0; i < 4; ++i) launchPdl(read_linear, dim3(sms * 8), dim3(256), s, (const uint4*)big, (unsigned long long)(ceilBytes / 16), sink);
-  });
-  const double ceiling = ceilBytes / ceilUs / 1e3;
-  CK(cudaFree(big));
+  const double ceiling = readCeilingGBs(s, sms, sink);
   printf("gemv-lab [%s] %s, %d SMs: read ceiling %.0f GB/s (2 GiB), %d blocks per SM\n", GEMV_LAB_TAG, prop.name, sms, ceiling, blocksPerSm);
 
   const Shape shapes[] = {

@@ -62,3 +62,19 @@ static double timeGraphUs(cudaStream_t s, F&& record) {
   CK(cudaGraphDestroy(g));
   return t[2];
 }
+
+// The device a lab runs on: its properties and SM count, a non-blocking stream, a 1 MB scratch buffer (sink)
+struct LabDevice {
+  cudaDeviceProp prop;
+  int sms;
+  cudaStream_t s;
+  unsigned* sink;
+};
+static LabDevice labDevice() {
+  LabDevice d;
+  CK(cudaGetDeviceProperties(&d.prop, 0));
+  d.sms = d.prop.multiProcessorCount;
+  CK(cudaStreamCreateWithFlags(&d.s, cudaStreamNonBlocking));
+  CK(cudaMalloc(&d.sink, 1 << 20));
+  return d;
+}

@@ -156,13 +156,12 @@ extern "C" __global__ void tiny_phase(unsigned* sink) {
 }
 
 int main() {
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, 0));
-  const int sms = prop.multiProcessorCount;
-  cudaStream_t s;
-  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  unsigned *sink, *bar;
-  CK(cudaMalloc(&sink, 1 << 16));
+  const LabDevice lab = labDevice();
+  const cudaDeviceProp& prop = lab.prop;
+  const int sms = lab.sms;
+  cudaStream_t s = lab.s;
+  unsigned* sink = lab.sink;
+  unsigned* bar;
   CK(cudaMalloc(&bar, 64));
 
   // 13B g128 layer: bytes of q/k/v, attention (context 1: a few KB), o, gate/up, down
