@@ -63,8 +63,9 @@ const BLOCKS_PER_SM = 4;
 /** most blocks in one cluster (Q4_CLUSTER_MAX in gemv_q4.cu: the portable cluster size) */
 const CLUSTER_MAX = 8;
 /**
- * widest x a cluster launch that gathers (act-order) copies into dynamic shared memory first (gemv_q4.cu q4_copy_x);
- * wider ones gather from global memory. The backend lets gemv_q4_cl_* take that much (CudaBackend).
+ * widest x a cluster launch that gathers (act-order) copies into dynamic shared memory in its Σx² loop and gathers
+ * from there (gemv_q4.cu xInShared); wider ones gather from global memory. The backend lets gemv_q4_cl_* take that
+ * much (CudaBackend).
  */
 export const CLUSTER_SHARED_X_K = 8192;
 
