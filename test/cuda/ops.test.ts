@@ -347,6 +347,8 @@ test('a decode layer chained as the model runs it: every permuted-x hand-off, pe
   const g = gpu();
   const headDim = 128, ffn = 2816, pos = 37, maxSeq = 64;
   const permXBefore = g.gemvPermuteX, clustersBefore = g.gemvClusters;
+  // on compute capability 9.0 (where the wgmma GEMM runs) the cluster probe must find clusters schedulable
+  if (g.wgmmaFits && process.env.QLLAMA_CUDA_CLUSTER !== '0') assert.ok(clustersBefore, `${g.deviceName}: one-token GEMVs launch as clusters`);
   // [act-order, q/k/v and gate/up share their permutation (GPTQ-for-LLaMa files), permuted x, width, clusters].
   // Width 1024 (8 slices) is one K range per tile; 2048 splits q/k/v into 4 ranges and gate/up into 4 ranges
   // of a tile pair: on sm_90 clusters of 4 and 8 blocks (gemv_q4_cl_*), else split-K through the workspace.

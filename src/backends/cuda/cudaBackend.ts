@@ -211,10 +211,16 @@ export class CudaBackend implements Backend {
     cu.memsetD32(counters, 0, MAX_TILES + 1, stream);
     const permBufs = Array.from({ length: PERM_BUFFERS }, () => this.mem.alloc(MAX_PERM_K * 4));
     this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs);
-    // thread-block clusters (compute capability 9.0+) for the one-token GEMVs' split-K sums
-    this.clustersFit = ccMajor >= 9 && cu.hasLaunchEx();
-    this.batch.clusters = this.clustersFit && clusterDefault();
-    if (this.clustersFit) for (const rpg of [16, 8, 4]) this.kernels.allowDynamicShared(`gemv_q4_cl_rpg${rpg}`, CLUSTER_SHARED_X_K * 4);
+    // thread-block clusters (compute capability 9.0+) for the one-token GEMVs' split-K sums, where the device can
+    // run the largest one the GEMVs launch (8 blocks with act-order's shared x)
+    let clusters = ccMajor >= 9 && cu.hasLaunchEx();
+    if (clusters) {
+      for (const rpg of [16, 8, 4]) this.kernels.allowDynamicShared(`gemv_q4_cl_rpg${rpg}`, CLUSTER_SHARED_X_K * 4);
+      const fit = cu.maxActiveClusters(this.kernels.fn('gemv_q4_cl_rpg16'), { x: 128 }, { x: 2, y: 4 }, CLUSTER_SHARED_X_K * 4);
+      clusters = fit === null || fit > 0;
+    }
+    this.clustersFit = clusters;
+    this.batch.clusters = clusters && clusterDefault();
     // the prefill kernels' shared memory (sm_86/89 allow 99 KiB per block: the old GEMM there)
     const optin = cu.attribute(DeviceAttribute.MaxSharedMemoryPerBlockOptin, device);
 

@@ -166,10 +166,16 @@ export function loadDriver(): Driver | string {
     words[0] = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
     words[2] = 1; // value.programmaticStreamSerializationAllowed
     koffi.encode(block, koffi.array('int32_t', LAUNCH_ATTR_WORDS), words);
+    let maxClusters: Fn | null = null;
+    try {
+      maxClusters = lib.func('int cuOccupancyMaxActiveClusters(_Out_ int *n, void *f, const void *config)');
+    } catch {
+      maxClusters = null;
+    }
     const pair = koffi.alloc('int32_t', 2 * LAUNCH_ATTR_WORDS);
     const pairType = koffi.array('int32_t', 2 * LAUNCH_ATTR_WORDS);
     launchEx = {
-      fn, attrs: koffi.address(block),
+      fn, attrs: koffi.address(block), maxClusters,
       clusterAttrs: (pdl, c) => {
         const w = new Array<number>(2 * LAUNCH_ATTR_WORDS).fill(0);
         w[0] = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
@@ -224,6 +230,8 @@ interface LaunchEx {
   readonly fn: Fn;
   /** the programmatic-serialization attribute */
   readonly attrs: bigint;
+  /** cuOccupancyMaxActiveClusters, where the driver has it */
+  readonly maxClusters: Fn | null;
   /** a cluster-shape attribute (and programmatic serialization when pdl) written for one launch */
   readonly clusterAttrs: (pdl: boolean, cluster: Dim3) => { readonly attrs: bigint; readonly count: number };
 }
@@ -362,8 +370,25 @@ export class Driver {
       `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1} cluster ${cluster.x}x${cluster.y ?? 1} (QLLAMA_CUDA_CLUSTER=0 turns cluster launches off)`);
   }
 
-  private launchWith(attrs: bigint, count: number, fn: CuFunction, grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream, params: Buffer[], what: string): void {
-    const c = this.launchConfig; // every field is rewritten; the driver reads it only during the call
+  /**
+   * How many clusters of shape `cluster` of `fn` (blocks of `block` threads with `sharedBytes` of dynamic shared
+   * memory) the device can run at once (cuOccupancyMaxActiveClusters); null where the driver lacks the call.
+   * 0 means such a launch would fail (e.g. a partitioned GPU whose SMs cannot hold the cluster).
+   */
+  maxActiveClusters(fn: CuFunction, block: Dim3, cluster: Dim3, sharedBytes: number): number | null {
+    const ex = this.launchEx;
+    if (!ex?.maxClusters) return null;
+    const a = ex.clusterAttrs(false, cluster);
+    const c = this.writeConfig(cluster, block, sharedBytes, 0n as CuStream, a.attrs, a.count);
+    const slot: unknown[] = [null];
+    const rc = ex.maxClusters(slot, fn, c) as number;
+    if (rc !== 0) throw new CudaError('cuOccupancyMaxActiveClusters', rc);
+    return slot[0] as number;
+  }
+
+  /** The CUlaunchConfig bytes (launchConfig, rewritten whole; the driver reads it only during a call). */
+  private writeConfig(grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream, attrs: bigint, count: number): Buffer {
+    const c = this.launchConfig;
     c.writeUInt32LE(grid.x, 0);
     c.writeUInt32LE(grid.y ?? 1, 4);
     c.writeUInt32LE(grid.z ?? 1, 8);
@@ -374,6 +399,11 @@ export class Driver {
     c.writeBigUInt64LE(stream, 32);
     c.writeBigUInt64LE(attrs, 40);
     c.writeUInt32LE(count, 48);
+    return c;
+  }
+
+  private launchWith(attrs: bigint, count: number, fn: CuFunction, grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream, params: Buffer[], what: string): void {
+    const c = this.writeConfig(grid, block, sharedBytes, stream, attrs, count);
     const rc = this.launchEx!.fn(c, fn, params, null) as number;
     if (rc !== 0) throw new CudaError('cuLaunchKernelEx', rc, what);
   }
