@@ -363,10 +363,12 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   float rstd = 1.f;
   // CL, xInShared (act-order): the loop over all of K below also copies x into shared memory, so the staging's
   // gathers through the permutation read it there; gathering from global memory (each warp load ~28 distinct
-  // lines) left act-order without most of the clusters' gain: H200 lab, 13B layer, 52.0-52.5 -> 50.6 us (compat
+  // lines) left act-order without most of the clusters' gain: H200 lab, 13B layer, 51.8-52.5 -> 50.6 us (compat
   // 48.0; a cp.async copy without the sum measured 56.0; bench/cudaNotes.md, fifteenth pass). Otherwise the cluster
-  // launch sums x² over each block's staged range (rangeNorm) and the leader applies rstd.
-  const bool xShared = CL && a.xInShared && perm != nullptr;
+  // launch sums x² over each block's staged range (rangeNorm) and the leader applies rstd. Both are decided per
+  // launch, not per block: a gate/up pair's cluster adds two matrices' sums, which must agree on who applies rstd
+  // (the host asks for xInShared when any member gathers; a member that does not reads x linearly as before).
+  const bool xShared = CL && a.xInShared;
   const bool rangeNorm = CL && normW && !xShared;
   float rangeSs = 0.f;
   if ((normW && !rangeNorm) || xShared) {
