@@ -355,7 +355,7 @@ export class Driver {
       this.launch(fn, grid, block, sharedBytes, stream, params, name);
       return;
     }
-    this.launchWith(this.launchEx.attrs, 1, fn, grid, block, sharedBytes, stream, params,
+    this.launchWith(this.launchEx, this.launchEx.attrs, 1, fn, grid, block, sharedBytes, stream, params,
       `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1} (programmatic dependent launch; QLLAMA_CUDA_PDL=0 turns it off)`);
   }
 
@@ -366,7 +366,7 @@ export class Driver {
   launchCluster(fn: CuFunction, grid: Dim3, block: Dim3, cluster: Dim3, pdl: boolean, sharedBytes: number, stream: CuStream, params: Buffer[], name = 'kernel'): void {
     if (!this.launchEx) throw new CudaError('cuLaunchKernelEx', 500, `${name}: cluster launches need CUDA >= 12`);
     const a = this.launchEx.clusterAttrs(pdl, cluster);
-    this.launchWith(a.attrs, a.count, fn, grid, block, sharedBytes, stream, params,
+    this.launchWith(this.launchEx, a.attrs, a.count, fn, grid, block, sharedBytes, stream, params,
       `${name} grid ${grid.x}x${grid.y ?? 1}x${grid.z ?? 1} block ${block.x}x${block.y ?? 1} cluster ${cluster.x}x${cluster.y ?? 1} (QLLAMA_CUDA_CLUSTER=0 turns cluster launches off)`);
   }
 
@@ -402,9 +402,9 @@ export class Driver {
     return c;
   }
 
-  private launchWith(attrs: bigint, count: number, fn: CuFunction, grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream, params: Buffer[], what: string): void {
+  private launchWith(ex: LaunchEx, attrs: bigint, count: number, fn: CuFunction, grid: Dim3, block: Dim3, sharedBytes: number, stream: CuStream, params: Buffer[], what: string): void {
     const c = this.writeConfig(grid, block, sharedBytes, stream, attrs, count);
-    const rc = this.launchEx!.fn(c, fn, params, null) as number;
+    const rc = ex.fn(c, fn, params, null) as number;
     if (rc !== 0) throw new CudaError('cuLaunchKernelEx', rc, what);
   }
 
