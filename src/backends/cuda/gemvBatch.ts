@@ -392,7 +392,7 @@ export class GemvBatch {
     const grid = { x: tiles, y: Math.ceil(w0.inFeatures / kPer) }, block = { x: 128 };
     const residualAdd = p.length === 1 && p[0].accumulate && p[0].cache === null && p[0].ropeTheta === 0 && epi.swiglu === undefined;
     const cluster = this.clusters ? gemvCluster(grid.y, epi.swiglu !== undefined, residualAdd, epi.norm !== undefined) : null;
-    const name = `gemv_q4_${cluster ? 'cl_' : ''}rpg${w0.rowsPerGroup}`;
+    const name = `gemv_q4_${epi.norm ? 'tail_' : cluster ? 'cl_' : ''}rpg${w0.rowsPerGroup}`;
     // a cluster launch that gathers x (act-order) stages all of x in shared memory first
     const xShared = cluster !== null && w0.inFeatures <= CLUSTER_SHARED_X_K && p.some((e) => e.w.perm !== null && e.xPerm === null);
     const shared = xShared ? w0.inFeatures * 4 : 0;
