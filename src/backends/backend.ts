@@ -208,6 +208,12 @@ export interface Backend {
    */
   gateUp?(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number): boolean;
   /**
+   * outs[i] = x weights[i]ᵀ (+ b) for linears that read the same x (LLaMA: q, k, v), in one pass where the backend
+   * fuses them for these rows and weights: returns true. Returns false having done nothing where it does not, and
+   * the caller runs linear for each.
+   */
+  linears?(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], rows: number): boolean;
+  /**
    * acc += x Wᵀ + b (a linear layer whose output is added to the residual stream). Backends that
    * fuse the add into the matrix-vector kernel define it; callers fall back to linear + addInPlace.
    */

@@ -314,9 +314,11 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       const w = this.weights.layers[l];
       // attention block: x += o(attn(rope(q(norm x)), rope(k(norm x)), v(norm x)))
       b.rmsNorm(s.xb, s.x, w.attnNorm, c.rmsNormEps, rows);
-      b.linear(s.q, s.xb, w.q, rows);
-      b.linear(s.k, s.xb, w.k, rows);
-      b.linear(s.v, s.xb, w.v, rows);
+      if (!b.linears?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], rows)) {
+        b.linear(s.q, s.xb, w.q, rows);
+        b.linear(s.k, s.xb, w.k, rows);
+        b.linear(s.v, s.xb, w.v, rows);
+      }
       if (kv.kind === 'chunk') {
         const { cache, startPos } = kv;
         b.rope(s.q, c.numHeads, headDim, startPos, c.ropeTheta, rows);

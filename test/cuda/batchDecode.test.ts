@@ -222,3 +222,49 @@ test('gemv_q4_rows takes 2..maxRows rows of 4-bit q4 weights only', () => {
   assert.equal(smallBatchFits({ ...base, bits: 8 } as CudaLinear, 4, opts), false);
   assert.equal(smallBatchFits({ kind: 'dense', inFeatures: 512, outFeatures: 256 } as unknown as CudaLinear, 4, opts), false);
 });
+
+/**
+ * Batched decode's fused launches (gemv_q4_multi over several matrices): q/k/v through `linears` and gate/up with
+ * SwiGLU through `gateUp`, 2..4 rows, against the CPU's linear (and swiglu) of each; members of one group may have
+ * act-order permutations of their own.
+ */
+test('linears (q/k/v) and gateUp (gate/up + SwiGLU): one gemv_q4_multi launch for 2..4 rows', { skip: skipNoGpu }, () => {
+  withSmallBatch(4, () => {
+    const g = gpu();
+    for (const [K, N, gs, ao] of [[5120, 640, 128, true], [768, 256, 64, false], [1024, 1000, 32, true]] as [number, number, number, boolean][]) {
+      // (v narrower, a multiple of 8 that packs: the tiles of three widths back to back)
+      const qkv = [randomGptq(K, N, 4, gs, ao), randomGptq(K, N, 4, gs, ao), randomGptq(K, Math.floor(N / 16) * 8, 4, gs, ao)];
+      const [gate, up] = [randomGptq(K, N, 4, gs, ao), randomGptq(K, N, 4, gs, ao)];
+      const name = `K ${K} N ${N} g${gs}${ao ? ' act-order' : ''}`;
+      for (const rows of [2, 3, 4]) {
+        const x = randn(rows * K);
+        const xg = input(g, rows, K, x);
+        // each output against the CPU's linear of the same int8 x, staged in that member's order
+        const outs = qkv.map((w) => poisoned(g, rows, w.outFeatures));
+        assert.ok(g.linears(outs, xg, qkv.map((w) => g.uploadLinear(w)), rows), `${name}: linears takes ${rows} rows`);
+        qkv.forEach((w, i) => {
+          const co = poisoned(cpu, rows, w.outFeatures);
+          cpu.linear(co, input(cpu, rows, K, int8Rows(x, K, stagingOrder(w))), cpu.uploadLinear(w), rows);
+          const err = normErr(g.readActivation(outs[i]), cpu.readActivation(co));
+          assert.ok(err < INT8_EXACT_TOL, `${name} linears member ${i} rows=${rows}: err ${err}`);
+        });
+        // gate/up + SwiGLU
+        const h = poisoned(g, rows, N);
+        assert.ok(g.gateUp(h, xg, g.uploadLinear(gate), g.uploadLinear(up), rows), `${name}: gateUp takes ${rows} rows`);
+        const [cg, cu] = [gate, up].map((w) => {
+          const o = poisoned(cpu, rows, N);
+          cpu.linear(o, input(cpu, rows, K, int8Rows(x, K, stagingOrder(w))), cpu.uploadLinear(w), rows);
+          return o;
+        });
+        const ch = poisoned(cpu, rows, N);
+        cpu.swiglu(ch, cg, cu, rows);
+        const err = normErr(g.readActivation(h), cpu.readActivation(ch));
+        assert.ok(err < 1e-3, `${name} gateUp rows=${rows}: err ${err}`);
+      }
+    }
+    // one row, or more than one launch holds: not taken (the model runs the linears one by one)
+    const w = g.uploadLinear(randomGptq(768, 256, 4, 128, false));
+    assert.equal(g.linears([poisoned(g, 1, 256)], input(g, 1, 768, randn(768)), [w], 1), false);
+    assert.equal(g.linears([poisoned(g, 5, 256)], input(g, 5, 768, randn(5 * 768)), [w], 5), false);
+  });
+});

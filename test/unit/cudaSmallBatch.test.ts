@@ -7,15 +7,19 @@ import { test } from 'node:test';
 import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/driver.js';
 import type { CudaGptq, CudaLinear } from '../../src/backends/cuda/linearUpload.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
-import { launchSmallBatch, multiKPerBlock, smallBatchFits } from '../../src/backends/cuda/smallBatchLinear.js';
+import { launchSmallBatch, launchSmallBatchGroup, multiKPerBlock, smallBatchFits } from '../../src/backends/cuda/smallBatchLinear.js';
 
-interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
+interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number; readonly args?: Buffer[] }
 
 function fakes(): { cu: Driver; kernels: KernelModule; log: Recorded[] } {
   const log: Recorded[] = [];
   const cu = { memsetD32: () => { log.push({ op: 'memset' }); } } as unknown as Driver;
-  // args[2] is i32(rows) of gemv_q4_rows<NT>
-  const kernels = { launch: (name: string, grid: Dim3, _b: Dim3, args: Buffer[]) => { log.push({ op: name, grid, rows: args[2].readInt32LE(0) }); } } as unknown as KernelModule;
+  // args[2] is i32(rows) of gemv_q4_rows<NT>; gemv_q4_multi takes one QMArgs, rows at byte 176
+  const kernels = {
+    launch: (name: string, grid: Dim3, _b: Dim3, args: Buffer[]) => {
+      log.push({ op: name, grid, rows: name.startsWith('gemv_q4_multi') ? args[0].readInt32LE(176) : args[2].readInt32LE(0), args });
+    },
+  } as unknown as KernelModule;
   return { cu, kernels, log };
 }
 
@@ -94,4 +98,45 @@ test('multiKPerBlock: about one wave, K split evenly in slices of 128, 4 to 16 s
       assert.ok(per <= 2048 || (K <= 1024 && per === K), `K ${K}: ${per}`);
     }
   }
+});
+
+test('launchSmallBatchGroup: q/k/v or a gate/up pair with SwiGLU as one gemv_q4_multi launch (QMArgs), or nothing', () => {
+  const { kernels, log } = fakes();
+  const multi = { ...opts, multiMaxRows: 4 };
+  const x = 0x20000n as DevicePtr, ys = [0x61000n, 0x62000n, 0x63000n] as DevicePtr[];
+  const [q, k, v] = [q4({ inFeatures: 5120, outFeatures: 5120 }), q4({ inFeatures: 5120, outFeatures: 5120, perm: 0x7000n as DevicePtr }), q4({ inFeatures: 5120, outFeatures: 1024 })];
+  assert.equal(launchSmallBatchGroup(kernels, [{ w: q, y: ys[0] }, { w: k, y: ys[1] }, { w: v, y: ys[2] }], x, 3, null, multi), true);
+  assert.equal(log.length, 1);
+  assert.equal(log[0].op, 'gemv_q4_multi4_rpg16');
+  const a = log[0].args![0];
+  assert.equal(a.length, 200);
+  // the three matrices' tiles back to back: 40 + 40 + 8; each QMMat's qweight, perm, y, N, cumulative tiles
+  assert.equal(log[0].grid?.x, 88);
+  assert.deepEqual([0, 1, 2].map((i) => [a.readBigUInt64LE(i * 48), a.readBigUInt64LE(i * 48 + 24), a.readBigUInt64LE(i * 48 + 32), a.readInt32LE(i * 48 + 40), a.readInt32LE(i * 48 + 44)]),
+    [[q.qweight, 0n, ys[0], 5120, 40], [k.qweight, 0x7000n, ys[1], 5120, 80], [v.qweight, 0n, ys[2], 1024, 88]]);
+  assert.equal(a.readBigUInt64LE(144), x);
+  assert.equal(a.readBigUInt64LE(168), 0n, 'no SwiGLU');
+  assert.deepEqual([a.readInt32LE(176), a.readInt32LE(180), a.readInt32LE(184), a.readInt32LE(192)], [3, 5120, 128, 0]);
+  assert.equal(log[0].grid?.y, Math.ceil(5120 / a.readInt32LE(188)));
+  log.length = 0;
+  // gate/up + SwiGLU: outputs not stored (y null), SwiGLU into its buffer
+  const gate = q4({ inFeatures: 5120, outFeatures: 13824 }), up = q4({ inFeatures: 5120, outFeatures: 13824 });
+  assert.equal(launchSmallBatchGroup(kernels, [{ w: gate, y: null }, { w: up, y: null }], x, 2, 0x90000n as DevicePtr, multi), true);
+  const b = log[0].args![0];
+  assert.equal(log[0].op, 'gemv_q4_multi2_rpg16');
+  assert.equal(b.readBigUInt64LE(168), 0x90000n);
+  assert.deepEqual([b.readBigUInt64LE(32), b.readBigUInt64LE(80), b.readInt32LE(44), b.readInt32LE(92)], [0n, 0n, 108, 216]);
+  log.length = 0;
+  // refused, nothing launched: 1 or 5 rows, more rows than multiMaxRows, different K or group size, a bias, a pair
+  // of different widths, a missing output without SwiGLU, more tiles than the workspace
+  const refused: [Parameters<typeof launchSmallBatchGroup>[1], number, DevicePtr | null, typeof multi][] = [
+    [[{ w: q, y: ys[0] }], 1, null, multi], [[{ w: q, y: ys[0] }], 5, null, { ...multi, multiMaxRows: 8 }], [[{ w: q, y: ys[0] }], 3, null, { ...multi, multiMaxRows: 2 }],
+    [[{ w: q, y: ys[0] }, { w: q4({ inFeatures: 4096, outFeatures: 5120 }), y: ys[1] }], 2, null, multi],
+    [[{ w: q, y: ys[0] }, { w: q4({ inFeatures: 5120, outFeatures: 5120, groupSize: 64, rowsPerGroup: 8 }), y: ys[1] }], 2, null, multi],
+    [[{ w: q4({ inFeatures: 5120, outFeatures: 5120, bias: 0x5000n as DevicePtr }), y: ys[0] }], 2, null, multi],
+    [[{ w: gate, y: null }, { w: v, y: null }], 2, 0x90000n as DevicePtr, multi], [[{ w: q, y: null }], 2, null, multi],
+    [[{ w: q, y: ys[0] }, { w: k, y: ys[1] }], 2, null, { ...multi, wsTiles: 64 }],
+  ];
+  for (const [mats, rows, swiglu, o] of refused) assert.equal(launchSmallBatchGroup(kernels, mats, x, rows, swiglu, o), false);
+  assert.deepEqual(log, []);
 });

@@ -16,7 +16,7 @@ import { CLUSTER_SHARED_X_K, clusterDefault, GemvBatch, MAX_PERM_K, MAX_TILES, N
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
 import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_ROWS, RS_SMALL_ROWS, rsBuildFor } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
-import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
+import { uploadArray, uploadDense, uploadGptq, type CudaGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { PromptOps } from './promptOps.js';
 import { openDevice } from './openDevice.js';
@@ -25,7 +25,7 @@ import { launchSample } from './sampleLaunch.js';
 import { launchArgmaxRows } from './argmaxRows.js';
 import { BatchOps } from './batchOps.js';
 import { CudaUnavailableError, CudaUnsupportedError } from './errors.js';
-import { MULTI_MAX_ROWS, MULTI_ROWS_PER_LAUNCH, SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
+import { launchSmallBatchGroup, MULTI_MAX_ROWS, MULTI_ROWS_PER_LAUNCH, SMALL_BATCH_MAX_ROWS, smallBatchFits } from './smallBatchLinear.js';
 
 export { CudaUnavailableError, CudaUnsupportedError };
 
@@ -138,6 +138,11 @@ export class CudaBackend implements Backend {
    * per launch, instead ($QLLAMA_CUDA_MULTI_ROWS, default MULTI_MAX_ROWS; 0: none).
    */
   multiMaxRows = intFromEnv('QLLAMA_CUDA_MULTI_ROWS', 0, MULTI_MAX_ROWS);
+  /**
+   * Batched decode's q/k/v, and gate/up with SwiGLU, as one gemv_q4_multi launch each (linears, gateUp) where
+   * gemv_q4_multi serves the rows; $QLLAMA_CUDA_FUSE_ROWS=0: a launch per linear and a SwiGLU kernel, as before.
+   */
+  fuseSmallBatch = process.env.QLLAMA_CUDA_FUSE_ROWS !== '0';
   /** the batched decode ops (batchOps.ts) */
   private readonly batchOps: BatchOps;
   /** the split-K workspace and tickets of the one-row GEMV batch, which gemv_q4_multi shares (zero between launches) */
@@ -382,7 +387,33 @@ export class CudaBackend implements Backend {
    * kernels or weights: false, and the caller runs linear, linear, swiglu.
    */
   gateUp(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number): boolean {
+    if (this.smallBatchGroup([{ w: gate as CudaLinear, y: null }, { w: up as CudaLinear, y: null }], act(x), rows, act(out))) return true;
     return this.promptOps.gateUp(act(out), act(x), gate as CudaLinear, up as CudaLinear, rows);
+  }
+
+  /**
+   * Batched decode (2..4 rows): q/k/v in one gemv_q4_multi launch (smallBatchLinear.ts launchSmallBatchGroup); other
+   * rows and weights: false, and the model runs linear for each (one row: GemvBatch fuses them anyway).
+   */
+  linears(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], rows: number): boolean {
+    if (outs.length !== weights.length) return false;
+    return this.smallBatchGroup(weights.map((w, i) => ({ w: w as CudaLinear, y: act(outs[i]).ptr })), act(x), rows, null);
+  }
+
+  /** One gemv_q4_multi launch over these matrices where the small-batch path takes them (see linears, gateUp). */
+  private smallBatchGroup(mats: readonly { w: CudaLinear; y: DevicePtr | null }[], x: CudaActivation, rows: number, swiglu: CudaActivation | null): boolean {
+    const opts = this.gemmOptions().smallBatch;
+    if (!opts || !this.fuseSmallBatch || rows < 2) return false;
+    const gptq: { w: CudaGptq; y: DevicePtr | null }[] = [];
+    for (const m of mats) {
+      if (m.w.kind !== 'gptq' || !smallBatchFits(m.w, rows, opts)) return false;
+      gptq.push({ w: m.w, y: m.y });
+    }
+    this.batch.flush();
+    if (!launchSmallBatchGroup(this.kernels, gptq, x.ptr, rows, swiglu?.ptr ?? null, opts)) return false;
+    for (const m of gptq) if (m.y !== null) this.promptOps.copies.wrote(m.y);
+    if (swiglu !== null) this.promptOps.copies.wrote(swiglu.ptr);
+    return true;
   }
 
   /** acc += x Wᵀ + b: the residual add fused into the GEMV (its atomics add straight into acc). */
@@ -537,7 +568,7 @@ export class CudaBackend implements Backend {
    * part of a recorded step's key, so a change records anew instead of replaying the old choice.
    */
   private linearChoices(): string {
-    return [this.smallBatchMaxRows, this.multiMaxRows, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsSmallRows].join(',');
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsSmallRows].join(',');
   }
 
   /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */

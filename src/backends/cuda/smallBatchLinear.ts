@@ -101,12 +101,8 @@ export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuSt
     // stores (split K: through the workspace) or adds: no memset of y
     for (let r0 = 0; r0 < c.rows; r0 += MULTI_ROWS_PER_LAUNCH) {
       const rows = Math.min(MULTI_ROWS_PER_LAUNCH, c.rows - r0);
-      const R = rows <= 2 ? 2 : 4; // the kernels gemv_q4_multi.cu instantiates
-      const kPer = multiKPerBlock(K, tiles, smCount, R);
-      kernels.launch(`gemv_q4_multi${R}_rpg${w.rowsPerGroup}`, { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 },
-        [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(rows), i32(N), i32(K),
-          ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer), i32(c.accumulate ? 1 : 0),
-          ptr(opts.ws), ptr(opts.counters)], 0, true);
+      const y = (c.y + BigInt(r0 * N * 4)) as DevicePtr, x = (c.x + BigInt(r0 * K * 4)) as DevicePtr;
+      launchMulti(kernels, [{ w, y }], x, rows, c.accumulate, null, opts);
     }
     return;
   }
@@ -119,4 +115,68 @@ export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuSt
       [ptr((c.y + BigInt(r0 * N * 4)) as DevicePtr), ptr((c.x + BigInt(r0 * K * 4)) as DevicePtr), i32(rows), i32(N), i32(K),
         ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.perm), i32(w.groupSize), i32(kPer)], 0, true);
   }
+}
+
+/** One matrix of a gemv_q4_multi launch and where its rows go (null: not stored, a SwiGLU pair's gate or up). */
+interface MultiMat { readonly w: CudaGptq; readonly y: DevicePtr | null }
+
+/** sizeof(QMArgs) in gemv_q4_multi.cu, and its fields' offsets after the 3 QMMat of MULTI_MAT_BYTES */
+const MULTI_ARGS_BYTES = 200;
+const MULTI_MAT_BYTES = 48;
+const MA = { x: 144, ws: 152, counters: 160, swiglu: 168, rows: 176, K: 180, gs: 184, kPerBlock: 188, accumulate: 192 } as const;
+
+/** One gemv_q4_multi launch over `rows` (at most MULTI_ROWS_PER_LAUNCH) rows of x and up to 3 matrices that read it. */
+function launchMulti(kernels: KernelModule, mats: readonly MultiMat[], x: DevicePtr, rows: number, accumulate: boolean,
+  swiglu: DevicePtr | null, opts: SmallBatchOptions): void {
+  const w0 = mats[0].w, K = w0.inFeatures;
+  const a = Buffer.alloc(MULTI_ARGS_BYTES);
+  let tiles = 0;
+  for (let i = 0; i < 3; i++) {
+    const o = i * MULTI_MAT_BYTES;
+    if (i < mats.length) {
+      const { w, y } = mats[i];
+      tiles += Math.ceil(w.outFeatures / 128);
+      a.writeBigUInt64LE(w.qweight, o);
+      a.writeBigUInt64LE(w.scales, o + 8);
+      a.writeBigUInt64LE(w.qzeros, o + 16);
+      a.writeBigUInt64LE(w.perm ?? 0n, o + 24);
+      a.writeBigUInt64LE(y ?? 0n, o + 32);
+      a.writeInt32LE(w.outFeatures, o + 40);
+    }
+    a.writeInt32LE(tiles, o + 44); // unused slots end where the last used one ends
+  }
+  const R = rows <= 2 ? 2 : 4; // the kernels gemv_q4_multi.cu instantiates
+  const kPer = multiKPerBlock(K, tiles, opts.smCount, R);
+  a.writeBigUInt64LE(x, MA.x);
+  a.writeBigUInt64LE(opts.ws, MA.ws);
+  a.writeBigUInt64LE(opts.counters, MA.counters);
+  a.writeBigUInt64LE(swiglu ?? 0n, MA.swiglu);
+  a.writeInt32LE(rows, MA.rows);
+  a.writeInt32LE(K, MA.K);
+  a.writeInt32LE(w0.groupSize, MA.gs);
+  a.writeInt32LE(kPer, MA.kPerBlock);
+  a.writeInt32LE(accumulate ? 1 : 0, MA.accumulate);
+  kernels.launch(`gemv_q4_multi${R}_rpg${w0.rowsPerGroup}`, { x: tiles, y: Math.ceil(K / kPer) }, { x: 128 }, [a], 0, true);
+}
+
+/**
+ * Several linears over the same rows of x as one gemv_q4_multi launch (batched decode's q/k/v; with `swiglu`, a
+ * gate/up pair whose epilogue writes silu(gate) · up there, gate and up themselves only where their y is given):
+ * false, having launched nothing, where they do not fit one (more rows than one launch, weights of different K,
+ * group size or layout, more tiles than the workspace). H200, 13B batched decode: bench/cudaNotes.md, sixteenth pass.
+ */
+export function launchSmallBatchGroup(kernels: KernelModule, mats: readonly MultiMat[], x: DevicePtr, rows: number,
+  swiglu: DevicePtr | null, opts: SmallBatchOptions): boolean {
+  if (mats.length < 1 || mats.length > 3 || (swiglu !== null && mats.length !== 2)) return false;
+  if (rows < 2 || rows > Math.min(opts.multiMaxRows, MULTI_ROWS_PER_LAUNCH) || rows > opts.maxRows) return false;
+  const w0 = mats[0].w;
+  const same = (w: CudaGptq): boolean => kernelTakes(w) && w.bias === null && w.inFeatures === w0.inFeatures &&
+    w.groupSize === w0.groupSize && w.rowsPerGroup === w0.rowsPerGroup;
+  if (!mats.every((m) => same(m.w))) return false;
+  if (swiglu !== null && mats[1].w.outFeatures !== w0.outFeatures) return false;
+  if (swiglu === null && mats.some((m) => m.y === null)) return false;
+  const tiles = mats.reduce((t, m) => t + Math.ceil(m.w.outFeatures / 128), 0);
+  if (tiles > opts.wsTiles) return false;
+  launchMulti(kernels, mats, x, rows, false, swiglu, opts);
+  return true;
 }
