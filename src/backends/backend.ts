@@ -173,6 +173,12 @@ export interface Backend {
   ropeRows(x: Activation, heads: number, headDim: number, positions: Int32Array, theta: number, rows: number): void;
   /** Store row t of K and V at position positions[t] of caches[t], layer `layer`. */
   writeKvRows(caches: readonly KvCache[], layer: number, positions: Int32Array, k: Activation, v: Activation, rows: number): void;
+  /**
+   * ropeRows(q, heads), ropeRows(k, kvHeads) and writeKvRows(caches, layer, positions, k, v) in one pass, where the
+   * backend fuses them; optional (callers fall back to the three).
+   */
+  ropeKvRows?(q: Activation, k: Activation, v: Activation, caches: readonly KvCache[], layer: number, positions: Int32Array,
+    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): void;
   /** Row t of q attends over positions 0..positions[t] (inclusive) of caches[t], layer `shape.layer`. */
   attentionRows(out: Activation, q: Activation, caches: readonly KvCache[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void;
 

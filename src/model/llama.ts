@@ -328,9 +328,13 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       } else {
         // one sequence per row: its own position and cache
         const { caches, positions } = kv;
-        b.ropeRows(s.q, c.numHeads, headDim, positions, c.ropeTheta, rows);
-        b.ropeRows(s.k, c.numKvHeads, headDim, positions, c.ropeTheta, rows);
-        b.writeKvRows(caches, l, positions, s.k, s.v, rows);
+        if (b.ropeKvRows) {
+          b.ropeKvRows(s.q, s.k, s.v, caches, l, positions, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim, theta: c.ropeTheta }, rows);
+        } else {
+          b.ropeRows(s.q, c.numHeads, headDim, positions, c.ropeTheta, rows);
+          b.ropeRows(s.k, c.numKvHeads, headDim, positions, c.ropeTheta, rows);
+          b.writeKvRows(caches, l, positions, s.k, s.v, rows);
+        }
         b.attentionRows(s.attn, s.q, caches, { layer: l, heads: c.numHeads, kvHeads: c.numKvHeads, headDim }, positions, rows);
       }
       this.residualLinear(s, s.attn, w.o, rows);

@@ -123,6 +123,44 @@ test('writeKvRows + attentionRows: each row over its own cache (own maxSeq), pos
   }
 });
 
+test('ropeKvRows (rope of q and k and the KV write in one launch) + attentionRows: as the CPU\'s rope, writeKv and attention per row', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  const layers = 2, layer = 1, theta = 10000;
+  for (const [heads, kvHeads, d] of [[8, 8, 128], [8, 2, 64]]) {
+    for (const B of [2, 4, 16]) {
+      const width = kvHeads * d, qWidth = heads * d;
+      const maxSeqs = Array.from({ length: B }, (_, t) => 1024 - 64 * (t % 3));
+      const positions = spread(B, 900);
+      const hist = Array.from(positions, (p) => ({ k: randn(p * width), v: randn(p * width) }));
+      const gs = seqsWithHistory(g, maxSeqs, layers, layer, kvHeads, d, positions, hist);
+      const cs = seqsWithHistory(cpu, maxSeqs, layers, layer, kvHeads, d, positions, hist);
+      const shape = { layer, heads, kvHeads, headDim: d };
+      const k = randn(B * width), v = randn(B * width), q = randn(B * qWidth);
+      const qg = input(g, B, qWidth, q), out = poisoned(g, B, qWidth);
+      g.ropeKvRows(qg, input(g, B, width, k), input(g, B, width, v), gs.caches, layer, positions, { heads, kvHeads, headDim: d, theta }, B);
+      const qRot = g.readActivation(qg);
+      g.attentionRows(out, qg, gs.caches, shape, positions, B);
+      const got = g.readActivation(out);
+      for (let t = 0; t < B; t++) {
+        const qc = input(cpu, 1, qWidth, rowOf(q, t, qWidth)), kc = input(cpu, 1, width, rowOf(k, t, width));
+        cpu.rope(qc, heads, d, positions[t], theta, 1);
+        cpu.rope(kc, kvHeads, d, positions[t], theta, 1);
+        const qWant = cpu.readActivation(qc);
+        assert.ok(normErr(rowOf(qRot, t, qWidth), qWant) < ROPE_TOL, `q row ${t}`);
+        cpu.writeKv(cs.caches[t], layer, positions[t], kc, input(cpu, 1, width, rowOf(v, t, width)), 1);
+        const o = cpu.allocActivation(1, qWidth);
+        cpu.attention(o, qc, cs.caches[t], { ...shape, startPos: positions[t] }, 1);
+        const err = normErr(rowOf(got, t, qWidth), cpu.readActivation(o));
+        assert.ok(err < HALF_TOL, `ropeKvRows ${heads}/${kvHeads}x${d} B=${B} row ${t} (position ${positions[t]}): err ${err}`);
+      }
+    }
+  }
+  // a position outside a cache is refused, as writeKvRows refuses it
+  const caches = [g.allocKvCache(1, 16, 2, 64), g.allocKvCache(1, 32, 2, 64)];
+  const kv = input(g, 2, 128, randn(256));
+  assert.throws(() => g.ropeKvRows(input(g, 2, 256, randn(512)), kv, kv, caches, 0, Int32Array.from([3, 32]), { heads: 4, kvHeads: 2, headDim: 64, theta }, 2), /holds 32 positions/);
+});
+
 test('writeKvRows / attentionRows refuse a position outside a cache', { skip: skipNoGpu }, () => {
   const g = gpu();
   const caches = [g.allocKvCache(1, 16, 2, 64), g.allocKvCache(1, 32, 2, 64)];

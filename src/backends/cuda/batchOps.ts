@@ -73,6 +73,30 @@ export class BatchOps {
       [ptr(seqs), ptr(pos), i32(layer), ptr(k.ptr), ptr(v.ptr), i32(width)], 0, true);
   }
 
+  /**
+   * ropeRows of q and of k, then writeKvRows of k and v, in one launch (rope_kv_rows): the same checks, the same
+   * rounding. H200, 13B batched decode: bench/cudaNotes.md, sixteenth pass.
+   */
+  ropeKvRows(q: DeviceRows, k: DeviceRows, v: DeviceRows, kvs: readonly BatchKv[], layer: number, positions: Int32Array,
+    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): void {
+    const { heads, kvHeads, headDim, theta } = shape;
+    this.begin();
+    if (headDim % 2 !== 0) throw new RangeError(`ropeKvRows: head size ${headDim} is odd`);
+    if (kvs.length < Math.max(rows, 1)) throw new RangeError(`ropeKvRows: ${kvs.length} KV caches for ${rows} rows`);
+    if (kvs[0].kvHeads !== kvHeads || kvs[0].headDim !== headDim) throw new RangeError(`ropeKvRows: caches of ${kvs[0].kvHeads} x ${kvs[0].headDim}, not ${kvHeads} x ${headDim}`);
+    if (heads < kvHeads) throw new RangeError(`ropeKvRows: ${heads} query heads for ${kvHeads} KV heads`);
+    const width = kvHeads * headDim;
+    checkRows('ropeKvRows', rows, positions, q, heads * headDim);
+    checkRows('ropeKvRows', rows, positions, k, width);
+    checkRows('ropeKvRows', rows, positions, v, width);
+    if (k.cols !== width || v.cols !== width) throw new RangeError(`ropeKvRows: k and v rows of ${k.cols} and ${v.cols} values, the caches' ${width}`);
+    checkCaches('ropeKvRows', kvs, layer, positions, rows, kvHeads, headDim);
+    const t = this.tables();
+    const pos = t.positions(positions, rows), seqs = t.caches(kvs, rows);
+    this.host.kernels.launch('rope_kv_rows', { x: Math.ceil((heads * headDim) / 2 / 256), y: rows }, { x: 256 },
+      [ptr(q.ptr), i32(q.cols), i32(heads), ptr(k.ptr), ptr(v.ptr), i32(kvHeads), i32(headDim), f32(theta), ptr(pos), ptr(seqs), i32(layer)], 0, true);
+  }
+
   /** Decode attention of row t of q ([rows, heads·headDim]) over positions 0..positions[t] of caches[t], into out. */
   attentionRows(out: DeviceRows, q: DeviceRows, kvs: readonly BatchKv[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void {
     const { heads, kvHeads, headDim: d } = shape;

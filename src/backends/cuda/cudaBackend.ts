@@ -481,6 +481,12 @@ export class CudaBackend implements Backend {
     this.batchOps.writeKvRows(caches.map(kvCache), layer, positions, act(k), act(v), rows);
   }
 
+  ropeKvRows(q: Activation, k: Activation, v: Activation, caches: readonly KvCache[], layer: number, positions: Int32Array,
+    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): void {
+    this.promptOps.copies.forget();
+    this.batchOps.ropeKvRows(act(q), act(k), act(v), caches.map(kvCache), layer, positions, shape, rows);
+  }
+
   attentionRows(out: Activation, q: Activation, caches: readonly KvCache[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void {
     this.promptOps.copies.forget();
     this.batchOps.attentionRows(act(out), act(q), caches.map(kvCache), shape, positions, rows);

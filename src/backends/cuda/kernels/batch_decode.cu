@@ -27,6 +27,36 @@ extern "C" __global__ void rope_rows_f32(float* x, int rowStride, int heads, int
   rope_pair(x + (size_t)t * rowStride, idx, headDim, theta, pos[t]);
 }
 
+// Both at once (a batched step's rope of q and k and their KV write, BatchOps.ropeKvRows): row t of q [rows, qCols]
+// (heads·headDim used) and of k [rows, width] rotated at pos[t] as rope_rows_f32 rotates them, and the rotated k
+// and v (as fp16) written into seqs[t]'s cache at pos[t] as kv_write_rows writes them. A thread rotates one pair
+// of q and, below the k pairs, one of k and stores that pair of k and of v. Grid: x covers heads·headDim/2 pairs,
+// y = row.
+extern "C" __global__ void rope_kv_rows(float* q, int qCols, int heads, float* k, const float* __restrict__ v, int kvHeads, int headDim,
+                                        float theta, const int* __restrict__ pos, const BatchSeq* __restrict__ seqs, int layer) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int t = blockIdx.y;
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  const int half_d = headDim >> 1, p = pos[t];
+  if (idx < heads * half_d) rope_pair(q + (size_t)t * qCols, idx, headDim, theta, p);
+  if (idx >= kvHeads * half_d) return;
+  const int width = kvHeads * headDim;
+  const int h = idx / half_d, i = idx - h * half_d;
+  float* kr = k + (size_t)t * width + (size_t)h * headDim;
+  double c, sn;
+  rope_cos_sin(i, headDim, theta, p, c, sn);
+  rope_rotate(kr, i, half_d, c, sn);
+  const BatchSeq s = seqs[t];
+  if (p < 0 || p >= s.maxSeq) return;
+  const size_t at = ((size_t)layer * s.maxSeq + p) * width + (size_t)h * headDim + i;
+  const float* vr = v + (size_t)t * width + (size_t)h * headDim;
+  s.k[at] = __float2half(kr[i]);
+  s.k[at + half_d] = __float2half(kr[i + half_d]);
+  s.v[at] = __float2half(vr[i]);
+  s.v[at + half_d] = __float2half(vr[i + half_d]);
+}
+
 // KV write of row t of k and v (as fp16) at position pos[t] of layer `layer` in seqs[t]'s cache:
 //   K_t[layer, pos[t], i] = half(k[t, i]);  same for v.   k, v: [rows, width] f32
 // Positions outside [0, maxSeq) are dropped (the host refuses them first).
