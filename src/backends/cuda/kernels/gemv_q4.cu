@@ -453,7 +453,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   }
 #pragma unroll
   for (int c = 0; c < 4; ++c) red[warp][lane * 4 + c] = acc[c];
-  if (CL) {
+  if (rangeNorm) {  // (uniform per launch; the other cluster launches pass the leader a 0 it does not use)
     rangeSs = warp_sum(rangeSs);
     if (lane == 0) warpSs[warp] = rangeSs;
   }
@@ -463,7 +463,8 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   float v;
   if constexpr (CL) {
     float s1, s2, ss;
-    if (!gemv_q4_cluster_sum(part, pair, sum, warpSs[0] + warpSs[1] + warpSs[2] + warpSs[3], &s1, &s2, &ss)) return;
+    const float mySs = rangeNorm ? warpSs[0] + warpSs[1] + warpSs[2] + warpSs[3] : 0.f;
+    if (!gemv_q4_cluster_sum(part, pair, sum, mySs, &s1, &s2, &ss)) return;
     const float r = rangeNorm ? rsqrtf(ss / K + a.xEps) : 1.f;  // (otherwise each block applied its own rstd)
     if (rangeNorm && tile == 0) q4_scale_norm(a.xNormOut, K, r);
     if (pair) {
