@@ -88,18 +88,28 @@ function seqsWithHistory(b: Backend, maxSeqs: number[], layers: number, layer: n
   return { caches };
 }
 
+/**
+ * B sequences whose caches (layer 1 of 2; maxSeq, maxSeq − 64, maxSeq − 128, ...) hold random histories up to positions
+ * spread over [0, long], on the GPU and on the CPU alike, for the attention tests.
+ */
+function attentionFixture(heads: number, kvHeads: number, d: number, B: number, maxSeq: number, long: number): {
+  layer: number; width: number; qWidth: number; positions: Int32Array; gs: Seqs; cs: Seqs; shape: { layer: number; heads: number; kvHeads: number; headDim: number };
+} {
+  const layers = 2, layer = 1;
+  const width = kvHeads * d, qWidth = heads * d;
+  const maxSeqs = Array.from({ length: B }, (_, t) => maxSeq - 64 * (t % 3));
+  const positions = spread(B, long);
+  const hist = Array.from(positions, (p) => ({ k: randn(p * width), v: randn(p * width) }));
+  const gs = seqsWithHistory(gpu(), maxSeqs, layers, layer, kvHeads, d, positions, hist);
+  const cs = seqsWithHistory(cpu, maxSeqs, layers, layer, kvHeads, d, positions, hist);
+  return { layer, width, qWidth, positions, gs, cs, shape: { layer, heads, kvHeads, headDim: d } };
+}
+
 test('writeKvRows + attentionRows: each row over its own cache (own maxSeq), positions 0..long, grouped heads, two steps', { skip: skipNoGpu }, () => {
   const g = gpu();
-  const layers = 2, layer = 1;
   for (const [heads, kvHeads, d] of [[8, 8, 128], [8, 2, 64], [4, 4, 256]]) {
     for (const B of [1, 3, 8, 16]) {
-      const width = kvHeads * d, qWidth = heads * d;
-      const maxSeqs = Array.from({ length: B }, (_, t) => 2048 - 64 * (t % 3));
-      const positions = spread(B, 1900);
-      const hist = Array.from(positions, (p) => ({ k: randn(p * width), v: randn(p * width) }));
-      const gs = seqsWithHistory(g, maxSeqs, layers, layer, kvHeads, d, positions, hist);
-      const cs = seqsWithHistory(cpu, maxSeqs, layers, layer, kvHeads, d, positions, hist);
-      const shape = { layer, heads, kvHeads, headDim: d };
+      const { layer, width, qWidth, positions, gs, cs, shape } = attentionFixture(heads, kvHeads, d, B, 2048, 1900);
       for (let step = 0; step < 2; step++) {
         const k = randn(B * width), v = randn(B * width), q = randn(B * qWidth);
         const out = poisoned(g, B, qWidth);
@@ -125,16 +135,10 @@ test('writeKvRows + attentionRows: each row over its own cache (own maxSeq), pos
 
 test('ropeKvRows (rope of q and k and the KV write in one launch) + attentionRows: as the CPU\'s rope, writeKv and attention per row', { skip: skipNoGpu }, () => {
   const g = gpu();
-  const layers = 2, layer = 1, theta = 10000;
+  const theta = 10000;
   for (const [heads, kvHeads, d] of [[8, 8, 128], [8, 2, 64]]) {
     for (const B of [2, 4, 16]) {
-      const width = kvHeads * d, qWidth = heads * d;
-      const maxSeqs = Array.from({ length: B }, (_, t) => 1024 - 64 * (t % 3));
-      const positions = spread(B, 900);
-      const hist = Array.from(positions, (p) => ({ k: randn(p * width), v: randn(p * width) }));
-      const gs = seqsWithHistory(g, maxSeqs, layers, layer, kvHeads, d, positions, hist);
-      const cs = seqsWithHistory(cpu, maxSeqs, layers, layer, kvHeads, d, positions, hist);
-      const shape = { layer, heads, kvHeads, headDim: d };
+      const { layer, width, qWidth, positions, gs, cs, shape } = attentionFixture(heads, kvHeads, d, B, 1024, 900);
       const k = randn(B * width), v = randn(B * width), q = randn(B * qWidth);
       const qg = input(g, B, qWidth, q), out = poisoned(g, B, qWidth);
       g.ropeKvRows(qg, input(g, B, width, k), input(g, B, width, v), gs.caches, layer, positions, { heads, kvHeads, headDim: d, theta }, B);

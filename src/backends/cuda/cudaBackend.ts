@@ -382,9 +382,10 @@ export class CudaBackend implements Backend {
   }
 
   /**
-   * Prompt rows on the Hopper GEMM: gate and up in one GEMM whose epilogue applies SwiGLU and also writes
-   * the fp16 copy that down_proj reads (promptOps.ts): no gate/up outputs, no SwiGLU pass. Other rows,
-   * kernels or weights: false, and the caller runs linear, linear, swiglu.
+   * Batched decode's 2..4 rows: gate and up in one gemv_q4_multi launch whose last block per tile pair writes SwiGLU
+   * (smallBatchGroup). Prompt rows on the Hopper GEMM: gate and up in one GEMM whose epilogue applies SwiGLU and also
+   * writes the fp16 copy that down_proj reads (promptOps.ts). Neither writes gate and up themselves, nor runs a SwiGLU
+   * pass. Other rows, kernels or weights: false, and the caller runs linear, linear, swiglu.
    */
   gateUp(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number): boolean {
     if (this.smallBatchGroup([{ w: gate as CudaLinear, y: null }, { w: up as CudaLinear, y: null }], act(x), rows, act(out))) return true;

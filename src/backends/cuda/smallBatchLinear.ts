@@ -9,6 +9,8 @@
  *     launches (W read twice) 791 against 1,062–1,078, so more rows take
  *   - gemv_q4_rows<NT> (gemv_q4_rows.cu), which reads each weight once for up to 16 rows and
  *     multiplies it into every row with tensor cores.
+ * gemv_q4_multi also serves several matrices over the same x in one launch (launchSmallBatchGroup: batched decode's
+ * q/k/v, and gate/up with SwiGLU in the epilogue), as the one-token GemvBatch does for one row.
  * gemv_q4_rows adds its split-K partial sums into y with float atomics, so a plain store zeroes y first (a
  * memset node inside graphs); gemv_q4_multi stores them through a workspace instead (no memset). Rows beyond
  * one gemv_q4_rows launch's 16 go out in further launches of up to 16 (each reads W again).
