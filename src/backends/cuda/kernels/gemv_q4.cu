@@ -523,12 +523,13 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 
 // gemv_q4_rpg*: any launch without the RMSNorm tail; gemv_q4_tail_rpg*: a residual add with it (normOut non-null,
 // $QLLAMA_CUDA_NORM=tail), a build of its own because the tail's registers made every plain launch spill ~530 bytes
-// (o_proj and down_proj included; without it 0-40); gemv_q4_cl_rpg*: launched as clusters of a tile's K ranges
+// (o_proj and down_proj included; without it none; decode within noise, bench/cudaNotes.md sixteenth pass);
+// gemv_q4_cl_rpg*: launched as clusters of a tile's K ranges
 // (gemvBatch.ts), built for sm_90 and later only (the host launches clusters nowhere else)
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define GEMV_Q4_CL(RPG)                                                                                           \
   extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_cl_rpg##RPG(const __grid_constant__ Q4Args a) {   \
-    gemv_q4_fused<RPG, true, false>(a);                                                                                  \
+    gemv_q4_fused<RPG, true, false>(a);                                                                           \
   }
 #else
 #define GEMV_Q4_CL(RPG)
