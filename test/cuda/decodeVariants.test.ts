@@ -3,7 +3,8 @@
  * ($QLLAMA_CUDA_PERMX) feed an act-order GEMV the same values in the order it would gather them, and
  * the norm weight kept in an act-order GEMV's row order ($QLLAMA_CUDA_NORM_PERM) is the weight it would
  * gather, and the cluster launches of q/k/v and gate/up ($QLLAMA_CUDA_CLUSTER, sm_90) add the same split-K sums
- * as the workspace and ticket. Each way, through the captured decode graph:
+ * as the workspace and ticket, and attention folded into the q/k/v launch over a short cache ($QLLAMA_CUDA_FOLD_ATTN)
+ * is the attention kernel's. Each way, through the captured decode graph:
  *   - the embedded tiny-vicuna (act-order, head size 64: rope and the KV write run as kernels of their
  *     own) decodes greedily to the same ids;
  *   - a small synthetic LLaMA with head size 128 (rope and the KV write fold into the q/k/v GEMV as in
@@ -28,37 +29,41 @@ const WIDE = { hidden: 2048, ffn: 5504, layers: 2, heads: 16, vocab: 4096 };
 const work = mkdtempSync(path.join(tmpdir(), 'qllama-decode-variants-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-/** name, permuted x, norm weights in row order, cluster launches (where the GPU has them) */
-const variants: [string, boolean, boolean, boolean][] = [
-  ['all off', false, false, false], ['clusters', false, false, true], ['permuted x', true, false, true], ['all on', true, true, true],
+/** name, permuted x, norm weights in row order, cluster launches (where the GPU has them), attention folded into q/k/v */
+const variants: [string, boolean, boolean, boolean, boolean][] = [
+  ['all off', false, false, false, false], ['clusters', false, false, true, false], ['permuted x', true, false, true, false],
+  ['folded attention, no clusters', true, true, false, true], ['all on', true, true, true, true],
 ];
 
 const TOL = 2e-3;
 
 /** Runs `steps` decode steps after `prompt` under each variant; `next` picks the following token. */
 async function underEachVariant(model: LlamaModel, prompt: number[], steps: number, next: (logits: Float32Array, i: number) => number):
-  Promise<{ name: string; ids: number[]; logits: Float32Array[] }[]> {
+  Promise<{ name: string; ids: number[]; logits: Float32Array[]; folds: number }[]> {
   const g = gpu();
-  const before = g.gemvPermuteX, beforeNorms = g.gemvPermutedNorms, beforeClusters = g.gemvClusters;
-  const out: { name: string; ids: number[]; logits: Float32Array[] }[] = [];
+  const before = g.gemvPermuteX, beforeNorms = g.gemvPermutedNorms, beforeClusters = g.gemvClusters, beforeFold = g.foldAttention;
+  const out: { name: string; ids: number[]; logits: Float32Array[]; folds: number }[] = [];
   try {
-    for (const [name, permX, permNorms, clusters] of variants) {
+    for (const [name, permX, permNorms, clusters, fold] of variants) {
       g.gemvPermuteX = permX;
+      g.foldAttention = fold;
       g.gemvPermutedNorms = permNorms;
       g.gemvClusters = clusters;
       const ids: number[] = [], logits: Float32Array[] = [];
+      const folds = g.attentionFolds;
       let l = await model.forward(prompt, 0);
       for (let i = 0; i < steps; i++) {
         ids.push(next(l, i));
         l = await model.forward([ids[i]], prompt.length + i);
         logits.push(l);
       }
-      out.push({ name, ids, logits });
+      out.push({ name, ids, logits, folds: g.attentionFolds - folds });
     }
   } finally {
     g.gemvPermuteX = before;
     g.gemvPermutedNorms = beforeNorms;
     g.gemvClusters = beforeClusters;
+    g.foldAttention = beforeFold;
   }
   return out;
 }
@@ -67,6 +72,11 @@ function argmax(x: Float32Array): number {
   let best = 0;
   for (let j = 1; j < x.length; j++) if (x[j] > x[best]) best = j;
   return best;
+}
+
+/** Attention folds into q/k/v in the variants that ask for it where the head size is 128, nowhere else. */
+function assertFolds(runs: { name: string; folds: number }[], headSize128: boolean): void {
+  runs.forEach((r, i) => assert.equal(r.folds > 0, variants[i][4] && headSize128, `${r.name}: ${r.folds} attentions folded`));
 }
 
 function assertLogitsAgree(runs: { name: string; logits: Float32Array[] }[], what: string): void {
@@ -85,6 +95,7 @@ test('tiny-vicuna (act-order): greedy ids identical under each decode switch', {
   const runs = await underEachVariant(model, prompt, 24, (l) => argmax(l));
   for (const r of runs.slice(1)) assert.deepEqual(r.ids, runs[0].ids, `${r.name}: greedy ids`);
   assertLogitsAgree(runs, 'tiny-vicuna');
+  assertFolds(runs, false);
 });
 
 for (const [actOrder, shape] of [[false, SHAPE], [true, SHAPE], [false, WIDE], [true, WIDE]] as const) {
@@ -95,5 +106,6 @@ for (const [actOrder, shape] of [[false, SHAPE], [true, SHAPE], [false, WIDE], [
     const prompt = Array.from({ length: 90 }, (_, i) => (i * 7919 + 13) % shape.vocab);
     const runs = await underEachVariant(model, prompt, 12, (_l, i) => (i * 104729 + 7) % shape.vocab);
     assertLogitsAgree(runs, `synthetic ${actOrder ? 'act-order' : 'compat'} width ${shape.hidden}`);
+    assertFolds(runs, true);
   });
 }

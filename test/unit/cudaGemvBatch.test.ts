@@ -96,7 +96,7 @@ const q4 = (a: Buffer): {
   xNormW: a.readBigUInt64LE(320), xNormOut: a.readBigUInt64LE(328), xEps: a.readFloatLE(336), xNormPermuted: a.readInt32LE(340),
 });
 /** sizeof(Q4Args) in gemv_q4.cu */
-const Q4_ARGS_BYTES = 344;
+const Q4_ARGS_BYTES = 392;
 /** NextGemv (common.cuh): the last argument of rmsnorm_f32 and attn_split_<d> */
 const nextGemv = (l: Launch): { inv: bigint; permOut: bigint } => {
   const a = l.args[l.args.length - 1];
@@ -378,4 +378,86 @@ test('13B decode layer with clusters: q/k/v and gate/up launch as clusters of th
     }
     for (const l of [o, down]) assert.equal(l.shared, 0);
   }
+});
+
+/** One decode layer as CudaBackend issues it over a short cache: attention folded into the q/k/v launch. */
+function runLayerFolded(b: GemvBatch, w: Layer): boolean {
+  const pos = { ptr: act.pos, imm: 0 };
+  b.rmsNorm(act.xb, act.x, act.normW, 1e-6, 1, DIM);
+  b.add(act.q, act.xb, w.q, false);
+  b.add(act.k, act.xb, w.k, false);
+  b.add(act.v, act.xb, w.v, false);
+  assert.ok(b.addRope(act.q, HEADS, 128, 10000, pos));
+  assert.ok(b.addRope(act.k, HEADS, 128, 10000, pos));
+  assert.ok(b.addKvWrite(act.k, act.v, act.kc, act.vc, 2048, pos));
+  const folded = b.foldAttentionInto(act.attn, act.q, act.kc, act.vc, HEADS, HEADS, 1 / Math.sqrt(128), pos);
+  if (!folded) {
+    const nx = Buffer.alloc(NEXT_GEMV_BYTES);
+    b.launchBeforeGemv('attn_split_128', { x: HEADS, y: 2, z: 1 }, { x: 128 }, [Buffer.alloc(8), nx], nx, act.attn, DIM);
+  }
+  b.add(act.x, act.attn, w.o, true);
+  b.rmsNorm(act.xb, act.x, act.normW, 1e-6, 1, DIM);
+  b.add(act.gate, act.xb, w.gate, false);
+  b.add(act.up, act.xb, w.up, false);
+  assert.ok(b.swiglu(act.hidden, act.gate, act.up));
+  b.add(act.x, act.hidden, w.down, true);
+  return folded;
+}
+
+// Q4Args folded-attention fields (gemv_q4.cu)
+const attnFields = (a: Buffer): { out: bigint; inv: bigint; permOut: bigint; counters: bigint; heads: number; kvHeads: number; scale: number } => ({
+  out: a.readBigUInt64LE(344), inv: a.readBigUInt64LE(352), permOut: a.readBigUInt64LE(360), counters: a.readBigUInt64LE(368),
+  heads: a.readInt32LE(376), kvHeads: a.readInt32LE(380), scale: a.readFloatLE(384),
+});
+
+test('folded attention: the q/k/v launch runs each head\'s attention (no attention launch) and writes o_proj\'s input in its order', () => {
+  for (const [actOrder, clusters] of [[false, false], [true, false], [true, true]]) {
+    const { b, k } = batch(true);
+    b.clusters = clusters;
+    const counters = alloc(256 * 4);
+    b.attnCounters = counters;
+    const l0 = layer(actOrder);
+    assert.ok(runLayerFolded(b, l0));
+    b.flush();
+    const what = `act-order ${actOrder}, clusters ${clusters}`;
+    assert.deepEqual(k.launches.map((l) => l.name), clusters
+      ? ['gemv_q4_cl_rpg16', 'gemv_q4_rpg16', 'gemv_q4_cl_rpg16', 'gemv_q4_rpg16'] : ['gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16', 'gemv_q4_rpg16'], what);
+    const [qkv, o] = k.launches.map((l) => l.args[0]);
+    const f = attnFields(qkv);
+    assert.deepEqual([f.out, f.counters, f.heads, f.kvHeads], [act.attn, counters, HEADS, HEADS], what);
+    assert.ok(Math.abs(f.scale - 1 / Math.sqrt(128)) < 1e-7);
+    // act-order o_proj: the folded attention writes its input permuted (as attention's NextGemv did), o reads it linearly
+    assert.equal(f.inv, actOrder ? l0.o.invPerm : 0n, what);
+    if (actOrder) {
+      assert.equal(mat(o, 0).perm, f.permOut, what);
+      assert.equal(mat(o, 0).flags, 1 | 4, what);
+    } else {
+      assert.equal(f.permOut, 0n, what);
+    }
+    for (const a of k.launches.slice(1).map((l) => l.args[0])) assert.equal(attnFields(a).out, 0n, 'only q/k/v folds attention');
+  }
+  // not folded: switched off, no tickets, or a waiting batch that is not q (rope), k (rope + KV), v (KV)
+  for (const setup of [(b: GemvBatch): void => { b.foldAttention = false; }, (b: GemvBatch): void => { b.attnCounters = null; }]) {
+    const { b, k } = batch(true);
+    b.attnCounters = alloc(1024);
+    setup(b);
+    assert.equal(runLayerFolded(b, layer(false)), false);
+    b.flush();
+    assert.ok(k.launches.some((l) => l.name === 'attn_split_128'));
+  }
+  const { b } = batch(true);
+  b.attnCounters = alloc(1024);
+  const l0 = layer(false);
+  b.add(act.q, act.xb, l0.q, false);
+  assert.equal(b.foldAttentionInto(act.attn, act.q, act.kc, act.vc, HEADS, HEADS, 0.1, { ptr: act.pos, imm: 0 }), false);
+  // grouped heads (kvHeads < heads) are not folded
+  const g = batch(true);
+  g.b.attnCounters = alloc(1024);
+  const gl = layer(false);
+  const pos = { ptr: act.pos, imm: 0 };
+  g.b.add(act.q, act.xb, gl.q, false);
+  g.b.add(act.k, act.xb, weight(DIM, DIM / 4, null), false);
+  g.b.add(act.v, act.xb, weight(DIM, DIM / 4, null), false);
+  assert.ok(g.b.addRope(act.q, HEADS, 128, 10000, pos) && g.b.addRope(act.k, HEADS / 4, 128, 10000, pos) && g.b.addKvWrite(act.k, act.v, act.kc, act.vc, 2048, pos));
+  assert.equal(g.b.foldAttentionInto(act.attn, act.q, act.kc, act.vc, HEADS, HEADS / 4, 0.1, pos), false);
 });

@@ -12,7 +12,9 @@ import {
   DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
-import { CLUSTER_SHARED_X_K, clusterDefault, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS } from './gemvBatch.js';
+import {
+  CLUSTER_SHARED_X_K, clusterDefault, FOLD_ATTENTION_MAX_HEADS, FOLD_ATTENTION_MAX_POSITIONS, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS,
+} from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
 import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_ROWS, RS_SMALL_ROWS, rsBuildFor } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
@@ -216,6 +218,8 @@ export class CudaBackend implements Backend {
     cu.memsetD32(counters, 0, MAX_TILES + 1, stream);
     const permBufs = Array.from({ length: PERM_BUFFERS }, () => this.mem.alloc(MAX_PERM_K * 4));
     this.batch = new GemvBatch(this.kernels, ws, counters, this.smCount, permBufs);
+    this.batch.attnCounters = this.mem.alloc(FOLD_ATTENTION_MAX_HEADS * 4);
+    cu.memsetD32(this.batch.attnCounters, 0, FOLD_ATTENTION_MAX_HEADS, stream);
     // thread-block clusters (compute capability 9.0+) for the one-token GEMVs' split-K sums, where the device can
     // run the largest one the GEMVs launch (8 blocks with act-order's shared x)
     let clusters = ccMajor >= 9 && cu.hasLaunchEx();
@@ -462,6 +466,10 @@ export class CudaBackend implements Backend {
       return;
     }
     const maxPositions = this.capturing ? Math.min(c.maxSeq, this.captureBound) : shape.startPos + rows;
+    // one row over a short cache: folded into the q/k/v launch that writes q, k and v (gemvBatch.ts foldAttentionInto)
+    if (rows === 1 && d === 128 && maxPositions <= FOLD_ATTENTION_MAX_POSITIONS && shape.heads % shape.kvHeads === 0 &&
+      this.batch.foldAttentionInto(act(out).ptr, act(q).ptr, (c.k + off) as DevicePtr, (c.v + off) as DevicePtr, shape.heads, shape.kvHeads,
+        1 / Math.sqrt(d), { ptr: pos, imm: shape.startPos })) return;
     const plan = planAttention(maxPositions, rows, shape.heads, this.smCount, d);
     const part = this.grow(this.attnPart, rows * shape.heads * plan.splits * (d + 2) * 4);
     const tickets = this.growZeroed(this.attnTickets, rows * shape.heads * 4);
@@ -523,6 +531,16 @@ export class CudaBackend implements Backend {
   set gemvPermutedNorms(on: boolean) {
     this.synchronize();
     this.batch.usePermutedNorms = on;
+    this.dropGraphs();
+  }
+
+  /** Whether one-token attention over short caches folds into the q/k/v launch (gemvBatch.ts); drops captured graphs. */
+  get foldAttention(): boolean { return this.batch.foldAttention; }
+  /** attentions folded into q/k/v launches so far (captured ones count once) */
+  get attentionFolds(): number { return this.batch.attentionFolds; }
+  set foldAttention(on: boolean) {
+    this.synchronize();
+    this.batch.foldAttention = on;
     this.dropGraphs();
   }
 

@@ -41,11 +41,12 @@ export const MAX_TILES = 8192;
 const MAX_MATS = 3;
 const MAT_BYTES = 64;
 /** sizeof(Q4Args) in gemv_q4.cu, and the byte offsets of its fields after the 3 Q4Mat */
-const ARGS_BYTES = 344;
+const ARGS_BYTES = 392;
 const AT = {
   ws: 192, counters: 200, swiglu: 208, x: 216, posPtr: 224, posImm: 232, count: 236, K: 240, gs: 244, maxSeq: 248,
   kPerBlock: 252, swigluInv: 256, swigluPerm: 264, normW: 272, normOut: 280, normCounter: 288, eps: 296, xInShared: 300,
   normInv: 304, normPerm: 312, xNormW: 320, xNormOut: 328, xEps: 336, xNormPermuted: 340,
+  attnOut: 344, attnInv: 352, attnPermOut: 360, attnCounters: 368, attnHeads: 376, attnKvHeads: 380, attnScale: 384,
 } as const;
 /** sizeof(NextGemv) in common.cuh (inv, permOut): the last argument of rmsnorm_f32 and attn_split_<d> */
 export const NEXT_GEMV_BYTES = 16;
@@ -119,6 +120,21 @@ export function permutedNormDefault(): boolean {
   return process.env.QLLAMA_CUDA_NORM_PERM !== '0';
 }
 
+/**
+ * Most positions (the KV cache's length, or a captured step's bucket) at which one-token attention of head size 128
+ * folds into the q/k/v launch (foldAttentionInto): one block per head then reads the whole cache, which pays while it
+ * is short. H200, 13B decode at positions 8..107, same call, folded / not: compat 443.2 / 437.4 vs 428.4 / 436.4 tok/s,
+ * act-order 411.7 / 409.0 vs 399.2 / 404.8 (+2%; bench/cudaNotes.md, sixteenth pass).
+ */
+export const FOLD_ATTENTION_MAX_POSITIONS = 128;
+/** most query heads a folded attention serves (its tickets: CudaBackend allocates this many) */
+export const FOLD_ATTENTION_MAX_HEADS = 256;
+
+/** Whether short one-token attention folds into the q/k/v launch ($QLLAMA_CUDA_FOLD_ATTN=0: off, attention launches). */
+export function foldAttentionDefault(): boolean {
+  return process.env.QLLAMA_CUDA_FOLD_ATTN !== '0';
+}
+
 /** Key of a norm weight in a permutation's order (GemvBatch.permutedNorm). */
 const normKey = (norm: DevicePtr, perm: DevicePtr): string => `${norm}:${perm}`;
 
@@ -167,6 +183,8 @@ interface PosRef { readonly ptr: DevicePtr | null; readonly imm: number }
 interface Epilogue {
   readonly swiglu?: DevicePtr;
   readonly norm?: { readonly out: DevicePtr; readonly w: DevicePtr; readonly eps: number };
+  /** decode attention of each head folded into a q/k/v launch (foldAttention) */
+  readonly attn?: { readonly out: DevicePtr; readonly heads: number; readonly kvHeads: number; readonly scale: number };
 }
 
 export class GemvBatch {
@@ -186,6 +204,12 @@ export class GemvBatch {
   usePermutedNorms = permutedNormDefault();
   /** batches launch as thread-block clusters where gemvCluster allows (the backend sets it on sm_90) */
   clusters = false;
+  /** short one-token attention folds into the q/k/v launch (foldAttentionDefault) */
+  foldAttention = foldAttentionDefault();
+  /** the folded attention's tickets ([FOLD_ATTENTION_MAX_HEADS] u32, zero between launches); null: no folding */
+  attnCounters: DevicePtr | null = null;
+  /** attentions folded so far (a count for tests and profiles; captured ones count once) */
+  attentionFolds = 0;
   /** norm weights in act-order row orders, by normKey(norm, perm) */
   private readonly permutedNorms = new Map<string, DevicePtr>();
   /** a norm waiting for its consumer batch (inputNorm) */
@@ -321,6 +345,26 @@ export class GemvBatch {
     return true;
   }
 
+  /**
+   * Folds one-token decode attention (head size 128) into the waiting q/k/v launch: out = attention of the waiting
+   * q over the caches kc / vc, which the waiting k and v write this step (gemv_q4.cu q4_fold_attention). The launch
+   * is then held like attention's own, so o_proj can ask it for its input permuted. False, doing nothing, when the
+   * waiting batch is not exactly q (rope), k (rope, KV write into kc) and v (KV write into vc) of those shapes, or the
+   * heads are grouped (kvHeads < heads).
+   */
+  foldAttentionInto(out: DevicePtr, q: DevicePtr, kc: DevicePtr, vc: DevicePtr, heads: number, kvHeads: number, scale: number, pos: PosRef): boolean {
+    const p = this.pending;
+    // (one KV head per query head only: the kernel's grouped-head tickets have not run on a GPU)
+    if (!this.foldAttention || this.attnCounters === null || p.length !== 3 || heads > FOLD_ATTENTION_MAX_HEADS || kvHeads !== heads) return false;
+    const [pq, pk, pv] = p;
+    if (pq.y !== q || pq.ropeTheta === 0 || pq.cache !== null || pk.ropeTheta === 0 || pk.cache !== kc || pv.ropeTheta !== 0 || pv.cache !== vc) return false;
+    if (pq.w.outFeatures !== heads * 128 || pk.w.outFeatures !== kvHeads * 128 || pv.w.outFeatures !== kvHeads * 128 || !this.samePos(pos)) return false;
+    if (p.some((e) => e.accumulate || e.w.bias !== null) || out === q) return false;
+    this.finalize(true, { attn: { out, heads, kvHeads, scale } });
+    this.attentionFolds++;
+    return true;
+  }
+
   /** Folds the KV-cache write of two waiting outputs into their epilogues; false when it cannot. */
   addKvWrite(k: DevicePtr, v: DevicePtr, kc: DevicePtr, vc: DevicePtr, maxSeq: number, pos: PosRef): boolean {
     const ek = this.pending.find((q) => q.y === k), ev = this.pending.find((q) => q.y === v);
@@ -398,7 +442,7 @@ export class GemvBatch {
     const shared = xShared ? w0.inFeatures * 4 : 0;
     const a = this.args(kPer, epi);
     a.writeInt32LE(xShared ? 1 : 0, AT.xInShared);
-    const out = epi.swiglu ?? epi.norm?.out;
+    const out = epi.swiglu ?? epi.norm?.out ?? epi.attn?.out;
     const dim = w0.outFeatures;
     p.length = 0;
     this.x = null;
@@ -408,7 +452,7 @@ export class GemvBatch {
     this.tag = null;
     this.release();
     if (hold && this.permuteX && out !== undefined) {
-      const permAt = epi.swiglu !== undefined ? AT.swigluInv : AT.normInv;
+      const permAt = epi.swiglu !== undefined ? AT.swigluInv : epi.attn !== undefined ? AT.attnInv : AT.normInv;
       this.held.push({ name, grid, block, args: [a], out, dim, fields: a, permAt, perm: null, cluster, shared });
     } else {
       this.kernels.launch(name, grid, block, [a], shared, true, cluster ?? undefined);
@@ -469,6 +513,13 @@ export class GemvBatch {
       a.writeBigUInt64LE(epi.norm.out, AT.normOut);
       a.writeBigUInt64LE(this.counters + BigInt(MAX_TILES * 4), AT.normCounter);
       a.writeFloatLE(epi.norm.eps, AT.eps);
+    }
+    if (epi.attn) {
+      a.writeBigUInt64LE(epi.attn.out, AT.attnOut);
+      a.writeBigUInt64LE(this.attnCounters!, AT.attnCounters);
+      a.writeInt32LE(epi.attn.heads, AT.attnHeads);
+      a.writeInt32LE(epi.attn.kvHeads, AT.attnKvHeads);
+      a.writeFloatLE(epi.attn.scale, AT.attnScale);
     }
     if (this.norm !== null) {
       const permuted = this.batchPermutedNorm(this.norm.w);

@@ -45,8 +45,11 @@ struct AttnTile {
 // Loads per lane per tile in the shipped kernels: tiles of 32, 16, 8 positions (4 KiB of K + 4 KiB of V per warp).
 template <int D> struct AttnNI { static constexpr int value = 8; };
 
+// CG: through L2 only (the folded attention reads K/V rows and q that other blocks of its own launch just wrote,
+// which the read-only path may not see); else the read-only path
+template <bool CG = false>
 __device__ __forceinline__ uint4 attn_ld(const __half* p) {
-  return __ldg(reinterpret_cast<const uint4*>(p));
+  return CG ? __ldcg(reinterpret_cast<const uint4*>(p)) : __ldg(reinterpret_cast<const uint4*>(p));
 }
 
 // most blocks per (row, head): one per thread of the merging block (attentionLaunch.ts never plans more)
@@ -88,17 +91,20 @@ __device__ __forceinline__ void attn_merge(float* __restrict__ out, const float*
   }
 }
 
-template <int D, int NI>
+// FOLDED (gemv_q4.cu, the one-token q/k/v launch's last block of a head): head foldHead, one split, one row, no
+// programmatic-launch wait (the caller's launch already waited), q and K/V read through L2 (see attn_ld).
+template <int D, int NI, bool FOLDED = false>
 __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __restrict__ part, unsigned* tickets,
                                             const float* __restrict__ q, const __half* __restrict__ kc,
                                             const __half* __restrict__ vc, const int* pos_ptr, int pos_imm,
-                                            int heads, int kvHeads, int splits, float scale, const NextGemv* nx = nullptr) {
+                                            int heads, int kvHeads, int splits, float scale, const NextGemv* nx = nullptr,
+                                            int foldHead = 0) {
   using G = AttnTile<D, NI>;
   constexpr int LPP = G::LPP, PPI = G::PPI, TP = G::TP, DUP = G::DUP;
   __shared__ float wm[ATTN_WARPS], wl[ATTN_WARPS];
   __shared__ __align__(16) float wacc[ATTN_WARPS][D];
   __shared__ int last;
-  const int h = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
+  const int h = FOLDED ? foldHead : (int)blockIdx.x, split = FOLDED ? 0 : (int)blockIdx.y, t = FOLDED ? 0 : (int)blockIdx.z;
   // before waiting for q: the inverse permutation entries of the dimensions this thread may write
   float* permOut = nullptr;
   int pinv[ATTN_DIMS_PER_THREAD(D)];
@@ -110,8 +116,10 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
       pinv[k] = i < D ? __ldg(nx->inv + h * D + i) : 0;
     }
   }
-  pdl_wait();
-  pdl_launch_dependents();
+  if (!FOLDED) {
+    pdl_wait();
+    pdl_launch_dependents();
+  }
   const int n = read_pos(pos_ptr, pos_imm) + t + 1;
   const int tiles = (n + TP - 1) / TP;
   const int active = min(min(splits, ATTN_MAX_SPLITS), (tiles + ATTN_WARPS - 1) / ATTN_WARPS);
@@ -128,7 +136,7 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
   float qf[8];
   {
     const float4* qp = reinterpret_cast<const float4*>(q + row * D + c * 8);
-    const float4 a = __ldg(qp), b = __ldg(qp + 1);
+    const float4 a = FOLDED ? __ldcg(qp) : __ldg(qp), b = FOLDED ? __ldcg(qp + 1) : __ldg(qp + 1);
     const float sc = scale * 1.4426950408889634f;
     qf[0] = a.x * sc; qf[1] = a.y * sc; qf[2] = a.z * sc; qf[3] = a.w * sc;
     qf[4] = b.x * sc; qf[5] = b.y * sc; qf[6] = b.z * sc; qf[7] = b.w * sc;
@@ -146,8 +154,8 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
     for (int i = 0; i < NI; ++i) {
       const int p = p0 + i * PPI + r;
       if (p < n) {
-        kr[i] = attn_ld(kb + (size_t)p * width);
-        vr[i] = attn_ld(vb + (size_t)p * width);
+        kr[i] = attn_ld<FOLDED>(kb + (size_t)p * width);
+        vr[i] = attn_ld<FOLDED>(vb + (size_t)p * width);
       } else {
         kr[i] = make_uint4(0, 0, 0, 0);
         vr[i] = make_uint4(0, 0, 0, 0);

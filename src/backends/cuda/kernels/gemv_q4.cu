@@ -42,6 +42,7 @@
 //   y += s · Σ_blocks d · (Σ q·xq − z · Σ xq)      (z = stored zero + 1; Σ xq per 32 values is staged too)
 // That is 5 instructions per 8 weights (the fp16 path needed ~17, and issue, not DRAM, was the limit).
 #include "gemv_q4.cuh"
+#include "attention.cu"  // attn_decode for the folded attention (attention.cu is #pragma once)
 
 struct Q4Mat {
   const uint4* qw;
@@ -94,9 +95,22 @@ struct Q4Args {
   // 1: xNormW is the norm weight in the members' (one, shared) act-order row order, read linearly beside
   // the gathered x instead of gathered through perm too
   int xNormPermuted;
+  // Attention folded into a one-token q/k/v launch (attnOut non-null; m[0] = q with rope, m[1] = k with rope and the
+  // KV write, m[2] = v with the KV write, head size 128; gemvBatch.ts foldAttention): the block that writes the last of
+  // a head's q, k and v tiles (ticket attnCounters[head], left at zero) runs that head's decode attention over the
+  // cache in one split (attn_decode, attention.cu) into attnOut, and also attnPermOut[attnInv[i]] where attnInv is
+  // set (o_proj's act-order row order, as attention's NextGemv). So short contexts need no attention launch.
+  float* attnOut;          // [heads · 128]
+  const int* attnInv;      // (these two as NextGemv)
+  float* attnPermOut;
+  unsigned* attnCounters;  // [heads], zero between launches
+  int attnHeads;
+  int attnKvHeads;
+  float attnScale;
+  int attnPad;
 };
 static_assert(sizeof(Q4Mat) == 64, "Q4Mat layout is mirrored by gemvBatch.ts");
-static_assert(sizeof(Q4Args) == 344, "Q4Args layout is mirrored by gemvBatch.ts");
+static_assert(sizeof(Q4Args) == 392, "Q4Args layout is mirrored by gemvBatch.ts");
 
 // packed rows of x a block stages (its K range / 8): 64 slices of 128 values
 #define XS_ROWS 1024
@@ -304,6 +318,31 @@ __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, in
   if (!a.normInv) q4_norm_rows<16, false>(a, scratch);
   else if (a.m[0].N <= 5120) q4_norm_rows<10, true>(a, scratch);
   else q4_norm_rows<16, true>(a, scratch);
+}
+
+// The folded attention (see Q4Args): this block has written its tile of q (mi 0: q head `tileHead`) or of k / v
+// (kv head `tileHead`, whose group of q heads it serves); for each of those heads, the block that arrives third runs
+// its attention. Every thread of the block calls it.
+__device__ __forceinline__ void q4_fold_attention(const Q4Args& a, int mi, int tileHead, int* last) {
+  const int group = a.attnHeads / a.attnKvHeads;
+  const int h0 = mi == 0 ? tileHead : tileHead * group, hn = mi == 0 ? 1 : group;
+  __threadfence();  // this tile's q, or k / v and their cache rows, visible before its tickets
+  __syncthreads();
+  for (int h = h0; h < h0 + hn; ++h) {
+    if (threadIdx.x == 0) {
+      const bool isLast = atomicAdd(a.attnCounters + h, 1u) == 2u;
+      if (isLast) a.attnCounters[h] = 0u;
+      *last = isLast;
+    }
+    __syncthreads();
+    if (*last) {
+      __threadfence();
+      const NextGemv nx = {a.attnInv, a.attnPermOut};
+      attn_decode<128, AttnNI<128>::value, true>(a.attnOut, nullptr, nullptr, a.m[0].y, a.m[1].cache, a.m[2].cache, a.pos_ptr,
+                                                  a.pos_imm, a.attnHeads, a.attnKvHeads, 1, a.attnScale, &nx, h);
+    }
+    __syncthreads();
+  }
 }
 
 // CL: the cluster launch (see Reduction above): a gate/up pair's tiles interleaved (gate tile p at 2p, up at
@@ -518,6 +557,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
       if (pos < a.maxSeq) m.cache[(size_t)pos * N + n] = __float2half(v);
     }
   }
+  if (!TAIL && a.attnOut) q4_fold_attention(a, mi, col0 / 128, &last);
   if (TAIL) q4_norm_tail(a, fin, &last);
 }
 
