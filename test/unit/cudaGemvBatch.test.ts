@@ -55,8 +55,11 @@ const act = {
   pos: alloc(256),
 };
 
-/** One decode layer as CudaBackend issues it for a one-row step (llama.ts's order). */
-function runLayer(b: GemvBatch, w: Layer): void {
+/**
+ * One decode layer as CudaBackend issues it for a one-row step (llama.ts's order); with `fold`, attention is first
+ * offered to the q/k/v launch as over a short cache (foldAttentionInto). Returns whether it was folded.
+ */
+function runLayer(b: GemvBatch, w: Layer, fold = false): boolean {
   const pos = { ptr: act.pos, imm: 0 };
   b.rmsNorm(act.xb, act.x, act.normW, 1e-6, 1, DIM);
   b.add(act.q, act.xb, w.q, false);
@@ -65,14 +68,18 @@ function runLayer(b: GemvBatch, w: Layer): void {
   assert.ok(b.addRope(act.q, HEADS, 128, 10000, pos));
   assert.ok(b.addRope(act.k, HEADS, 128, 10000, pos));
   assert.ok(b.addKvWrite(act.k, act.v, act.kc, act.vc, 2048, pos));
-  const nx = Buffer.alloc(NEXT_GEMV_BYTES);
-  b.launchBeforeGemv('attn_split_128', { x: HEADS, y: 2, z: 1 }, { x: 128 }, [Buffer.alloc(8), nx], nx, act.attn, DIM);
+  const folded = fold && b.foldAttentionInto(act.attn, act.q, act.kc, act.vc, HEADS, HEADS, 1 / Math.sqrt(128), pos);
+  if (!folded) {
+    const nx = Buffer.alloc(NEXT_GEMV_BYTES);
+    b.launchBeforeGemv('attn_split_128', { x: HEADS, y: 2, z: 1 }, { x: 128 }, [Buffer.alloc(8), nx], nx, act.attn, DIM);
+  }
   b.add(act.x, act.attn, w.o, true);
   b.rmsNorm(act.xb, act.x, act.normW, 1e-6, 1, DIM);
   b.add(act.gate, act.xb, w.gate, false);
   b.add(act.up, act.xb, w.up, false);
   assert.ok(b.swiglu(act.hidden, act.gate, act.up));
   b.add(act.x, act.hidden, w.down, true);
+  return folded;
 }
 
 function batch(permuteX: boolean, inputNorm = true): { b: GemvBatch; k: FakeKernels; bufs: DevicePtr[] } {
@@ -380,30 +387,6 @@ test('13B decode layer with clusters: q/k/v and gate/up launch as clusters of th
   }
 });
 
-/** One decode layer as CudaBackend issues it over a short cache: attention folded into the q/k/v launch. */
-function runLayerFolded(b: GemvBatch, w: Layer): boolean {
-  const pos = { ptr: act.pos, imm: 0 };
-  b.rmsNorm(act.xb, act.x, act.normW, 1e-6, 1, DIM);
-  b.add(act.q, act.xb, w.q, false);
-  b.add(act.k, act.xb, w.k, false);
-  b.add(act.v, act.xb, w.v, false);
-  assert.ok(b.addRope(act.q, HEADS, 128, 10000, pos));
-  assert.ok(b.addRope(act.k, HEADS, 128, 10000, pos));
-  assert.ok(b.addKvWrite(act.k, act.v, act.kc, act.vc, 2048, pos));
-  const folded = b.foldAttentionInto(act.attn, act.q, act.kc, act.vc, HEADS, HEADS, 1 / Math.sqrt(128), pos);
-  if (!folded) {
-    const nx = Buffer.alloc(NEXT_GEMV_BYTES);
-    b.launchBeforeGemv('attn_split_128', { x: HEADS, y: 2, z: 1 }, { x: 128 }, [Buffer.alloc(8), nx], nx, act.attn, DIM);
-  }
-  b.add(act.x, act.attn, w.o, true);
-  b.rmsNorm(act.xb, act.x, act.normW, 1e-6, 1, DIM);
-  b.add(act.gate, act.xb, w.gate, false);
-  b.add(act.up, act.xb, w.up, false);
-  assert.ok(b.swiglu(act.hidden, act.gate, act.up));
-  b.add(act.x, act.hidden, w.down, true);
-  return folded;
-}
-
 // Q4Args folded-attention fields (gemv_q4.cu)
 const attnFields = (a: Buffer): { out: bigint; inv: bigint; permOut: bigint; counters: bigint; heads: number; kvHeads: number; scale: number } => ({
   out: a.readBigUInt64LE(344), inv: a.readBigUInt64LE(352), permOut: a.readBigUInt64LE(360), counters: a.readBigUInt64LE(368),
@@ -417,7 +400,7 @@ test('folded attention: the q/k/v launch runs each head\'s attention (no attenti
     const counters = alloc(256 * 4);
     b.attnCounters = counters;
     const l0 = layer(actOrder);
-    assert.ok(runLayerFolded(b, l0));
+    assert.ok(runLayer(b, l0, true));
     b.flush();
     const what = `act-order ${actOrder}, clusters ${clusters}`;
     assert.deepEqual(k.launches.map((l) => l.name), clusters
@@ -441,7 +424,7 @@ test('folded attention: the q/k/v launch runs each head\'s attention (no attenti
     const { b, k } = batch(true);
     b.attnCounters = alloc(1024);
     setup(b);
-    assert.equal(runLayerFolded(b, layer(false)), false);
+    assert.equal(runLayer(b, layer(false), true), false);
     b.flush();
     assert.ok(k.launches.some((l) => l.name === 'attn_split_128'));
   }
