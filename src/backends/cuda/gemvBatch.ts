@@ -4,6 +4,8 @@
  * right after them fold into that launch's epilogue instead of running as kernels of their own:
  *   rope(q), rope(k)                  → rotary embedding on the finished tile (head size 128)
  *   writeKv(k, v)                     → fp16 KV-cache store of the finished k and v tiles
+ *   attention(q, cache), short cache  → each head's attention, run by the block that finishes the last of its q, k
+ *                                       and v tiles (foldAttentionInto; gemv_q4.cu q4_fold_attention)
  *   swiglu(hidden, gate, up)          → silu(gate)·up written beside gate and up
  *   rmsNorm(xb, x) before GEMVs of xb → deferred to the GEMV batch that reads xb: its blocks normalize x
  *                                       themselves (input norm, gemv_q4.cu xNormW), no kernel of its own
@@ -183,7 +185,7 @@ interface PosRef { readonly ptr: DevicePtr | null; readonly imm: number }
 interface Epilogue {
   readonly swiglu?: DevicePtr;
   readonly norm?: { readonly out: DevicePtr; readonly w: DevicePtr; readonly eps: number };
-  /** decode attention of each head folded into a q/k/v launch (foldAttention) */
+  /** decode attention of each head folded into a q/k/v launch (foldAttentionInto) */
   readonly attn?: { readonly out: DevicePtr; readonly heads: number; readonly kvHeads: number; readonly scale: number };
 }
 
