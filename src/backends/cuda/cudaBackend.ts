@@ -18,7 +18,7 @@ import {
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
 import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_ROWS, RS_SMALL_ROWS, rsBuildFor } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
-import { uploadArray, uploadDense, uploadGptq, type CudaGptq, type CudaLinear, type PermCache } from './linearUpload.js';
+import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { PromptOps } from './promptOps.js';
 import { openDevice } from './openDevice.js';
@@ -27,7 +27,9 @@ import { launchSample } from './sampleLaunch.js';
 import { launchArgmaxRows } from './argmaxRows.js';
 import { BatchOps } from './batchOps.js';
 import { CudaUnavailableError, CudaUnsupportedError } from './errors.js';
-import { launchSmallBatchGroup, MULTI_MAX_ROWS, MULTI_ROWS_PER_LAUNCH, SMALL_BATCH_MAX_ROWS, smallBatchFits } from './smallBatchLinear.js';
+import {
+  launchSmallBatchGroup, MULTI_MAX_ROWS, MULTI_ROWS_PER_LAUNCH, SMALL_BATCH_MAX_ROWS, smallBatchGroupFits, type MultiMat,
+} from './smallBatchLinear.js';
 
 export { CudaUnavailableError, CudaUnsupportedError };
 
@@ -408,14 +410,16 @@ export class CudaBackend implements Backend {
   /** One gemv_q4_multi launch over these matrices where the small-batch path takes them (see linears, gateUp). */
   private smallBatchGroup(mats: readonly { w: CudaLinear; y: DevicePtr | null }[], x: CudaActivation, rows: number, swiglu: CudaActivation | null): boolean {
     const opts = this.gemmOptions().smallBatch;
-    if (!opts || !this.fuseSmallBatch || rows < 2) return false;
-    const gptq: { w: CudaGptq; y: DevicePtr | null }[] = [];
+    if (!opts || !this.fuseSmallBatch) return false;
+    const gptq: MultiMat[] = [];
     for (const m of mats) {
-      if (m.w.kind !== 'gptq' || !smallBatchFits(m.w, rows, opts)) return false;
+      if (m.w.kind !== 'gptq') return false;
       gptq.push({ w: m.w, y: m.y });
     }
+    const out = swiglu?.ptr ?? null;
+    if (!smallBatchGroupFits(gptq, rows, out, opts)) return false;
     this.batch.flush();
-    if (!launchSmallBatchGroup(this.kernels, gptq, x.ptr, rows, swiglu?.ptr ?? null, opts)) return false;
+    launchSmallBatchGroup(this.kernels, gptq, x.ptr, rows, out, opts);
     for (const m of gptq) if (m.y !== null) this.promptOps.copies.wrote(m.y);
     if (swiglu !== null) this.promptOps.copies.wrote(swiglu.ptr);
     return true;
@@ -467,7 +471,7 @@ export class CudaBackend implements Backend {
     }
     const maxPositions = this.capturing ? Math.min(c.maxSeq, this.captureBound) : shape.startPos + rows;
     // one row over a short cache: folded into the q/k/v launch that writes q, k and v (gemvBatch.ts foldAttentionInto)
-    if (rows === 1 && d === 128 && maxPositions <= FOLD_ATTENTION_MAX_POSITIONS && shape.heads % shape.kvHeads === 0 &&
+    if (rows === 1 && d === 128 && maxPositions <= FOLD_ATTENTION_MAX_POSITIONS &&
       this.batch.foldAttentionInto(act(out).ptr, act(q).ptr, (c.k + off) as DevicePtr, (c.v + off) as DevicePtr, shape.heads, shape.kvHeads,
         1 / Math.sqrt(d), { ptr: pos, imm: shape.startPos })) return;
     const plan = planAttention(maxPositions, rows, shape.heads, this.smCount, d);
@@ -536,13 +540,14 @@ export class CudaBackend implements Backend {
 
   /** Whether one-token attention over short caches folds into the q/k/v launch (gemvBatch.ts); drops captured graphs. */
   get foldAttention(): boolean { return this.batch.foldAttention; }
-  /** attentions folded into q/k/v launches so far (captured ones count once) */
-  get attentionFolds(): number { return this.batch.attentionFolds; }
   set foldAttention(on: boolean) {
     this.synchronize();
     this.batch.foldAttention = on;
     this.dropGraphs();
   }
+
+  /** attentions folded into q/k/v launches so far (captured ones count once) */
+  get attentionFolds(): number { return this.batch.attentionFolds; }
 
   /** Whether one-token GEMV batches launch as thread-block clusters where they can (sm_90); drops captured graphs. */
   get gemvClusters(): boolean { return this.batch.clusters; }

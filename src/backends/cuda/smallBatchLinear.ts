@@ -120,7 +120,7 @@ export function launchSmallBatch(cu: Driver, kernels: KernelModule, stream: CuSt
 }
 
 /** One matrix of a gemv_q4_multi launch and where its rows go (null: not stored, a SwiGLU pair's gate or up). */
-interface MultiMat { readonly w: CudaGptq; readonly y: DevicePtr | null }
+export interface MultiMat { readonly w: CudaGptq; readonly y: DevicePtr | null }
 
 /** sizeof(QMArgs) in gemv_q4_multi.cu, and its fields' offsets after the 3 QMMat of MULTI_MAT_BYTES */
 const MULTI_ARGS_BYTES = 200;
@@ -162,13 +162,11 @@ function launchMulti(kernels: KernelModule, mats: readonly MultiMat[], x: Device
 }
 
 /**
- * Several linears over the same rows of x as one gemv_q4_multi launch (batched decode's q/k/v; with `swiglu`, a
- * gate/up pair whose epilogue writes silu(gate) · up there, gate and up themselves only where their y is given):
- * false, having launched nothing, where they do not fit one (more rows than one launch, weights of different K,
- * group size or layout, more tiles than the workspace). H200, 13B batched decode: bench/cudaNotes.md, sixteenth pass.
+ * Whether several linears over the same rows of x fit one gemv_q4_multi launch (launchSmallBatchGroup): at most one
+ * launch's rows, weights of one K, group size and layout without bias, a SwiGLU pair of equal widths, every output
+ * given where there is no SwiGLU, no more tiles than the workspace holds.
  */
-export function launchSmallBatchGroup(kernels: KernelModule, mats: readonly MultiMat[], x: DevicePtr, rows: number,
-  swiglu: DevicePtr | null, opts: SmallBatchOptions): boolean {
+export function smallBatchGroupFits(mats: readonly MultiMat[], rows: number, swiglu: DevicePtr | null, opts: SmallBatchOptions): boolean {
   if (mats.length < 1 || mats.length > 3 || (swiglu !== null && mats.length !== 2)) return false;
   if (rows < 2 || rows > Math.min(opts.multiMaxRows, MULTI_ROWS_PER_LAUNCH) || rows > opts.maxRows) return false;
   const w0 = mats[0].w;
@@ -177,8 +175,18 @@ export function launchSmallBatchGroup(kernels: KernelModule, mats: readonly Mult
   if (!mats.every((m) => same(m.w))) return false;
   if (swiglu !== null && mats[1].w.outFeatures !== w0.outFeatures) return false;
   if (swiglu === null && mats.some((m) => m.y === null)) return false;
-  const tiles = mats.reduce((t, m) => t + Math.ceil(m.w.outFeatures / 128), 0);
-  if (tiles > opts.wsTiles) return false;
+  return mats.reduce((t, m) => t + Math.ceil(m.w.outFeatures / 128), 0) <= opts.wsTiles;
+}
+
+/**
+ * Several linears over the same rows of x as one gemv_q4_multi launch (batched decode's q/k/v; with `swiglu`, a
+ * gate/up pair whose epilogue writes silu(gate) · up there, gate and up themselves only where their y is given):
+ * false, having launched nothing, where they do not fit one (smallBatchGroupFits). H200, 13B batched decode:
+ * bench/cudaNotes.md, sixteenth pass.
+ */
+export function launchSmallBatchGroup(kernels: KernelModule, mats: readonly MultiMat[], x: DevicePtr, rows: number,
+  swiglu: DevicePtr | null, opts: SmallBatchOptions): boolean {
+  if (!smallBatchGroupFits(mats, rows, swiglu, opts)) return false;
   launchMulti(kernels, mats, x, rows, false, swiglu, opts);
   return true;
 }

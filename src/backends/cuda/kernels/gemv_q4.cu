@@ -78,7 +78,7 @@ struct Q4Args {
   float* normOut;          // [N] f32
   unsigned* normCounter;
   float eps;
-  int xInShared;           // cluster launch: the launch gave K floats of dynamic shared memory for x (q4_copy_x)
+  int xInShared;           // cluster launch: K floats of dynamic shared memory hold x, copied in the Σx² loop
   // non-null: the norm's output also in the next GEMV's act-order row order, normPerm[normInv[i]] = normOut[i]
   const int* normInv;
   float* normPerm;
@@ -96,7 +96,7 @@ struct Q4Args {
   // the gathered x instead of gathered through perm too
   int xNormPermuted;
   // Attention folded into a one-token q/k/v launch (attnOut non-null; m[0] = q with rope, m[1] = k with rope and the
-  // KV write, m[2] = v with the KV write, head size 128; gemvBatch.ts foldAttention): the block that writes the last of
+  // KV write, m[2] = v with the KV write, head size 128; gemvBatch.ts foldAttentionInto): the block that writes the last of
   // a head's q, k and v tiles (ticket attnCounters[head], left at zero) runs that head's decode attention over the
   // cache in one split (attn_decode, attention.cu) into attnOut, and also attnPermOut[attnInv[i]] where attnInv is
   // set (o_proj's act-order row order, as attention's NextGemv). So short contexts need no attention launch.
@@ -564,8 +564,8 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
 // gemv_q4_rpg*: any launch without the RMSNorm tail; gemv_q4_tail_rpg*: a residual add with it (normOut non-null,
 // $QLLAMA_CUDA_NORM=tail), a build of its own because the tail's registers made every plain launch spill ~530 bytes
 // (o_proj and down_proj included; without it none; decode within noise, bench/cudaNotes.md sixteenth pass);
-// gemv_q4_cl_rpg*: launched as clusters of a tile's K ranges
-// (gemvBatch.ts), built for sm_90 and later only (the host launches clusters nowhere else)
+// gemv_q4_cl_rpg*: launched as clusters of a tile's K ranges (gemvBatch.ts), built for sm_90 and later only (the
+// host launches clusters nowhere else)
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 #define GEMV_Q4_CL(RPG)                                                                                           \
   extern "C" __global__ void __launch_bounds__(128, 4) gemv_q4_cl_rpg##RPG(const __grid_constant__ Q4Args a) {   \
