@@ -215,7 +215,10 @@ test('linear: dense fp16 (lm_head), with and without bias', { skip: skipNoGpu },
 
 test('writeKv + attention: decode over a long context, prefill (flash and looped kernels), grouped KV heads', { skip: skipNoGpu }, () => {
   const before = gpu().prefillKernels;
-  for (const mode of ['mma', 'old'] as const) for (const [heads, kvHeads, headDim] of [[8, 8, 128], [8, 2, 64], [4, 4, 256]]) {
+  const wgBefore = gpu().flashWgLaunches, flashBefore = gpu().flashKernel;
+  gpu().flashKernel = 'wgmma';
+  // 'wgmma': head size 128 takes attn_flash_wg_128 on sm_90 (the others attn_flash); 'mma': attn_flash; 'old': the looped kernel
+  for (const mode of ['wgmma', 'mma', 'old'] as const) for (const [heads, kvHeads, headDim] of [[8, 8, 128], [8, 2, 128], [8, 2, 64], [4, 4, 256]]) {
     gpu().prefillKernels = mode;
     const maxSeq = 1024, layers = 2, layer = 1;
     const [g, c] = both((b) => {
@@ -241,6 +244,9 @@ test('writeKv + attention: decode over a long context, prefill (flash and looped
     });
   }
   gpu().prefillKernels = before;
+  gpu().flashKernel = flashBefore;
+  // the wgmma kernel ran (2 head-128 shapes x 6 prompt calls of > 1 row) wherever the wgmma GEMM runs (sm_90)
+  if (gpu().wgmmaFits) assert.equal(gpu().flashWgLaunches - wgBefore, 12);
 });
 
 test('attention over 1000-2100 cached positions: one row and three (split kernel), grouped KV heads, head sizes 64/128/256', { skip: skipNoGpu }, () => {

@@ -41,6 +41,18 @@ export function positionBucket(endPos: number): number {
 export function flashShared(d: number): number {
   return 2 * 2 * 64 * (d + 8) * 2;
 }
+/**
+ * dynamic shared memory of attn_flash_wg_128 (attention_flash_wg.cu): 1 KB of alignment for the 128-byte swizzle, the
+ * fp16 Q tile of 128 rows, and FLASH_WG_STAGES K/V stages of 64 positions
+ */
+export const FLASH_WG_STAGES = 2;
+export function flashWgShared(): number {
+  return 1024 + 128 * 128 * 2 + FLASH_WG_STAGES * 2 * 64 * 128 * 2;
+}
+/** attn_flash_wg_128's grid for `rows` query rows: (head, query tile of 128 rows); 256 threads */
+export function flashWgGrid(rows: number, heads: number): { x: number; y: number } {
+  return { x: heads, y: Math.ceil(rows / 128) };
+}
 /** attn_flash_<d>'s grid for `rows` query rows: (head, query tile of 64 rows) */
 export function flashGrid(rows: number, heads: number): { x: number; y: number } {
   return { x: heads, y: Math.ceil(rows / 64) };

@@ -7,7 +7,7 @@
 import type {
   Activation, AttentionShape, Backend, BatchAttentionShape, BatchStep, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearUploadOptions, LinearWeight, VectorWeight,
 } from '../backend.js';
-import { flashGrid, flashShared, planAttention, positionBucket } from './attentionLaunch.js';
+import { flashGrid, flashShared, flashWgGrid, flashWgShared, planAttention, positionBucket } from './attentionLaunch.js';
 import {
   DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
@@ -91,6 +91,15 @@ export const BATCH_GRAPH_ROWS = 16;
 /** tiles of gemv_q4_multi's 4 rows × 128 outputs that the shared split-K workspace (MAX_TILES · 128 f32) holds */
 const MULTI_WS_TILES = MAX_TILES / MULTI_ROWS_PER_LAUNCH;
 
+/**
+ * Prompt attention with head size 128 on sm_90 ('wgmma' prefill kernels): 'wgmma' (attn_flash_wg_128, the default)
+ * or 'mma' (attn_flash_128 everywhere); $QLLAMA_CUDA_FLASH.
+ */
+export type FlashKernel = 'wgmma' | 'mma';
+function flashFromEnv(): FlashKernel {
+  return process.env.QLLAMA_CUDA_FLASH === 'mma' ? 'mma' : 'wgmma';
+}
+
 function prefillFromEnv(): PrefillKernels {
   const v = process.env.QLLAMA_CUDA_PREFILL;
   return v === 'wgmma' || v === 'mma' || v === 'old' ? v : DEFAULT_PREFILL;
@@ -132,6 +141,10 @@ export class CudaBackend implements Backend {
    * Tests and benchmarks switch it to compare.
    */
   prefillKernels: PrefillKernels = prefillFromEnv();
+  /** prompt attention at head size 128 under the 'wgmma' prefill kernels (FlashKernel) */
+  flashKernel: FlashKernel = flashFromEnv();
+  /** attn_flash_wg_128 launches so far (tests assert the kernel they mean ran) */
+  flashWgLaunches = 0;
   /**
    * Most rows of a q4 linear that take the batched-decode kernel gemv_q4_rows (2..this; 0: none;
    * $QLLAMA_CUDA_SMALL_BATCH_ROWS, default SMALL_BATCH_MAX_ROWS). Benchmarks switch it to compare with the GEMM.
@@ -190,6 +203,8 @@ export class CudaBackend implements Backend {
   readonly wgmmaFits: boolean;
   private readonly wgmma: WgmmaOptions;
   private readonly flashFits: boolean;
+  /** attn_flash_wg_128 runs here: the fatbin's sm_90a code (compute capability 9.0) and its shared memory */
+  private readonly flashWgFits: boolean;
   /** compute capability 9.0+ with cuLaunchKernelEx: one-token GEMVs may launch as clusters (gemvClusters) */
   private readonly clustersFit: boolean;
   /** the one token id argmax and sample write on the device, and its host copy */
@@ -257,6 +272,8 @@ export class CudaBackend implements Backend {
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
     this.flashFits = optin >= flashShared(128);
+    this.flashWgFits = ccMajor === 9 && ccMinor === 0 && optin >= flashWgShared();
+    if (this.flashWgFits) this.kernels.allowDynamicShared('attn_flash_wg_128', flashWgShared());
     this.promptOps = new PromptOps({
       cu, kernels: this.kernels, flush: () => this.batch.flush(),
       halfScratch: (i, bytes) => this.grow(this.xHalf[i], bytes, false),
@@ -461,7 +478,17 @@ export class CudaBackend implements Backend {
     if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
     const off = BigInt(shape.layer * c.layerBytes());
     const pos = this.posPtr();
-    if (rows > 1 && (d === 64 || d === 128) && this.prefillKernels !== 'old' && this.flashFits && shape.heads % shape.kvHeads === 0) {
+    const groupsHeads = shape.heads % shape.kvHeads === 0;
+    if (rows > 1 && d === 128 && this.prefillKernels === 'wgmma' && this.flashKernel === 'wgmma' && this.flashWgFits && groupsHeads) {
+      // wgmma flash attention: a block per (head, 128 query rows), two warpgroups
+      this.batch.flush();
+      this.flashWgLaunches++;
+      this.kernels.launch('attn_flash_wg_128', flashWgGrid(rows, shape.heads), { x: 256 },
+        [ptr(act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
+          i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))], flashWgShared());
+      return;
+    }
+    if (rows > 1 && (d === 64 || d === 128) && this.prefillKernels !== 'old' && this.flashFits && groupsHeads) {
       // flash-style causal kernel: a block per (head, 64 query rows)
       this.batch.flush();
       this.kernels.launch(`attn_flash_${d}`, flashGrid(rows, shape.heads), { x: 128 },
