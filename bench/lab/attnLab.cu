@@ -19,12 +19,12 @@
 #include "../../src/backends/cuda/kernels/attention.cu"
 #include "../../src/backends/cuda/kernels/readbw.cu"
 
-// A tile-size variant of the new kernel: 16 loads per lane per tile (d 128: 32 positions per warp tile).
-extern "C" __global__ void __launch_bounds__(128, 3) attn_split_128_ni16(
+// The shipped kernel without its early first tile (EARLY: K/V loads before the programmatic-launch wait).
+extern "C" __global__ void __launch_bounds__(128, ATTN_MIN_BLOCKS) attn_split_128_ni16(
     float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,
     const int* pos_ptr, int pos_imm, int heads, int kvHeads, int chunk, int splits, float scale) {
   (void)chunk;
-  attn_decode<128, 16>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits, scale);
+  attn_decode<128, AttnNI<128>::value>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits, scale);
 }
 // The shipped kernel in the lab's launch signature (attn_split_<d> itself takes no chunk and a NextGemv).
 #define ATTN_SPLIT_LAB(D)                                                                                    \
@@ -32,7 +32,7 @@ extern "C" __global__ void __launch_bounds__(128, 3) attn_split_128_ni16(
       float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,        \
       const int* pos_ptr, int pos_imm, int heads, int kvHeads, int chunk, int splits, float scale) {         \
     (void)chunk;                                                                                             \
-    attn_decode<D, AttnNI<D>::value>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits, scale); \
+    attn_decode<D, AttnNI<D>::value, false, true>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits, scale); \
   }
 ATTN_SPLIT_LAB(64)
 ATTN_SPLIT_LAB(128)
@@ -478,7 +478,7 @@ int main() {
     int blocks = 0;
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, f, 128, 0));
     printf("  %-22s %3d registers, %5zu B smem, %d blocks/SM\n",
-           f == attn_split_lab_128 ? "attn_split_128 (new)" : f == attn_split_128_ni16 ? "attn_split_128_ni16" : "attn_split_old_128",
+           f == attn_split_lab_128 ? "attn_split_128 (new)" : f == attn_split_128_ni16 ? "attn_split_128 (no early tile)" : "attn_split_old_128",
            fa.numRegs, fa.sharedSizeBytes, blocks);
   }
 

@@ -93,7 +93,10 @@ __device__ __forceinline__ void attn_merge(float* __restrict__ out, const float*
 
 // FOLDED (gemv_q4.cu, the one-token q/k/v launch's last block of a head): head foldHead, one split, one row, no
 // programmatic-launch wait (the caller's launch already waited), q and K/V read through L2 (see attn_ld).
-template <int D, int NI, bool FOLDED = false>
+// EARLY (attn_split_<d>): a warp's first tile of K/V rows is loaded before the programmatic-launch wait, except the
+// rows at positions ≥ pos (this call's own rows, which the kernels before it write); those load after the wait.
+// The position comes from the host (an immediate, or the step's device word written before the graph runs).
+template <int D, int NI, bool FOLDED = false, bool EARLY = false>
 __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __restrict__ part, unsigned* tickets,
                                             const float* __restrict__ q, const __half* __restrict__ kc,
                                             const __half* __restrict__ vc, const int* pos_ptr, int pos_imm,
@@ -116,11 +119,11 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
       pinv[k] = i < D ? __ldg(nx->inv + h * D + i) : 0;
     }
   }
-  if (!FOLDED) {
+  if (!FOLDED && !EARLY) {
     pdl_wait();
     pdl_launch_dependents();
   }
-  const int n = read_pos(pos_ptr, pos_imm) + t + 1;
+  const int pos = read_pos(pos_ptr, pos_imm), n = pos + t + 1;
   const int tiles = (n + TP - 1) / TP;
   const int active = min(min(splits, ATTN_MAX_SPLITS), (tiles + ATTN_WARPS - 1) / ATTN_WARPS);
   if (split >= active) return;  // past the live context: exit at once
@@ -131,6 +134,35 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
   const size_t row = (size_t)t * heads + h;
   const __half* kb = kc + (size_t)kvh * D + c * 8;
   const __half* vb = vc + (size_t)kvh * D + c * 8;
+  // K and V of a tile, all in flight at once; rows past n are not read (they may hold anything). Rows below
+  // `from` are left as they are (EARLY's first tile: loaded before the wait).
+  auto loadTile = [&](uint4 (&kr)[NI], uint4 (&vr)[NI], int p0, int from) {
+#pragma unroll
+    for (int i = 0; i < NI; ++i) {
+      const int p = p0 + i * PPI + r;
+      if (from > 0 && p < from) continue;
+      if (p < n) {
+        kr[i] = attn_ld<FOLDED>(kb + (size_t)p * width);
+        vr[i] = attn_ld<FOLDED>(vb + (size_t)p * width);
+      } else {
+        kr[i] = make_uint4(0, 0, 0, 0);
+        vr[i] = make_uint4(0, 0, 0, 0);
+      }
+    }
+  };
+  const int first = split * ATTN_WARPS + warp;  // this warp's first tile
+  uint4 kf[NI], vf[NI];                         // its K and V (EARLY)
+  if constexpr (EARLY) {
+#pragma unroll
+    for (int i = 0; i < NI; ++i) {
+      const int p = first * TP + i * PPI + r;
+      const bool stable = first < tiles && p < pos;
+      kf[i] = stable ? attn_ld<FOLDED>(kb + (size_t)p * width) : make_uint4(0, 0, 0, 0);
+      vf[i] = stable ? attn_ld<FOLDED>(vb + (size_t)p * width) : make_uint4(0, 0, 0, 0);
+    }
+    pdl_wait();
+    pdl_launch_dependents();
+  }
 
   // this lane's q values (dims 8c..8c+7), scaled into the log2 domain
   float qf[8];
@@ -146,21 +178,8 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
 #pragma unroll
   for (int k = 0; k < 8; ++k) acc[k] = 0.f;
   const int stride = active * ATTN_WARPS;
-  for (int tile = split * ATTN_WARPS + warp; tile < tiles; tile += stride) {
-    const int p0 = tile * TP;
-    // K and V of the whole tile in flight at once; rows past n are not read (they may hold anything)
-    uint4 kr[NI], vr[NI];
-#pragma unroll
-    for (int i = 0; i < NI; ++i) {
-      const int p = p0 + i * PPI + r;
-      if (p < n) {
-        kr[i] = attn_ld<FOLDED>(kb + (size_t)p * width);
-        vr[i] = attn_ld<FOLDED>(vb + (size_t)p * width);
-      } else {
-        kr[i] = make_uint4(0, 0, 0, 0);
-        vr[i] = make_uint4(0, 0, 0, 0);
-      }
-    }
+  // one tile: scores, the running softmax, and P·V into acc
+  auto fold = [&](const uint4 (&kr)[NI], const uint4 (&vr)[NI], int p0) {
     float d[NI];
 #pragma unroll
     for (int i = 0; i < NI; ++i) {
@@ -208,6 +227,18 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
         acc[2 * j + 1] = fmaf(ei, f.y, acc[2 * j + 1]);
       }
     }
+  };
+  // (EARLY peels the first tile off the loop; the other builds keep one copy of fold)
+  if constexpr (EARLY) {
+    if (first < tiles) {
+      loadTile(kf, vf, first * TP, pos);
+      fold(kf, vf, first * TP);
+    }
+  }
+  for (int tile = EARLY ? first + stride : first; tile < tiles; tile += stride) {
+    uint4 kr[NI], vr[NI];
+    loadTile(kr, vr, tile * TP, 0);
+    fold(kr, vr, tile * TP);
   }
   // warp totals: l over all lanes, acc over the PPI row groups
   l = warp_sum(l);
@@ -273,8 +304,8 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
       float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,          \
       const int* pos_ptr, int pos_imm, int heads, int kvHeads, int splits, float scale,                       \
       const __grid_constant__ NextGemv nx) {                                                                   \
-    attn_decode<D, AttnNI<D>::value>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits,  \
-                                     scale, &nx);                                                              \
+    attn_decode<D, AttnNI<D>::value, false, true>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, \
+                                                  splits, scale, &nx);                                          \
   }
 ATTN_SPLIT(64)
 ATTN_SPLIT(128)
