@@ -5,6 +5,8 @@ export interface LlamaShape {
   readonly layers: number;
   readonly heads: number;
   readonly vocab: number;
+  /** key/value heads where fewer than `heads` (grouped-query attention, as LLaMA-2 70B); default `heads` */
+  readonly kvHeads?: number;
 }
 
 export const SHAPES: Readonly<Record<string, LlamaShape>> = {

@@ -66,7 +66,7 @@ export async function synthesize(o: SynthOptions): Promise<number> {
   mkdirSync(o.out, { recursive: true });
   writeFileSync(path.join(o.out, 'config.json'), JSON.stringify({
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: s.hidden, intermediate_size: s.ffn,
-    num_hidden_layers: s.layers, num_attention_heads: s.heads, num_key_value_heads: s.heads, vocab_size: s.vocab,
+    num_hidden_layers: s.layers, num_attention_heads: s.heads, num_key_value_heads: s.kvHeads ?? s.heads, vocab_size: s.vocab,
     rms_norm_eps: 1e-6, max_position_embeddings: 2048, bos_token_id: 1, eos_token_id: 2, pad_token_id: 0,
     hidden_act: 'silu', tie_word_embeddings: false, torch_dtype: 'float16', rope_theta: 10000.0,
   }, null, 2));
@@ -100,7 +100,9 @@ export async function synthesize(o: SynthOptions): Promise<number> {
     const p = `model.layers.${l}`;
     const order = (K: number): Int32Array => groupIndex(K, groupSizeFor(K), o.actOrder, rng);
     const qkvOrder = order(s.hidden), gateUpOrder = order(s.hidden);
-    for (const n of ['q_proj', 'k_proj', 'v_proj']) gptq(`${p}.self_attn.${n}`, s.hidden, qkvOrder);
+    const kvWidth = ((s.kvHeads ?? s.heads) * s.hidden) / s.heads;
+    gptq(`${p}.self_attn.q_proj`, s.hidden, qkvOrder);
+    for (const n of ['k_proj', 'v_proj']) gptq(`${p}.self_attn.${n}`, kvWidth, qkvOrder);
     gptq(`${p}.self_attn.o_proj`, s.hidden, order(s.hidden));
     gptq(`${p}.mlp.gate_proj`, s.ffn, gateUpOrder);
     gptq(`${p}.mlp.up_proj`, s.ffn, gateUpOrder);

@@ -11,7 +11,9 @@
  *     7B-65B), compat and act-order, gives the same logits on a fixed token sequence (random weights
  *     leave near-ties, so ids are not compared there). Its prompt is long enough that decode attention
  *     merges two blocks (the path that writes o_proj's permuted input from the merge). Width 512 is one
- *     K range per GEMV tile; width 2048 splits q/k/v and gate/up into 4 ranges (clusters of 4 and 8).
+ *     K range per GEMV tile; width 2048 splits q/k/v and gate/up into 4 ranges (clusters of 4 and 8). At width
+ *     2048 also with grouped-query attention (4 KV heads for 16 query heads), whose attention folds as well
+ *     (FOLD_GROUPED_HEADS: each k or v tile serves its group's query heads).
  * Logits agree up to float-atomic order in the split-K sums (which can move one int8 rounding of x).
  */
 import assert from 'node:assert/strict';
@@ -20,12 +22,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { LlamaModel } from '../../src/model/llama.js';
+import { FOLD_GROUPED_HEADS } from '../../src/backends/cuda/gemvBatch.js';
 import { synthesize } from '../../src/synth/synth.js';
 import { EMBEDDED_MODEL } from '../support/paths.js';
 import { gpu, normErr, skipNoGpu } from './support.js';
 
 const SHAPE = { hidden: 512, ffn: 1408, layers: 3, heads: 4, vocab: 4096 };
 const WIDE = { hidden: 2048, ffn: 5504, layers: 2, heads: 16, vocab: 4096 };
+const GQA = { ...WIDE, kvHeads: 4 };
 const work = mkdtempSync(path.join(tmpdir(), 'qllama-decode-variants-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
@@ -74,9 +78,9 @@ function argmax(x: Float32Array): number {
   return best;
 }
 
-/** Attention folds into q/k/v in the variants that ask for it where the head size is 128, nowhere else. */
-function assertFolds(runs: { name: string; folds: number }[], headSize128: boolean): void {
-  runs.forEach((r, i) => assert.equal(r.folds > 0, variants[i][4] && headSize128, `${r.name}: ${r.folds} attentions folded`));
+/** Attention folds into q/k/v in the variants that ask for it where the head size is 128 (and grouped heads fold), nowhere else. */
+function assertFolds(runs: { name: string; folds: number }[], folds: boolean): void {
+  runs.forEach((r, i) => assert.equal(r.folds > 0, variants[i][4] && folds, `${r.name}: ${r.folds} attentions folded`));
 }
 
 function assertLogitsAgree(runs: { name: string; logits: Float32Array[] }[], what: string): void {
@@ -98,14 +102,16 @@ test('tiny-vicuna (act-order): greedy ids identical under each decode switch', {
   assertFolds(runs, false);
 });
 
-for (const [actOrder, shape] of [[false, SHAPE], [true, SHAPE], [false, WIDE], [true, WIDE]] as const) {
-  test(`synthetic ${actOrder ? 'act-order' : 'compat'} model, width ${shape.hidden}, head size 128: same logits under each decode switch`, { skip: skipNoGpu }, async () => {
-    const dir = path.join(work, `${actOrder ? 'ao' : 'compat'}-${shape.hidden}`);
+for (const [actOrder, shape] of [[false, SHAPE], [true, SHAPE], [false, WIDE], [true, WIDE], [false, GQA], [true, GQA]] as const) {
+  const kvHeads = 'kvHeads' in shape ? shape.kvHeads : shape.heads;
+  const heads = kvHeads < shape.heads ? `, ${kvHeads} KV heads for ${shape.heads}` : '';
+  test(`synthetic ${actOrder ? 'act-order' : 'compat'} model, width ${shape.hidden}${heads}, head size 128: same logits under each decode switch`, { skip: skipNoGpu }, async () => {
+    const dir = path.join(work, `${actOrder ? 'ao' : 'compat'}-${shape.hidden}-${kvHeads}`);
     await synthesize({ shape, bits: 4, groupSize: 128, actOrder, out: dir, seed: 3 });
     const model = await LlamaModel.create(dir, { backend: gpu(), contextLength: 256 });
     const prompt = Array.from({ length: 90 }, (_, i) => (i * 7919 + 13) % shape.vocab);
     const runs = await underEachVariant(model, prompt, 12, (_l, i) => (i * 104729 + 7) % shape.vocab);
-    assertLogitsAgree(runs, `synthetic ${actOrder ? 'act-order' : 'compat'} width ${shape.hidden}`);
-    assertFolds(runs, true);
+    assertLogitsAgree(runs, `synthetic ${actOrder ? 'act-order' : 'compat'} width ${shape.hidden}${heads}`);
+    assertFolds(runs, kvHeads === shape.heads || FOLD_GROUPED_HEADS);
   });
 }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DevicePtr, Dim3 } from '../../src/backends/cuda/driver.js';
-import { GemvBatch, gemvCluster, NEXT_GEMV_BYTES, PERM_BUFFERS, permuteXDefault } from '../../src/backends/cuda/gemvBatch.js';
+import { FOLD_GROUPED_HEADS, GemvBatch, gemvCluster, NEXT_GEMV_BYTES, PERM_BUFFERS, permuteXDefault } from '../../src/backends/cuda/gemvBatch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
@@ -433,7 +433,7 @@ test('folded attention: the q/k/v launch runs each head\'s attention (no attenti
   const l0 = layer(false);
   b.add(act.q, act.xb, l0.q, false);
   assert.equal(b.foldAttentionInto(act.attn, act.q, act.kc, act.vc, HEADS, HEADS, 0.1, { ptr: act.pos, imm: 0 }), false);
-  // grouped heads (kvHeads < heads) are not folded
+  // grouped heads (kvHeads < heads) fold where FOLD_GROUPED_HEADS says so, the kernel told both head counts
   const g = batch(true);
   g.b.attnCounters = alloc(1024);
   const gl = layer(false);
@@ -442,5 +442,18 @@ test('folded attention: the q/k/v launch runs each head\'s attention (no attenti
   g.b.add(act.k, act.xb, weight(DIM, DIM / 4, null), false);
   g.b.add(act.v, act.xb, weight(DIM, DIM / 4, null), false);
   assert.ok(g.b.addRope(act.q, HEADS, 128, 10000, pos) && g.b.addRope(act.k, HEADS / 4, 128, 10000, pos) && g.b.addKvWrite(act.k, act.v, act.kc, act.vc, 2048, pos));
-  assert.equal(g.b.foldAttentionInto(act.attn, act.q, act.kc, act.vc, HEADS, HEADS / 4, 0.1, pos), false);
+  assert.equal(g.b.foldAttentionInto(act.attn, act.q, act.kc, act.vc, HEADS, HEADS / 4, 0.1, pos), FOLD_GROUPED_HEADS);
+  if (FOLD_GROUPED_HEADS) {
+    g.b.flush();
+    const f = attnFields(g.k.launches[0].args[0]);
+    assert.deepEqual([f.out, f.heads, f.kvHeads], [act.attn, HEADS, HEADS / 4]);
+  }
+  // heads that do not group evenly never fold
+  const u = batch(true);
+  u.b.attnCounters = alloc(1024);
+  u.b.add(act.q, act.xb, gl.q, false);
+  u.b.add(act.k, act.xb, weight(DIM, 3 * 128, null), false);
+  u.b.add(act.v, act.xb, weight(DIM, 3 * 128, null), false);
+  assert.ok(u.b.addRope(act.q, HEADS, 128, 10000, pos) && u.b.addRope(act.k, 3, 128, 10000, pos) && u.b.addKvWrite(act.k, act.v, act.kc, act.vc, 2048, pos));
+  assert.equal(u.b.foldAttentionInto(act.attn, act.q, act.kc, act.vc, HEADS, 3, 0.1, pos), false);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { SafetensorsFile } from '../../src/formats/safetensors.js';
 import { synthesize } from '../../src/synth/synth.js';
@@ -83,6 +83,33 @@ test('a synthetic model whose vocabulary is larger than its tokenizer: lm_head r
     assert.equal(typeof text, 'string');
     // an id past the tokenizer's pieces renders nothing instead of throwing
     assert.equal(loaded.tokenizer.decode([4500]), '');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('a synthetic model with grouped-query attention: k/v projections of kvHeads heads, the config says so, and the CPU model decodes it', async () => {
+  const out = tempDir('synth-gqa');
+  try {
+    const shape = { hidden: 256, ffn: 512, layers: 1, heads: 4, kvHeads: 2, vocab: 4096 };
+    await synthesize({ shape, bits: 4, groupSize: 64, actOrder: true, out, seed: 7 });
+    const config = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as { num_key_value_heads: number; num_attention_heads: number };
+    assert.equal(config.num_attention_heads, 4);
+    assert.equal(config.num_key_value_heads, 2);
+    const st = SafetensorsFile.open(path.join(out, 'model.safetensors'));
+    try {
+      // qweight [K / 8, N]: q has 4 heads of 64, k and v 2
+      assert.deepEqual(st.entry('model.layers.0.self_attn.q_proj.qweight').shape, [32, 256]);
+      assert.deepEqual(st.entry('model.layers.0.self_attn.k_proj.qweight').shape, [32, 128]);
+      assert.deepEqual(st.entry('model.layers.0.self_attn.v_proj.scales').shape, [4, 128]);
+    } finally {
+      st.close();
+    }
+    await using loaded = await LoadedModel.load({ dir: out, backend: 'cpu', threads: 1, log: () => {} });
+    const { tokenIds } = await generateAll(loaded.model, loaded.tokenizer, {
+      promptIds: loaded.tokenizer.encode('Hello', { addBos: true }), maxNewTokens: 4, stopAtEos: false, sampling: { temperature: 0 },
+    });
+    assert.equal(tokenIds.length, 4);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

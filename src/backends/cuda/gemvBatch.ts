@@ -129,6 +129,11 @@ export function permutedNormDefault(): boolean {
  * act-order 411.7 / 409.0 vs 399.2 / 404.8 (+2%; bench/cudaNotes.md, sixteenth pass).
  */
 export const FOLD_ATTENTION_MAX_POSITIONS = 128;
+/**
+ * Whether attention with grouped heads (kvHeads < heads, a whole number of query heads per KV head) folds too: a k or
+ * v tile then serves its group's query heads (q4_fold_attention's tickets). GPU test: decodeVariants, GQA model.
+ */
+export const FOLD_GROUPED_HEADS = true;
 /** most query heads a folded attention serves (its tickets: CudaBackend allocates this many) */
 export const FOLD_ATTENTION_MAX_HEADS = 256;
 
@@ -352,12 +357,12 @@ export class GemvBatch {
    * q over the caches kc / vc, which the waiting k and v write this step (gemv_q4.cu q4_fold_attention). The launch
    * is then held like attention's own, so o_proj can ask it for its input permuted. False, doing nothing, when the
    * waiting batch is not exactly q (rope), k (rope, KV write into kc) and v (KV write into vc) of those shapes, or the
-   * heads are grouped (kvHeads < heads).
+   * heads are grouped (kvHeads < heads) and FOLD_GROUPED_HEADS is off, or do not group evenly.
    */
   foldAttentionInto(out: DevicePtr, q: DevicePtr, kc: DevicePtr, vc: DevicePtr, heads: number, kvHeads: number, scale: number, pos: PosRef): boolean {
     const p = this.pending;
-    // (one KV head per query head only: the kernel's grouped-head tickets have not run on a GPU)
-    if (!this.foldAttention || this.attnCounters === null || p.length !== 3 || heads > FOLD_ATTENTION_MAX_HEADS || kvHeads !== heads) return false;
+    const grouping = FOLD_GROUPED_HEADS ? heads % kvHeads === 0 : kvHeads === heads;
+    if (!this.foldAttention || this.attnCounters === null || p.length !== 3 || heads > FOLD_ATTENTION_MAX_HEADS || !grouping) return false;
     const [pq, pk, pv] = p;
     if (pq.y !== q || pq.ropeTheta === 0 || pq.cache !== null || pk.ropeTheta === 0 || pk.cache !== kc || pv.ropeTheta !== 0 || pv.cache !== vc) return false;
     if (pq.w.outFeatures !== heads * 128 || pk.w.outFeatures !== kvHeads * 128 || pv.w.outFeatures !== kvHeads * 128 || !this.samePos(pos)) return false;
