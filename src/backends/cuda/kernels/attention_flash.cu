@@ -5,6 +5,7 @@
 // (row t sees positions 0..start+t), folds the tile into its running max / sum (online softmax) and
 // accumulates P V with P re-packed from the S accumulators as the A operand.
 // q, out: [rows, heads*D] f32 · kc, vc: one layer's cache [maxSeq, kvHeads*D] fp16 (positions < start+rows written)
+#include "flash_block.cuh"
 #include "mma.cuh"
 
 template <int D>
@@ -16,19 +17,10 @@ __device__ __forceinline__ void attn_flash(float* __restrict__ out, const float*
   __half* Ks = reinterpret_cast<__half*>(fa_smem);  // [2][BKV][ST]
   __half* Vs = Ks + 2 * BKV * ST;                // [2][BKV][ST]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  // grid (head, query tile): blocks start in linear order, x fastest, so the longest (last) query tiles of
-  // every head go first and the short ones fill the last wave. (With grid (tile, head) each head's long
-  // tiles started after all earlier heads' short ones, and a long tile could run alone at the end:
-  // 13B at 2048 rows, H200, 0.314–0.322 → 0.273–0.276 ms per layer.)
-  const int qt = gridDim.y - 1 - blockIdx.y;
-  const int h = blockIdx.x, kvh = h / (heads / kvHeads);
-  const int start = read_pos(pos_ptr, pos_imm);
-  const int t0 = qt * BQ;
-  const int nk = start + min(t0 + BQ, rows);  // positions this block reads
-  const int width = kvHeads * D;
-  const int ntiles = (nk + BKV - 1) / BKV;
-  const __half* kbase = kc + (size_t)kvh * D;
-  const __half* vbase = vc + (size_t)kvh * D;
+  const FlashBlock<BQ, BKV, D> fb(kc, vc, pos_ptr, pos_imm, rows, heads, kvHeads);
+  const int h = fb.h, start = fb.start, t0 = fb.t0, nk = fb.nk, width = fb.width, ntiles = fb.ntiles;
+  const __half* kbase = fb.kbase;
+  const __half* vbase = fb.vbase;
 
   auto load = [&](int buf, int tile) {
     const int p0 = tile * BKV;

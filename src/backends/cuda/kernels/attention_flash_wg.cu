@@ -12,9 +12,10 @@
 // multiplied; each tile folds into the running max / sum per row (online softmax, exp2 with q pre-scaled by
 // log2(e)/sqrt(d), as attn_flash) and masks positions past a row's own (row t sees 0..start+t).
 // q, out: [rows, heads*128] f32 · kc, vc: one layer's cache [maxSeq, kvHeads*128] fp16.
-// Grid (head, query tile of 128 rows), the longest tiles first (as attn_flash); 256 threads; dynamic shared
+// Grid (head, query tile of 128 rows), the longest tiles first (flash_block.cuh); 256 threads; dynamic shared
 // memory flashWgShared() (attentionLaunch.ts: 1 KB of alignment + Q + two K/V stages). sm_90a only: on the fatbin's other targets it traps.
 #include "gemm_wgmma_rs.cuh"  // wgmma, descriptors, fence_proxy_async (and gemm_wgmma.cuh)
+#include "flash_block.cuh"
 #include "mma.cuh"
 
 namespace fwg {
@@ -146,15 +147,10 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
   unsigned char* gbase = fwg_smem + (sbase - saddr(fwg_smem));
   const uint32_t sQ = sbase, sK0 = sbase + Q_BYTES;  // then stage i's K at sK0 + 2i·KV_BYTES, its V right after
   const int tid = threadIdx.x, wgi = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int qt = gridDim.y - 1 - blockIdx.y;  // longest query tiles first
-  const int h = blockIdx.x, kvh = h / (heads / kvHeads);
-  const int start = read_pos(pos_ptr, pos_imm);
-  const int t0 = qt * BQ;
-  const int nk = start + min(t0 + BQ, rows);  // positions this block reads
-  const int width = kvHeads * D;
-  const int ntiles = (nk + BKV - 1) / BKV;
-  const __half* kbase = kc + (size_t)kvh * D;
-  const __half* vbase = vc + (size_t)kvh * D;
+  const FlashBlock<BQ, BKV, D> fb(kc, vc, pos_ptr, pos_imm, rows, heads, kvHeads);
+  const int h = fb.h, start = fb.start, t0 = fb.t0, nk = fb.nk, width = fb.width, ntiles = fb.ntiles;
+  const __half* kbase = fb.kbase;
+  const __half* vbase = fb.vbase;
 
   auto load = [&](int tile) {
     const int p0 = tile * BKV;
