@@ -58,7 +58,7 @@ __device__ __forceinline__ void attn_flash(float* __restrict__ out, const float*
   float o[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  RowSoftmax<BKV> sm;
 
   for (int j = 0; j < ntiles; ++j) {
     if (j + 1 < ntiles) load((j + 1) & 1, j + 1);
@@ -68,58 +68,22 @@ __device__ __forceinline__ void attn_flash(float* __restrict__ out, const float*
     const __half* ks = Ks + (j & 1) * BKV * ST;
     const __half* vs = Vs + (j & 1) * BKV * ST;
 
-    float s[8][4];
+    float s[BKV / 2];  // S in the m16n8 accumulator layout, 8 positions per 4 values
 #pragma unroll
-    for (int i = 0; i < 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    for (int i = 0; i < BKV / 2; ++i) s[i] = 0.f;
 #pragma unroll
     for (int kd = 0; kd < KD; ++kd)
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
         uint32_t b0, b1, b2, b3;
         ldmatrix_x4(b0, b1, b2, b3, ks + (np * 16 + (lane & 7) + (lane >> 4) * 8) * ST + kd * 16 + ((lane >> 3) & 1) * 8);
-        mma_16816(s[2 * np], qf[kd], b0, b1);
-        mma_16816(s[2 * np + 1], qf[kd], b2, b3);
+        mma_16816(s + 8 * np, qf[kd], b0, b1);
+        mma_16816(s + 8 * np + 4, qf[kd], b2, b3);
       }
 
-    const int p0 = j * BKV;
-    if (p0 + BKV - 1 > start + t0) {  // the tile reaches past some row's own position
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int p = p0 + nt * 8 + 2 * t + e;
-          if (p > qpos0) s[nt][e] = -INFINITY;
-          if (p > qpos1) s[nt][2 + e] = -INFINITY;
-        }
-    }
-
-    float mx0 = m0, mx1 = m1;
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
-      mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    // finite: position 0 (first tile) is visible to every row
-    const float c0 = exp2f(m0 - mx0), c1 = exp2f(m1 - mx1);
-    m0 = mx0;
-    m1 = mx1;
-    float sum0 = 0.f, sum1 = 0.f;
-    uint32_t pf[4][4];  // P as the A operand, one per 16 positions
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      const float e0 = exp2f(s[nt][0] - m0), e1 = exp2f(s[nt][1] - m0);
-      const float e2 = exp2f(s[nt][2] - m1), e3 = exp2f(s[nt][3] - m1);
-      sum0 += e0 + e1;
-      sum1 += e2 + e3;
-      pf[nt >> 1][(nt & 1) * 2] = pack_half2(e0, e1);
-      pf[nt >> 1][(nt & 1) * 2 + 1] = pack_half2(e2, e3);
-    }
-    l0 = l0 * c0 + sum0;
-    l1 = l1 * c1 + sum1;
+    float c0, c1;
+    uint32_t pf[BKV / 16][4];  // P as the A operand, one per 16 positions
+    sm.fold(s, pf, j * BKV + BKV - 1 > start + t0, j * BKV, t, qpos0, qpos1, c0, c1);
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
       o[i][0] *= c0;
@@ -139,6 +103,7 @@ __device__ __forceinline__ void attn_flash(float* __restrict__ out, const float*
     __syncthreads();  // this buffer is refilled next iteration
   }
 
+  float l0 = sm.l0, l1 = sm.l1;
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);

@@ -59,55 +59,6 @@ __device__ __forceinline__ uint32_t swz(int r, int c, int rows) {
   return (uint32_t)((c >> 3) * rows * HALF_ROW + r * HALF_ROW + (((c & 7) ^ (r & 7)) << 4));
 }
 
-// One row pair's running softmax state (rows rw and rw + 8 of the warpgroup's 64) and the tile's P.
-template <int BKV>
-struct RowSoftmax {
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-  // masks positions past qpos0 / qpos1 where `mask`, folds s into (m, l), writes P (wgmma's A operand, one
-  // fragment per 16 positions) and returns in c0 / c1 the factors the output rows must be scaled by
-  __device__ __forceinline__ void fold(float (&s)[BKV / 2], uint32_t (&pf)[BKV / 16][4], bool mask, int p0, int t, int qpos0,
-                                       int qpos1, float& c0, float& c1) {
-    constexpr int NJ = BKV / 8;
-    if (mask) {
-#pragma unroll
-      for (int nt = 0; nt < NJ; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int p = p0 + nt * 8 + 2 * t + e;
-          if (p > qpos0) s[4 * nt + e] = -INFINITY;
-          if (p > qpos1) s[4 * nt + 2 + e] = -INFINITY;
-        }
-    }
-    float mx0 = m0, mx1 = m1;
-#pragma unroll
-    for (int nt = 0; nt < NJ; ++nt) {
-      mx0 = fmaxf(mx0, fmaxf(s[4 * nt], s[4 * nt + 1]));
-      mx1 = fmaxf(mx1, fmaxf(s[4 * nt + 2], s[4 * nt + 3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    // finite: position 0 (first tile) is visible to every row
-    c0 = exp2f(m0 - mx0);
-    c1 = exp2f(m1 - mx1);
-    m0 = mx0;
-    m1 = mx1;
-    float sum0 = 0.f, sum1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NJ; ++nt) {
-      const float e0 = exp2f(s[4 * nt] - m0), e1 = exp2f(s[4 * nt + 1] - m0);
-      const float e2 = exp2f(s[4 * nt + 2] - m1), e3 = exp2f(s[4 * nt + 3] - m1);
-      sum0 += e0 + e1;
-      sum1 += e2 + e3;
-      pf[nt >> 1][(nt & 1) * 2] = pack_half2(e0, e1);
-      pf[nt >> 1][(nt & 1) * 2 + 1] = pack_half2(e2, e3);
-    }
-    l0 = l0 * c0 + sum0;
-    l1 = l1 * c1 + sum1;
-  }
-};
-
 __device__ __forceinline__ void scale_rows(float (&o)[64], float c0, float c1) {
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
