@@ -103,12 +103,8 @@ __device__ __forceinline__ void attn_flash(float* __restrict__ out, const float*
     __syncthreads();  // this buffer is refilled next iteration
   }
 
-  float l0 = sm.l0, l1 = sm.l1;
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = 1.f / l0, inv1 = 1.f / l1;
+  float inv0, inv1;
+  sm.inverses(inv0, inv1);
   float* out0 = out + ((size_t)r0 * heads + h) * D;
   float* out1 = out + ((size_t)r1 * heads + h) * D;
 #pragma unroll

@@ -210,12 +210,8 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
     fence_regs(o);
   }
 
-  float l0 = sm.l0, l1 = sm.l1;
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = 1.f / l0, inv1 = 1.f / l1;
+  float inv0, inv1;
+  sm.inverses(inv0, inv1);
   const int r0 = t0 + rw, r1 = r0 + 8;
   float* out0 = out + ((size_t)r0 * heads + h) * D;
   float* out1 = out + ((size_t)r1 * heads + h) * D;

@@ -77,4 +77,14 @@ struct RowSoftmax {
     l0 = l0 * c0 + sum0;
     l1 = l1 * c1 + sum1;
   }
+  // after the last tile: 1 / the rows' softmax sums (each lane of a row's quad holds a part)
+  __device__ __forceinline__ void inverses(float& inv0, float& inv1) const {
+    float a = l0, b = l1;
+    a += __shfl_xor_sync(0xffffffffu, a, 1);
+    a += __shfl_xor_sync(0xffffffffu, a, 2);
+    b += __shfl_xor_sync(0xffffffffu, b, 1);
+    b += __shfl_xor_sync(0xffffffffu, b, 2);
+    inv0 = 1.f / a;
+    inv1 = 1.f / b;
+  }
 };
