@@ -49,11 +49,6 @@ __device__ __forceinline__ void wgmma_s<128>(float (&d)[64], uint64_t a, uint64_
 template <>
 __device__ __forceinline__ void wgmma_s<64>(float (&d)[32], uint64_t a, uint64_t b, int scale_d) { wgmma_m64n64k16(d, a, b, scale_d); }
 
-// 128-byte-swizzle descriptor with an explicit leading byte offset (the N-major V operand's d-atom stride)
-__device__ __forceinline__ uint64_t desc_sw128_lbo(uint32_t smem_addr, uint32_t lbo) {
-  return (uint64_t)((smem_addr & 0x3FFFFu) >> 4) | ((uint64_t)((lbo & 0x3FFFFu) >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) |
-         ((uint64_t)1 << 62);
-}
 // byte offset of 16-byte chunk c (0..15 over d) of row r in a two-halves tile of `rows` rows
 __device__ __forceinline__ uint32_t swz(int r, int c, int rows) {
   return (uint32_t)((c >> 3) * rows * HALF_ROW + r * HALF_ROW + (((c & 7) ^ (r & 7)) << 4));

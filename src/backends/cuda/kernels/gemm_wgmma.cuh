@@ -114,10 +114,14 @@ __device__ __forceinline__ void st_shared_v4(uint32_t a, uint4 v) {
 }
 
 // ---- wgmma --------------------------------------------------------------------------------------
-__device__ __forceinline__ uint64_t desc_sw128(uint32_t smem_addr) {
-  return (uint64_t)((smem_addr & 0x3FFFFu) >> 4) | ((uint64_t)(16 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) |
+// A wgmma shared-memory descriptor for the 128-byte swizzle: 8-row groups 1024 bytes apart (SBO); lbo, the leading
+// byte offset, matters only to N-/M-major operands (the byte distance between 64-wide atoms along N or M)
+__device__ __forceinline__ uint64_t desc_sw128_lbo(uint32_t smem_addr, uint32_t lbo) {
+  return (uint64_t)((smem_addr & 0x3FFFFu) >> 4) | ((uint64_t)((lbo & 0x3FFFFu) >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) |
          ((uint64_t)1 << 62);
 }
+// the same for K-major operands (LBO unused there; 16 as CUTLASS sets it)
+__device__ __forceinline__ uint64_t desc_sw128(uint32_t smem_addr) { return desc_sw128_lbo(smem_addr, 16); }
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
