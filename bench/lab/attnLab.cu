@@ -19,8 +19,15 @@
 #include "../../src/backends/cuda/kernels/attention.cu"
 #include "../../src/backends/cuda/kernels/readbw.cu"
 
+// A tile-size variant of the new kernel: 16 loads per lane per tile (d 128: 32 positions per warp tile).
+extern "C" __global__ void __launch_bounds__(128, 3) attn_split_128_ni16(
+    float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,
+    const int* pos_ptr, int pos_imm, int heads, int kvHeads, int chunk, int splits, float scale) {
+  (void)chunk;
+  attn_decode<128, 16>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, splits, scale);
+}
 // The shipped kernel without its early first tile (EARLY: K/V loads before the programmatic-launch wait).
-extern "C" __global__ void __launch_bounds__(128, ATTN_MIN_BLOCKS) attn_split_128_ni16(
+extern "C" __global__ void __launch_bounds__(128, ATTN_MIN_BLOCKS) attn_split_128_noearly(
     float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,
     const int* pos_ptr, int pos_imm, int heads, int kvHeads, int chunk, int splits, float scale) {
   (void)chunk;
@@ -472,13 +479,14 @@ int main() {
   printf("%s, %d SMs\n", prop.name, g_sms);
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-  for (AttnFn f : {(AttnFn)attn_split_lab_128, (AttnFn)attn_split_128_ni16, (AttnFn)attn_split_old_128}) {
+  for (AttnFn f : {(AttnFn)attn_split_lab_128, (AttnFn)attn_split_128_noearly, (AttnFn)attn_split_128_ni16, (AttnFn)attn_split_old_128}) {
     cudaFuncAttributes fa;
     CK(cudaFuncGetAttributes(&fa, (const void*)f));
     int blocks = 0;
     CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, f, 128, 0));
     printf("  %-22s %3d registers, %5zu B smem, %d blocks/SM\n",
-           f == attn_split_lab_128 ? "attn_split_128 (new)" : f == attn_split_128_ni16 ? "attn_split_128 (no early tile)" : "attn_split_old_128",
+           f == attn_split_lab_128 ? "attn_split_128 (new)" : f == attn_split_128_noearly ? "attn_split_128 (no early tile)"
+           : f == attn_split_128_ni16 ? "attn_split_128_ni16" : "attn_split_old_128",
            fa.numRegs, fa.sharedSizeBytes, blocks);
   }
 
@@ -520,6 +528,14 @@ int main() {
     r.new_full_us = B.time(attn_split_lab_128, planNew(Bench::MAXSEQ, 1, Bench::HEADS, Bench::D));
     rows.push_back(r);
   }
+
+  // the early first tile (EARLY) against the same kernel without it, same plans
+  printf("\nearly first tile, us per call (new / without it):");
+  for (const Row& r : rows) {
+    B.setPos(r.ctx - 1);
+    printf("  ctx %d: %.2f / %.2f", r.ctx, B.time(attn_split_lab_128, r.pn), B.time(attn_split_128_noearly, r.pn));
+  }
+  printf("\n");
 
   // sweep: splits x tile size, grid for the whole cache (as the 'any' bucket)
   printf("\nsweep of the new kernel, us per call (grid (40, splits); NI = 16-byte loads per lane per tile):\n");
