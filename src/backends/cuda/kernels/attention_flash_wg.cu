@@ -175,13 +175,13 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
     wg_commit();
     wg_wait<0>();
     fence_regs(s);
-    sm.fold(s, pf, masks(0), 0, t, qpos0, qpos1, c0, c1);
+    sm.fold(s, masks(0), 0, t, qpos0, qpos1, c0, c1);
+    RowSoftmax<BKV>::pack(s, pf);
     for (int j = 1; j < ntiles; ++j) {
       mma_cp_wait<0>();  // tile j (the only group in flight)
       fence_proxy_async();
       __syncthreads();   // every warpgroup is past PV_{j−2}: its stage (that of tile j + 1) is free
       if (j + 1 < ntiles) load(j + 1);
-      uint32_t pn[BKV / 16][4];
       wg_fence();
       issue_scores<BKV, BQ>(s, qa, stageK(j));
       wg_commit();
@@ -189,14 +189,11 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
       wg_commit();
       wg_wait<1>();  // S_j
       fence_regs(s);
-      sm.fold(s, pn, masks(j), j * BKV, t, qpos0, qpos1, c0, c1);
+      sm.fold(s, masks(j), j * BKV, t, qpos0, qpos1, c0, c1);
       wg_wait<0>();  // PV_{j−1}
       fence_regs(o);
       scale_rows(o, c0, c1);
-#pragma unroll
-      for (int i = 0; i < BKV / 16; ++i)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) pf[i][e] = pn[i][e];
+      RowSoftmax<BKV>::pack(s, pf);  // only now: P is the next P·V's input (see RowSoftmax::pack)
     }
     wg_fence();
     issue_pv<BKV>(o, pf, stageK(ntiles - 1) + KV_BYTES);

@@ -38,6 +38,16 @@ struct RowSoftmax {
   // positions) and returns in c0 / c1 the factors the output rows must be scaled by
   __device__ __forceinline__ void fold(float (&s)[BKV / 2], uint32_t (&pf)[BKV / 16][4], bool mask, int p0, int t, int qpos0,
                                        int qpos1, float& c0, float& c1) {
+    fold_<true>(s, pf, mask, p0, t, qpos0, qpos1, c0, c1);
+  }
+  // the same, but leaves the exponentials (2^(s − m)) in s for pack to turn into P later
+  __device__ __forceinline__ void fold(float (&s)[BKV / 2], bool mask, int p0, int t, int qpos0, int qpos1, float& c0, float& c1) {
+    uint32_t unused[BKV / 16][4];
+    fold_<false>(s, unused, mask, p0, t, qpos0, qpos1, c0, c1);
+  }
+  template <bool PACK>
+  __device__ __forceinline__ void fold_(float (&s)[BKV / 2], uint32_t (&pf)[BKV / 16][4], bool mask, int p0, int t, int qpos0,
+                                        int qpos1, float& c0, float& c1) {
     constexpr int NJ = BKV / 8;
     if (mask) {
 #pragma unroll
@@ -71,11 +81,28 @@ struct RowSoftmax {
       const float e2 = exp2f(s[4 * nt + 2] - m1), e3 = exp2f(s[4 * nt + 3] - m1);
       sum0 += e0 + e1;
       sum1 += e2 + e3;
-      pf[nt >> 1][(nt & 1) * 2] = pack_half2(e0, e1);
-      pf[nt >> 1][(nt & 1) * 2 + 1] = pack_half2(e2, e3);
+      if constexpr (PACK) {
+        pf[nt >> 1][(nt & 1) * 2] = pack_half2(e0, e1);
+        pf[nt >> 1][(nt & 1) * 2 + 1] = pack_half2(e2, e3);
+      } else {
+        s[4 * nt] = e0;
+        s[4 * nt + 1] = e1;
+        s[4 * nt + 2] = e2;
+        s[4 * nt + 3] = e3;
+      }
     }
     l0 = l0 * c0 + sum0;
     l1 = l1 * c1 + sum1;
+  }
+  // P (one A fragment per 16 positions) from the exponentials the second fold left in s. A step of its own for the
+  // overlapped wgmma build: writing P, the next product's input registers, while a wgmma is in flight made ptxas
+  // serialize the wgmmas (C7513); FlashAttention-3 also converts P only after the previous P·V has retired
+  __device__ __forceinline__ static void pack(const float (&s)[BKV / 2], uint32_t (&pf)[BKV / 16][4]) {
+#pragma unroll
+    for (int nt = 0; nt < BKV / 8; ++nt) {
+      pf[nt >> 1][(nt & 1) * 2] = pack_half2(s[4 * nt], s[4 * nt + 1]);
+      pf[nt >> 1][(nt & 1) * 2 + 1] = pack_half2(s[4 * nt + 2], s[4 * nt + 3]);
+    }
   }
   // after the last tile: 1 / the rows' softmax sums (each lane of a row's quad holds a part)
   __device__ __forceinline__ void inverses(float& inv0, float& inv1) const {
