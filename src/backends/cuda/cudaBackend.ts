@@ -471,6 +471,21 @@ export class CudaBackend implements Backend {
         ptr(this.posPtr()), i32(startPos)]);
   }
 
+  /**
+   * The causal prompt-attention kernel for `rows` > 1 query rows of head size d, or null (the split kernel then):
+   * attn_flash_wg_128 (wgmma, a block per head and 128 rows) on sm_90 under the 'wgmma' prefill kernels, else
+   * attn_flash_<d> (mma.sync, a block per head and 64 rows) for d 64 / 128 unless the prefill kernels are 'old'.
+   */
+  private flashFor(d: number, rows: number, heads: number): { name: string; grid: { x: number; y: number }; threads: number; shared: number } | null {
+    if (d === 128 && this.prefillKernels === 'wgmma' && this.flashKernel === 'wgmma' && this.flashWgFits) {
+      return { name: 'attn_flash_wg_128', grid: flashWgGrid(rows, heads), threads: 256, shared: flashWgShared() };
+    }
+    if ((d === 64 || d === 128) && this.prefillKernels !== 'old' && this.flashFits) {
+      return { name: `attn_flash_${d}`, grid: flashGrid(rows, heads), threads: 128, shared: flashShared(d) };
+    }
+    return null;
+  }
+
   attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void {
     this.promptOps.copies.forget();
     const c = cache as CudaKvCache;
@@ -478,22 +493,13 @@ export class CudaBackend implements Backend {
     if (d !== 64 && d !== 128 && d !== 256) throw new CudaUnsupportedError(`the CUDA attention kernel supports head sizes 64, 128 and 256, not ${d}`);
     const off = BigInt(shape.layer * c.layerBytes());
     const pos = this.posPtr();
-    const groupsHeads = shape.heads % shape.kvHeads === 0;
-    if (rows > 1 && d === 128 && this.prefillKernels === 'wgmma' && this.flashKernel === 'wgmma' && this.flashWgFits && groupsHeads) {
-      // wgmma flash attention: a block per (head, 128 query rows), two warpgroups
+    const flash = rows > 1 && shape.heads % shape.kvHeads === 0 ? this.flashFor(d, rows, shape.heads) : null;
+    if (flash) {
       this.batch.flush();
-      this.flashWgLaunches++;
-      this.kernels.launch('attn_flash_wg_128', flashWgGrid(rows, shape.heads), { x: 256 },
+      if (flash.name === 'attn_flash_wg_128') this.flashWgLaunches++;
+      this.kernels.launch(flash.name, flash.grid, { x: flash.threads },
         [ptr(act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
-          i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))], flashWgShared());
-      return;
-    }
-    if (rows > 1 && (d === 64 || d === 128) && this.prefillKernels !== 'old' && this.flashFits && groupsHeads) {
-      // flash-style causal kernel: a block per (head, 64 query rows)
-      this.batch.flush();
-      this.kernels.launch(`attn_flash_${d}`, flashGrid(rows, shape.heads), { x: 128 },
-        [ptr(act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
-          i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))], flashShared(d));
+          i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))], flash.shared);
       return;
     }
     const maxPositions = this.capturing ? Math.min(c.maxSeq, this.captureBound) : shape.startPos + rows;
