@@ -1,16 +1,24 @@
 // Compiles every kernel under src/backends/cuda/kernels/*.cu into one fatbin (sm_80, sm_86, sm_89,
 // sm_90a machine code + compute_90 PTX for newer GPUs; sm_90a, not sm_90: the Hopper GEMM (gemm_wgmma.cu)
-// needs wgmma, and sm_90a code runs on every sm_90 card) at src/backends/cuda/qllama-kernels.fatbin,
-// and copies it next to the compiled backend in dist/ when that exists. Needs nvcc (CUDA >= 12).
-// Usage: npm run build:cuda [-- --verbose]   (QLLAMA_NVCC overrides the nvcc path)
+// needs wgmma, and sm_90a code runs on every sm_90 card), brotli-compressed at
+// src/backends/cuda/qllama-kernels.fatbin.br, and copies that next to the compiled backend in dist/ when
+// that exists. Needs nvcc (CUDA >= 12).
+// Compressed because the fatbin is 25.6 MB and 2.1 MB as brotli (quality 11, 16 MiB window): the package, the
+// repository and every copy of the tree to a GPU machine shrink by that, and module.ts decompresses it in ~40 ms
+// (node's own zlib, no dependency). Writes a temporary name, then renames: a failed build leaves the old file.
+// Usage: npm run build:cuda [-- --verbose] [-- --plain OUT.fatbin]   (QLLAMA_NVCC overrides the nvcc path;
+// --plain also keeps the uncompressed fatbin at OUT, for QLLAMA_CUDA_FATBIN in A/B runs)
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { brotliCompressSync, constants } from 'node:zlib';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const kernelDir = path.join(root, 'src/backends/cuda/kernels');
-const out = path.join(root, 'src/backends/cuda/qllama-kernels.fatbin');
+const out = path.join(root, 'src/backends/cuda/qllama-kernels.fatbin.br');
+const plainAt = process.argv.indexOf('--plain');
+const plainOut = plainAt >= 0 ? process.argv[plainAt + 1] : undefined;
 const nvcc = process.env.QLLAMA_NVCC ?? 'nvcc';
 const verbose = process.argv.includes('--verbose');
 
@@ -22,20 +30,28 @@ const unity = path.join(work, 'qllama_kernels.cu');
 writeFileSync(unity, sources.map((f) => `#include "${path.join(kernelDir, f)}"\n`).join(''));
 
 const targets = ['80', '86', '89', '90a'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
+const fatbin = path.join(work, 'qllama-kernels.fatbin');
 const args = ['-fatbin', '-O3', '-std=c++17', '-lineinfo', ...targets, '-gencode', 'arch=compute_90,code=compute_90',
-  ...(verbose ? ['-Xptxas', '-v'] : []), '-o', out, unity];
+  ...(verbose ? ['-Xptxas', '-v'] : []), '-o', fatbin, unity];
 const t0 = Date.now();
 const r = spawnSync(nvcc, args, { stdio: 'inherit' });
-rmSync(work, { recursive: true, force: true });
-if (r.error) {
-  console.error(`build:cuda: could not run ${nvcc} (${r.error.message}); install the CUDA toolkit or set QLLAMA_NVCC`);
-  process.exit(1);
+if (r.error || r.status !== 0) {
+  rmSync(work, { recursive: true, force: true });
+  if (r.error) console.error(`build:cuda: could not run ${nvcc} (${r.error.message}); install the CUDA toolkit or set QLLAMA_NVCC`);
+  process.exit(r.error ? 1 : r.status ?? 1);
 }
-if (r.status !== 0) process.exit(r.status ?? 1);
-const size = statSync(out).size;
-console.log(`build:cuda: ${sources.length} kernel files -> ${path.relative(root, out)} (${(size / 1024).toFixed(0)} KiB, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+const image = readFileSync(fatbin);
+if (plainOut) copyFileSync(fatbin, plainOut);
+rmSync(work, { recursive: true, force: true });
+const packed = brotliCompressSync(image, {
+  params: { [constants.BROTLI_PARAM_QUALITY]: 11, [constants.BROTLI_PARAM_LGWIN]: 24, [constants.BROTLI_PARAM_SIZE_HINT]: image.length },
+});
+writeFileSync(`${out}.tmp`, packed);
+renameSync(`${out}.tmp`, out);
+console.log(`build:cuda: ${sources.length} kernel files -> ${path.relative(root, out)} (${(image.length / 1024).toFixed(0)} KiB, ` +
+  `${(statSync(out).size / 1024).toFixed(0)} KiB compressed, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 const distDir = path.join(root, 'dist/src/backends/cuda');
 if (existsSync(path.join(root, 'dist'))) {
   mkdirSync(distDir, { recursive: true });
-  copyFileSync(out, path.join(distDir, 'qllama-kernels.fatbin'));
+  copyFileSync(out, path.join(distDir, path.basename(out)));
 }

@@ -1,6 +1,6 @@
 /**
  * The CUDA backend: f32 activations and an fp16 KV cache in device memory, GPTQ weights in their
- * packed form, one stream, kernels from qllama-kernels.fatbin. The decode step runs as a captured
+ * packed form, one stream, kernels from qllama-kernels.fatbin.br. The decode step runs as a captured
  * CUDA graph (`runGraph`): inside the capture, kernels read the position and token ids from a small
  * device buffer that each replay refreshes, so one graph serves every position.
  */

@@ -1,18 +1,19 @@
 /**
- * The kernel module: loads qllama-kernels.fatbin (built by `npm run build:cuda`, shipped with the
- * package) and launches kernels by name on one stream.
+ * The kernel module: loads qllama-kernels.fatbin.br (built by `npm run build:cuda`, shipped with the
+ * package, brotli-compressed: 2.1 MB instead of 25.6) and launches kernels by name on one stream.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { brotliDecompressSync } from 'node:zlib';
 import { QllamaError } from '../../errors.js';
 import { FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, type CuFunction, type CuModule, type CuStream, type Dim3, type Driver } from './driver.js';
 
 export class CudaKernelsMissingError extends QllamaError {}
 
-const FATBIN = 'qllama-kernels.fatbin';
+const FATBIN = 'qllama-kernels.fatbin.br';
 
 /** Where the fatbin may be: $QLLAMA_CUDA_FATBIN, next to this file (dist), or in src/ of a checkout. */
-function fatbinPath(): string {
+export function fatbinPath(): string {
   const candidates = [
     process.env.QLLAMA_CUDA_FATBIN,
     fileURLToPath(new URL(`./${FATBIN}`, import.meta.url)),
@@ -21,6 +22,27 @@ function fatbinPath(): string {
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw new CudaKernelsMissingError(`the CUDA kernels (${FATBIN}) were not found at ${candidates.join(' or ')}: run npm run build:cuda`);
   return found;
+}
+
+/** CUDA's fatbin magic (fatbinary.h FATBIN_MAGIC, little-endian at offset 0) */
+const FATBIN_MAGIC = 0xba55ed50;
+
+/**
+ * The fatbin image at `file`: brotli-decompressed when the name ends in .br (the shipped build), else as is (an
+ * uncompressed build, e.g. `build:cuda --plain` or a lab build through $QLLAMA_CUDA_FATBIN). Checks the magic, so a
+ * damaged or foreign file fails here with its name rather than in cuModuleLoadData.
+ */
+export function readFatbin(file: string): Buffer {
+  let image: Buffer;
+  try {
+    image = file.endsWith('.br') ? brotliDecompressSync(readFileSync(file)) : readFileSync(file);
+  } catch (e) {
+    throw new CudaKernelsMissingError(`the CUDA kernels at ${file} could not be read (${(e as Error).message}): run npm run build:cuda`);
+  }
+  if (image.length < 16 || image.readUInt32LE(0) !== FATBIN_MAGIC) {
+    throw new CudaKernelsMissingError(`${file} is not a CUDA fatbin (no fatbin header): run npm run build:cuda`);
+  }
+  return image;
 }
 
 export class KernelModule {
@@ -33,7 +55,7 @@ export class KernelModule {
    * the previous kernel's tail
    */
   constructor(private readonly cu: Driver, private readonly stream: CuStream, readonly pdl = false) {
-    this.mod = cu.loadModule(readFileSync(fatbinPath()));
+    this.mod = cu.loadModule(readFatbin(fatbinPath()));
   }
 
   fn(name: string): CuFunction {
