@@ -5,7 +5,10 @@
  *   2. int4 GEMV at LLaMA-13B shapes (compat and act-order), GB/s and ratio to the ceiling
  *   3. per model dir (e.g. from `qllama synth`): load time, prefill tok/s, decode tok/s at
  *      context 1/512/2048 (graph replay, argmax on the device), peak GPU memory
- *   4. ExLlamaV2 on the first model dir, in the same call (bench/peerExllamav2.ts), and ours / its ratios
+ *   4. the prefill ceiling cuBLAS sets: the first model's four prompt linears per layer as PyTorch fp16 GEMMs at 2048
+ *      rows, sustained for 4 s (bench/cublasPrefill.py; where python3 has torch), with the SM clock and power of both
+ *      (gpuSampler.ts): a long prompt runs at the card's power limit, where the clock sets the rate
+ *   5. ExLlamaV2 on the first model dir, in the same call (bench/peerExllamav2.ts), and ours / its ratios
  * Ends with one JSON line of every figure.
  * Env: QLLAMA_BENCH_PEER=0 (no ExLlamaV2 run), QLLAMA_BENCH_PREFILL_ONLY=1 (load + prefill only), QLLAMA_BENCH_PREFILL_OLD=1 (also the previous prefill
  * kernels, same process), QLLAMA_BENCH_CHUNK_ROWS (prompt rows per forward pass, default 512).
@@ -15,8 +18,11 @@ import { ptr, u64 } from '../src/backends/cuda/kernelArgs.js';
 import { randomQ4 } from './cudaBenchWeights.js';
 import { benchModel, type ModelFigures } from './cudaBenchModel.js';
 import { runPeer, type PeerFigures } from './peerExllamav2.js';
+import { runCublasPrefill } from './cublasPrefill.js';
+import { GpuSampler } from './gpuSampler.js';
 
 const b = CudaBackend.create();
+const sampler = new GpuSampler();
 const figures: Record<string, unknown> = { card: b.deviceName, date: new Date().toISOString().slice(0, 10) };
 const cu = b.cu;
 const [e0, e1] = [cu.createEvent(), cu.createEvent()];
@@ -103,13 +109,25 @@ figures.gemv = gemv;
 //    into .peer/exllamav2; QLLAMA_BENCH_PEER=0 skips it). Without it, the ratios are against the H100 figures
 //    of ../shared/gpu/README.md, and say so.
 const models: ModelFigures[] = [];
-for (const dir of process.argv.slice(2)) models.push(await benchModel(dir, ceiling, (line) => console.log(line)));
+for (const dir of process.argv.slice(2)) models.push(await benchModel(dir, ceiling, (line) => console.log(line), sampler));
 figures.models = models;
 if (models.length === 2 && models[0].decode[1] !== undefined) {
   figures.actOrderVsCompat = +(models[1].decode[1] / models[0].decode[1]).toFixed(3);
   console.log(`act-order / compat decode at context 1: ${figures.actOrderVsCompat}`);
 }
 b.dispose(); // the peer gets the card to itself
+if (models.length > 0) {
+  const cublas = await runCublasPrefill(models[0].shape, 2048, sampler);
+  if (typeof cublas === 'string') console.log(cublas);
+  else {
+    figures.cublasPrefill = cublas;
+    const ours = models[0].prefill[2048];
+    console.log(`cuBLAS (PyTorch fp16) at ${models[0].dir}'s prompt linears, 2048 rows, sustained ${cublas.seconds} s: ${cublas.msPerLayer} ms per layer, ` +
+      `${cublas.tflops} TFLOP/s (${cublas.clocks}); the linears alone would run a 2048-token prompt at ${cublas.linearsOnlyTokS} tok/s, ` +
+      `ours (everything) ${ours} = ${(ours / cublas.linearsOnlyTokS).toFixed(3)}x of that`);
+  }
+}
+sampler.stop();
 const REFERENCE: PeerFigures = {
   name: 'ExLlamaV2 on an H100 (shared/gpu/README.md, not measured in this call)', decodeShort: 147, decode2048: 141, decode2048At: 2048, prefill2048: 16224,
 };

@@ -6,6 +6,7 @@
 import { statSync } from 'node:fs';
 import { CudaBackend } from '../src/backends/cuda/cudaBackend.js';
 import { LlamaModel } from '../src/model/llama.js';
+import { describeClocks, type GpuSampler, type PhaseClocks } from './gpuSampler.js';
 
 export interface ModelFigures {
   readonly dir: string;
@@ -15,6 +16,10 @@ export interface ModelFigures {
   readonly uploadS: number;
   readonly weightsGB: number;
   readonly prefill: Record<string, number>;
+  /** SM clock and power while each prefill length ran (gpuSampler.ts; null: no samples) */
+  readonly prefillClocks: Record<string, PhaseClocks | null>;
+  /** hidden size, MLP width and layers: the shapes of its prompt linears (cudaBench's cuBLAS ceiling) */
+  readonly shape: { readonly hidden: number; readonly ffn: number; readonly layers: number };
   /** prefill with the older kernels (wmma GEMM, looped decode attention), same run; only with QLLAMA_BENCH_PREFILL_OLD=1 */
   readonly prefillOld: Record<string, number>;
   readonly decode: Record<string, number>;
@@ -23,7 +28,7 @@ export interface ModelFigures {
   readonly usedGB: number;
 }
 
-export async function benchModel(dir: string, ceilingGBs: number, log: (l: string) => void): Promise<ModelFigures> {
+export async function benchModel(dir: string, ceilingGBs: number, log: (l: string) => void, sampler?: GpuSampler): Promise<ModelFigures> {
   const backend = CudaBackend.create();
   const t0 = performance.now();
   // prompt rows per forward pass (QLLAMA_BENCH_CHUNK_ROWS; default: the backend's preferredChunkRows)
@@ -39,14 +44,17 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   // as ExLlamaV2's test_inference.py -ps measures it: the mean of PREFILL_RUNS prompts of each length, after
   // one of the same length (so every scratch buffer already has its size: growing one synchronizes)
   const PREFILL_RUNS = 3;
+  const prefillClocks: Record<string, PhaseClocks | null> = {};
   const timePrefill = async (label: string): Promise<Record<string, number>> => {
     const r: Record<string, number> = {};
     for (const n of [512, 2048]) {
       await model.forward(prompt(n), 0); // warm
-      const t = performance.now();
+      const t = performance.now(), wall0 = Date.now();
       for (let i = 0; i < PREFILL_RUNS; i++) await model.forward(prompt(n), 0);
       r[n] = Math.round(n / ((performance.now() - t) / 1000 / PREFILL_RUNS));
-      log(`  prefill ${n}${label}: ${r[n]} tok/s (mean of ${PREFILL_RUNS} after one untimed)`);
+      const clocks = sampler ? await sampler.phase(wall0, Date.now()) : null;
+      if (label === '') prefillClocks[n] = clocks;
+      log(`  prefill ${n}${label}: ${r[n]} tok/s (mean of ${PREFILL_RUNS} after one untimed; ${describeClocks(clocks)})`);
     }
     return r;
   };
@@ -80,7 +88,8 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   }
   const { free, total } = backend.cu.memInfo();
   const fig: ModelFigures = {
-    dir, chunkRows, loadS: +loadS.toFixed(2), uploadS: +uploadS.toFixed(2), weightsGB: +weightsGB.toFixed(2), prefill, prefillOld, decode, decodeOfCeiling,
+    dir, chunkRows, loadS: +loadS.toFixed(2), uploadS: +uploadS.toFixed(2), weightsGB: +weightsGB.toFixed(2), prefill, prefillClocks,
+    shape: { hidden: c.hiddenSize, ffn: c.intermediateSize, layers: c.numLayers }, prefillOld, decode, decodeOfCeiling,
     peakAllocGB: +(backend.mem.peak / 1e9).toFixed(2), usedGB: +((total - free) / 1e9).toFixed(2),
   };
   log(`  peak allocated ${fig.peakAllocGB} GB, in use on the card ${fig.usedGB} GB`);
