@@ -36,6 +36,7 @@ __device__ __forceinline__ void wgmma_s<32>(float (&d)[16], uint64_t a, uint64_t
                                                                          int rows, int heads, int kvHeads, float scale_log2) { \
     fwg::attn_flash_wg<BKV, NWG, PIPE>(out, q, kc, vc, pos_ptr, pos_imm, rows, heads, kvHeads, scale_log2);                          \
   }
+FWG_LAB(attn_flash_wg_lab_product, fwg::BKV, fwg::NWG, 1, false)  // attn_flash_wg_128 without its fp16 copy of out
 FWG_LAB(attn_flash_wg_lab_k128, 128, 2, 1, false)
 FWG_LAB(attn_flash_wg_lab_k64x2, 64, 2, 2, false)
 FWG_LAB(attn_flash_wg_lab_q192, 64, 3, 1, false)
@@ -62,7 +63,7 @@ struct Variant {
 static int wgSmem(int bkv, int nwg = 2, int stages = 2) { return 64 * nwg * 128 * 2 + stages * 2 * bkv * 128 * 2 + 1024; }
 static std::vector<Variant> variants() {
   return {{"mma (attn_flash_128)", attn_flash_128, 64, 128, 2 * 2 * 64 * (128 + 8) * 2},
-          {"wgmma (attn_flash_wg_128)", attn_flash_wg_128, 128, 256, wgSmem(fwg::BKV)},
+          {"wgmma (attn_flash_wg_128)", attn_flash_wg_lab_product, 128, 256, wgSmem(fwg::BKV)},
           {"wgmma BKV 128", attn_flash_wg_lab_k128, 128, 256, wgSmem(128)},
           {"wgmma BKV 64, 2/SM", attn_flash_wg_lab_k64x2, 128, 256, wgSmem(64)},
           {"wgmma 192 rows", attn_flash_wg_lab_q192, 192, 384, wgSmem(64, 3)},

@@ -184,6 +184,13 @@ export interface Backend {
 
   // --- optional fast paths ---------------------------------------------------------------
   /**
+   * A prompt chunk's rope(q), rope(k) and writeKv in one pass: q rotated in place, k rotated and v written into
+   * `layer`'s cache at positions startPos.., k itself left as it was. True where the backend took the call; false
+   * (or absent): the caller runs rope, rope and writeKv.
+   */
+  ropeKv?(q: Activation, k: Activation, v: Activation, cache: KvCache, layer: number, startPos: number,
+    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean;
+  /**
    * Run the ops that `record` issues as one captured graph, keyed by `key` (e.g. 'decode').
    * Backends that support it capture on the first call and replay afterwards; inside `record`,
    * the `startPos` and `ids` that ops receive must be read from device memory that this call

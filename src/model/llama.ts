@@ -321,9 +321,11 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       }
       if (kv.kind === 'chunk') {
         const { cache, startPos } = kv;
-        b.rope(s.q, c.numHeads, headDim, startPos, c.ropeTheta, rows);
-        b.rope(s.k, c.numKvHeads, headDim, startPos, c.ropeTheta, rows);
-        b.writeKv(cache, l, startPos, s.k, s.v, rows);
+        if (!b.ropeKv?.(s.q, s.k, s.v, cache, l, startPos, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim, theta: c.ropeTheta }, rows)) {
+          b.rope(s.q, c.numHeads, headDim, startPos, c.ropeTheta, rows);
+          b.rope(s.k, c.numKvHeads, headDim, startPos, c.ropeTheta, rows);
+          b.writeKv(cache, l, startPos, s.k, s.v, rows);
+        }
         b.attention(s.attn, s.q, cache, { layer: l, startPos, heads: c.numHeads, kvHeads: c.numKvHeads, headDim }, rows);
       } else {
         // one sequence per row: its own position and cache

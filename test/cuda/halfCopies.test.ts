@@ -80,3 +80,34 @@ for (const rows of [40, WGMMA_MIN_ROWS + 88]) {
     check(`rows ${rows}`, g, c);
   });
 }
+
+test('prompt attention (attn_flash_wg_128) writes the fp16 copy o_proj\'s GEMM reads: no conversion launch, the same bits as converting', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  if (!g.wgmmaFits) return; // (the wgmma attention runs on sm_90 only; elsewhere attention writes no copy)
+  const rows = WGMMA_MIN_ROWS + 88, heads = 4, d = 128, width = heads * d;
+  const wo = g.uploadLinear(randomGptq(width, 256, 4, 128, false));
+  const cache = g.allocKvCache(1, rows, heads, d);
+  g.writeKv(cache, 0, 0, input(g, rows, width, randn(rows * width)), input(g, rows, width, randn(rows * width)), rows);
+  const q = input(g, rows, width, randn(rows * width)), out = poisoned(g, rows, width);
+  const y1 = poisoned(g, rows, 256), y2 = poisoned(g, rows, 256);
+  const launched: string[] = [];
+  const launch = g.kernels.launch.bind(g.kernels);
+  g.kernels.launch = (name, grid, block, args, shared, pdl, cluster): void => {
+    launched.push(name);
+    launch(name, grid, block, args, shared, pdl, cluster);
+  };
+  try {
+    g.attention(out, q, cache, { layer: 0, startPos: 0, heads, kvHeads: heads, headDim: d }, rows);
+    g.linear(y1, out, wo, rows);
+    assert.ok(launched.includes('attn_flash_wg_128'), launched.join(' '));
+    assert.ok(!launched.includes('x_to_half'), `the GEMM converted attention's output again: ${launched.join(' ')}`);
+    g.writeActivation(poisoned(g, 1, 4), new Float32Array(4)); // any host write: copies forgotten
+    g.linear(y2, out, wo, rows);
+    assert.ok(launched.includes('x_to_half'));
+  } finally {
+    g.kernels.launch = launch;
+  }
+  const a = g.readActivation(y1), b = g.readActivation(y2);
+  const differ = a.findIndex((v, i) => !Object.is(v, b[i]));
+  assert.equal(differ, -1, `output ${differ}: ${a[differ]} with the attention's copy vs ${b[differ]} converted`);
+});

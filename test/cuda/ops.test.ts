@@ -66,6 +66,36 @@ test('rope at an offset, with grouped heads; prompt rows with head counts off th
   }
 });
 
+test('ropeKv (prompt rows): the q and cache bits of rope, rope and writeKv (attention over either cache agrees bit for bit), near the CPU; one row declines', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  for (const [rows, heads, kvHeads, d, start] of [[37, 8, 2, 128, 5], [300, 13, 13, 64, 0], [2, 40, 40, 128, 1000], [129, 4, 4, 256, 3]]) {
+    const qw = heads * d, kw = kvHeads * d, maxSeq = start + rows + 8, theta = 10000;
+    const qx = randn(rows * qw), kx = randn(rows * kw), vx = randn(rows * kw), past = randn(Math.max(start, 1) * kw), pastV = randn(Math.max(start, 1) * kw);
+    const shape = { heads, kvHeads, headDim: d, theta };
+    const attend = (b: Backend, fused: boolean): [Float32Array, Float32Array] => {
+      const cache = b.allocKvCache(2, maxSeq, kvHeads, d);
+      if (start > 0) b.writeKv(cache, 1, 0, input(b, start, kw, past), input(b, start, kw, pastV), start);
+      const q = input(b, rows, qw, qx), k = input(b, rows, kw, kx), v = input(b, rows, kw, vx);
+      if (fused) assert.ok(b.ropeKv?.(q, k, v, cache, 1, start, shape, rows), `ropeKv took ${rows} rows`);
+      else {
+        b.rope(q, heads, d, start, theta, rows);
+        b.rope(k, kvHeads, d, start, theta, rows);
+        b.writeKv(cache, 1, start, k, v, rows);
+      }
+      const out = poisoned(b, rows, qw);
+      b.attention(out, q, cache, { layer: 1, startPos: start, heads, kvHeads, headDim: d }, rows);
+      return [b.readActivation(q), b.readActivation(out)];
+    };
+    const [fq, fo] = attend(g, true), [sq, so] = attend(g, false), [, co] = attend(cpu, false);
+    const name = `ropeKv ${rows}x${heads}/${kvHeads}x${d} at ${start}`;
+    assert.equal(fq.findIndex((x, i) => !Object.is(x, sq[i])), -1, `${name}: q differs from rope's`);
+    assert.equal(fo.findIndex((x, i) => !Object.is(x, so[i])), -1, `${name}: attention over the fused cache differs`);
+    assert.ok(normErr(fo, co) < HALF_TOL, `${name} vs CPU: err ${normErr(fo, co)}`);
+  }
+  const cache = g.allocKvCache(1, 8, 2, 128), one = (w: number): ReturnType<typeof input> => input(g, 1, w, randn(w));
+  assert.equal(g.ropeKv(one(256), one(256), one(256), cache, 0, 0, { heads: 2, kvHeads: 2, headDim: 128, theta: 10000 }, 1), false, 'one row: the GEMV batch folds it');
+});
+
 test('swiglu, addInPlace, copyRows', { skip: skipNoGpu }, () => {
   const rows = 2, n = 13824, gate = randn(rows * n, 3), up = randn(rows * n), y = randn(rows * n);
   const [g, c] = both((b) => {

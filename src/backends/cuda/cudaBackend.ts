@@ -63,6 +63,9 @@ export type PrefillKernels = 'wgmma' | 'mma' | 'old';
 /** the default where $QLLAMA_CUDA_PREFILL is not set */
 export const DEFAULT_PREFILL: PrefillKernels = 'wgmma';
 
+/** rope.cu's ROPE_HEADS: the heads one thread of rope_f32 / rope_kv_f32 rotates (a grid row per chunk of them) */
+const ROPE_HEADS = 8;
+
 /** $QLLAMA_CUDA_WG_TILE_COLS: 160 or 256 forces that tile width, anything else (or unset) lets the planner choose */
 function tileColsFromEnv(): WgTileCols {
   const v = process.env.QLLAMA_CUDA_WG_TILE_COLS;
@@ -170,6 +173,8 @@ export class CudaBackend implements Backend {
    * only. Either way the sums do not depend on timing, but they are grouped differently with and without it.
    */
   wgmmaStreamK = process.env.QLLAMA_CUDA_STREAMK !== '0';
+  /** ropeKv takes prompt rows (rope_kv_f32); $QLLAMA_CUDA_ROPE_KV=0 (or false here): it declines, and rope / writeKv run apart */
+  fusedRopeKv = process.env.QLLAMA_CUDA_ROPE_KV !== '0';
   /** gateUp fuses gate, up and SwiGLU on the Hopper GEMM; $QLLAMA_CUDA_GATE_UP=0 (or false here): it declines */
   fusedGateUp = process.env.QLLAMA_CUDA_GATE_UP !== '0';
   /**
@@ -452,8 +457,8 @@ export class CudaBackend implements Backend {
     this.promptOps.copies.forget();
     if (rows === 1 && x.cols === heads * headDim && this.batch.addRope(act(x).ptr, heads, headDim, theta, { ptr: this.posPtr(), imm: startPos })) return;
     this.batch.flush();
-    // rope.cu: a thread per (row, pair, chunk of ROPE_HEADS = 8 heads)
-    this.kernels.launch('rope_f32', { x: Math.ceil((rows * headDim) / 2 / 256), y: Math.ceil(heads / 8) }, { x: 256 },
+    // rope.cu: a thread per (row, pair, chunk of ROPE_HEADS heads)
+    this.kernels.launch('rope_f32', { x: Math.ceil((rows * headDim) / 2 / 256), y: Math.ceil(heads / ROPE_HEADS) }, { x: 256 },
       [ptr(act(x).ptr), i32(x.cols), i32(heads), i32(headDim), f32(theta), ptr(this.posPtr()), i32(startPos), i32(rows)]);
   }
 
@@ -469,6 +474,26 @@ export class CudaBackend implements Backend {
     this.kernels.launch('kv_write', { x: Math.ceil(width / (width % 4 === 0 ? 1024 : 256)), y: rows }, { x: 256 },
       [ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(act(k).ptr), ptr(act(v).ptr), i32(width), i32(c.maxSeq),
         ptr(this.posPtr()), i32(startPos)]);
+  }
+
+  /**
+   * Prompt rows (a chunk at startPos..): rope_kv_f32 rotates q in place and writes k (rotated) and v into the cache in
+   * one launch, the same bits as rope, rope and writeKv (rope.cu). One row stays with the GEMV batch, which folds rope
+   * and the KV write into the q/k/v launch's epilogue; so do shapes off the cache's.
+   */
+  ropeKv(q: Activation, k: Activation, v: Activation, cache: KvCache, layer: number, startPos: number,
+    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean {
+    const c = cache as CudaKvCache, d = shape.headDim, width = c.kvHeads * c.headDim;
+    if (!this.fusedRopeKv || rows < 2 || this.capturing || d % 2 !== 0 || c.headDim !== d || c.kvHeads !== shape.kvHeads ||
+      q.cols !== shape.heads * d || k.cols !== width || v.cols !== width) return false;
+    if (startPos + rows > c.maxSeq) throw new RangeError(`KV cache holds ${c.maxSeq} positions, asked for ${startPos + rows}`);
+    this.batch.flush();
+    this.promptOps.copies.forget();
+    const off = BigInt(layer * c.layerBytes()), chunks = (n: number): number => Math.ceil(n / ROPE_HEADS);
+    this.kernels.launch('rope_kv_f32', { x: Math.ceil((rows * d) / 2 / 256), y: chunks(shape.heads) + 2 * chunks(shape.kvHeads) }, { x: 256 },
+      [ptr(act(q).ptr), ptr(act(k).ptr), ptr(act(v).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), i32(shape.heads),
+        i32(shape.kvHeads), i32(d), f32(shape.theta), i32(startPos), i32(rows), i32(c.maxSeq)]);
+    return true;
   }
 
   /**
@@ -496,10 +521,14 @@ export class CudaBackend implements Backend {
     const flash = rows > 1 && shape.heads % shape.kvHeads === 0 ? this.flashFor(d, rows, shape.heads) : null;
     if (flash) {
       this.batch.flush();
-      if (flash.name === 'attn_flash_wg_128') this.flashWgLaunches++;
-      this.kernels.launch(flash.name, flash.grid, { x: flash.threads },
-        [ptr(act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
-          i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))], flash.shared);
+      const args = [ptr(act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
+        i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))];
+      // attn_flash_wg_128 also writes out's fp16 copy where o_proj's GEMM reads one (halfCopies.ts): no conversion pass
+      if (flash.name === 'attn_flash_wg_128') {
+        this.flashWgLaunches++;
+        args.push(ptr(out.cols === shape.heads * d ? this.promptOps.halfFor(act(out), rows) : null));
+      }
+      this.kernels.launch(flash.name, flash.grid, { x: flash.threads }, args, flash.shared);
       return;
     }
     const maxPositions = this.capturing ? Math.min(c.maxSeq, this.captureBound) : shape.startPos + rows;

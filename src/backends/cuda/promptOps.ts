@@ -85,8 +85,8 @@ export class PromptOps {
     return true;
   }
 
-  /** where a producer also writes out's fp16 copy: a slot, or null where rows that many read no copy */
-  private halfFor(out: DeviceRows, rows: number): DevicePtr | null {
+  /** where a producer also writes out's fp16 copy (in the launch it issues next): a slot, or null where rows that many read no copy */
+  halfFor(out: DeviceRows, rows: number): DevicePtr | null {
     return this.host.gemmReadsHalf(rows) ? this.copies.reserve(out.ptr, rows, out.cols) : null;
   }
 }

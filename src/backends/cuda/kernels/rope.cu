@@ -33,3 +33,61 @@ extern "C" __global__ void rope_f32(float* x, int rowStride, int heads, int head
       p[h * headDim + i + half_d] = (float)(b[h] * c + a[h] * s);
     }
 }
+
+// A prompt chunk's rotary embedding and KV-cache write in one pass (CudaBackend.ropeKv): q rotated in place as
+// rope_f32 does; k rotated and written as fp16 into the cache at positions startPos + t, v written as fp16, as
+// kv_write does, the same bits as rope_f32 + rope_f32 + kv_write (k itself is left unrotated: only the cache holds
+// it rotated). Saves k's f32 write and re-read and two launches per layer.
+// Grid: x covers rows · headDim/2 threads; y = ⌈heads / ROPE_HEADS⌉ chunks of q heads, then ⌈kvHeads / ROPE_HEADS⌉
+// of k heads, then as many of v heads. q: [rows, heads·headDim], k, v: [rows, kvHeads·headDim] f32; kc, vc: one
+// layer's cache [maxSeq, kvHeads·headDim] fp16. Positions past maxSeq are dropped (the host refuses them first).
+extern "C" __global__ void rope_kv_f32(float* q, const float* k, const float* v, __half* __restrict__ kc, __half* __restrict__ vc, int heads,
+                                       int kvHeads, int headDim, float theta, int pos_imm, int rows, int maxSeq) {
+  const int half_d = headDim >> 1;
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= rows * half_d) return;
+  const int t = idx / half_d, i = idx - t * half_d, pos = pos_imm + t;
+  const int qChunks = (heads + ROPE_HEADS - 1) / ROPE_HEADS, kvChunks = (kvHeads + ROPE_HEADS - 1) / ROPE_HEADS;
+  const int chunk = blockIdx.y, kind = chunk < qChunks ? 0 : chunk < qChunks + kvChunks ? 1 : 2;  // q, k, v
+  const int h0 = (kind == 0 ? chunk : kind == 1 ? chunk - qChunks : chunk - qChunks - kvChunks) * ROPE_HEADS;
+  const int hn = min(ROPE_HEADS, (kind == 0 ? heads : kvHeads) - h0), width = kvHeads * headDim;
+  if (kind > 0 && pos >= maxSeq) return;
+  const float* src = kind == 0 ? q + (size_t)t * heads * headDim : (kind == 1 ? k : v) + (size_t)t * width;
+  src += (size_t)h0 * headDim;
+  float a[ROPE_HEADS], b[ROPE_HEADS];
+#pragma unroll
+  for (int h = 0; h < ROPE_HEADS; ++h)
+    if (h < hn) {
+      a[h] = src[h * headDim + i];
+      b[h] = src[h * headDim + i + half_d];
+    }
+  if (kind == 2) {
+    __half* dst = vc + (size_t)pos * width + (size_t)h0 * headDim;
+#pragma unroll
+    for (int h = 0; h < ROPE_HEADS; ++h)
+      if (h < hn) {
+        dst[h * headDim + i] = __float2half_rn(a[h]);
+        dst[h * headDim + i + half_d] = __float2half_rn(b[h]);
+      }
+    return;
+  }
+  double c, s;
+  rope_cos_sin(i, headDim, theta, pos, c, s);
+  if (kind == 0) {
+    float* p = q + (size_t)t * heads * headDim + (size_t)h0 * headDim;
+#pragma unroll
+    for (int h = 0; h < ROPE_HEADS; ++h)
+      if (h < hn) {
+        p[h * headDim + i] = (float)(a[h] * c - b[h] * s);
+        p[h * headDim + i + half_d] = (float)(b[h] * c + a[h] * s);
+      }
+    return;
+  }
+  __half* dst = kc + (size_t)pos * width + (size_t)h0 * headDim;
+#pragma unroll
+  for (int h = 0; h < ROPE_HEADS; ++h)
+    if (h < hn) {
+      dst[h * headDim + i] = __float2half_rn((float)(a[h] * c - b[h] * s));
+      dst[h * headDim + i + half_d] = __float2half_rn((float)(b[h] * c + a[h] * s));
+    }
+}
