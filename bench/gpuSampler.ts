@@ -3,7 +3,10 @@
  * background. Why: a 2048-token prompt keeps the tensor cores busy long enough to reach the card's power limit,
  * and then the clock, not the kernels' schedule, sets the rate (bench/cudaNotes.md, eighteenth pass); each
  * prefill figure is printed with the clock and power it ran at. Samples carry nvidia-smi's own timestamps, so a
- * phase run synchronously (a spawnSync'd script) is still matched to its samples afterwards.
+ * phase run synchronously (a spawnSync'd script) is still matched to its samples afterwards, and so are samples
+ * that arrive late: nvidia-smi writes into a pipe through a block buffer (~90 samples at a time).
+ * Power is power.draw.instant where the driver has it (power.draw is a one-second average, which smears a
+ * 0.3 s phase with the idle time before it), else power.draw.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 
@@ -42,24 +45,37 @@ export function describeClocks(c: PhaseClocks | null): string {
   return c === null ? 'no clock samples' : `SM clock ${c.smMHz} MHz, ${c.watts} W of a ${c.limitW} W limit (${c.samples} samples)`;
 }
 
+/** how long a phase waits for a sample newer than its end: nvidia-smi's block buffer fills in ~4.5 s at 50 ms */
+const LATE_SAMPLES_MS = 8000;
+
 export class GpuSampler {
   private readonly samples: GpuSample[] = [];
-  private readonly proc: ChildProcess | null;
+  private proc: ChildProcess | null = null;
   private rest = '';
+  private stopped = false;
 
   /** Starts sampling (every 50 ms); without nvidia-smi every phase reads null. */
   constructor() {
-    let p: ChildProcess | null;
+    this.start('power.draw.instant');
+  }
+
+  /** nvidia-smi sampling `power`; an older driver without power.draw.instant exits at once: then power.draw */
+  private start(power: string): void {
     try {
-      p = spawn('nvidia-smi', ['--query-gpu=timestamp,clocks.sm,power.draw,power.limit', '--format=csv,noheader,nounits', '-lms', '50'],
+      const p = spawn('nvidia-smi', [`--query-gpu=timestamp,clocks.sm,${power},power.limit`, '--format=csv,noheader,nounits', '-lms', '50'],
         { stdio: ['ignore', 'pipe', 'ignore'] });
-      p.on('error', () => undefined); // no nvidia-smi: no samples
+      p.on('error', () => { // no nvidia-smi: no samples, and phases do not wait for any
+        if (this.proc === p) this.proc = null;
+      });
+      p.on('exit', () => {
+        if (!this.stopped && this.samples.length === 0 && power !== 'power.draw') this.start('power.draw');
+      });
       p.stdout?.setEncoding('utf8');
       p.stdout?.on('data', (chunk: string) => this.take(chunk));
+      this.proc = p;
     } catch {
-      p = null;
+      this.proc = null;
     }
-    this.proc = p;
   }
 
   private take(chunk: string): void {
@@ -71,13 +87,15 @@ export class GpuSampler {
     }
   }
 
-  /** The phase [t0, t1] once the samples up to t1 have arrived (waits up to 300 ms for them). */
+  /** The phase [t0, t1] once the samples up to t1 have arrived (waits up to LATE_SAMPLES_MS for them). */
   async phase(t0: number, t1: number): Promise<PhaseClocks | null> {
-    for (let i = 0; i < 6 && !this.samples.some((s) => s.t > t1); i++) await new Promise((r) => setTimeout(r, 50));
+    const until = Date.now() + LATE_SAMPLES_MS;
+    while (this.proc !== null && !this.samples.some((s) => s.t > t1) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     return phaseClocks(this.samples, t0, t1);
   }
 
   stop(): void {
+    this.stopped = true;
     this.proc?.kill();
   }
 }
