@@ -117,7 +117,7 @@ if (models.length === 2 && models[0].decode[1] !== undefined) {
 }
 b.dispose(); // the peer gets the card to itself
 if (models.length > 0) {
-  const cublas = await runCublasPrefill(models[0].shape, 2048, sampler);
+  const cublas = runCublasPrefill(models[0].shape, 2048);
   if (typeof cublas === 'string') console.log(cublas);
   else {
     figures.cublasPrefill = cublas;

@@ -3,8 +3,8 @@
  * background. Why: a 2048-token prompt keeps the tensor cores busy long enough to reach the card's power limit,
  * and then the clock, not the kernels' schedule, sets the rate (bench/cudaNotes.md, eighteenth pass); each
  * prefill figure is printed with the clock and power it ran at. Samples carry nvidia-smi's own timestamps, so a
- * phase run synchronously (a spawnSync'd script) is still matched to its samples afterwards, and so are samples
- * that arrive late: nvidia-smi writes into a pipe through a block buffer (~90 samples at a time).
+ * phase is still matched to its samples when they arrive late, as they do: nvidia-smi writes into a pipe through
+ * a block buffer (~90 samples at a time).
  * Power is power.draw.instant where the driver has it (power.draw is a one-second average, which smears a
  * 0.3 s phase with the idle time before it), else power.draw.
  */
