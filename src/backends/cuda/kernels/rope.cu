@@ -9,6 +9,27 @@
 
 #define ROPE_HEADS 8
 
+// pairs (i, i + headDim/2) of the chunk's first hn ≤ ROPE_HEADS heads of one row (p: the chunk's first head), loaded together
+__device__ __forceinline__ void load_chunk_pairs(const float* p, int headDim, int i, int hn, float (&a)[ROPE_HEADS], float (&b)[ROPE_HEADS]) {
+#pragma unroll
+  for (int h = 0; h < ROPE_HEADS; ++h)
+    if (h < hn) {
+      a[h] = p[h * headDim + i];
+      b[h] = p[h * headDim + i + (headDim >> 1)];
+    }
+}
+
+// those pairs rotated by (c, s) and stored back in f32 (rope.cuh's rounding)
+__device__ __forceinline__ void store_rotated_pairs(float* p, int headDim, int i, int hn, const float (&a)[ROPE_HEADS], const float (&b)[ROPE_HEADS],
+                                                    double c, double s) {
+#pragma unroll
+  for (int h = 0; h < ROPE_HEADS; ++h)
+    if (h < hn) {
+      p[h * headDim + i] = (float)(a[h] * c - b[h] * s);
+      p[h * headDim + i + (headDim >> 1)] = (float)(b[h] * c + a[h] * s);
+    }
+}
+
 extern "C" __global__ void rope_f32(float* x, int rowStride, int heads, int headDim, float theta,
                                     const int* pos_ptr, int pos_imm, int rows) {
   const int half_d = headDim >> 1;
@@ -20,18 +41,8 @@ extern "C" __global__ void rope_f32(float* x, int rowStride, int heads, int head
   const int h0 = blockIdx.y * ROPE_HEADS, hn = min(ROPE_HEADS, heads - h0);
   float* p = x + (size_t)t * rowStride + (size_t)h0 * headDim;
   float a[ROPE_HEADS], b[ROPE_HEADS];
-#pragma unroll
-  for (int h = 0; h < ROPE_HEADS; ++h)
-    if (h < hn) {
-      a[h] = p[h * headDim + i];
-      b[h] = p[h * headDim + i + half_d];
-    }
-#pragma unroll
-  for (int h = 0; h < ROPE_HEADS; ++h)
-    if (h < hn) {
-      p[h * headDim + i] = (float)(a[h] * c - b[h] * s);
-      p[h * headDim + i + half_d] = (float)(b[h] * c + a[h] * s);
-    }
+  load_chunk_pairs(p, headDim, i, hn, a, b);
+  store_rotated_pairs(p, headDim, i, hn, a, b, c, s);
 }
 
 // A prompt chunk's rotary embedding and KV-cache write in one pass (CudaBackend.ropeKv): q rotated in place as
@@ -55,12 +66,7 @@ extern "C" __global__ void rope_kv_f32(float* q, const float* k, const float* v,
   const float* src = kind == 0 ? q + (size_t)t * heads * headDim : (kind == 1 ? k : v) + (size_t)t * width;
   src += (size_t)h0 * headDim;
   float a[ROPE_HEADS], b[ROPE_HEADS];
-#pragma unroll
-  for (int h = 0; h < ROPE_HEADS; ++h)
-    if (h < hn) {
-      a[h] = src[h * headDim + i];
-      b[h] = src[h * headDim + i + half_d];
-    }
+  load_chunk_pairs(src, headDim, i, hn, a, b);
   if (kind == 2) {
     __half* dst = vc + (size_t)pos * width + (size_t)h0 * headDim;
 #pragma unroll
@@ -74,13 +80,7 @@ extern "C" __global__ void rope_kv_f32(float* q, const float* k, const float* v,
   double c, s;
   rope_cos_sin(i, headDim, theta, pos, c, s);
   if (kind == 0) {
-    float* p = q + (size_t)t * heads * headDim + (size_t)h0 * headDim;
-#pragma unroll
-    for (int h = 0; h < ROPE_HEADS; ++h)
-      if (h < hn) {
-        p[h * headDim + i] = (float)(a[h] * c - b[h] * s);
-        p[h * headDim + i + half_d] = (float)(b[h] * c + a[h] * s);
-      }
+    store_rotated_pairs(q + (size_t)t * heads * headDim + (size_t)h0 * headDim, headDim, i, hn, a, b, c, s);
     return;
   }
   __half* dst = kc + (size_t)pos * width + (size_t)h0 * headDim;
