@@ -192,8 +192,11 @@ export class CudaBackend implements Backend {
    * (wgmmaLinear.ts wgmmaTileCols), 256 or 160 force one; $QLLAMA_CUDA_WG_TILE_COLS. Tests and benchmarks switch it.
    */
   wgmmaTileCols: WgTileCols = tileColsFromEnv();
-  /** the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts); tests lower it to force many slices */
-  wgmmaSliceBytes = WG_SLICE_BYTES;
+  /**
+   * the wgmma GEMM's cap on one slice of fp16 weights (wgmmaLinear.ts; $QLLAMA_CUDA_WG_SLICE_MB, in MiB, default
+   * WG_SLICE_BYTES); tests lower it to force many slices
+   */
+  wgmmaSliceBytes = intFromEnv('QLLAMA_CUDA_WG_SLICE_MB', 1, WG_SLICE_BYTES / 2 ** 20) * 2 ** 20;
   /**
    * 4-bit GEMMs of rsMinRows up to rsMaxRows rows run the register-A GEMM (rsLinear.ts) instead of dequant +
    * wgmma or gemm_q4_mma ($QLLAMA_CUDA_RS_MIN_ROWS, $QLLAMA_CUDA_RS_MAX_ROWS, defaults RS_MIN_ROWS, RS_MAX_ROWS;
