@@ -44,26 +44,24 @@ export async function benchModel(dir: string, ceilingGBs: number, log: (l: strin
   // as ExLlamaV2's test_inference.py -ps measures it: the mean of PREFILL_RUNS prompts of each length, after
   // one of the same length (so every scratch buffer already has its size: growing one synchronizes)
   const PREFILL_RUNS = 3;
-  const prefillClocks: Record<string, PhaseClocks | null> = {};
-  const timePrefill = async (label: string): Promise<Record<string, number>> => {
-    const r: Record<string, number> = {};
+  const timePrefill = async (label: string): Promise<{ rates: Record<string, number>; clocks: Record<string, PhaseClocks | null> }> => {
+    const rates: Record<string, number> = {}, clocks: Record<string, PhaseClocks | null> = {};
     for (const n of [512, 2048]) {
       await model.forward(prompt(n), 0); // warm
       const t = performance.now(), wall0 = Date.now();
       for (let i = 0; i < PREFILL_RUNS; i++) await model.forward(prompt(n), 0);
-      r[n] = Math.round(n / ((performance.now() - t) / 1000 / PREFILL_RUNS));
-      const clocks = sampler ? await sampler.phase(wall0, Date.now()) : null;
-      if (label === '') prefillClocks[n] = clocks;
-      log(`  prefill ${n}${label}: ${r[n]} tok/s (mean of ${PREFILL_RUNS} after one untimed; ${describeClocks(clocks)})`);
+      rates[n] = Math.round(n / ((performance.now() - t) / 1000 / PREFILL_RUNS));
+      clocks[n] = sampler ? await sampler.phase(wall0, Date.now()) : null;
+      log(`  prefill ${n}${label}: ${rates[n]} tok/s (mean of ${PREFILL_RUNS} after one untimed; ${describeClocks(clocks[n])})`);
     }
-    return r;
+    return { rates, clocks };
   };
-  const prefill = await timePrefill('');
+  const { rates: prefill, clocks: prefillClocks } = await timePrefill('');
   const prefillOld: Record<string, number> = {};
   if (process.env.QLLAMA_BENCH_PREFILL_OLD === '1') {
     const before = backend.prefillKernels;
     backend.prefillKernels = 'old';
-    Object.assign(prefillOld, await timePrefill(' (old kernels: wmma GEMM, looped decode attention)'));
+    Object.assign(prefillOld, (await timePrefill(' (old kernels: wmma GEMM, looped decode attention)')).rates);
     backend.prefillKernels = before;
   }
   // QLLAMA_BENCH_PREFILL_ONLY=1: load and prefill only
