@@ -1,15 +1,14 @@
 // Compiles every kernel under src/backends/cuda/kernels/*.cu into one fatbin (sm_80, sm_86, sm_89,
 // sm_90a machine code + compute_90 PTX for newer GPUs; sm_90a, not sm_90: the Hopper GEMM (gemm_wgmma.cu)
 // needs wgmma, and sm_90a code runs on every sm_90 card), brotli-compressed at
-// src/backends/cuda/qllama-kernels.fatbin.br, and copies that next to the compiled backend in dist/ when
-// that exists. Needs nvcc (CUDA >= 12).
+// src/backends/cuda/qllama-kernels.fatbin.br, where module.ts finds it (dist holds no copy). Needs nvcc (CUDA >= 12).
 // Compressed because the fatbin is 25.6 MB and 2.1 MB as brotli (quality 11, 16 MiB window): the package, the
 // repository and every copy of the tree to a GPU machine shrink by that, and module.ts decompresses it in ~40 ms
 // (node's own zlib, no dependency). Writes a temporary name, then renames: a failed build leaves the old file.
 // Usage: npm run build:cuda [-- --verbose] [-- --plain OUT.fatbin]   (QLLAMA_NVCC overrides the nvcc path;
 // --plain also keeps the uncompressed fatbin at OUT, for QLLAMA_CUDA_FATBIN in A/B runs)
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { brotliCompressSync, constants } from 'node:zlib';
@@ -50,8 +49,3 @@ writeFileSync(`${out}.tmp`, packed);
 renameSync(`${out}.tmp`, out);
 console.log(`build:cuda: ${sources.length} kernel files -> ${path.relative(root, out)} (${(image.length / 1024).toFixed(0)} KiB, ` +
   `${(statSync(out).size / 1024).toFixed(0)} KiB compressed, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-const distDir = path.join(root, 'dist/src/backends/cuda');
-if (existsSync(path.join(root, 'dist'))) {
-  mkdirSync(distDir, { recursive: true });
-  copyFileSync(out, path.join(distDir, path.basename(out)));
-}

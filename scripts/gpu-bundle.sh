@@ -2,7 +2,7 @@
 # Packs what a run on the lent GPU machine needs beside the tracked tree (which travels by itself): that machine has
 # the CUDA driver and Python with torch but no Node.js and no network, and what travels is capped at 64 MiB.
 #   node.xz          this machine's node binary (xz)
-#   dist.tar.xz      the compiled dist/ (without its copy of the fatbin: the tracked .br is found in src/) and the
+#   dist.tar.xz      the compiled dist/ (the kernels are the tracked src/.../qllama-kernels.fatbin.br) and the
 #                    production node_modules (npm ci --omit=dev, minus koffi's musl build and docs)
 #   fixtures.tar.xz  from ../shared: tiny-vicuna-4k fp16, the C4 sample, WikiText-2 (the quantizer's GPU tests)
 #   peer.tar.xz      .peer/exllamav2 (ExLlamaV2's source, fetched by you, never committed), if present
@@ -30,7 +30,7 @@ mkdir -p "$work/slim" "$work/prod"
 cp "$root/package.json" "$root/package-lock.json" "$work/prod/"
 (cd "$work/prod" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
 cp -r "$root/dist" "$work/slim/dist"
-rm -f "$work/slim/dist/src/backends/cuda/"*.fatbin*
+rm -f "$work/slim/dist/src/backends/cuda/"*.fatbin*  # (a copy that older builds left in dist: unused)
 mv "$work/prod/node_modules" "$work/slim/node_modules"
 rm -rf "$work/slim/node_modules/@koromix/koffi-linux-x64/musl_x64" "$work/slim/node_modules/koffi/doc" "$work/slim/node_modules/koffi/vendor"
 (cd "$work/slim" && tar -cf - dist node_modules | xz -T0 -9 > "$out/dist.tar.xz.tmp") && mv "$out/dist.tar.xz.tmp" "$out/dist.tar.xz"

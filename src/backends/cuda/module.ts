@@ -12,11 +12,14 @@ export class CudaKernelsMissingError extends QllamaError {}
 
 const FATBIN = 'qllama-kernels.fatbin.br';
 
-/** Where the fatbin may be: $QLLAMA_CUDA_FATBIN, next to this file (dist), or in src/ of a checkout. */
+/**
+ * Where the fatbin is: $QLLAMA_CUDA_FATBIN, else src/backends/cuda of the checkout or package this dist belongs to
+ * (the package ships that file). One place only: a copy beside dist's module.js, found first, went stale whenever
+ * build:cuda ran again without refreshing it.
+ */
 export function fatbinPath(): string {
   const candidates = [
     process.env.QLLAMA_CUDA_FATBIN,
-    fileURLToPath(new URL(`./${FATBIN}`, import.meta.url)),
     fileURLToPath(new URL(`../../../../src/backends/cuda/${FATBIN}`, import.meta.url)),
   ].filter((p): p is string => !!p);
   const found = candidates.find((p) => existsSync(p));
