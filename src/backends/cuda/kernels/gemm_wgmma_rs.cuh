@@ -44,13 +44,22 @@ constexpr int RS_BW = 128;  // W rows per block tile (SWIGLU: 64 gate + 64 up ro
 constexpr int RS_THREADS = 256;
 
 // one A register: byte t of packed word w, i.e. two consecutive k of one W row, as fp16 s · (q − (z + 1)) in the
-// low / high half (z2 = 1024 + z + 1 and s2 = s in both halves). sel = rs_byte_sel(t) puts byte t of w in byte 0
-// and byte t of w >> 4 in byte 2, so the mask leaves the low nibble at bit 0 and the high one at bit 16, each
-// below the exponent of 1024: 5 instructions per register.
-__device__ __forceinline__ uint32_t rs_byte_sel(uint32_t t) { return t | ((4u + t) << 8); }
-__device__ __forceinline__ uint32_t rs_dequant_pair(uint32_t w, uint32_t sel, half2 z2, half2 s2) {
-  uint32_t v = (__byte_perm(w, w >> 4, sel) & 0x000F000Fu) | 0x64006400u;  // 1024 + q in both halves
-  const half2 h = __hmul2(__hsub2(*reinterpret_cast<const half2*>(&v), z2), s2);
+// low / high half, in 4 instructions: prmt (sel = rs_byte_sel(t)) puts byte t in bytes 0 and 2; the mask with
+// 1024's exponent leaves the low nibble at bit 0 and the high one at bit 20, i.e. (1024 + q0, 1024 + 16 q1),
+// both exact; one fma scales the high half by 1/16 and subtracts (1024 + z + 1, 64 + z + 1), which is exact
+// (the results are small integers), and the product with s is the one rounding, so the weights are bit for bit
+// those of dq8 and dequant_q4_tile. (Shifting w by 4 for the high nibble instead took a fifth instruction.)
+// rs_zero gives the fma's offsets for a row's group.
+__device__ __forceinline__ uint32_t rs_byte_sel(uint32_t t) { return t | (t << 8); }
+__device__ __forceinline__ half2 rs_zero(uint32_t zword, int n) {
+  const uint32_t z1 = ((zword >> ((n & 7) * 4)) & 15u) + 1u;  // 1..16
+  // fp16 −(1024 + z1) is 0xE400 | z1 (ulp 1 above 1024), −(64 + z1) is 0xD400 | z1 · 16 (ulp 1/16 above 64)
+  const uint32_t u = 0xD400E400u | z1 | (z1 << 20);
+  return *reinterpret_cast<const half2*>(&u);
+}
+__device__ __forceinline__ uint32_t rs_dequant_pair(uint32_t w, uint32_t sel, half2 zoff, half2 s2) {
+  uint32_t v = (__byte_perm(w, 0u, sel) & 0x00F0000Fu) | 0x64006400u;  // (1024 + q0, 1024 + 16 q1)
+  const half2 h = __hmul2(__hfma2(*reinterpret_cast<const half2*>(&v), __floats2half2_rn(1.f, 0.0625f), zoff), s2);
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
@@ -279,15 +288,15 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
         w[kk][2] = *reinterpret_cast<const uint32_t*>(r0 + qRow + qLo);
         w[kk][3] = *reinterpret_cast<const uint32_t*>(r0 + qRow + qHi);
       }
-      half2 sLo2, sHi2, zLo2, zHi2;  // the group's scale and 1024 + z + 1 of the two W rows
+      half2 sLo2, sHi2, zLo2, zHi2;  // the group's scale and rs_zero offsets of the two W rows
 #pragma unroll
       for (int kk = 0; kk < KS; ++kk) {
         if (kk == 0 || (kk == 2 && sg == 2)) {  // gs = 32: k16 steps 2, 3 are the slice's second group row
           const int gl = kk >> 1;
           sLo2 = __half2half2(*reinterpret_cast<const __half*>(sc + gl * sRow + sLo));
           sHi2 = __half2half2(*reinterpret_cast<const __half*>(sc + gl * sRow + sHi));
-          zLo2 = zero_half2(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zLo), col);
-          zHi2 = zero_half2(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zHi), col);  // col + 8 ≡ col (mod 8)
+          zLo2 = rs_zero(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zLo), col);
+          zHi2 = rs_zero(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zHi), col);  // col + 8 ≡ col (mod 8)
         }
         if (kb > kb0) {
           // a[kk] was read by the previous slice's step kk: wait for it (KS − 1 later steps may still run);
