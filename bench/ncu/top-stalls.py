@@ -5,7 +5,7 @@
     ncu -i /tmp/r.ncu-rep --page source --csv --print-source sass > /tmp/r.csv
     python3 bench/ncu/top-stalls.py /tmp/r.csv [N]
 
-prints, per profiled kernel (one table each), the N instructions (default 45) with the most warp-stall samples,
+prints, per profiled kernel (one table each), its stall reasons' shares over all instructions, then the N instructions (default 45) with the most warp-stall samples,
 in program order, with their share of the kernel's samples and their three largest stall reasons. The SASS page
 is tens of MB per kernel (the GPU machine's files come back only up to a size): run this there.
 (bench/cudaNotes.md, eleventh pass, says what it showed for the decode GEMV and the prompt GEMM.)
@@ -43,6 +43,8 @@ def main() -> None:
         reasons = [i for i, c in enumerate(h) if c.startswith('stall_') and '(Not Issued)' not in c]
         total = sum(num(r[si]) for r in t['rows']) or 1.0
         print(f"=== {t['kernel']}: {total:.0f} samples, {len(t['rows'])} instructions")
+        by_reason = sorted(((sum(num(r[i]) for r in t['rows']), h[i]) for i in reasons), reverse=True)
+        print('    all instructions: ' + ' '.join(f'{n}={100 * v / total:.1f}%' for v, n in by_reason[:8] if v > 0))
         ranked = sorted(range(len(t['rows'])), key=lambda k: -num(t['rows'][k][si]))[:top]
         for k in sorted(ranked):
             r = t['rows'][k]

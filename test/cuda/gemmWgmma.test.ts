@@ -217,8 +217,9 @@ test('gate/up + SwiGLU in one wgmma GEMM (dequant + wgmma above rsMaxRows, regis
     const up = { ...randomGptq(k, n, 4, gs, ao), gIdx: gate.gIdx }; // one input, one act-order permutation (as GPTQ-for-LLaMa's files)
     const down = randomGptq(n, 256, 4, 128, false);
     const x = randn(rows * k);
-    const beforeSlice = g.wgmmaSliceBytes, beforeFused = g.fusedGateUp, beforeStreamK = g.wgmmaStreamK;
+    const beforeSlice = g.wgmmaSliceBytes, beforeFused = g.fusedGateUp, beforeStreamK = g.wgmmaStreamK, beforeFill = g.rsMinFill;
     if (tiles) g.wgmmaSliceBytes = tiles * 256 * k * 2;
+    g.rsMinFill = 2; // above rsMaxRows: dequant + wgmma however well the register-A tiles would fill the SMs
     g.wgmmaStreamK = false; // small gate/up launches apart would split K (the fused GEMM never does): other sums
     try {
       const G = g.uploadLinear(gate), U = g.uploadLinear(up), D = g.uploadLinear(down);
@@ -250,6 +251,7 @@ test('gate/up + SwiGLU in one wgmma GEMM (dequant + wgmma above rsMaxRows, regis
       g.wgmmaSliceBytes = beforeSlice;
       g.fusedGateUp = beforeFused;
       g.wgmmaStreamK = beforeStreamK;
+      g.rsMinFill = beforeFill;
     }
   }
 });

@@ -8,7 +8,7 @@ import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/
 import { GemvBatch } from '../../src/backends/cuda/gemvBatch.js';
 import { launchLinear, type GemmOptions } from '../../src/backends/cuda/linearLaunch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
-import { RS_SMALL_ROWS, rsBuildFor, rsSplits } from '../../src/backends/cuda/rsLinear.js';
+import { RS_MAX_ROWS, RS_MIN_FILL, RS_SMALL_ROWS, rsBuildFor, rsPlainTiles, rsSplits, rsTakes, rsWaveFill } from '../../src/backends/cuda/rsLinear.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
 interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
@@ -115,4 +115,23 @@ test('rsSplits: one K range where the tiles fill half the SMs, else as many as t
   assert.equal(rsSplits(66, 80, 132), 2);
   assert.equal(rsSplits(67, 80, 132), 1);
   assert.equal(rsSplits(2, 4, 132), 1); // tiny models: K of 4 slices never splits
+});
+
+test('rsTakes: always up to RS_MAX_ROWS rows, above them only where the 256-token tiles fill the waves of SMs well', () => {
+  const h200 = { minRows: 17, maxRows: RS_MAX_ROWS, minFill: RS_MIN_FILL, smCount: 132 };
+  const q13b = rsPlainTiles(5120), gateUp13b = 13824 / 64, q7b = rsPlainTiles(4096);
+  assert.equal(q13b, 40);
+  assert.ok(Math.abs(rsWaveFill(2048, q13b, 132) - 320 / 396) < 1e-12); // 8 token tiles x 40: 2.42 waves
+  assert.ok(Math.abs(rsWaveFill(2048, gateUp13b, 132) - 1728 / 1848) < 1e-12);
+  assert.equal(rsTakes(768, q13b, h200), true);
+  assert.equal(rsTakes(1024, q13b, h200), false, '160 tiles: 1.2 waves');
+  assert.equal(rsTakes(1024, gateUp13b, h200), true, '864 tiles: 6.5 waves');
+  assert.equal(rsTakes(1536, q13b, h200), true, '240 tiles: 0.91');
+  assert.equal(rsTakes(2048, q13b, h200), true, '0.81');
+  assert.equal(rsTakes(1792, q13b, h200), false, '280 tiles: 0.71');
+  assert.equal(rsTakes(2048, q7b, h200), true, '256 tiles: 0.97');
+  assert.equal(rsTakes(16, q13b, h200), false, 'below minRows');
+  assert.equal(rsTakes(600, q13b, { ...h200, maxRows: 0 }), false, 'maxRows 0: never');
+  assert.equal(rsTakes(2048, q13b, { ...h200, maxRows: 0 }), false, 'maxRows 0: never, whatever the fill');
+  assert.equal(rsTakes(2048, gateUp13b, { ...h200, minFill: 1.01 }), false, 'fill above 1: only up to maxRows');
 });

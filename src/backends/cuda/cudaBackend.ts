@@ -16,7 +16,7 @@ import {
   CLUSTER_SHARED_X_K, clusterDefault, FOLD_ATTENTION_MAX_HEADS, FOLD_ATTENTION_MAX_POSITIONS, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS,
 } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_ROWS, RS_SMALL_ROWS, rsBuildFor } from './rsLinear.js';
+import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_SMALL_ROWS, rsBuildFor, rsTakes } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -199,11 +199,14 @@ export class CudaBackend implements Backend {
   wgmmaSliceBytes = intFromEnv('QLLAMA_CUDA_WG_SLICE_MB', 1, WG_SLICE_BYTES / 2 ** 20) * 2 ** 20;
   /**
    * 4-bit GEMMs of rsMinRows up to rsMaxRows rows run the register-A GEMM (rsLinear.ts) instead of dequant +
-   * wgmma or gemm_q4_mma ($QLLAMA_CUDA_RS_MIN_ROWS, $QLLAMA_CUDA_RS_MAX_ROWS, defaults RS_MIN_ROWS, RS_MAX_ROWS;
-   * max 0: never). Tests and benchmarks switch them.
+   * wgmma or gemm_q4_mma, and above rsMaxRows those whose tiles fill at least rsMinFill of the SMs' turns
+   * (rsWaveFill) ($QLLAMA_CUDA_RS_MIN_ROWS, $QLLAMA_CUDA_RS_MAX_ROWS, $QLLAMA_CUDA_RS_MIN_FILL in percent;
+   * defaults RS_MIN_ROWS, RS_MAX_ROWS, RS_MIN_FILL; max 0: never, fill above 100: not above rsMaxRows). Tests and
+   * benchmarks switch them.
    */
   rsMinRows = intFromEnv('QLLAMA_CUDA_RS_MIN_ROWS', 2, RS_MIN_ROWS);
   rsMaxRows = intFromEnv('QLLAMA_CUDA_RS_MAX_ROWS', 0, RS_MAX_ROWS);
+  rsMinFill = intFromEnv('QLLAMA_CUDA_RS_MIN_FILL', 0, RS_MIN_FILL * 100) / 100;
   /** of those, rows up to which it runs 128-token tiles ($QLLAMA_CUDA_RS_SMALL_ROWS, default RS_SMALL_ROWS; 0: never) */
   rsSmallRows = intFromEnv('QLLAMA_CUDA_RS_SMALL_ROWS', 0, RS_SMALL_ROWS);
   private readonly mmaGemmFits: boolean;
@@ -275,7 +278,8 @@ export class CudaBackend implements Backend {
       weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount, sliceBytes: () => this.wgmmaSliceBytes,
       tileFlags: () => (this.wgmmaStreamK ? tileFlags : null),
       tileCols: () => this.wgmmaTileCols,
-      takesRs: (rows) => rsFitsDevice && rows >= this.rsMinRows && rows <= this.rsMaxRows,
+      takesRs: (rows, wTiles) => rsFitsDevice &&
+        rsTakes(rows, wTiles, { minRows: this.rsMinRows, maxRows: this.rsMaxRows, minFill: this.rsMinFill, smCount: this.smCount }),
       rsBuild: (rows) => rsBuildFor(rows, this.rsSmallRows),
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
@@ -663,7 +667,7 @@ export class CudaBackend implements Backend {
    * part of a recorded step's key, so a change records anew instead of replaying the old choice.
    */
   private linearChoices(): string {
-    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsSmallRows].join(',');
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows].join(',');
   }
 
   /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */

@@ -26,7 +26,7 @@ import type { CudaLinear } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 import { launchQ8Gemv, Q8_GEMV_MAX_ROWS } from './q8Linear.js';
 import { launchSmallBatch, smallBatchFits, type SmallBatchOptions } from './smallBatchLinear.js';
-import { launchRs, rsFits } from './rsLinear.js';
+import { launchRs, rsFits, rsPlainTiles } from './rsLinear.js';
 import { launchWgmmaSlices, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
 
 export type { WgmmaOptions } from './wgmmaLinear.js';
@@ -95,7 +95,7 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
     launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch);
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
     // (K % 64 and N % 8, which this branch already requires, are also all the wgmma path needs)
-    const rs = gemm.wgmma !== null && gemm.wgmma.takesRs(c.rows) && rsFits(w) ? gemm.wgmma : null;
+    const rs = gemm.wgmma !== null && gemm.wgmma.takesRs(c.rows, rsPlainTiles(N)) && rsFits(w) ? gemm.wgmma : null;
     const wg = rs === null && gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS ? gemm.wgmma : null;
     const plan = wg !== null ? planWgmma(wg, c.rows, N, K) : null; // before launching: growing the weight scratch synchronizes
     const xh = gemm.half(c.x, c.rows, K, w.perm);

@@ -11,11 +11,8 @@ import { HalfCopies } from './halfCopies.js';
 import type { CudaLinear } from './linearUpload.js';
 import { WGMMA_MIN_ROWS } from './linearLaunch.js';
 import type { KernelModule } from './module.js';
-import { launchRsGateUp, rsFits } from './rsLinear.js';
+import { launchRsGateUp, RS_GATE_UP_OUTPUTS, rsFits } from './rsLinear.js';
 import { GATE_UP_PAIR, launchWgmmaGateUp, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
-
-/** outputs per tile of gemm_rs_256_swiglu (64 gate and the same 64 up rows) */
-const RS_GATE_UP_OUTPUTS = 64;
 
 /** rmsnorm_rows_f32's widest row (rmsnorm.cu: RN_THREADS · RN_VEC float4) */
 const RMSNORM_ROWS_MAX_DIM = 256 * 8 * 4;
@@ -73,7 +70,7 @@ export class PromptOps {
     const K = g.inFeatures, N = g.outFeatures;
     if (u.inFeatures !== K || u.outFeatures !== N || u.groupSize !== g.groupSize || u.perm !== g.perm) return false;
     if (K % 64 !== 0 || N % GATE_UP_PAIR !== 0 || g.groupSize % 32 !== 0 || out.cols !== N) return false;
-    const rs = wg.takesRs(rows) && rsFits(g) && rsFits(u) && N % RS_GATE_UP_OUTPUTS === 0;
+    const rs = N % RS_GATE_UP_OUTPUTS === 0 && wg.takesRs(rows, N / RS_GATE_UP_OUTPUTS) && rsFits(g) && rsFits(u);
     if (!rs && rows < WGMMA_MIN_ROWS) return false;
     this.host.flush();
     this.copies.wrote(out.ptr); // x's copy stays (rmsnorm_rows_f32 usually wrote it)

@@ -47,10 +47,40 @@ export function rsBuildFor(rows: number, smallRows: number): RsBuild {
 }
 
 /**
- * Fewest and most rows that take the register-A GEMM instead of gemm_q4_mma (below WGMMA_MIN_ROWS) or dequant +
- * wgmma (header: why). From just above the batched-decode kernels' rows (gemv_q4_rows, W read once for all rows).
+ * Fewest and most rows that always take the register-A GEMM instead of gemm_q4_mma (below WGMMA_MIN_ROWS) or
+ * dequant + wgmma (header: why). From just above the batched-decode kernels' rows (gemv_q4_rows, W read once for
+ * all rows). Above RS_MAX_ROWS a launch takes it where its tiles fill the waves well (rsWaveFill ≥ RS_MIN_FILL).
  */
-export const RS_MIN_ROWS = SMALL_BATCH_MAX_ROWS + 1, RS_MAX_ROWS = 768;
+export const RS_MAX_ROWS = 768, RS_MIN_ROWS = SMALL_BATCH_MAX_ROWS + 1;
+/**
+ * Least share of the SMs' turns (tiles over whole waves of them) with which a launch above RS_MAX_ROWS takes the
+ * register-A GEMM. It needs no fp16 copy of W, so the 2048-token prompt that runs at the card's power limit on
+ * dequant + wgmma (1,590–1,605 MHz, 710 W on the H200) runs at full clock on it (1,980 MHz, 634 W), but every
+ * partial wave is idle SMs at that clock. H200, 13B, same call (rows: register-A vs dequant + wgmma, whole prompt):
+ * 2048 (q/k/v/o/down 320 tiles on 132 SMs: 0.81; gate/up 0.94) 19,908 vs 19,211 tok/s; 1024 (0.61; 0.94) register-A
+ * 16,100 before its one-slice refills.
+ */
+export const RS_MIN_FILL = 0.8;
+
+/** the share of the SMs' turns that a launch of `rows` rows over `wTiles` tiles of W fills (rsBuildFor's 256-token tiles) */
+export function rsWaveFill(rows: number, wTiles: number, smCount: number): number {
+  const tiles = Math.ceil(rows / RS_BUILDS[0].bt) * wTiles;
+  return tiles / (Math.ceil(tiles / smCount) * smCount);
+}
+
+/** the register-A rows policy (CudaBackend.rsMinRows, rsMaxRows, rsMinFill) */
+export interface RsPolicy { readonly minRows: number; readonly maxRows: number; readonly minFill: number; readonly smCount: number }
+
+/** whether a launch of `rows` rows over `wTiles` tiles of W takes the register-A GEMM (maxRows 0: never) */
+export function rsTakes(rows: number, wTiles: number, p: RsPolicy): boolean {
+  if (rows < p.minRows || p.maxRows === 0) return false;
+  return rows <= p.maxRows || rsWaveFill(rows, wTiles, p.smCount) >= p.minFill;
+}
+
+/** outputs per tile of the gate/up launch (64 gate and 64 up rows of W) */
+export const RS_GATE_UP_OUTPUTS = RS_BW / 2;
+/** tiles of W of a plain launch of `outputs` outputs */
+export const rsPlainTiles = (outputs: number): number => Math.ceil(outputs / RS_BW);
 
 /** fewest K slices (of 64) in one range of a split launch */
 const RS_MIN_SPLIT_SLICES = 16;
@@ -119,7 +149,7 @@ export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, sm
 export function launchRsGateUp(cu: Driver, kernels: KernelModule, smCount: number, build: RsBuild, gate: CudaGptq, up: CudaGptq,
   y: DevicePtr, yh: DevicePtr, xh: DevicePtr, rows: number): void {
   const K = gate.inFeatures, N = gate.outFeatures, g = weightMaps(cu, gate, 64), u = weightMaps(cu, up, 64);
-  const tiles = Math.ceil(rows / build.bt) * (N / (RS_BW / 2));
+  const tiles = Math.ceil(rows / build.bt) * (N / RS_GATE_UP_OUTPUTS);
   kernels.launch(`${build.kernel}_swiglu`, { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
     [ptr(y), ptr(yh), i32(rows), i32(N), i32(N), i32(K), i32(gate.groupSize), xMap(cu, xh, rows, K, build.bt), g.q, g.s, g.z, u.q, u.s, u.z],
     build.shared);

@@ -27,8 +27,11 @@ export interface WgmmaOptions {
   readonly tileFlags: () => DevicePtr | null;
   /** tile width of plain linears: 0 lets wgmmaTileCols choose between 256 and 160, else that width (CudaBackend.wgmmaTileCols) */
   readonly tileCols: () => WgTileCols;
-  /** whether a GEMM of this many rows runs the register-A kernel instead (rsLinear.ts; CudaBackend.rsMinRows, rsMaxRows) */
-  readonly takesRs: (rows: number) => boolean;
+  /**
+   * whether a GEMM of this many rows over wTiles tiles of W (rsPlainTiles, or gate/up's outputs / RS_GATE_UP_OUTPUTS)
+   * runs the register-A kernel instead (rsLinear.ts; CudaBackend.rsMinRows, rsMaxRows, rsMinFill)
+   */
+  readonly takesRs: (rows: number, wTiles: number) => boolean;
   /** which build of it (rsBuildFor with CudaBackend.rsSmallRows) */
   readonly rsBuild: (rows: number) => RsBuild;
 }
