@@ -7,9 +7,12 @@
  *   512 rows:  q/k/v 0.142 vs 0.180, o 0.071 vs 0.081, gate/up 0.278 vs 0.333, down 0.174 vs 0.195 (register A wins)
  *   2048 rows: q/k/v 0.554 vs 0.521, o 0.218 vs 0.202, gate/up 1.016–1.089 vs 0.915, down 0.533 vs 0.487
  * In the product (bench/cudaPrefillProfile.js, 13B synthetic, H200, same call) the whole prompt:
- *   512 tokens 13,709 → 14,682 tok/s, 768 16,428 → 19,624, 1024 17,552 → 15,740 (a loss), 2048 unchanged (not run).
+ *   512 tokens 13,709 → 14,682 tok/s, 768 16,428 → 19,624, 1024 17,552 → 15,740 (a loss) (session 10).
  * At 1024 rows 13B's q/k/v/o and down make 4 · 40 = 160 tiles of 256 × 128, 1.2 waves on 132 SMs, where
- * the dequant path's 160-wide tiles fill 2 waves; up to 768 rows (3 token tiles, 120) they fit one. Hence RS_MAX_ROWS.
+ * the dequant path's 160-wide tiles fill 2 waves; up to 768 rows (3 token tiles, 120) they fit one. Hence RS_MAX_ROWS,
+ * and above it the wave rule (RS_MIN_FILL). Since session 15 (4-instruction dequantization, one-stage refills) it
+ * also wins at 1536 and 2048 rows, where dequant + wgmma runs into the card's power limit and it does not:
+ *   1536 tokens 19,133 → 21,724 tok/s, 2048 19,411 → 20,104 (H200, same call; BENCHMARKS.md, session 15).
  * Below WGMMA_MIN_ROWS the other path is gemm_q4_mma (mma.sync, int4 dequantized per slice in shared memory),
  * which the register-A GEMM beats by far: whole 13B prompts of 40 / 96 / 128 / 256 / 384 tokens 979 / 2,175 / 2,836 /
  * 5,409 / 6,657 → 1,537 / 3,636 / 4,800 / 9,267 / 11,335 tok/s (H200, bench/cudaPrefillProfile.js, same call).
