@@ -256,6 +256,43 @@ test('gate/up + SwiGLU in one wgmma GEMM (dequant + wgmma above rsMaxRows, regis
   }
 });
 
+test('q, k and v in one register-A launch (gemm_rs_256_qkv): bit-equal to three register-A launches, near the CPU; act-order, 13B shape', { skip }, () => {
+  const g = gpu();
+  // [K, N, group size, act-order, rows]: rows above rsMaxRows (the fill rule forced) and below it
+  const cases: [number, number, number, boolean, number][] = [[1024, 768, 128, true, 1100], [512, 1280, 32, false, 900], [5120, 5120, 128, false, 600]];
+  for (const [k, n, gs, ao, rows] of cases) {
+    const name = `q/k/v ${k}x${n} g${gs}${ao ? ' act-order' : ''} rows=${rows}`;
+    const q = randomGptq(k, n, 4, gs, ao);
+    const kv = [1, 2].map(() => ({ ...randomGptq(k, n, 4, gs, ao), gIdx: q.gIdx })); // one input, one permutation
+    const hosts = [q, ...kv];
+    const x = randn(rows * k);
+    const beforeFused = g.fusedQkv, beforeFill = g.rsMinFill;
+    g.rsMinFill = 0; // the register-A GEMM at every row count, so both runs take it
+    try {
+      const ws = hosts.map((h) => g.uploadLinear(h));
+      const xa = input(g, rows, k, x);
+      const outs = [true, false].map((fused) => {
+        g.fusedQkv = fused;
+        const ys = ws.map(() => poisoned(g, rows, n));
+        const took = g.linears(ys, xa, ws, rows);
+        assert.equal(took, fused, `${name}: ${fused ? 'one launch' : 'declined when off'}`);
+        if (!fused) ws.forEach((w, i) => g.linear(ys[i], xa, w, rows));
+        return ys.map((y) => g.readActivation(y));
+      });
+      for (let i = 0; i < 3; i++) assert.equal(maxDiff(outs[0][i], outs[1][i]), 0, `${name}: output ${i} fused vs apart`);
+      if (k * n * rows <= 1024 * 1280 * 1100) {
+        for (let i = 0; i < 3; i++) {
+          const c = runCpu(cpu, hosts[i], rows, x);
+          assert.ok(normErr(outs[0][i], c) < HALF_TOL, `${name}: output ${i} vs CPU, err ${normErr(outs[0][i], c)}`);
+        }
+      }
+    } finally {
+      g.fusedQkv = beforeFused;
+      g.rsMinFill = beforeFill;
+    }
+  }
+});
+
 test('wgmma slice planner: 13B at 2048 rows on 132 SMs keeps the unsliced wave count within the cap', () => {
   const waves = (rows: number, n: number, cols: number, sms: number): number => {
     let t = 0;

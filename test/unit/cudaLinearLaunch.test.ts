@@ -8,7 +8,7 @@ import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/
 import { GemvBatch } from '../../src/backends/cuda/gemvBatch.js';
 import { launchLinear, type GemmOptions } from '../../src/backends/cuda/linearLaunch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
-import { RS_MAX_ROWS, RS_MIN_FILL, RS_SMALL_ROWS, rsBuildFor, rsPlainTiles, rsSplits, rsTakes, rsWaveFill } from '../../src/backends/cuda/rsLinear.js';
+import { RS_MAX_ROWS, RS_MIN_FILL, RS_SMALL_ROWS, rsBuildFor, rsPlainTiles, rsQkvFits, rsSplits, rsTakes, rsWaveFill } from '../../src/backends/cuda/rsLinear.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
 interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
@@ -134,4 +134,16 @@ test('rsTakes: always up to RS_MAX_ROWS rows, above them only where the 256-toke
   assert.equal(rsTakes(600, q13b, { ...h200, maxRows: 0 }), false, 'maxRows 0: never');
   assert.equal(rsTakes(2048, q13b, { ...h200, maxRows: 0 }), false, 'maxRows 0: never, whatever the fill');
   assert.equal(rsTakes(2048, gateUp13b, { ...h200, minFill: 1.01 }), false, 'fill above 1: only up to maxRows');
+});
+
+test('rsQkvFits: one launch for q, k and v of one shape, group size and permutation, past the 128-token build, whole tiles', () => {
+  const w = q4(5120);
+  assert.equal(rsQkvFits([w, w, w], 2048, RS_SMALL_ROWS, 132), true);
+  assert.equal(rsQkvFits([w, w, w], RS_SMALL_ROWS, RS_SMALL_ROWS, 132), false, '128-token build');
+  assert.equal(rsQkvFits([w, w], 2048, RS_SMALL_ROWS, 132), false, 'two weights');
+  assert.equal(rsQkvFits([w, q4(1024), q4(1024)], 2048, RS_SMALL_ROWS, 132), false, 'grouped k/v heads: other shapes');
+  assert.equal(rsQkvFits([w, w, q4(5120, 64)], 2048, RS_SMALL_ROWS, 132), false, 'another group size');
+  assert.equal(rsQkvFits([w, w, { ...w, perm: 0x4000n as DevicePtr }], 2048, RS_SMALL_ROWS, 132), false, 'another permutation');
+  assert.equal(rsQkvFits([w, w, { ...w, bias: 0x5000n as DevicePtr }], 2048, RS_SMALL_ROWS, 132), false, 'a bias');
+  assert.equal(rsQkvFits([q4(256), q4(256), q4(256)], 200, RS_SMALL_ROWS, 132), false, 'few tiles would split K');
 });

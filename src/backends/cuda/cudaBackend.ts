@@ -16,7 +16,7 @@ import {
   CLUSTER_SHARED_X_K, clusterDefault, FOLD_ATTENTION_MAX_HEADS, FOLD_ATTENTION_MAX_POSITIONS, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS,
 } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_SMALL_ROWS, rsBuildFor, rsTakes } from './rsLinear.js';
+import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, rsBuildFor, rsTakes } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -178,6 +178,12 @@ export class CudaBackend implements Backend {
   /** gateUp fuses gate, up and SwiGLU on the Hopper GEMM; $QLLAMA_CUDA_GATE_UP=0 (or false here): it declines */
   fusedGateUp = process.env.QLLAMA_CUDA_GATE_UP !== '0';
   /**
+   * linears runs prompt q/k/v as one register-A launch (PromptOps.qkv) with $QLLAMA_CUDA_QKV=1 (or true here); off by
+   * default until it has run on a GPU: its first GPU run failed on the missing shared-memory opt-in (fixed since),
+   * and no device time was left to run its test (gemmWgmma.test.ts forces it on) or to time it.
+   */
+  fusedQkv = process.env.QLLAMA_CUDA_QKV === '1';
+  /**
    * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
    */
@@ -270,6 +276,7 @@ export class CudaBackend implements Backend {
     const rsFitsDevice = this.wgmmaFits && optin >= GEMM_RS_SHARED;
     if (rsFitsDevice) {
       for (const b of RS_BUILDS) for (const k of [b.kernel, `${b.kernel}_swiglu`]) this.kernels.allowDynamicShared(k, b.shared);
+      this.kernels.allowDynamicShared(RS_QKV_KERNEL, RS_BUILDS[0].shared);
     }
     // the stream-K tail's per-tile turns (gemm_wgmma.cuh WgWork), zeroed once: the kernel leaves them at zero
     const tileFlags = this.mem.alloc(this.smCount * 4);
@@ -292,6 +299,8 @@ export class CudaBackend implements Backend {
       // rows that take the small-batch kernels (batched decode: gemv_q4_multi, gemv_q4_rows) read x in f32
       gemmReadsHalf: (rows) => rows > this.smallBatchMaxRows && this.prefillKernels !== 'old' && this.mmaGemmFits,
       fusedGateUp: () => (this.fusedGateUp && this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null),
+      fusedQkv: () => (this.fusedQkv && this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null),
+      rsSmallRows: () => this.rsSmallRows,
     });
     this.batchOps = new BatchOps({
       cu, mem: this.mem, stream, kernels: this.kernels, smCount: this.smCount, capturing: () => this.capturing, flush: () => this.batch.flush(),
@@ -428,12 +437,14 @@ export class CudaBackend implements Backend {
   }
 
   /**
-   * Batched decode (2..4 rows): q/k/v in one gemv_q4_multi launch (smallBatchLinear.ts launchSmallBatchGroup); other
-   * rows and weights: false, and the model runs linear for each (one row: GemvBatch fuses them anyway).
+   * Batched decode (2..4 rows): q/k/v in one gemv_q4_multi launch (smallBatchLinear.ts launchSmallBatchGroup); prompts
+   * the register-A GEMM takes: q/k/v in one gemm_rs_256_qkv launch (PromptOps.qkv); other rows and weights: false,
+   * and the model runs linear for each (one row: GemvBatch fuses them anyway).
    */
   linears(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], rows: number): boolean {
     if (outs.length !== weights.length) return false;
-    return this.smallBatchGroup(weights.map((w, i) => ({ w: w as CudaLinear, y: act(outs[i]).ptr })), act(x), rows, null);
+    if (this.smallBatchGroup(weights.map((w, i) => ({ w: w as CudaLinear, y: act(outs[i]).ptr })), act(x), rows, null)) return true;
+    return this.promptOps.qkv(outs.map(act), act(x), weights as CudaLinear[], rows);
   }
 
   /** One gemv_q4_multi launch over these matrices where the small-batch path takes them (see linears, gateUp). */
@@ -667,7 +678,7 @@ export class CudaBackend implements Backend {
    * part of a recorded step's key, so a change records anew instead of replaying the old choice.
    */
   private linearChoices(): string {
-    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows].join(',');
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.fusedQkv, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows].join(',');
   }
 
   /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */

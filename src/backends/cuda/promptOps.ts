@@ -11,7 +11,7 @@ import { HalfCopies } from './halfCopies.js';
 import type { CudaLinear } from './linearUpload.js';
 import { WGMMA_MIN_ROWS } from './linearLaunch.js';
 import type { KernelModule } from './module.js';
-import { launchRsGateUp, RS_GATE_UP_OUTPUTS, rsFits } from './rsLinear.js';
+import { launchRsGateUp, launchRsQkv, RS_GATE_UP_OUTPUTS, rsFits, rsPlainTiles, rsQkvFits } from './rsLinear.js';
 import { GATE_UP_PAIR, launchWgmmaGateUp, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
 
 /** rmsnorm_rows_f32's widest row (rmsnorm.cu: RN_THREADS · RN_VEC float4) */
@@ -27,6 +27,10 @@ export interface PromptOpsHost {
   gemmReadsHalf(rows: number): boolean;
   /** the wgmma GEMM's options where the backend runs it and fuses gate/up with it, else null */
   fusedGateUp(): WgmmaOptions | null;
+  /** the same where it runs q, k and v as one register-A launch, else null */
+  fusedQkv(): WgmmaOptions | null;
+  /** rows up to which the register-A GEMM takes 128-token tiles (CudaBackend.rsSmallRows) */
+  rsSmallRows(): number;
   /** sends held one-row work (gemvBatch.ts) out */
   flush(): void;
 }
@@ -79,6 +83,23 @@ export class PromptOps {
     const yh = this.copies.reserve(out.ptr, rows, N);
     if (plan === null) launchRsGateUp(this.host.cu, this.host.kernels, wg.smCount, wg.rsBuild(rows), g, u, out.ptr, yh, xh, rows);
     else launchWgmmaGateUp(this.host.cu, this.host.kernels, plan, g, u, out.ptr, yh, xh, rows);
+    return true;
+  }
+
+  /**
+   * outs[i] = x wsᵢᵀ for q, k and v in one register-A launch (launchRsQkv) where the rows take that GEMM for the
+   * three weights' tiles together and rsQkvFits holds; false: not taken (the model runs three linears).
+   */
+  qkv(outs: readonly DeviceRows[], x: DeviceRows, ws: readonly CudaLinear[], rows: number): boolean {
+    const wg = this.host.fusedQkv();
+    if (wg === null || outs.length !== 3 || ws.length !== 3) return false;
+    const gptq = ws.flatMap((w) => (w.kind === 'gptq' ? [w] : []));
+    if (gptq.length !== 3 || !rsQkvFits(gptq, rows, this.host.rsSmallRows(), wg.smCount)) return false;
+    if (!wg.takesRs(rows, 3 * rsPlainTiles(gptq[0].outFeatures))) return false;
+    this.host.flush();
+    for (const o of outs) this.copies.wrote(o.ptr);
+    const xh = this.copies.of(x.ptr, rows, gptq[0].inFeatures, gptq[0].perm);
+    launchRsQkv(this.host.cu, this.host.kernels, wg.smCount, gptq, outs.map((o) => o.ptr), xh, rows);
     return true;
   }
 

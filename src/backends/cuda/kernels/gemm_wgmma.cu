@@ -103,3 +103,21 @@ __device__ __forceinline__ void rs_swiglu(float* y, __half* yh, int M, int N, in
   }
 RS_ENTRIES(256, 6)
 RS_ENTRIES(128, 8)
+
+// q, k and v in one launch (gemm_rs_256_qkv: MATS = 3 in wg_gemm_rs_body): three [K][N] matrices of one group size
+// read by one xh, outputs y0 / y1 / y2 ([M][N] each, not accumulated); maps as gemm_rs_256's, one set per matrix.
+// Grid min(tiles · splits, SMs), tiles = ⌈M / 256⌉ · 3 · ⌈N / 128⌉.
+extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)
+    gemm_rs_256_qkv(float* __restrict__ y0, float* __restrict__ y1, float* __restrict__ y2, int M, int N, int K, int gs, int splits,
+                    const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmQ0,
+                    const __grid_constant__ CUtensorMap tmS0, const __grid_constant__ CUtensorMap tmZ0,
+                    const __grid_constant__ CUtensorMap tmQ1, const __grid_constant__ CUtensorMap tmS1,
+                    const __grid_constant__ CUtensorMap tmZ1, const __grid_constant__ CUtensorMap tmQ2,
+                    const __grid_constant__ CUtensorMap tmS2, const __grid_constant__ CUtensorMap tmZ2) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  wg::wg_gemm_rs_body<256, 6, false, 3>(y0, M, N, N, K, 0, gs, splits, tmX, tmQ0, tmS0, tmZ0, tmQ1, tmS1, tmZ1, nullptr, y1, y2, &tmQ2, &tmS2,
+                                        &tmZ2);
+#else
+  __trap();
+#endif
+}

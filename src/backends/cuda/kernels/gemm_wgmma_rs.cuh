@@ -129,16 +129,22 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
 //   tmQ: qweight u32 [K/8][N], box {128, 8}; tmS: scales fp16 [K/gs][N], box {128, sg}; tmZ: qzeros u32 [K/gs][N/8], box {16, sg}
 //   SWIGLU: tmQ / tmS / tmZ are gate's and tmQ2 / tmS2 / tmZ2 up's, boxes of 64 columns ({64, 8}, {64, sg}, {8, sg});
 //   N counts outputs (gate's columns), y / yh rows are ldy apart. Otherwise tmQ2.. are unused and yh may be null.
+//   MATS = 3 (not with SWIGLU): three matrices of one shape [K][N] and x (q, k and v), tiled as one of 3N outputs:
+//   matrix 0 has tmQ / tmS / tmZ and y, 1 tmQ2 / tmS2 / tmZ2 and y1, 2 *tmQ3 / *tmS3 / *tmZ3 and y2 (13B's q/k/v at
+//   2048 rows: 960 tiles, 7.3 waves on 132 SMs, 91% of their turns filled, where three launches of 320 fill 81%).
 // splits > 1 (not with SWIGLU): each tile's K slices in that many ranges, one work unit each, whose sums are added
 // into y with float atomics (so launches of few tiles fill the SMs; the sum's order then varies between runs).
 // Block b runs units b, b + G, ...; their K slices form one sequence j = 0, 1, ... through the R-stage ring, and
 // thread 0 keeps the ring R slices ahead (first R at the start, then slice j + R once all 8 warps have waited for
 // slice j's wgmmas, met at a named barrier).
-template <int BT, int R, bool SWIGLU>
+template <int BT, int R, bool SWIGLU, int MATS = 1>
 __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, int splits,
                                                 const CUtensorMap& tmX, const CUtensorMap& tmQ, const CUtensorMap& tmS,
                                                 const CUtensorMap& tmZ, const CUtensorMap& tmQ2, const CUtensorMap& tmS2,
-                                                const CUtensorMap& tmZ2, __half* __restrict__ yh) {
+                                                const CUtensorMap& tmZ2, __half* __restrict__ yh, float* __restrict__ y1 = nullptr,
+                                                float* __restrict__ y2 = nullptr, const CUtensorMap* tmQ3 = nullptr,
+                                                const CUtensorMap* tmS3 = nullptr, const CUtensorMap* tmZ3 = nullptr) {
+  static_assert(MATS == 1 || (MATS == 3 && !SWIGLU), "MATS");
   using C = RsCfg<BT, R>;
   constexpr int TW = SWIGLU ? RS_BW / 2 : RS_BW;  // outputs per tile
   constexpr int KS = BK / 16;                      // k16 steps per slice
@@ -147,7 +153,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   const uint32_t sbase = (saddr(wg_smem) + 1023u) & ~1023u;
   const unsigned char* gbase = wg_smem + (sbase - saddr(wg_smem));  // generic pointer to the same byte
   const int tid = threadIdx.x, c = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2;
-  const int mtiles = (M + BT - 1) / BT, ntiles = (N + TW - 1) / TW, tiles = mtiles * ntiles, nk = K / BK;
+  const int mtiles = (M + BT - 1) / BT, ntPer = (N + TW - 1) / TW, tiles = mtiles * MATS * ntPer, nk = K / BK;
   // work units: unit u is tile u % tiles over the K slices of its split u / tiles; block b runs units b, b + G, ...
   const int G = gridDim.x, units = tiles * splits;
   auto unitRange = [&](int u, int& tile, int& kb0, int& kb1) {
@@ -172,15 +178,17 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   // pGrow: the slice's first group row of scales / zeros, kept without dividing by gs: with spg slices per group
   // (gs ≥ 64) it steps every spg slices, with gs = 32 it is 2 · pKb
   const int spg = gs >= BK ? gs / BK : 0;
-  int pLeft = total, pUnit = blockIdx.x, pKb = 0, pKb1 = 0, pStage = 0, pM0 = 0, pN0 = 0, pGrow = 0, pSub = 0;
-  auto tileOrigin = [&](int tile, int& m0, int& n0) {
+  int pLeft = total, pUnit = blockIdx.x, pKb = 0, pKb1 = 0, pStage = 0, pM0 = 0, pN0 = 0, pGrow = 0, pSub = 0, pMat = 0;
+  auto tileOrigin = [&](int tile, int& m0, int& n0, int& mat) {  // (mat: which of the MATS matrices)
     m0 = (tile % mtiles) * BT;
-    n0 = (tile / mtiles) * TW;
+    const int wt = tile / mtiles;
+    mat = MATS == 1 ? 0 : wt / ntPer;
+    n0 = (wt - mat * ntPer) * TW;
   };
   auto cursorAt = [&](int u) {  // the cursor at unit u's first slice
     int tile;
     unitRange(u, tile, pKb, pKb1);
-    tileOrigin(tile, pM0, pN0);
+    tileOrigin(tile, pM0, pN0, pMat);
     pGrow = spg == 0 ? 2 * pKb : pKb / spg;
     pSub = spg == 0 ? 0 : pKb % spg;
   };
@@ -191,9 +199,13 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
     const uint32_t z = sbase + C::OFF_Z + pStage * C::Z_BYTES;
     mbar_expect_tx_if(go, full, tx);
     tma_2d_if(go, sbase + C::OFF_X + pStage * C::X_BYTES, &tmX, pKb * BK, pM0, full);
-    tma_2d_if(go, q, &tmQ, pN0, pKb * (BK / 8), full);
-    tma_2d_if(go, sc, &tmS, pN0, grow, full);
-    tma_2d_if(go, z, &tmZ, pN0 / 8, grow, full);
+    // (MATS = 3: the slice's matrix; selects between kernel parameters, no branch)
+    const CUtensorMap* mq = MATS == 1 ? &tmQ : pMat == 0 ? &tmQ : pMat == 1 ? &tmQ2 : tmQ3;
+    const CUtensorMap* ms = MATS == 1 ? &tmS : pMat == 0 ? &tmS : pMat == 1 ? &tmS2 : tmS3;
+    const CUtensorMap* mz = MATS == 1 ? &tmZ : pMat == 0 ? &tmZ : pMat == 1 ? &tmZ2 : tmZ3;
+    tma_2d_if(go, q, mq, pN0, pKb * (BK / 8), full);
+    tma_2d_if(go, sc, ms, pN0, grow, full);
+    tma_2d_if(go, z, mz, pN0 / 8, grow, full);
     if (SWIGLU) {
       tma_2d_if(go, q + C::Q_BYTES / 2, &tmQ2, pN0, pKb * (BK / 8), full);
       tma_2d_if(go, sc + 256, &tmS2, pN0, grow, full);
@@ -232,10 +244,15 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
     prefetch_map(&tmQ);
     prefetch_map(&tmS);
     prefetch_map(&tmZ);
-    if (SWIGLU) {
+    if (SWIGLU || MATS == 3) {
       prefetch_map(&tmQ2);
       prefetch_map(&tmS2);
       prefetch_map(&tmZ2);
+    }
+    if (MATS == 3) {
+      prefetch_map(tmQ3);
+      prefetch_map(tmS3);
+      prefetch_map(tmZ3);
     }
   }
   __syncthreads();
@@ -262,9 +279,9 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   int cStage = 0;
   uint32_t cPhase = 0;
   for (int u = blockIdx.x; u < units; u += G) {
-    int tile, kb0, kb1, m0, n0;
+    int tile, kb0, kb1, m0, n0, mat;
     unitRange(u, tile, kb0, kb1);
-    tileOrigin(tile, m0, n0);
+    tileOrigin(tile, m0, n0, mat);
     for (int kb = kb0; kb < kb1; ++kb) {
       // (a plain spin: mbar_wait's watchdog trap is a divergent exit inside the wgmma pipeline, around which
       // ptxas serializes the wgmmas)
@@ -334,13 +351,14 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
       continue;
     }
     const int nLo = n0 + col;
+    float* __restrict__ yt = MATS == 1 ? y : mat == 0 ? y : mat == 1 ? y1 : y2;  // the tile's matrix's output
     if (splits > 1) {  // one of the tile's K ranges: added into y (zeroed by the host unless accumulating)
 #pragma unroll
       for (int jt = 0; jt < BT / 8; ++jt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int m = m0 + 8 * jt + t2 + (e & 1), n = nLo + 8 * (e >> 1);
-          if (m < M && n < N) atomicAdd(y + (size_t)m * ldy + n, acc[4 * jt + e]);
+          if (m < M && n < N) atomicAdd(yt + (size_t)m * ldy + n, acc[4 * jt + e]);
         }
       continue;
     }
@@ -354,14 +372,14 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int m = m0 + 8 * (jc + qd) + t2 + (e & 1), n = nLo + 8 * (e >> 1);
-          old[qd][e] = accumulate && m < M && n < N ? y[(size_t)m * ldy + n] : 0.f;
+          old[qd][e] = accumulate && m < M && n < N ? yt[(size_t)m * ldy + n] : 0.f;
         }
 #pragma unroll
       for (int qd = 0; qd < EP_CHUNK; ++qd)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int m = m0 + 8 * (jc + qd) + t2 + (e & 1), n = nLo + 8 * (e >> 1);
-          if (m < M && n < N) y[(size_t)m * ldy + n] = acc[4 * (jc + qd) + e] + old[qd][e];
+          if (m < M && n < N) yt[(size_t)m * ldy + n] = acc[4 * (jc + qd) + e] + old[qd][e];
         }
     }
   }
