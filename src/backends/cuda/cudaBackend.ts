@@ -73,6 +73,11 @@ function tileColsFromEnv(): WgTileCols {
 }
 
 /** $name as an integer ≥ min, else `fallback` (unset or not such an integer) */
+/** rows written into `cache` from startPos must fit it (writeKv, ropeKv) */
+function checkKvRange(cache: CudaKvCache, startPos: number, rows: number): void {
+  if (startPos + rows > cache.maxSeq) throw new RangeError(`KV cache holds ${cache.maxSeq} positions, asked for ${startPos + rows}`);
+}
+
 function intFromEnv(name: string, min: number, fallback: number): number {
   const v = Number(process.env[name]);
   return process.env[name] !== undefined && Number.isInteger(v) && v >= min ? v : fallback;
@@ -482,7 +487,7 @@ export class CudaBackend implements Backend {
 
   writeKv(cache: KvCache, layer: number, startPos: number, k: Activation, v: Activation, rows: number): void {
     const c = cache as CudaKvCache;
-    if (!this.capturing && startPos + rows > c.maxSeq) throw new RangeError(`KV cache holds ${c.maxSeq} positions, asked for ${startPos + rows}`);
+    if (!this.capturing) checkKvRange(c, startPos, rows);
     const width = c.kvHeads * c.headDim;
     const off = BigInt(layer * c.layerBytes());
     if (rows === 1 && k.cols === width && v.cols === width &&
@@ -504,7 +509,7 @@ export class CudaBackend implements Backend {
     const c = cache as CudaKvCache, d = shape.headDim, width = c.kvHeads * c.headDim;
     if (!this.fusedRopeKv || rows < 2 || this.capturing || d % 2 !== 0 || c.headDim !== d || c.kvHeads !== shape.kvHeads ||
       q.cols !== shape.heads * d || k.cols !== width || v.cols !== width) return false;
-    if (startPos + rows > c.maxSeq) throw new RangeError(`KV cache holds ${c.maxSeq} positions, asked for ${startPos + rows}`);
+    checkKvRange(c, startPos, rows);
     this.batch.flush();
     this.promptOps.copies.forget();
     const off = BigInt(layer * c.layerBytes()), chunks = (n: number): number => Math.ceil(n / ROPE_HEADS);
