@@ -72,12 +72,12 @@ function tileColsFromEnv(): WgTileCols {
   return v === '160' ? 160 : v === '256' ? 256 : 0;
 }
 
-/** $name as an integer ≥ min, else `fallback` (unset or not such an integer) */
 /** rows written into `cache` from startPos must fit it (writeKv, ropeKv) */
 function checkKvRange(cache: CudaKvCache, startPos: number, rows: number): void {
   if (startPos + rows > cache.maxSeq) throw new RangeError(`KV cache holds ${cache.maxSeq} positions, asked for ${startPos + rows}`);
 }
 
+/** $name as an integer ≥ min, else `fallback` (unset or not such an integer) */
 function intFromEnv(name: string, min: number, fallback: number): number {
   const v = Number(process.env[name]);
   return process.env[name] !== undefined && Number.isInteger(v) && v >= min ? v : fallback;

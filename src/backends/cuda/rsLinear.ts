@@ -59,9 +59,10 @@ export const RS_MAX_ROWS = 768, RS_MIN_ROWS = SMALL_BATCH_MAX_ROWS + 1;
  * Least share of the SMs' turns (tiles over whole waves of them) with which a launch above RS_MAX_ROWS takes the
  * register-A GEMM. It needs no fp16 copy of W, so the 2048-token prompt that runs at the card's power limit on
  * dequant + wgmma (1,590–1,605 MHz, 710 W on the H200) runs at full clock on it (1,980 MHz, 634 W), but every
- * partial wave is idle SMs at that clock. H200, 13B, same call (rows: register-A vs dequant + wgmma, whole prompt):
- * 2048 (q/k/v/o/down 320 tiles on 132 SMs: 0.81; gate/up 0.94) 19,908 vs 19,211 tok/s; 1024 (0.61; 0.94) register-A
- * 16,100 before its one-slice refills.
+ * partial wave is idle SMs at that clock. H200, 13B, one call, whole prompts (this rule vs dequant + wgmma above
+ * 768 rows): 2048 rows (q/k/v/o/down 320 tiles on 132 SMs: fill 0.81; gate/up 0.94) 20,104 vs 19,411 tok/s; 1536
+ * (0.91; 0.98) 21,724 vs 19,133; 1024 (0.61: gate/up alone takes it) 19,731 vs 18,502, where every launch on the
+ * register-A GEMM ran 17,250.
  */
 export const RS_MIN_FILL = 0.8;
 
