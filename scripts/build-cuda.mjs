@@ -8,7 +8,8 @@
 // Usage: npm run build:cuda [-- --verbose] [-- --plain OUT.fatbin]   (QLLAMA_NVCC overrides the nvcc path;
 // --plain also keeps the uncompressed fatbin at OUT, for QLLAMA_CUDA_FATBIN in A/B runs)
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { brotliCompressSync, constants } from 'node:zlib';
@@ -21,19 +22,33 @@ const plainOut = plainAt >= 0 ? process.argv[plainAt + 1] : undefined;
 const nvcc = process.env.QLLAMA_NVCC ?? 'nvcc';
 const verbose = process.argv.includes('--verbose');
 
-const sources = readdirSync(kernelDir).filter((f) => f.endsWith('.cu')).sort();
+const files = readdirSync(kernelDir).filter((f) => f.endsWith('.cu') || f.endsWith('.cuh')).sort();
+const sources = files.filter((f) => f.endsWith('.cu'));
 if (sources.length === 0) throw new Error(`no .cu files under ${kernelDir}`);
-// One translation unit: one fatbin, one module load, and common.cuh compiled once.
-const work = mkdtempSync(path.join(tmpdir(), 'qllama-cuda-'));
-const unity = path.join(work, 'qllama_kernels.cu');
-writeFileSync(unity, sources.map((f) => `#include "${path.join(kernelDir, f)}"\n`).join(''));
+// One translation unit: one fatbin, one module load, and common.cuh compiled once. nvcc writes the folder it runs
+// in and the sources' paths into the fatbin's line info, so the kernels are copied into a folder named by their
+// content and compiled there on relative names, with one fixed modification time (the line tables carry each file's):
+// the same sources then build to the same bytes wherever they are checked out, and CI checks that the committed
+// fatbin is its sources' (.ci/run). (Built from a random temporary folder, two builds of the same sources differed
+// in ~9,700 bytes.)
+const hash = createHash('sha256');
+for (const f of files) hash.update(f).update(readFileSync(path.join(kernelDir, f)));
+// (/tmp itself where there is one, not $TMPDIR: the folder's path is part of the bytes)
+const work = path.join(existsSync('/tmp') ? '/tmp' : tmpdir(), `qllama-cuda-${hash.digest('hex').slice(0, 16)}`);
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work);
+for (const f of files) copyFileSync(path.join(kernelDir, f), path.join(work, f));
+const unityName = 'qllama_kernels.cu';
+writeFileSync(path.join(work, unityName), sources.map((f) => `#include "${f}"\n`).join(''));
+const fixedTime = new Date('2026-01-01T00:00:00Z');
+for (const f of [...files, unityName]) utimesSync(path.join(work, f), fixedTime, fixedTime);
 
 const targets = ['80', '86', '89', '90a'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
 const fatbin = path.join(work, 'qllama-kernels.fatbin');
 const args = ['-fatbin', '-O3', '-std=c++17', '-lineinfo', ...targets, '-gencode', 'arch=compute_90,code=compute_90',
-  ...(verbose ? ['-Xptxas', '-v'] : []), '-o', fatbin, unity];
+  ...(verbose ? ['-Xptxas', '-v'] : []), '-o', fatbin, unityName];
 const t0 = Date.now();
-const r = spawnSync(nvcc, args, { stdio: 'inherit' });
+const r = spawnSync(nvcc, args, { stdio: 'inherit', cwd: work });
 if (r.error || r.status !== 0) {
   rmSync(work, { recursive: true, force: true });
   if (r.error) console.error(`build:cuda: could not run ${nvcc} (${r.error.message}); install the CUDA toolkit or set QLLAMA_NVCC`);
