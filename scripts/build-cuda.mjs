@@ -13,10 +13,12 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameS
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { brotliCompressSync, constants } from 'node:zlib';
+import { nvccRelease } from './fatbin-code.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const kernelDir = path.join(root, 'src/backends/cuda/kernels');
 const out = path.join(root, 'src/backends/cuda/qllama-kernels.fatbin.br');
+const nvccRecord = path.join(root, 'src/backends/cuda/qllama-kernels.nvcc');
 const plainAt = process.argv.indexOf('--plain');
 const plainOut = plainAt >= 0 ? process.argv[plainAt + 1] : undefined;
 const nvcc = process.env.QLLAMA_NVCC ?? 'nvcc';
@@ -28,9 +30,10 @@ if (sources.length === 0) throw new Error(`no .cu files under ${kernelDir}`);
 // One translation unit: one fatbin, one module load, and common.cuh compiled once. nvcc writes the folder it runs
 // in and the sources' paths into the fatbin's line info, so the kernels are copied into a folder named by their
 // content and compiled there on relative names, with one fixed modification time (the line tables carry each file's):
-// the same sources then build to the same bytes wherever they are checked out, and CI checks that the committed
-// fatbin is its sources' (.ci/run). (Built from a random temporary folder, two builds of the same sources differed
-// in ~9,700 bytes.)
+// the same sources then build to the same bytes wherever they are checked out on this machine (the line tables
+// also carry the included system headers' times). CI checks that the committed fatbin holds its sources' machine
+// code (.ci/run, fatbin-code.mjs). (Built from a random temporary folder, two builds of the same sources differed in
+// ~9,700 bytes.)
 const hash = createHash('sha256');
 for (const f of files) hash.update(f).update(readFileSync(path.join(kernelDir, f)));
 // (/tmp itself where there is one, not $TMPDIR: the folder's path is part of the bytes)
@@ -62,5 +65,7 @@ const packed = brotliCompressSync(image, {
 });
 writeFileSync(`${out}.tmp`, packed);
 renameSync(`${out}.tmp`, out);
+// which nvcc built it: CI compares a fresh build's machine code with it only under the same one (fatbin-code.mjs)
+writeFileSync(nvccRecord, `${nvccRelease(nvcc) ?? 'unknown'}\n`);
 console.log(`build:cuda: ${sources.length} kernel files -> ${path.relative(root, out)} (${(image.length / 1024).toFixed(0)} KiB, ` +
   `${(statSync(out).size / 1024).toFixed(0)} KiB compressed, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
