@@ -4,23 +4,14 @@
 // is left out because it carries the build's paths and the included headers' modification times, which may differ
 // between machines; and the comparison is only made with the nvcc that built the committed fatbin (its
 // `nvcc --version` release line is recorded beside it by build:cuda), since another nvcc makes other code.
-// Usage: node scripts/fatbin-code.mjs COMMITTED NEW [--nvcc-record FILE]   (.br files are decompressed; exit 1: differ)
+// Usage: node scripts/fatbin-code.mjs COMMITTED NEW [--nvcc-record FILE]   (exit 1: they differ). Reads the files
+// with the backend's readFatbin (dist: after `npm run build`), which decompresses .br files and checks the magic.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { brotliDecompressSync } from 'node:zlib';
 
-const FATBIN_MAGIC = 0xba55ed50;
-
-/** the fatbin's bytes (brotli-decompressed when the name ends in .br) */
-export function readFatbinFile(file) {
-  const raw = readFileSync(file);
-  return file.endsWith('.br') ? brotliDecompressSync(raw) : raw;
-}
-
-/** `entry:section` → sha256 of each ELF image's code sections, in the fatbin's order */
+/** `entry:section` → sha256 of each ELF image's code sections, in the fatbin's order (buf: readFatbin's image) */
 export function fatbinCode(buf) {
-  if (buf.length < 16 || buf.readUInt32LE(0) !== FATBIN_MAGIC) throw new Error('not a fatbin (bad magic)');
   const headerSize = buf.readUInt16LE(6), end = headerSize + Number(buf.readBigUInt64LE(8));
   const code = new Map();
   let off = headerSize;
@@ -78,7 +69,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       process.exit(0);
     }
   }
-  const diff = codeDifferences(fatbinCode(readFatbinFile(committed)), fatbinCode(readFatbinFile(fresh)));
+  const { readFatbin } = await import('../dist/src/backends/cuda/module.js');
+  const diff = codeDifferences(fatbinCode(readFatbin(committed)), fatbinCode(readFatbin(fresh)));
   if (diff.length > 0) {
     console.error(`fatbin-code: ${committed} is not the build of the committed kernels (${diff.length} code sections differ, e.g. ` +
       `${diff.slice(0, 3).join(', ')}): run npm run build:cuda and commit the fatbin with the kernels`);
