@@ -138,12 +138,12 @@ test('rsTakes: always up to RS_MAX_ROWS rows, above them only where the 256-toke
 
 test('rsQkvFits: one launch for q, k and v of one shape, group size and permutation, past the 128-token build, whole tiles', () => {
   const w = q4(5120);
-  assert.equal(rsQkvFits([w, w, w], 2048, RS_SMALL_ROWS, 132), true);
-  assert.equal(rsQkvFits([w, w, w], RS_SMALL_ROWS, RS_SMALL_ROWS, 132), false, '128-token build');
-  assert.equal(rsQkvFits([w, w], 2048, RS_SMALL_ROWS, 132), false, 'two weights');
-  assert.equal(rsQkvFits([w, q4(1024), q4(1024)], 2048, RS_SMALL_ROWS, 132), false, 'grouped k/v heads: other shapes');
-  assert.equal(rsQkvFits([w, w, q4(5120, 64)], 2048, RS_SMALL_ROWS, 132), false, 'another group size');
-  assert.equal(rsQkvFits([w, w, { ...w, perm: 0x4000n as DevicePtr }], 2048, RS_SMALL_ROWS, 132), false, 'another permutation');
-  assert.equal(rsQkvFits([w, w, { ...w, bias: 0x5000n as DevicePtr }], 2048, RS_SMALL_ROWS, 132), false, 'a bias');
-  assert.equal(rsQkvFits([q4(256), q4(256), q4(256)], 200, RS_SMALL_ROWS, 132), false, 'few tiles would split K');
+  assert.equal(rsQkvFits([w, w, w], 2048, rsBuildFor(2048, RS_SMALL_ROWS), 132), true);
+  assert.equal(rsQkvFits([w, w, w], RS_SMALL_ROWS, rsBuildFor(RS_SMALL_ROWS, RS_SMALL_ROWS), 132), false, '128-token build');
+  assert.equal(rsQkvFits([w, w], 2048, rsBuildFor(2048, RS_SMALL_ROWS), 132), false, 'two weights');
+  assert.equal(rsQkvFits([w, q4(1024), q4(1024)], 2048, rsBuildFor(2048, RS_SMALL_ROWS), 132), false, 'grouped k/v heads: other shapes');
+  assert.equal(rsQkvFits([w, w, q4(5120, 64)], 2048, rsBuildFor(2048, RS_SMALL_ROWS), 132), false, 'another group size');
+  assert.equal(rsQkvFits([w, w, { ...w, perm: 0x4000n as DevicePtr }], 2048, rsBuildFor(2048, RS_SMALL_ROWS), 132), false, 'another permutation');
+  assert.equal(rsQkvFits([w, w, { ...w, bias: 0x5000n as DevicePtr }], 2048, rsBuildFor(2048, RS_SMALL_ROWS), 132), false, 'a bias');
+  assert.equal(rsQkvFits([q4(256), q4(256), q4(256)], 200, rsBuildFor(200, RS_SMALL_ROWS), 132), false, 'few tiles would split K');
 });

@@ -305,7 +305,6 @@ export class CudaBackend implements Backend {
       gemmReadsHalf: (rows) => rows > this.smallBatchMaxRows && this.prefillKernels !== 'old' && this.mmaGemmFits,
       fusedGateUp: () => (this.fusedGateUp && this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null),
       fusedQkv: () => (this.fusedQkv && this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null),
-      rsSmallRows: () => this.rsSmallRows,
     });
     this.batchOps = new BatchOps({
       cu, mem: this.mem, stream, kernels: this.kernels, smCount: this.smCount, capturing: () => this.capturing, flush: () => this.batch.flush(),

@@ -29,8 +29,6 @@ export interface PromptOpsHost {
   fusedGateUp(): WgmmaOptions | null;
   /** the same where it runs q, k and v as one register-A launch, else null */
   fusedQkv(): WgmmaOptions | null;
-  /** rows up to which the register-A GEMM takes 128-token tiles (CudaBackend.rsSmallRows) */
-  rsSmallRows(): number;
   /** sends held one-row work (gemvBatch.ts) out */
   flush(): void;
 }
@@ -94,7 +92,7 @@ export class PromptOps {
     const wg = this.host.fusedQkv();
     if (wg === null || outs.length !== 3 || ws.length !== 3) return false;
     const gptq = ws.flatMap((w) => (w.kind === 'gptq' ? [w] : []));
-    if (gptq.length !== 3 || !rsQkvFits(gptq, rows, this.host.rsSmallRows(), wg.smCount)) return false;
+    if (gptq.length !== 3 || !rsQkvFits(gptq, rows, wg.rsBuild(rows), wg.smCount)) return false;
     if (!wg.takesRs(rows, 3 * rsPlainTiles(gptq[0].outFeatures))) return false;
     this.host.flush();
     for (const o of outs) this.copies.wrote(o.ptr);

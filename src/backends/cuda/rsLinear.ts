@@ -160,12 +160,13 @@ export function launchRsGateUp(cu: Driver, kernels: KernelModule, smCount: numbe
 }
 
 /**
- * Whether q, k and v can run as one gemm_rs_256_qkv launch of `rows` rows: three 4-bit q4 weights without bias,
- * each rsFits, of one shape, group size and act-order permutation (so one fp16 copy of x serves them), rows past
- * the 128-token build, and whole tiles (no K split: the launch never zeroes its outputs).
+ * Whether q, k and v can run as one gemm_rs_256_qkv launch of `rows` rows whose register-A build (rsBuildFor) is
+ * `build`: three 4-bit q4 weights without bias, each rsFits, of one shape, group size and act-order permutation (so
+ * one fp16 copy of x serves them), the 256-token build, and whole tiles (no K split: the launch never zeroes its
+ * outputs).
  */
-export function rsQkvFits(ws: readonly CudaGptq[], rows: number, smallRows: number, smCount: number): boolean {
-  if (ws.length !== 3 || rows <= smallRows) return false;
+export function rsQkvFits(ws: readonly CudaGptq[], rows: number, build: RsBuild, smCount: number): boolean {
+  if (ws.length !== 3 || build !== RS_BUILDS[0]) return false;
   const [a] = ws;
   if (!ws.every((w) => rsFits(w) && !w.bias && w.inFeatures === a.inFeatures && w.outFeatures === a.outFeatures &&
     w.groupSize === a.groupSize && w.perm === a.perm)) return false;
