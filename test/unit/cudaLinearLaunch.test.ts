@@ -146,4 +146,8 @@ test('rsQkvFits: one launch for q, k and v of one shape, group size and permutat
   assert.equal(rsQkvFits([w, w, { ...w, perm: 0x4000n as DevicePtr }], 2048, rsBuildFor(2048, RS_SMALL_ROWS), 132), false, 'another permutation');
   assert.equal(rsQkvFits([w, w, { ...w, bias: 0x5000n as DevicePtr }], 2048, rsBuildFor(2048, RS_SMALL_ROWS), 132), false, 'a bias');
   assert.equal(rsQkvFits([q4(256), q4(256), q4(256)], 200, rsBuildFor(200, RS_SMALL_ROWS), 132), false, 'few tiles would split K');
+  assert.equal(rsQkvFits([w, w, w], 1024, rsBuildFor(1024, RS_SMALL_ROWS), 132), true, '480 tiles fill 0.91, 160 apart 0.61');
+  assert.equal(rsQkvFits([w, w, w], 512, rsBuildFor(512, RS_SMALL_ROWS), 132), true, '240 tiles fill 0.91, 80 apart 0.61');
+  assert.equal(rsQkvFits([w, w, w], 1536, rsBuildFor(1536, RS_SMALL_ROWS), 132), false, '720 tiles fill 0.91, as 240 apart do');
+  assert.equal(rsQkvFits([w, w, w], 768, rsBuildFor(768, RS_SMALL_ROWS), 132), false, '360 tiles fill 0.91, as 120 apart do');
 });

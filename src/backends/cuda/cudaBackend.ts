@@ -183,11 +183,10 @@ export class CudaBackend implements Backend {
   /** gateUp fuses gate, up and SwiGLU on the Hopper GEMM; $QLLAMA_CUDA_GATE_UP=0 (or false here): it declines */
   fusedGateUp = process.env.QLLAMA_CUDA_GATE_UP !== '0';
   /**
-   * linears runs prompt q/k/v as one register-A launch (PromptOps.qkv) with $QLLAMA_CUDA_QKV=1 (or true here); off by
-   * default until it has run on a GPU: its first GPU run failed on the missing shared-memory opt-in (fixed since),
-   * and no device time was left to run its test (gemmWgmma.test.ts forces it on) or to time it.
+   * linears runs prompt q/k/v as one register-A launch (PromptOps.qkv) where rsQkvFits holds; $QLLAMA_CUDA_QKV=0 (or
+   * false here): it declines, and the model runs three linears. Figures: rsLinear.ts, RS_QKV_MIN_FILL_GAIN.
    */
-  fusedQkv = process.env.QLLAMA_CUDA_QKV === '1';
+  fusedQkv = process.env.QLLAMA_CUDA_QKV !== '0';
   /**
    * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).

@@ -162,17 +162,28 @@ export function launchRsGateUp(cu: Driver, kernels: KernelModule, smCount: numbe
 /**
  * Whether q, k and v can run as one gemm_rs_256_qkv launch of `rows` rows whose register-A build (rsBuildFor) is
  * `build`: three 4-bit q4 weights without bias, each rsFits, of one shape, group size and act-order permutation (so
- * one fp16 copy of x serves them), the 256-token build, and whole tiles (no K split: the launch never zeroes its
- * outputs).
+ * one fp16 copy of x serves them), the 256-token build, whole tiles (no K split: the launch never zeroes its
+ * outputs), and its tiles fill the SMs' turns better than one weight's launch does (rsWaveFill, by more than
+ * RS_QKV_MIN_FILL_GAIN).
  */
 export function rsQkvFits(ws: readonly CudaGptq[], rows: number, build: RsBuild, smCount: number): boolean {
   if (ws.length !== 3 || build !== RS_BUILDS[0]) return false;
   const [a] = ws;
   if (!ws.every((w) => rsFits(w) && !w.bias && w.inFeatures === a.inFeatures && w.outFeatures === a.outFeatures &&
     w.groupSize === a.groupSize && w.perm === a.perm)) return false;
-  const tiles = Math.ceil(rows / RS_BUILDS[0].bt) * 3 * rsPlainTiles(a.outFeatures);
-  return rsSplits(tiles, a.inFeatures / 64, smCount) === 1;
+  const wTiles = rsPlainTiles(a.outFeatures);
+  const tiles = Math.ceil(rows / RS_BUILDS[0].bt) * 3 * wTiles;
+  if (rsSplits(tiles, a.inFeatures / 64, smCount) !== 1) return false;
+  return rsWaveFill(rows, 3 * wTiles, smCount) > rsWaveFill(rows, wTiles, smCount) + RS_QKV_MIN_FILL_GAIN;
 }
+
+/**
+ * How much better the q/k/v launch must fill the SMs' turns than one weight's launch to be taken. Where the two fill
+ * alike, one launch gains nothing and its per-slice selects cost a little. H200, 13B, whole prompts, one call, q/k/v
+ * in one launch / apart: 2048 rows (fill 0.91 vs 0.81) 20,507 / 20,512 vs 20,276 / 20,226 tok/s; 1024 (0.91 vs 0.61)
+ * 20,373 vs 19,512; 512 (0.91 vs 0.61) 17,205 vs 15,988; 1536 (0.91 vs 0.91) 21,601 vs 21,841.
+ */
+export const RS_QKV_MIN_FILL_GAIN = 0.02;
 
 /** the q/k/v entry (256-token tiles only: rsQkvFits) */
 export const RS_QKV_KERNEL = `${RS_BUILDS[0].kernel}_qkv`;
