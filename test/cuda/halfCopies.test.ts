@@ -111,3 +111,36 @@ test('prompt attention (attn_flash_wg_128) writes the fp16 copy o_proj\'s GEMM r
   const differ = a.findIndex((v, i) => !Object.is(v, b[i]));
   assert.equal(differ, -1, `output ${differ}: ${a[differ]} with the attention's copy vs ${b[differ]} converted`);
 });
+
+test('a norm whose declared readers share an act-order permutation writes their gathered fp16 copy: no conversion launch, the same bits as converting', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  for (const rows of [40, WGMMA_MIN_ROWS + 88]) {
+    const k = 1024, host = randomGptq(k, 256, 4, 128, true);
+    const A = g.uploadLinear(host), B = g.uploadLinear({ ...randomGptq(k, 384, 4, 128, true), gIdx: host.gIdx }); // one input, one permutation
+    const norm = g.uploadVector(randn(k));
+    g.declareInputNorm(norm, [A, B]);
+    const xa = input(g, rows, k, randn(rows * k, 2)), xb = poisoned(g, rows, k);
+    const y1 = poisoned(g, rows, 256), y2 = poisoned(g, rows, 384), y3 = poisoned(g, rows, 256);
+    const launched: string[] = [];
+    const launch = g.kernels.launch.bind(g.kernels);
+    g.kernels.launch = (name, grid, block, args, shared, pdl, cluster): void => {
+      launched.push(name);
+      launch(name, grid, block, args, shared, pdl, cluster);
+    };
+    try {
+      g.rmsNorm(xb, xa, norm, 1e-6, rows);
+      g.linear(y1, xb, A, rows);
+      g.linear(y2, xb, B, rows);
+      assert.ok(launched.includes('rmsnorm_rows_f32'), launched.join(' '));
+      assert.ok(!launched.includes('x_to_half'), `rows ${rows}: a GEMM converted the norm's output again: ${launched.join(' ')}`);
+      g.writeActivation(poisoned(g, 1, 4), new Float32Array(4)); // any host write: copies forgotten
+      g.linear(y3, xb, A, rows);
+      assert.ok(launched.includes('x_to_half'));
+    } finally {
+      g.kernels.launch = launch;
+    }
+    const a = g.readActivation(y1), b = g.readActivation(y3);
+    const differ = a.findIndex((v, i) => !Object.is(v, b[i]));
+    assert.equal(differ, -1, `rows ${rows}, output ${differ}: ${a[differ]} with the norm's gathered copy vs ${b[differ]} converted`);
+  }
+});

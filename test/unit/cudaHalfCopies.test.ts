@@ -100,3 +100,15 @@ test('the least recently used slot is taken (and grows, moving): what it held is
   assert.notEqual(again, a);
   assert.equal(k.converted.length, 3);
 });
+
+test('act-order: a producer reserving the copy in its readers\' permutation serves them, and only them', () => {
+  const k = new FakeKernels(), s = slots();
+  const h = new HalfCopies(k as unknown as KernelModule, s.scratch);
+  const gathered = h.reserve(xb, ROWS, DIM, perm); // rmsnorm_rows_f32 with its consumers' permutation
+  for (let i = 0; i < 3; i++) assert.equal(h.of(xb, ROWS, DIM, perm), gathered, 'q, k, v (one permutation) read it');
+  assert.deepEqual(k.converted, []);
+  assert.notEqual(h.of(xb, ROWS, DIM, null), gathered, 'a reader in x\'s own order converts');
+  assert.deepEqual(k.converted, [xb]);
+  h.of(xb, ROWS, DIM, p(0x70));
+  assert.deepEqual(k.converted, [xb, xb], 'so does one with another permutation');
+});

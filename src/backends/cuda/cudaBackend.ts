@@ -188,6 +188,11 @@ export class CudaBackend implements Backend {
    */
   fusedQkv = process.env.QLLAMA_CUDA_QKV !== '0';
   /**
+   * act-order prompts: a norm whose readers share one permutation writes their fp16 copy gathered (declareInputNorm, read
+   * at upload); $QLLAMA_CUDA_NORM_HALF_PERM=0: it writes x's own order, and the GEMMs convert it again (x_to_half).
+   */
+  normGathersHalf = process.env.QLLAMA_CUDA_NORM_HALF_PERM !== '0';
+  /**
    * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
    */
@@ -365,6 +370,13 @@ export class CudaBackend implements Backend {
    */
   declareInputNorm(norm: VectorWeight, linears: readonly LinearWeight[]): void {
     const n = norm as CudaVector;
+    // prompt rows: where every reader gathers through one act-order permutation, the norm writes its fp16 copy so
+    const perms = new Set(linears.map((l) => {
+      const w = l as CudaLinear;
+      return w.kind === 'gptq' ? w.perm : null;
+    }));
+    const [perm] = perms;
+    if (this.normGathersHalf && perms.size === 1 && perm && linears.every((l) => l.inFeatures === n.length)) this.promptOps.normConsumerPerm.set(n.ptr, perm);
     for (const l of linears) {
       const w = l as CudaLinear;
       if (w.kind !== 'gptq' || w.perm === null || w.inFeatures !== n.length || this.batch.hasPermutedNorm(n.ptr, w.perm)) continue;

@@ -55,9 +55,9 @@ export class HalfCopies {
     return at;
   }
 
-  /** A slot for a producer that writes src's fp16 copy (no gather) in the launch it issues next. */
-  reserve(src: DevicePtr, rows: number, cols: number): DevicePtr {
-    return this.take({ src, rows, cols, perm: 0n as DevicePtr });
+  /** A slot for a producer that writes src's fp16 copy (gathered through perm, if given) in the launch it issues next. */
+  reserve(src: DevicePtr, rows: number, cols: number, perm: DevicePtr | null = null): DevicePtr {
+    return this.take({ src, rows, cols, perm: perm ?? (0n as DevicePtr) });
   }
 
   /** An activation may have changed: no copy held is trusted. */

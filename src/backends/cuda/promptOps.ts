@@ -41,13 +41,22 @@ export class PromptOps {
     this.copies = new HalfCopies(host.kernels, (i, bytes) => host.halfScratch(i, bytes));
   }
 
+  /**
+   * The act-order permutation that every linear reading norm weight `w`'s output shares (CudaBackend.declareInputNorm):
+   * rmsNorm then writes the fp16 copy in that row order, which is the copy those GEMMs read.
+   */
+  readonly normConsumerPerm = new Map<DevicePtr, DevicePtr>();
+
   /** out = rmsnorm(x) · w for prompt rows (rmsnorm_rows_f32) where its shape fits; false: not taken */
   rmsNorm(out: DeviceRows, x: DeviceRows, w: DevicePtr, eps: number, rows: number): boolean {
     const dim = x.cols;
     if (rows < 2 || dim % 4 !== 0 || dim > RMSNORM_ROWS_MAX_DIM) return false;
     this.host.flush();
+    const perm = this.normConsumerPerm.get(w) ?? null;
+    const half = this.halfFor(out, rows, perm);
+    const gathers = half !== null && perm !== null;
     this.host.kernels.launch('rmsnorm_rows_f32', { x: rows }, { x: 256 },
-      [ptr(out.ptr), ptr(this.halfFor(out, rows)), ptr(x.ptr), ptr(w), f32(eps), i32(dim)], 0, true);
+      [ptr(out.ptr), ptr(half), ptr(x.ptr), ptr(w), f32(eps), i32(dim), ptr(gathers ? perm : null)], gathers ? dim * 4 : 0, true);
     return true;
   }
 
@@ -101,8 +110,11 @@ export class PromptOps {
     return true;
   }
 
-  /** where a producer also writes out's fp16 copy (in the launch it issues next): a slot, or null where rows that many read no copy */
-  halfFor(out: DeviceRows, rows: number): DevicePtr | null {
-    return this.host.gemmReadsHalf(rows) ? this.copies.reserve(out.ptr, rows, out.cols) : null;
+  /**
+   * where a producer also writes out's fp16 copy (in the launch it issues next; gathered through perm where given): a
+   * slot, or null where rows that many read no copy
+   */
+  halfFor(out: DeviceRows, rows: number, perm: DevicePtr | null = null): DevicePtr | null {
+    return this.host.gemmReadsHalf(rows) ? this.copies.reserve(out.ptr, rows, out.cols, perm) : null;
   }
 }

@@ -42,12 +42,17 @@ extern "C" __global__ void rmsnorm_f32(float* out, const float* x, const float* 
 // where outHalf is not null, also its fp16 copy (what x_to_half would write for a GEMM that reads x
 // linearly: gemm_mma.cu), so that GEMM's conversion pass is skipped (halfCopies.ts). rmsnorm_f32 read
 // each row twice with scalar loads in 1024-thread blocks: 57 us at 2048 × 5120 on an H200.
+// perm (not null with outHalf): the copy in an act-order GEMM's row order, outHalf[k] = half(out[perm[k]]), what
+// x_to_half gathers for it (its consumers, q/k/v or gate/up, share one permutation): the finished row goes through
+// dynamic shared memory (dim floats) and is gathered from there, so act-order prompts skip that pass too.
 #define RN_THREADS 256
 #define RN_VEC 8
 
 extern "C" __global__ void __launch_bounds__(RN_THREADS) rmsnorm_rows_f32(float* out, __half* outHalf, const float* x,
-                                                                         const float* __restrict__ w, float eps, int dim) {
+                                                                         const float* __restrict__ w, float eps, int dim,
+                                                                         const int* __restrict__ perm) {
   __shared__ float scratch[32];
+  extern __shared__ float rowOut[];  // perm: the finished row
   pdl_wait();
   pdl_launch_dependents();
   const int n4 = dim >> 2;
@@ -64,6 +69,7 @@ extern "C" __global__ void __launch_bounds__(RN_THREADS) rmsnorm_rows_f32(float*
   const float r = rsqrtf(ss / dim + eps);
   float4* orow = reinterpret_cast<float4*>(out + (size_t)blockIdx.x * dim);
   const float4* w4 = reinterpret_cast<const float4*>(w);
+  __half* hrow = outHalf ? outHalf + (size_t)blockIdx.x * dim : nullptr;
 #pragma unroll
   for (int j = 0; j < RN_VEC; ++j) {
     const int i = threadIdx.x + j * RN_THREADS;
@@ -71,6 +77,17 @@ extern "C" __global__ void __launch_bounds__(RN_THREADS) rmsnorm_rows_f32(float*
     const float4 g = w4[i];
     const float4 o = make_float4(v[j].x * r * g.x, v[j].y * r * g.y, v[j].z * r * g.z, v[j].w * r * g.w);
     orow[i] = o;
-    if (outHalf) store_half4(outHalf + (size_t)blockIdx.x * dim + 4 * i, o);
+    if (perm) reinterpret_cast<float4*>(rowOut)[i] = o;
+    else if (outHalf) store_half4(hrow + 4 * i, o);
+  }
+  if (!perm) return;
+  __syncthreads();
+  const int4* p4 = reinterpret_cast<const int4*>(perm);
+#pragma unroll
+  for (int j = 0; j < RN_VEC; ++j) {
+    const int i = threadIdx.x + j * RN_THREADS;
+    if (i >= n4) break;
+    const int4 p = __ldg(p4 + i);
+    store_half4(hrow + 4 * i, make_float4(rowOut[p.x], rowOut[p.y], rowOut[p.z], rowOut[p.w]));
   }
 }
