@@ -12,8 +12,15 @@ import type { KernelModule } from '../../src/backends/cuda/module.js';
 
 class FakeKernels {
   readonly converted: bigint[] = [];
-  launch(name: string, _grid: Dim3, _block: Dim3, args: Buffer[]): void {
-    assert.equal(name, 'x_to_half');
+  readonly names: string[] = [];
+  launch(name: string, _grid: Dim3, _block: Dim3, args: Buffer[], shared = 0): void {
+    assert.ok(name === 'x_to_half' || name === 'x_to_half_gather_rows', name);
+    // a gather through a permutation goes a row per block through shared memory where the row's f32 fit 48 KiB
+    const perm = args[2].readBigUInt64LE(0), cols = args[4].readInt32LE(0);
+    const rowsKernel = perm !== 0n && cols % 4 === 0 && cols * 4 <= 48 * 1024;
+    assert.equal(name, rowsKernel ? 'x_to_half_gather_rows' : 'x_to_half', `perm ${perm}, ${cols} columns`);
+    assert.equal(shared, rowsKernel ? cols * 4 : 0);
+    this.names.push(name);
     this.converted.push(args[1].readBigUInt64LE(0)); // x_to_half(xh, x, perm, M, K): the source
   }
 }
@@ -111,4 +118,8 @@ test('act-order: a producer reserving the copy in its readers\' permutation serv
   assert.deepEqual(k.converted, [xb]);
   h.of(xb, ROWS, DIM, p(0x70));
   assert.deepEqual(k.converted, [xb, xb], 'so does one with another permutation');
+  assert.deepEqual(k.names, ['x_to_half', 'x_to_half_gather_rows']);
+  h.of(x, ROWS, 12289 * 2, perm); // rows too wide for shared memory, and an odd width: the grid-stride kernel
+  h.of(x, ROWS, 6, perm);
+  assert.deepEqual(k.names.slice(2), ['x_to_half', 'x_to_half']);
 });

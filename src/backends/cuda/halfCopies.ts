@@ -32,6 +32,9 @@ interface Slot {
   lastUse: number;
 }
 
+/** widest row (bytes of f32) x_to_half_gather_rows stages in shared memory without an opt-in (48 KiB) */
+const GATHER_ROWS_MAX_BYTES = 48 * 1024;
+
 export class HalfCopies {
   private readonly slots: Slot[] = [{ held: null, lastUse: 0 }, { held: null, lastUse: 0 }];
   private uses = 0;
@@ -50,8 +53,13 @@ export class HalfCopies {
       }
     }
     const at = this.take({ src: x, rows, cols, perm: p });
-    const pairs = (rows * cols) / 2;
-    this.kernels.launch('x_to_half', { x: Math.min(Math.ceil(pairs / 256), 8192) }, { x: 256 }, [ptr(at), ptr(x), ptr(perm), i32(rows), i32(cols)]);
+    const args = [ptr(at), ptr(x), ptr(perm), i32(rows), i32(cols)];
+    if (perm !== null && cols % 4 === 0 && cols * 4 <= GATHER_ROWS_MAX_BYTES) {
+      this.kernels.launch('x_to_half_gather_rows', { x: Math.min(rows, 8192) }, { x: 256 }, args, cols * 4);
+    } else {
+      const pairs = (rows * cols) / 2;
+      this.kernels.launch('x_to_half', { x: Math.min(Math.ceil(pairs / 256), 8192) }, { x: 256 }, args);
+    }
     return at;
   }
 
