@@ -25,6 +25,25 @@ function check(name: string, g: Float32Array[], c: Float32Array[]): void {
   g.forEach((v, i) => assert.ok(normErr(v, c[i]) < HALF_TOL, `${name} output ${i}: err ${normErr(v, c[i])}`));
 }
 
+/** the kernels `f` launches on the GPU backend, by name (they run as usual) */
+function launchesOf(g: ReturnType<typeof gpu>, f: () => void): string[] {
+  const launched: string[] = [];
+  const launch = g.kernels.launch.bind(g.kernels);
+  g.kernels.launch = (name, grid, block, args, shared, pdl, cluster): void => {
+    launched.push(name);
+    launch(name, grid, block, args, shared, pdl, cluster);
+  };
+  try {
+    f();
+  } finally {
+    g.kernels.launch = launch;
+  }
+  return launched;
+}
+
+/** the first index where two outputs differ in their bits, or −1 */
+const firstBitDifference = (a: Float32Array, b: Float32Array): number => a.findIndex((v, i) => !Object.is(v, b[i]));
+
 // both GEMM paths: mma.sync below WGMMA_MIN_ROWS (and off sm_90), wgmma from it on sm_90
 for (const rows of [40, WGMMA_MIN_ROWS + 88]) {
   test(`one x, rewritten between GEMMs (host write, a linear's output, a norm): ${rows} rows`, { skip: skipNoGpu }, () => {
@@ -90,25 +109,16 @@ test('prompt attention (attn_flash_wg_128) writes the fp16 copy o_proj\'s GEMM r
   g.writeKv(cache, 0, 0, input(g, rows, width, randn(rows * width)), input(g, rows, width, randn(rows * width)), rows);
   const q = input(g, rows, width, randn(rows * width)), out = poisoned(g, rows, width);
   const y1 = poisoned(g, rows, 256), y2 = poisoned(g, rows, 256);
-  const launched: string[] = [];
-  const launch = g.kernels.launch.bind(g.kernels);
-  g.kernels.launch = (name, grid, block, args, shared, pdl, cluster): void => {
-    launched.push(name);
-    launch(name, grid, block, args, shared, pdl, cluster);
-  };
-  try {
+  const first = launchesOf(g, () => {
     g.attention(out, q, cache, { layer: 0, startPos: 0, heads, kvHeads: heads, headDim: d }, rows);
     g.linear(y1, out, wo, rows);
-    assert.ok(launched.includes('attn_flash_wg_128'), launched.join(' '));
-    assert.ok(!launched.includes('x_to_half'), `the GEMM converted attention's output again: ${launched.join(' ')}`);
-    g.writeActivation(poisoned(g, 1, 4), new Float32Array(4)); // any host write: copies forgotten
-    g.linear(y2, out, wo, rows);
-    assert.ok(launched.includes('x_to_half'));
-  } finally {
-    g.kernels.launch = launch;
-  }
+  });
+  assert.ok(first.includes('attn_flash_wg_128'), first.join(' '));
+  assert.ok(!first.includes('x_to_half'), `the GEMM converted attention's output again: ${first.join(' ')}`);
+  g.writeActivation(poisoned(g, 1, 4), new Float32Array(4)); // any host write: copies forgotten
+  assert.ok(launchesOf(g, () => g.linear(y2, out, wo, rows)).includes('x_to_half'));
   const a = g.readActivation(y1), b = g.readActivation(y2);
-  const differ = a.findIndex((v, i) => !Object.is(v, b[i]));
+  const differ = firstBitDifference(a, b);
   assert.equal(differ, -1, `output ${differ}: ${a[differ]} with the attention's copy vs ${b[differ]} converted`);
 });
 
@@ -121,26 +131,18 @@ test('a norm whose declared readers share an act-order permutation writes their 
     g.declareInputNorm(norm, [A, B]);
     const xa = input(g, rows, k, randn(rows * k, 2)), xb = poisoned(g, rows, k);
     const y1 = poisoned(g, rows, 256), y2 = poisoned(g, rows, 384), y3 = poisoned(g, rows, 256);
-    const launched: string[] = [];
-    const launch = g.kernels.launch.bind(g.kernels);
-    g.kernels.launch = (name, grid, block, args, shared, pdl, cluster): void => {
-      launched.push(name);
-      launch(name, grid, block, args, shared, pdl, cluster);
-    };
-    try {
+    const first = launchesOf(g, () => {
       g.rmsNorm(xb, xa, norm, 1e-6, rows);
       g.linear(y1, xb, A, rows);
       g.linear(y2, xb, B, rows);
-      assert.ok(launched.includes('rmsnorm_rows_f32'), launched.join(' '));
-      assert.ok(!launched.some((n) => n.startsWith('x_to_half')), `rows ${rows}: a GEMM converted the norm's output again: ${launched.join(' ')}`);
-      g.writeActivation(poisoned(g, 1, 4), new Float32Array(4)); // any host write: copies forgotten
-      g.linear(y3, xb, A, rows);
-      assert.ok(launched.includes('x_to_half_gather_rows'), launched.join(' '));
-    } finally {
-      g.kernels.launch = launch;
-    }
+    });
+    assert.ok(first.includes('rmsnorm_rows_f32'), first.join(' '));
+    assert.ok(!first.some((n) => n.startsWith('x_to_half')), `rows ${rows}: a GEMM converted the norm's output again: ${first.join(' ')}`);
+    g.writeActivation(poisoned(g, 1, 4), new Float32Array(4)); // any host write: copies forgotten
+    const second = launchesOf(g, () => g.linear(y3, xb, A, rows));
+    assert.ok(second.includes('x_to_half_gather_rows'), second.join(' '));
     const a = g.readActivation(y1), b = g.readActivation(y3);
-    const differ = a.findIndex((v, i) => !Object.is(v, b[i]));
+    const differ = firstBitDifference(a, b);
     assert.equal(differ, -1, `rows ${rows}, output ${differ}: ${a[differ]} with the norm's gathered copy vs ${b[differ]} converted`);
   }
 });
