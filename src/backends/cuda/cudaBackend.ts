@@ -370,7 +370,8 @@ export class CudaBackend implements Backend {
    */
   declareInputNorm(norm: VectorWeight, linears: readonly LinearWeight[]): void {
     const n = norm as CudaVector;
-    // prompt rows: where every reader gathers through one act-order permutation, the norm writes its fp16 copy so
+    // prompt rows: where every reader gathers through one act-order permutation, the norm writes its fp16 copy in
+    // that order (PromptOps.normConsumerPerm)
     const perms = new Set(linears.map((l) => {
       const w = l as CudaLinear;
       return w.kind === 'gptq' ? w.perm : null;
