@@ -41,6 +41,13 @@ __device__ __forceinline__ void store_half4(__half* p, float4 v) {
   *reinterpret_cast<uint2*>(p) = u;
 }
 
+// out[4i .. 4i+3] = half(row[perm[4i .. 4i+3]]): one step of an act-order gather from a row staged in shared memory
+// (rmsnorm_rows_f32's gathered copy, x_to_half_gather_rows)
+__device__ __forceinline__ void store_gathered_half4(__half* out, const float* row, const int* __restrict__ perm, int i) {
+  const int4 p = __ldg(reinterpret_cast<const int4*>(perm) + i);
+  store_half4(out + 4 * i, make_float4(row[p.x], row[p.y], row[p.z], row[p.w]));
+}
+
 __device__ __forceinline__ half2 u32_as_half2(uint32_t u) {
   return *reinterpret_cast<half2*>(&u);
 }

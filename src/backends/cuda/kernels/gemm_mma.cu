@@ -55,16 +55,12 @@ extern "C" __global__ void x_to_half(__half* __restrict__ xh, const float* __res
 extern "C" __global__ void __launch_bounds__(256) x_to_half_gather_rows(__half* __restrict__ xh, const float* __restrict__ x,
                                                                        const int* __restrict__ perm, int M, int K) {
   extern __shared__ float xrow[];
-  const int4* p4 = reinterpret_cast<const int4*>(perm);
   for (int m = blockIdx.x; m < M; m += gridDim.x) {
     const float4* src = reinterpret_cast<const float4*>(x + (size_t)m * K);
     for (int i = threadIdx.x; i < K / 4; i += blockDim.x) reinterpret_cast<float4*>(xrow)[i] = src[i];
     __syncthreads();
     __half* out = xh + (size_t)m * K;
-    for (int i = threadIdx.x; i < K / 4; i += blockDim.x) {
-      const int4 p = __ldg(p4 + i);
-      store_half4(out + 4 * i, make_float4(xrow[p.x], xrow[p.y], xrow[p.z], xrow[p.w]));
-    }
+    for (int i = threadIdx.x; i < K / 4; i += blockDim.x) store_gathered_half4(out, xrow, perm, i);
     __syncthreads();
   }
 }

@@ -82,12 +82,10 @@ extern "C" __global__ void __launch_bounds__(RN_THREADS) rmsnorm_rows_f32(float*
   }
   if (!perm) return;
   __syncthreads();
-  const int4* p4 = reinterpret_cast<const int4*>(perm);
 #pragma unroll
   for (int j = 0; j < RN_VEC; ++j) {
     const int i = threadIdx.x + j * RN_THREADS;
     if (i >= n4) break;
-    const int4 p = __ldg(p4 + i);
-    store_half4(hrow + 4 * i, make_float4(rowOut[p.x], rowOut[p.y], rowOut[p.z], rowOut[p.w]));
+    store_gathered_half4(hrow, rowOut, perm, i);
   }
 }
