@@ -66,9 +66,12 @@ export const RS_MAX_ROWS = 768, RS_MIN_ROWS = SMALL_BATCH_MAX_ROWS + 1;
  */
 export const RS_MIN_FILL = 0.8;
 
+/** the tiles of a launch of `rows` rows over `wTiles` tiles of W, in `build`'s token tiles */
+export const rsTiles = (rows: number, wTiles: number, build: RsBuild = RS_BUILDS[0]): number => Math.ceil(rows / build.bt) * wTiles;
+
 /** the share of the SMs' turns that a launch of `rows` rows over `wTiles` tiles of W fills (rsBuildFor's 256-token tiles) */
 export function rsWaveFill(rows: number, wTiles: number, smCount: number): number {
-  const tiles = Math.ceil(rows / RS_BUILDS[0].bt) * wTiles;
+  const tiles = rsTiles(rows, wTiles);
   return tiles / (Math.ceil(tiles / smCount) * smCount);
 }
 
@@ -139,7 +142,7 @@ function xMap(cu: Driver, xh: DevicePtr, rows: number, K: number, bt: number): B
 export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, smCount: number, build: RsBuild, w: CudaGptq, y: DevicePtr,
   xh: DevicePtr, rows: number, accumulate: boolean): void {
   const K = w.inFeatures, N = w.outFeatures, m = weightMaps(cu, w, 128);
-  const tiles = Math.ceil(rows / build.bt) * Math.ceil(N / RS_BW), splits = rsSplits(tiles, K / 64, smCount);
+  const tiles = rsTiles(rows, rsPlainTiles(N), build), splits = rsSplits(tiles, K / 64, smCount);
   if (splits > 1 && !accumulate) cu.memsetD32(y, 0, rows * N, stream);
   kernels.launch(build.kernel, { x: Math.min(tiles * splits, smCount) }, { x: RS_THREADS },
     [ptr(y), i32(rows), i32(N), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(w.groupSize), i32(splits), xMap(cu, xh, rows, K, build.bt), m.q, m.s, m.z],
@@ -153,7 +156,7 @@ export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, sm
 export function launchRsGateUp(cu: Driver, kernels: KernelModule, smCount: number, build: RsBuild, gate: CudaGptq, up: CudaGptq,
   y: DevicePtr, yh: DevicePtr, xh: DevicePtr, rows: number): void {
   const K = gate.inFeatures, N = gate.outFeatures, g = weightMaps(cu, gate, 64), u = weightMaps(cu, up, 64);
-  const tiles = Math.ceil(rows / build.bt) * (N / RS_GATE_UP_OUTPUTS);
+  const tiles = rsTiles(rows, N / RS_GATE_UP_OUTPUTS, build);
   kernels.launch(`${build.kernel}_swiglu`, { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
     [ptr(y), ptr(yh), i32(rows), i32(N), i32(N), i32(K), i32(gate.groupSize), xMap(cu, xh, rows, K, build.bt), g.q, g.s, g.z, u.q, u.s, u.z],
     build.shared);
@@ -172,8 +175,7 @@ export function rsQkvFits(ws: readonly CudaGptq[], rows: number, build: RsBuild,
   if (!ws.every((w) => rsFits(w) && !w.bias && w.inFeatures === a.inFeatures && w.outFeatures === a.outFeatures &&
     w.groupSize === a.groupSize && w.perm === a.perm)) return false;
   const wTiles = rsPlainTiles(a.outFeatures);
-  const tiles = Math.ceil(rows / RS_BUILDS[0].bt) * 3 * wTiles;
-  if (rsSplits(tiles, a.inFeatures / 64, smCount) !== 1) return false;
+  if (rsSplits(rsTiles(rows, 3 * wTiles), a.inFeatures / 64, smCount) !== 1) return false;
   return rsWaveFill(rows, 3 * wTiles, smCount) > rsWaveFill(rows, wTiles, smCount) + RS_QKV_MIN_FILL_GAIN;
 }
 
@@ -195,7 +197,7 @@ export const RS_QKV_KERNEL = `${RS_BUILDS[0].kernel}_qkv`;
 export function launchRsQkv(cu: Driver, kernels: KernelModule, smCount: number, ws: readonly CudaGptq[], ys: readonly DevicePtr[],
   xh: DevicePtr, rows: number): void {
   const K = ws[0].inFeatures, N = ws[0].outFeatures, build = RS_BUILDS[0];
-  const tiles = Math.ceil(rows / build.bt) * 3 * rsPlainTiles(N);
+  const tiles = rsTiles(rows, 3 * rsPlainTiles(N), build);
   const maps = ws.flatMap((w) => {
     const m = weightMaps(cu, w, 128);
     return [m.q, m.s, m.z];
