@@ -218,9 +218,11 @@ test('gate/up + SwiGLU in one wgmma GEMM (dequant + wgmma above rsMaxRows, regis
     const down = randomGptq(n, 256, 4, 128, false);
     const x = randn(rows * k);
     const beforeSlice = g.wgmmaSliceBytes, beforeFused = g.fusedGateUp, beforeStreamK = g.wgmmaStreamK, beforeFill = g.rsMinFill;
+    const beforeSplit = g.rsSplitFill;
     if (tiles) g.wgmmaSliceBytes = tiles * 256 * k * 2;
     g.rsMinFill = 2; // above rsMaxRows: dequant + wgmma however well the register-A tiles would fill the SMs
     g.wgmmaStreamK = false; // small gate/up launches apart would split K (the fused GEMM never does): other sums
+    g.rsSplitFill = 0; // nor split K to fill a part-empty wave (rsSplits)
     try {
       const G = g.uploadLinear(gate), U = g.uploadLinear(up), D = g.uploadLinear(down);
       const xa = input(g, rows, k, x);
@@ -252,6 +254,7 @@ test('gate/up + SwiGLU in one wgmma GEMM (dequant + wgmma above rsMaxRows, regis
       g.fusedGateUp = beforeFused;
       g.wgmmaStreamK = beforeStreamK;
       g.rsMinFill = beforeFill;
+      g.rsSplitFill = beforeSplit;
     }
   }
 });
@@ -267,8 +270,9 @@ test('q, k and v in one register-A launch (gemm_rs_256_qkv): bit-equal to three 
     const kv = [1, 2].map(() => ({ ...randomGptq(k, n, 4, gs, ao), gIdx: q.gIdx })); // one input, one permutation
     const hosts = [q, ...kv];
     const x = randn(rows * k);
-    const beforeFused = g.fusedQkv, beforeFill = g.rsMinFill;
+    const beforeFused = g.fusedQkv, beforeFill = g.rsMinFill, beforeSplit = g.rsSplitFill;
     g.rsMinFill = 0; // the register-A GEMM at every row count, so both runs take it
+    g.rsSplitFill = 0; // the launches apart in whole tiles, as the one launch (a split K adds its ranges in any order)
     try {
       const ws = hosts.map((h) => g.uploadLinear(h));
       const xa = input(g, rows, k, x);
@@ -290,6 +294,7 @@ test('q, k and v in one register-A launch (gemm_rs_256_qkv): bit-equal to three 
     } finally {
       g.fusedQkv = beforeFused;
       g.rsMinFill = beforeFill;
+      g.rsSplitFill = beforeSplit;
     }
   }
 });

@@ -8,7 +8,7 @@ import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/
 import { GemvBatch } from '../../src/backends/cuda/gemvBatch.js';
 import { launchLinear, type GemmOptions } from '../../src/backends/cuda/linearLaunch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
-import { RS_MAX_ROWS, RS_MIN_FILL, RS_SMALL_ROWS, rsBuildFor, rsPlainTiles, rsQkvFits, rsSplits, rsTakes, rsWaveFill } from '../../src/backends/cuda/rsLinear.js';
+import { RS_MAX_ROWS, RS_MIN_FILL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsPlainTiles, rsQkvFits, rsSplits, rsTakes, rsWaveFill } from '../../src/backends/cuda/rsLinear.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
 interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
@@ -41,7 +41,7 @@ const gemm = (wgmma: boolean, rsMaxRows = 1024, rsMinRows = 512): GemmOptions =>
   half: () => 0x60000n as DevicePtr,
   wgmma: wgmma ? {
     weightScratch: () => 0x70000n as DevicePtr, smCount: 132, sliceBytes: () => 80 << 20, tileFlags: () => null, tileCols: () => 0,
-    takesRs: (rows) => rows >= rsMinRows && rows <= rsMaxRows,
+    takesRs: (rows) => rows >= rsMinRows && rows <= rsMaxRows, rsSplitFill: () => RS_SPLIT_MIN_FILL,
     rsBuild: (rows) => rsBuildFor(rows, RS_SMALL_ROWS),
   } : null,
   smallBatch: null,
@@ -113,12 +113,28 @@ test('rsSplits: one K range where the tiles fill half the SMs, else as many as t
   assert.equal(rsSplits(40, 216, 132), 3); // down_proj
   assert.equal(rsSplits(16, 80, 132), 5); // limited by 16 slices per range
   assert.equal(rsSplits(66, 80, 132), 2);
-  assert.equal(rsSplits(67, 80, 132), 1);
+  assert.equal(rsSplits(67, 80, 132, 0), 1); // (with the fill rule: 3 ranges, 201 fill 0.76 of two waves)
   assert.equal(rsSplits(2, 4, 132), 1); // tiny models: K of 4 slices never splits
 });
 
+test('rsSplits: tiles that leave the last wave part-empty split K into the fewest ranges that fill RS_SPLIT_MIN_FILL of the turns', () => {
+  assert.equal(RS_SPLIT_MIN_FILL, 0.9);
+  assert.equal(rsSplits(320, 80, 132), 2); // 13B o_proj at 2048 rows: 320 tiles fill 0.81, 640 ranges 0.97
+  assert.equal(rsSplits(320, 216, 132), 2); // down_proj
+  assert.equal(rsSplits(80, 80, 132), 3); // 512 rows: 80 tiles 0.61; 160 ranges still 0.61, 240 fill 0.91
+  assert.equal(rsSplits(160, 80, 132), 3); // 1024 rows: 0.61, 0.81, then 0.91
+  assert.equal(rsSplits(240, 80, 132), 1, '1536 rows: 0.91 already');
+  assert.equal(rsSplits(256, 64, 132), 1, '7B at 2048 rows: 0.97');
+  assert.equal(rsSplits(320, 80, 132, 0), 1, 'minFill 0: only the half-the-SMs rule');
+  assert.equal(rsSplits(40, 80, 132, 0), 3, 'which still splits few tiles');
+  assert.equal(rsSplits(320, 40, 132), 2, 'ranges of at least 16 slices: 40 slices allow 2');
+  assert.equal(rsSplits(320, 31, 132), 1, '31 slices allow none');
+  assert.equal(rsSplits(170, 48, 132), 3, 'the best filling when none reaches minFill: 170 0.64, 340 0.86, 510 0.97');
+  assert.equal(rsSplits(139, 64, 132), 4, '139 0.53, 278 0.70, 417 0.79, 556 0.84: the best is 4');
+});
+
 test('rsTakes: always up to RS_MAX_ROWS rows, above them only where the 256-token tiles fill the waves of SMs well', () => {
-  const h200 = { minRows: 17, maxRows: RS_MAX_ROWS, minFill: RS_MIN_FILL, smCount: 132 };
+  const h200 = { minRows: 17, maxRows: RS_MAX_ROWS, minFill: RS_MIN_FILL, smCount: 132, splitFill: 0 };
   const q13b = rsPlainTiles(5120), gateUp13b = 13824 / 64, q7b = rsPlainTiles(4096);
   assert.equal(q13b, 40);
   assert.ok(Math.abs(rsWaveFill(2048, q13b, 132) - 320 / 396) < 1e-12); // 8 token tiles x 40: 2.42 waves
@@ -134,6 +150,12 @@ test('rsTakes: always up to RS_MAX_ROWS rows, above them only where the 256-toke
   assert.equal(rsTakes(600, q13b, { ...h200, maxRows: 0 }), false, 'maxRows 0: never');
   assert.equal(rsTakes(2048, q13b, { ...h200, maxRows: 0 }), false, 'maxRows 0: never, whatever the fill');
   assert.equal(rsTakes(2048, gateUp13b, { ...h200, minFill: 1.01 }), false, 'fill above 1: only up to maxRows');
+  // a plain launch (nk given) counts its K ranges (rsSplits with splitFill)
+  const split = { ...h200, splitFill: RS_SPLIT_MIN_FILL };
+  assert.equal(rsTakes(1024, q13b, split, 80), true, '160 tiles in 3 ranges: 0.91');
+  assert.equal(rsTakes(1024, q13b, split), false, 'without nk (q/k/v, gate/up launches): whole tiles');
+  assert.equal(rsTakes(1024, q13b, h200, 80), false, 'splitFill 0: whole tiles');
+  assert.equal(rsTakes(1792, q13b, split, 80), true, '280 tiles in 3 ranges: 0.91');
 });
 
 test('rsQkvFits: one launch for q, k and v of one shape, group size and permutation, past the 128-token build, whole tiles', () => {

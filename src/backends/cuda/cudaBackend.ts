@@ -16,7 +16,7 @@ import {
   CLUSTER_SHARED_X_K, clusterDefault, FOLD_ATTENTION_MAX_HEADS, FOLD_ATTENTION_MAX_POSITIONS, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS,
 } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, rsBuildFor, rsTakes } from './rsLinear.js';
+import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsTakes } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -224,6 +224,11 @@ export class CudaBackend implements Backend {
   rsMinFill = intFromEnv('QLLAMA_CUDA_RS_MIN_FILL', 0, RS_MIN_FILL * 100) / 100;
   /** of those, rows up to which it runs 128-token tiles ($QLLAMA_CUDA_RS_SMALL_ROWS, default RS_SMALL_ROWS; 0: never) */
   rsSmallRows = intFromEnv('QLLAMA_CUDA_RS_SMALL_ROWS', 0, RS_SMALL_ROWS);
+  /**
+   * the share of the SMs' turns below which a plain register-A launch splits K to fill them (rsSplits;
+   * $QLLAMA_CUDA_RS_SPLIT_FILL in percent, default RS_SPLIT_MIN_FILL; 0: only where the tiles fill less than half the SMs)
+   */
+  rsSplitFill = intFromEnv('QLLAMA_CUDA_RS_SPLIT_FILL', 0, RS_SPLIT_MIN_FILL * 100) / 100;
   private readonly mmaGemmFits: boolean;
   /** sm_90 with tensor maps and the wgmma GEMM's shared memory: 'wgmma' takes effect */
   readonly wgmmaFits: boolean;
@@ -294,8 +299,9 @@ export class CudaBackend implements Backend {
       weightScratch: (bytes) => this.grow(this.wHalf, bytes, false), smCount: this.smCount, sliceBytes: () => this.wgmmaSliceBytes,
       tileFlags: () => (this.wgmmaStreamK ? tileFlags : null),
       tileCols: () => this.wgmmaTileCols,
-      takesRs: (rows, wTiles) => rsFitsDevice &&
-        rsTakes(rows, wTiles, { minRows: this.rsMinRows, maxRows: this.rsMaxRows, minFill: this.rsMinFill, smCount: this.smCount }),
+      takesRs: (rows, wTiles, nk) => rsFitsDevice && rsTakes(rows, wTiles,
+        { minRows: this.rsMinRows, maxRows: this.rsMaxRows, minFill: this.rsMinFill, smCount: this.smCount, splitFill: this.rsSplitFill }, nk),
+      rsSplitFill: () => this.rsSplitFill,
       rsBuild: (rows) => rsBuildFor(rows, this.rsSmallRows),
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
@@ -694,7 +700,7 @@ export class CudaBackend implements Backend {
    * part of a recorded step's key, so a change records anew instead of replaying the old choice.
    */
   private linearChoices(): string {
-    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.fusedQkv, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows].join(',');
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.fusedQkv, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows, this.rsSplitFill].join(',');
   }
 
   /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */

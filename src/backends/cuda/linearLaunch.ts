@@ -95,12 +95,12 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
     launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch);
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
     // (K % 64 and N % 8, which this branch already requires, are also all the wgmma path needs)
-    const rs = gemm.wgmma !== null && gemm.wgmma.takesRs(c.rows, rsPlainTiles(N)) && rsFits(w) ? gemm.wgmma : null;
+    const rs = gemm.wgmma !== null && gemm.wgmma.takesRs(c.rows, rsPlainTiles(N), K / 64) && rsFits(w) ? gemm.wgmma : null;
     const wg = rs === null && gemm.wgmma !== null && c.rows >= WGMMA_MIN_ROWS ? gemm.wgmma : null;
     const plan = wg !== null ? planWgmma(wg, c.rows, N, K) : null; // before launching: growing the weight scratch synchronizes
     const xh = gemm.half(c.x, c.rows, K, w.perm);
     if (rs !== null) {
-      launchRs(cu, kernels, stream, rs.smCount, rs.rsBuild(c.rows), w, c.y, xh, c.rows, c.accumulate);
+      launchRs(cu, kernels, stream, rs.smCount, rs.rsSplitFill(), rs.rsBuild(c.rows), w, c.y, xh, c.rows, c.accumulate);
     } else if (plan !== null) {
       launchWgmmaSlices(cu, kernels, plan, w, c.y, xh, c.rows, c.accumulate);
     } else {

@@ -69,19 +69,31 @@ export const RS_MIN_FILL = 0.8;
 /** the tiles of a launch of `rows` rows over `wTiles` tiles of W, in `build`'s token tiles */
 export const rsTiles = (rows: number, wTiles: number, build: RsBuild = RS_BUILDS[0]): number => Math.ceil(rows / build.bt) * wTiles;
 
+/** the share of the SMs' turns that `units` work units (tiles, or tiles' K ranges) of one launch fill */
+export const rsUnitFill = (units: number, smCount: number): number => units / (Math.ceil(units / smCount) * smCount);
+
 /** the share of the SMs' turns that a launch of `rows` rows over `wTiles` tiles of W fills (rsBuildFor's 256-token tiles) */
 export function rsWaveFill(rows: number, wTiles: number, smCount: number): number {
-  const tiles = rsTiles(rows, wTiles);
-  return tiles / (Math.ceil(tiles / smCount) * smCount);
+  return rsUnitFill(rsTiles(rows, wTiles), smCount);
 }
 
-/** the register-A rows policy (CudaBackend.rsMinRows, rsMaxRows, rsMinFill) */
-export interface RsPolicy { readonly minRows: number; readonly maxRows: number; readonly minFill: number; readonly smCount: number }
+/** the register-A rows policy (CudaBackend.rsMinRows, rsMaxRows, rsMinFill, rsSplitFill) */
+export interface RsPolicy {
+  readonly minRows: number; readonly maxRows: number; readonly minFill: number; readonly smCount: number;
+  /** rsSplits's minFill (0: tiles split only where they fill less than half the SMs) */
+  readonly splitFill: number;
+}
 
-/** whether a launch of `rows` rows over `wTiles` tiles of W takes the register-A GEMM (maxRows 0: never) */
-export function rsTakes(rows: number, wTiles: number, p: RsPolicy): boolean {
+/**
+ * whether a launch of `rows` rows over `wTiles` tiles of W takes the register-A GEMM (maxRows 0: never). nk: the
+ * K slices of a plain launch, which may split K (rsSplits), so that its fill is that of its K ranges; gate/up and
+ * q/k/v launches never split.
+ */
+export function rsTakes(rows: number, wTiles: number, p: RsPolicy, nk?: number): boolean {
   if (rows < p.minRows || p.maxRows === 0) return false;
-  return rows <= p.maxRows || rsWaveFill(rows, wTiles, p.smCount) >= p.minFill;
+  if (rows <= p.maxRows) return true;
+  const tiles = rsTiles(rows, wTiles), splits = nk === undefined ? 1 : rsSplits(tiles, nk, p.smCount, p.splitFill);
+  return rsUnitFill(tiles * splits, p.smCount) >= p.minFill;
 }
 
 /** outputs per tile of the gate/up launch (64 gate and 64 up rows of W) */
@@ -92,15 +104,36 @@ export const rsPlainTiles = (outputs: number): number => Math.ceil(outputs / RS_
 /** fewest K slices (of 64) in one range of a split launch */
 const RS_MIN_SPLIT_SLICES = 16;
 
+/** most K ranges per tile that the fill rule of rsSplits takes */
+const RS_FILL_MAX_SPLITS = 4;
+
 /**
- * K ranges per tile for a plain launch of `tiles` tiles over nk slices: 1 where the tiles fill at least half the
- * SMs, else as many as the SMs allow with at least RS_MIN_SPLIT_SLICES slices each (13B at 40–256 rows: q, k, v,
- * o and down have 40 tiles, 3 ranges). The ranges' sums meet in y through float atomics: their order varies
- * between runs (tiny models' K of a few slices never splits, so their logits stay bit-reproducible).
+ * Least share of the SMs' turns that a plain launch's whole tiles must fill not to split K (rsSplits). 13B's o_proj
+ * and down_proj at 2048 rows (320 tiles on 132 SMs: 0.81) split 2 ways (640 K ranges: 0.97), at 512 rows (80 tiles:
+ * 0.61) 3 ways (0.91). H200, whole 13B prompts, one call, this rule (90%) / 95% / none: 2048 tokens 21,924 / 21,862
+ * / 21,454 tok/s and 21,914 / 21,832 / 21,532; 512 tokens 20,428 / 20,333 / 18,930 and 20,127 / 20,286 / 19,038.
+ * Both are residual adds (accumulate), whose K ranges add into y with no zeroing first.
  */
-export function rsSplits(tiles: number, nk: number, smCount: number): number {
-  if (2 * tiles > smCount) return 1;
-  return Math.max(1, Math.min(Math.floor(smCount / tiles), Math.floor(nk / RS_MIN_SPLIT_SLICES)));
+export const RS_SPLIT_MIN_FILL = 0.9;
+
+/**
+ * K ranges per tile for a plain launch of `tiles` tiles over nk slices, each at least RS_MIN_SPLIT_SLICES:
+ * - where the tiles fill at least half the SMs, as many as the SMs allow (13B at 40–256 rows: q, k, v, o and down
+ *   have 40 tiles, 3 ranges: short prompts took ~26 ms whatever their length, each block streaming its 80 slices);
+ * - else 1 where the tiles fill at least `minFill` of the SMs' turns (rsUnitFill; minFill 0: always), or the fewest
+ *   up to RS_FILL_MAX_SPLITS whose ranges do, or else the best filling.
+ * The ranges' sums meet in y through float atomics: their order varies between runs (tiny models' K of a few slices
+ * never splits, so their logits stay bit-reproducible).
+ */
+export function rsSplits(tiles: number, nk: number, smCount: number, minFill = RS_SPLIT_MIN_FILL): number {
+  if (2 * tiles <= smCount) return Math.max(1, Math.min(Math.floor(smCount / tiles), Math.floor(nk / RS_MIN_SPLIT_SLICES)));
+  if (minFill <= 0 || rsUnitFill(tiles, smCount) >= minFill) return 1;
+  let best = 1;
+  for (let s = 2; s <= RS_FILL_MAX_SPLITS && nk / s >= RS_MIN_SPLIT_SLICES; s++) {
+    if (rsUnitFill(tiles * s, smCount) > rsUnitFill(tiles * best, smCount)) best = s;
+    if (rsUnitFill(tiles * s, smCount) >= minFill) return s;
+  }
+  return best;
 }
 
 /** q4-layout 4-bit weights of the shapes the kernel takes (K % 64, N % 32 for the qzeros map's rows, gs 32 or k·64) */
@@ -139,10 +172,10 @@ function xMap(cu: Driver, xh: DevicePtr, rows: number, K: number, bt: number): B
  * y [rows, N] f32 (+)= xh [rows, K] fp16 · Wᵀ (xh: x_to_half's copy of x, gathered through w.perm). rsFits(w) holds.
  * A split launch adds into y, so a plain one zeroes y first (a memset on the stream).
  */
-export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, smCount: number, build: RsBuild, w: CudaGptq, y: DevicePtr,
-  xh: DevicePtr, rows: number, accumulate: boolean): void {
+export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, smCount: number, splitFill: number, build: RsBuild, w: CudaGptq,
+  y: DevicePtr, xh: DevicePtr, rows: number, accumulate: boolean): void {
   const K = w.inFeatures, N = w.outFeatures, m = weightMaps(cu, w, 128);
-  const tiles = rsTiles(rows, rsPlainTiles(N), build), splits = rsSplits(tiles, K / 64, smCount);
+  const tiles = rsTiles(rows, rsPlainTiles(N), build), splits = rsSplits(tiles, K / 64, smCount, splitFill);
   if (splits > 1 && !accumulate) cu.memsetD32(y, 0, rows * N, stream);
   kernels.launch(build.kernel, { x: Math.min(tiles * splits, smCount) }, { x: RS_THREADS },
     [ptr(y), i32(rows), i32(N), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(w.groupSize), i32(splits), xMap(cu, xh, rows, K, build.bt), m.q, m.s, m.z],
@@ -175,7 +208,7 @@ export function rsQkvFits(ws: readonly CudaGptq[], rows: number, build: RsBuild,
   if (!ws.every((w) => rsFits(w) && !w.bias && w.inFeatures === a.inFeatures && w.outFeatures === a.outFeatures &&
     w.groupSize === a.groupSize && w.perm === a.perm)) return false;
   const wTiles = rsPlainTiles(a.outFeatures);
-  if (rsSplits(rsTiles(rows, 3 * wTiles), a.inFeatures / 64, smCount) !== 1) return false;
+  if (rsSplits(rsTiles(rows, 3 * wTiles), a.inFeatures / 64, smCount, 0) !== 1) return false;
   return rsWaveFill(rows, 3 * wTiles, smCount) > rsWaveFill(rows, wTiles, smCount) + RS_QKV_MIN_FILL_GAIN;
 }
 

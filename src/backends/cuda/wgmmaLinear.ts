@@ -31,7 +31,9 @@ export interface WgmmaOptions {
    * whether a GEMM of this many rows over wTiles tiles of W (rsPlainTiles, or gate/up's outputs / RS_GATE_UP_OUTPUTS)
    * runs the register-A kernel instead (rsLinear.ts; CudaBackend.rsMinRows, rsMaxRows, rsMinFill)
    */
-  readonly takesRs: (rows: number, wTiles: number) => boolean;
+  readonly takesRs: (rows: number, wTiles: number, nk?: number) => boolean;
+  /** rsSplits's minFill for plain register-A launches (CudaBackend.rsSplitFill) */
+  readonly rsSplitFill: () => number;
   /** which build of it (rsBuildFor with CudaBackend.rsSmallRows) */
   readonly rsBuild: (rows: number) => RsBuild;
 }
