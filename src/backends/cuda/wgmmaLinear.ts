@@ -29,7 +29,8 @@ export interface WgmmaOptions {
   readonly tileCols: () => WgTileCols;
   /**
    * whether a GEMM of this many rows over wTiles tiles of W (rsPlainTiles, or gate/up's outputs / RS_GATE_UP_OUTPUTS)
-   * runs the register-A kernel instead (rsLinear.ts; CudaBackend.rsMinRows, rsMaxRows, rsMinFill)
+   * runs the register-A kernel instead (rsLinear.ts; CudaBackend.rsMinRows, rsMaxRows, rsMinFill). nk: a plain
+   * launch's K slices, whose fill then counts the K ranges it would split into (rsTakes, CudaBackend.rsSplitFill)
    */
   readonly takesRs: (rows: number, wTiles: number, nk?: number) => boolean;
   /** rsSplits's minFill for plain register-A launches (CudaBackend.rsSplitFill) */
