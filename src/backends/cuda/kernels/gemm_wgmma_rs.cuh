@@ -410,14 +410,14 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
     };
     loadOld(0, old[0]);
 #pragma unroll
-    for (int c = 0; c < EP_N; ++c) {
-      if (c + 1 < EP_N) loadOld((c + 1) * EP_CHUNK, old[(c + 1) & 1]);
+    for (int ch = 0; ch < EP_N; ++ch) {  // (ch: the chunk; c is the thread's warpgroup)
+      if (ch + 1 < EP_N) loadOld((ch + 1) * EP_CHUNK, old[(ch + 1) & 1]);
 #pragma unroll
       for (int qd = 0; qd < EP_CHUNK; ++qd)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int jt = c * EP_CHUNK + qd;
-          const float2 o = old[c & 1][qd][e];
+          const int jt = ch * EP_CHUNK + qd;
+          const float2 o = old[ch & 1][qd][e];
           if (live(jt, e)) *at(jt, e) = make_float2(acc[4 * jt + e] + o.x, acc[4 * jt + 2 + e] + o.y);
         }
     }
