@@ -128,10 +128,11 @@ export const RS_SPLIT_MIN_FILL = 0.9;
 export function rsSplits(tiles: number, nk: number, smCount: number, minFill = RS_SPLIT_MIN_FILL): number {
   if (2 * tiles <= smCount) return Math.max(1, Math.min(Math.floor(smCount / tiles), Math.floor(nk / RS_MIN_SPLIT_SLICES)));
   if (minFill <= 0 || rsUnitFill(tiles, smCount) >= minFill) return 1;
-  let best = 1;
+  let best = 1, bestFill = rsUnitFill(tiles, smCount);
   for (let s = 2; s <= RS_FILL_MAX_SPLITS && nk / s >= RS_MIN_SPLIT_SLICES; s++) {
-    if (rsUnitFill(tiles * s, smCount) > rsUnitFill(tiles * best, smCount)) best = s;
-    if (rsUnitFill(tiles * s, smCount) >= minFill) return s;
+    const fill = rsUnitFill(tiles * s, smCount);
+    if (fill >= minFill) return s;
+    if (fill > bestFill) [best, bestFill] = [s, fill];
   }
   return best;
 }
