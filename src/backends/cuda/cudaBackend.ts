@@ -229,6 +229,8 @@ export class CudaBackend implements Backend {
    * $QLLAMA_CUDA_RS_SPLIT_FILL in percent, default RS_SPLIT_MIN_FILL; 0: only where the tiles fill less than half the SMs)
    */
   rsSplitFill = intFromEnv('QLLAMA_CUDA_RS_SPLIT_FILL', 0, RS_SPLIT_MIN_FILL * 100) / 100;
+  /** the register-A gate/up launch with gate and up in one 3-D tensor map per array ($QLLAMA_CUDA_RS_PAIRED=0: two 2-D maps) */
+  rsPaired = process.env.QLLAMA_CUDA_RS_PAIRED !== '0';
   private readonly mmaGemmFits: boolean;
   /** sm_90 with tensor maps and the wgmma GEMM's shared memory: 'wgmma' takes effect */
   readonly wgmmaFits: boolean;
@@ -289,7 +291,7 @@ export class CudaBackend implements Backend {
     if (this.wgmmaFits) this.kernels.allowDynamicShared('gemm_wgmma_160', GEMM_WGMMA_160_SHARED);
     const rsFitsDevice = this.wgmmaFits && optin >= GEMM_RS_SHARED;
     if (rsFitsDevice) {
-      for (const b of RS_BUILDS) for (const k of [b.kernel, `${b.kernel}_swiglu`]) this.kernels.allowDynamicShared(k, b.shared);
+      for (const b of RS_BUILDS) for (const k of [b.kernel, `${b.kernel}_swiglu`, `${b.kernel}_swiglu_paired`]) this.kernels.allowDynamicShared(k, b.shared);
       this.kernels.allowDynamicShared(RS_QKV_KERNEL, RS_BUILDS[0].shared);
     }
     // the stream-K tail's per-tile turns (gemm_wgmma.cuh WgWork), zeroed once: the kernel leaves them at zero
@@ -302,6 +304,7 @@ export class CudaBackend implements Backend {
       takesRs: (rows, wTiles, nk) => rsFitsDevice && rsTakes(rows, wTiles,
         { minRows: this.rsMinRows, maxRows: this.rsMaxRows, minFill: this.rsMinFill, smCount: this.smCount, splitFill: this.rsSplitFill }, nk),
       rsSplitFill: () => this.rsSplitFill,
+      rsPaired: () => this.rsPaired,
       rsBuild: (rows) => rsBuildFor(rows, this.rsSmallRows),
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
@@ -700,7 +703,7 @@ export class CudaBackend implements Backend {
    * part of a recorded step's key, so a change records anew instead of replaying the old choice.
    */
   private linearChoices(): string {
-    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.fusedQkv, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows, this.rsSplitFill].join(',');
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.fusedQkv, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows, this.rsSplitFill, this.rsPaired].join(',');
   }
 
   /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */

@@ -428,6 +428,23 @@ export class Driver {
     return this.tensorMap.read();
   }
 
+  /**
+   * A CUtensorMap for a 3-D tensor: m's rows, then `depth` planes `planeBytes` apart (a multiple of 16 below 2^40:
+   * the planes may be two separate buffers), box {m.boxInner, m.boxOuter, boxDepth}.
+   */
+  encodeTensorMap3d(m: TensorMap2d, depth: number, planeBytes: bigint, boxDepth: number): Buffer {
+    if (!this.tensorMap) throw new CudaError('cuTensorMapEncodeTiled', 500, 'the driver does not have it (CUDA >= 12 needed)');
+    const rc = this.tensorMap.fn(this.tensorMap.addr, m.dtype ?? TensorMapDtype.F16, 3, m.base,
+      new BigUint64Array([BigInt(m.inner), BigInt(m.outer), BigInt(depth)]), new BigUint64Array([BigInt(m.rowBytes), planeBytes]),
+      new Uint32Array([m.boxInner, m.boxOuter, boxDepth]), new Uint32Array([1, 1, 1]),
+      CU_TENSOR_MAP_INTERLEAVE_NONE, m.swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) as number;
+    if (rc !== 0) {
+      throw new CudaError('cuTensorMapEncodeTiled', rc, `dims {${m.inner}, ${m.outer}, ${depth}}, strides ${m.rowBytes} / ${planeBytes} bytes, ` +
+        `box {${m.boxInner}, ${m.boxOuter}, ${boxDepth}}, base 0x${m.base.toString(16)}`);
+    }
+    return this.tensorMap.read();
+  }
+
   createStream(): CuStream {
     return BigInt(this.out<bigint>('cuStreamCreate', (s) => [s, CU_STREAM_NON_BLOCKING])) as CuStream;
   }

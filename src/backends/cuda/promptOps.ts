@@ -88,7 +88,7 @@ export class PromptOps {
     const plan = rs ? null : planWgmma(wg, rows, 2 * N, K, true); // before launching: growing the scratch synchronizes
     const xh = this.copies.of(x.ptr, rows, K, g.perm);
     const yh = this.copies.reserve(out.ptr, rows, N);
-    if (plan === null) launchRsGateUp(this.host.cu, this.host.kernels, wg.smCount, wg.rsBuild(rows), g, u, out.ptr, yh, xh, rows);
+    if (plan === null) launchRsGateUp(this.host.cu, this.host.kernels, wg.smCount, wg.rsBuild(rows), g, u, out.ptr, yh, xh, rows, wg.rsPaired());
     else launchWgmmaGateUp(this.host.cu, this.host.kernels, plan, g, u, out.ptr, yh, xh, rows);
     return true;
   }

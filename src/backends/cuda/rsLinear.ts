@@ -165,6 +165,37 @@ function weightMaps(cu: Driver, w: CudaGptq, box: 128 | 64): WeightMaps {
   return maps;
 }
 
+/** gate's and up's maps as one 3-D map each (their third dimension from gate's arrays to up's), made once per pair */
+const pairedOf = new WeakMap<CudaGptq, { up: CudaGptq; maps: WeightMaps | null }>();
+
+/**
+ * gate and up as one 3-D map per array for the _swiglu_paired entries, or null where up's arrays do not lie above
+ * gate's at multiples of 16 bytes (a TMA stride), or the driver refuses such a map
+ */
+function pairedWeightMaps(cu: Driver, gate: CudaGptq, up: CudaGptq): WeightMaps | null {
+  const have = pairedOf.get(gate);
+  if (have?.up === up) return have.maps;
+  const K = gate.inFeatures, N = gate.outFeatures, gs = gate.groupSize, sg = gs === 32 ? 2 : 1, none = TensorMapSwizzle.None;
+  const u32 = TensorMapDtype.U32;
+  const gaps = [up.qweight - gate.qweight, up.scales - gate.scales, up.qzeros - gate.qzeros];
+  let maps: WeightMaps | null = null;
+  if (gaps.every((d) => d > 0n && d % 16n === 0n && d < 1n << 40n)) {
+    try {
+      maps = {
+        q: cu.encodeTensorMap3d({ base: gate.qweight, inner: N, outer: K / 8, rowBytes: N * 4, boxInner: 64, boxOuter: 8, swizzle: none, dtype: u32 }, 2, gaps[0], 2),
+        s: cu.encodeTensorMap3d({ base: gate.scales, inner: N, outer: K / gs, rowBytes: N * 2, boxInner: 64, boxOuter: sg, swizzle: none }, 2, gaps[1], 2),
+        z: cu.encodeTensorMap3d({
+          base: gate.qzeros, inner: N / 8, outer: K / gs, rowBytes: N / 2, boxInner: 8, boxOuter: sg, swizzle: none, dtype: u32,
+        }, 2, gaps[2], 2),
+      };
+    } catch {
+      maps = null;
+    }
+  }
+  pairedOf.set(gate, { up, maps });
+  return maps;
+}
+
 function xMap(cu: Driver, xh: DevicePtr, rows: number, K: number, bt: number): Buffer {
   return cu.encodeTensorMap2d({ base: xh, inner: K, outer: rows, rowBytes: K * 2, boxInner: 64, boxOuter: bt, swizzle: TensorMapSwizzle.B128 });
 }
@@ -188,9 +219,15 @@ export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, sm
  * group size and permutation, N % 64 == 0.
  */
 export function launchRsGateUp(cu: Driver, kernels: KernelModule, smCount: number, build: RsBuild, gate: CudaGptq, up: CudaGptq,
-  y: DevicePtr, yh: DevicePtr, xh: DevicePtr, rows: number): void {
-  const K = gate.inFeatures, N = gate.outFeatures, g = weightMaps(cu, gate, 64), u = weightMaps(cu, up, 64);
-  const tiles = rsTiles(rows, N / RS_GATE_UP_OUTPUTS, build);
+  y: DevicePtr, yh: DevicePtr, xh: DevicePtr, rows: number, paired: boolean): void {
+  const K = gate.inFeatures, N = gate.outFeatures, tiles = rsTiles(rows, N / RS_GATE_UP_OUTPUTS, build);
+  const p = paired ? pairedWeightMaps(cu, gate, up) : null;
+  if (p !== null) {
+    kernels.launch(`${build.kernel}_swiglu_paired`, { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
+      [ptr(y), ptr(yh), i32(rows), i32(N), i32(N), i32(K), i32(gate.groupSize), xMap(cu, xh, rows, K, build.bt), p.q, p.s, p.z], build.shared);
+    return;
+  }
+  const g = weightMaps(cu, gate, 64), u = weightMaps(cu, up, 64);
   kernels.launch(`${build.kernel}_swiglu`, { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
     [ptr(y), ptr(yh), i32(rows), i32(N), i32(N), i32(K), i32(gate.groupSize), xMap(cu, xh, rows, K, build.bt), g.q, g.s, g.z, u.q, u.s, u.z],
     build.shared);

@@ -35,6 +35,8 @@ export interface WgmmaOptions {
   readonly takesRs: (rows: number, wTiles: number, nk?: number) => boolean;
   /** rsSplits's minFill for plain register-A launches (CudaBackend.rsSplitFill) */
   readonly rsSplitFill: () => number;
+  /** whether the register-A gate/up launch loads gate and up through one 3-D map each (CudaBackend.rsPaired) */
+  readonly rsPaired: () => boolean;
   /** which build of it (rsBuildFor with CudaBackend.rsSmallRows) */
   readonly rsBuild: (rows: number) => RsBuild;
 }

@@ -120,6 +120,14 @@ __device__ __forceinline__ void tma_2d_if(bool go, uint32_t dst, const CUtensorM
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar), "r"((int)go)
       : "memory");
 }
+// a 3-D copy (c2: the outermost coordinate), predicated the same way
+__device__ __forceinline__ void tma_3d_if(bool go, uint32_t dst, const CUtensorMap* map, int c0, int c1, int c2, uint32_t bar) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
+      "@p cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n}\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar), "r"((int)go)
+      : "memory");
+}
 __device__ __forceinline__ void mbar_expect_tx_if(bool go, uint32_t bar, uint32_t bytes) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n"
@@ -151,7 +159,7 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
 // Block b runs units b, b + G, ...; their K slices form one sequence j = 0, 1, ... through the R-stage ring, and
 // thread 0 keeps the ring R slices ahead (first R at the start, then slice j + R once all 8 warps have waited for
 // slice j's wgmmas, met at a named barrier).
-template <int BT, int R, bool SWIGLU, int MATS = 1>
+template <int BT, int R, bool SWIGLU, int MATS = 1, bool PAIRED = false>
 __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, int splits,
                                                 const CUtensorMap& tmX, const CUtensorMap& tmQ, const CUtensorMap& tmS,
                                                 const CUtensorMap& tmZ, const CUtensorMap& tmQ2, const CUtensorMap& tmS2,
@@ -159,6 +167,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
                                                 float* __restrict__ y2 = nullptr, const CUtensorMap* tmQ3 = nullptr,
                                                 const CUtensorMap* tmS3 = nullptr, const CUtensorMap* tmZ3 = nullptr) {
   static_assert(MATS == 1 || (MATS == 3 && !SWIGLU), "MATS");
+  static_assert(!PAIRED || SWIGLU, "PAIRED");
   using C = RsCfg<BT, R>;
   constexpr int TW = SWIGLU ? RS_BW / 2 : RS_BW;  // outputs per tile
   constexpr int KS = BK / 16;                      // k16 steps per slice
@@ -217,10 +226,16 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
     const CUtensorMap* mq = MATS == 1 ? &tmQ : pMat == 0 ? &tmQ : pMat == 1 ? &tmQ2 : tmQ3;
     const CUtensorMap* ms = MATS == 1 ? &tmS : pMat == 0 ? &tmS : pMat == 1 ? &tmS2 : tmS3;
     const CUtensorMap* mz = MATS == 1 ? &tmZ : pMat == 0 ? &tmZ : pMat == 1 ? &tmZ2 : tmZ3;
-    tma_2d_if(go, q, mq, pN0, pKb * (BK / 8), full);
-    tma_2d_if(go, sc, ms, pN0, grow, full);
-    tma_2d_if(go, z, mz, pN0 / 8, grow, full);
-    if (SWIGLU) {
+    if (PAIRED) {  // gate's and up's box in one copy each: [2][8][64] words, [2][sg][64] scales, [2][sg][8] zeros
+      tma_3d_if(go, q, &tmQ, pN0, pKb * (BK / 8), 0, full);
+      tma_3d_if(go, sc, &tmS, pN0, grow, 0, full);
+      tma_3d_if(go, z, &tmZ, pN0 / 8, grow, 0, full);
+    } else {
+      tma_2d_if(go, q, mq, pN0, pKb * (BK / 8), full);
+      tma_2d_if(go, sc, ms, pN0, grow, full);
+      tma_2d_if(go, z, mz, pN0 / 8, grow, full);
+    }
+    if (SWIGLU && !PAIRED) {
       tma_2d_if(go, q + C::Q_BYTES / 2, &tmQ2, pN0, pKb * (BK / 8), full);
       tma_2d_if(go, sc + 256, &tmS2, pN0, grow, full);
       tma_2d_if(go, z + 128, &tmZ2, pN0 / 8, grow, full);
@@ -258,7 +273,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
     prefetch_map(&tmQ);
     prefetch_map(&tmS);
     prefetch_map(&tmZ);
-    if (SWIGLU || MATS == 3) {
+    if ((SWIGLU && !PAIRED) || MATS == 3) {
       prefetch_map(&tmQ2);
       prefetch_map(&tmS2);
       prefetch_map(&tmZ2);
@@ -287,7 +302,9 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   const uint4 offs = threadOffsets[tid];
   const uint32_t qLo = offs.x, sLo = offs.y, zLo = offs.z, sh = offs.w, k64 = rs_exp64();
   const int col = (int)(qLo >> 2);
-  constexpr uint32_t hiQ = SWIGLU ? C::Q_BYTES / 2 : 4, hiS = SWIGLU ? 256 : 2, hiZ = SWIGLU ? 128 : 0;
+  // (PAIRED: up's scales and zeros follow gate's sg rows of 64)
+  constexpr uint32_t hiQ = SWIGLU ? C::Q_BYTES / 2 : 4;
+  const uint32_t hiS = PAIRED ? sg * 128 : SWIGLU ? 256 : 2, hiZ = PAIRED ? sg * 32 : SWIGLU ? 128 : 0;
   constexpr uint32_t qRow = (SWIGLU ? RS_BW / 2 : RS_BW) * 4, sRow = (SWIGLU ? RS_BW / 2 : RS_BW) * 2;
   constexpr uint32_t zRow = (SWIGLU ? RS_BW / 16 : RS_BW / 8) * 4;
   const uint32_t qHi = qLo + hiQ, sHi = sLo + hiS, zHi = zLo + hiZ;
