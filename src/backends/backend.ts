@@ -137,6 +137,12 @@ export interface Backend {
    * the norm weight in each act-order linear's row order). Computes nothing; optional.
    */
   declareInputNorm?(norm: VectorWeight, linears: readonly LinearWeight[]): void;
+  /**
+   * Two linears that one fused kernel reads together (LLaMA: gate and up), after upload; a backend may lay
+   * them out side by side (each of b's device arrays right after a's, so one stride reaches both) and
+   * return the weights to use instead, releasing the old ones. Optional; returns [a, b] where it does nothing.
+   */
+  pairLinears?(a: LinearWeight, b: LinearWeight): readonly [LinearWeight, LinearWeight];
   uploadVector(data: Float32Array): VectorWeight;
   uploadEmbedding(data: Uint16Array, vocab: number, dim: number): EmbeddingWeight;
   allocKvCache(layers: number, maxSeq: number, kvHeads: number, headDim: number): KvCache;

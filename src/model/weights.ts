@@ -177,10 +177,14 @@ export async function bindLlamaWeights(
   const recycle = 'uploadCopiesHostData' in backend && backend.uploadCopiesHostData === true;
   await runUnits(store, units, recycle ? new BufferPool() : undefined, prof);
   if (!embed) throw new Error('bindLlamaWeights: the embedding unit was not bound'); // unreachable: runUnits binds every unit or throws
-  const layers = layerSlots.map((s): LayerWeights => ({
-    attnNorm: vectors[s.attnNorm], q: linears[s.q], k: linears[s.k], v: linears[s.v], o: linears[s.o],
-    mlpNorm: vectors[s.mlpNorm], gate: linears[s.gate], up: linears[s.up], down: linears[s.down],
-  }));
+  const layers = layerSlots.map((s): LayerWeights => {
+    // (the CUDA backend lays gate's and up's arrays side by side for its fused prompt kernel)
+    const [gate, up] = backend.pairLinears?.(linears[s.gate], linears[s.up]) ?? [linears[s.gate], linears[s.up]];
+    return {
+      attnNorm: vectors[s.attnNorm], q: linears[s.q], k: linears[s.k], v: linears[s.v], o: linears[s.o],
+      mlpNorm: vectors[s.mlpNorm], gate, up, down: linears[s.down],
+    };
+  });
   for (const l of layers) {
     backend.declareInputNorm?.(l.attnNorm, [l.q, l.k, l.v]);
     backend.declareInputNorm?.(l.mlpNorm, [l.gate, l.up]);

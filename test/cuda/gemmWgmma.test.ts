@@ -259,6 +259,47 @@ test('gate/up + SwiGLU in one wgmma GEMM (dequant + wgmma above rsMaxRows, regis
   }
 });
 
+test('gate/up laid side by side (pairLinears): the SwiGLU launch through one 3-D map per array, bit-equal to two maps; gs 128 / 32, act-order, partial tiles', { skip }, () => {
+  const g = gpu();
+  // [K, N, group size, act-order, rows]: at or below rsMaxRows, so the register-A launch runs
+  const cases: [number, number, number, boolean, number][] = [[1024, 768, 128, true, 600], [512, 1280, 32, false, 700], [5120, 13824, 128, false, 512]];
+  for (const [k, n, gs, ao, rows] of cases) {
+    const name = `paired gate/up ${k}x${n} g${gs}${ao ? ' act-order' : ''} rows=${rows}`;
+    const gate = randomGptq(k, n, 4, gs, ao);
+    const up = { ...randomGptq(k, n, 4, gs, ao), gIdx: gate.gIdx };
+    const x = randn(rows * k);
+    const G = g.uploadLinear(gate), U = g.uploadLinear(up);
+    const xa = input(g, rows, k, x);
+    const swiglu = (gw: typeof G, uw: typeof U): [Float32Array, string[]] => {
+      const hidden = poisoned(g, rows, n), launched: string[] = [];
+      const launch = g.kernels.launch.bind(g.kernels);
+      g.kernels.launch = (kernel, grid, block, args, shared, pdl, cluster): void => {
+        launched.push(kernel);
+        launch(kernel, grid, block, args, shared, pdl, cluster);
+      };
+      try {
+        assert.equal(g.gateUp(hidden, xa, gw, uw, rows), true, `${name}: fused`);
+      } finally {
+        g.kernels.launch = launch;
+      }
+      return [g.readActivation(hidden), launched];
+    };
+    const [apart, apartKernels] = swiglu(G, U);
+    assert.ok(!apartKernels.some((kn) => kn.endsWith('_paired')), `${name}: separate uploads take two maps: ${apartKernels.join(' ')}`);
+    const [PG, PU] = g.pairLinears(G, U);
+    const [paired, pairedKernels] = swiglu(PG, PU);
+    assert.ok(pairedKernels.some((kn) => kn.endsWith('_swiglu_paired')), `${name}: ${pairedKernels.join(' ')}`);
+    assert.equal(maxDiff(paired, apart), 0, `${name}: paired vs two maps`);
+    // the paired weights are whole linears: each alone gives what it gave before
+    const y0 = poisoned(g, rows, n), y1 = poisoned(g, rows, n);
+    g.linear(y0, xa, PU, rows);
+    const want = runCpu(cpu, up, rows, x);
+    if (k * n * rows <= 1024 * 1280 * 1100) assert.ok(normErr(g.readActivation(y0), want) < HALF_TOL, `${name}: up alone vs CPU`);
+    g.linear(y1, xa, PG, rows);
+    if (k * n * rows <= 1024 * 1280 * 1100) assert.ok(normErr(g.readActivation(y1), runCpu(cpu, gate, rows, x)) < HALF_TOL, `${name}: gate alone vs CPU`);
+  }
+});
+
 test('q, k and v in one register-A launch (gemm_rs_256_qkv): bit-equal to three register-A launches, near the CPU; act-order, 13B shape', { skip }, () => {
   const g = gpu();
   // [K, N, group size, act-order, rows]: rows above rsMaxRows (the fill rule forced) and below it, each where one launch

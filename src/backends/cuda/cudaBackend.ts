@@ -18,7 +18,7 @@ import {
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
 import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsTakes } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
-import { uploadArray, uploadDense, uploadGptq, type CudaLinear, type PermCache } from './linearUpload.js';
+import { uploadArray, uploadDense, uploadGptq, type CudaGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
 import { PromptOps } from './promptOps.js';
 import { openDevice } from './openDevice.js';
@@ -394,6 +394,34 @@ export class CudaBackend implements Backend {
       this.kernels.launch('f32_gather', { x: Math.ceil(n.length / 256) }, { x: 256 }, [ptr(out), ptr(n.ptr), ptr(w.perm), i32(n.length)]);
       this.batch.permutedNorm(n.ptr, w.perm, out);
     }
+  }
+
+  /**
+   * gate and up (4-bit q4 GPTQ of one shape and group size) re-laid side by side: qweight, scales and qzeros each
+   * one allocation holding gate's array then up's, so the prompt's SwiGLU launch loads both halves of a tile through
+   * one 3-D tensor map per array (rsLinear.ts pairedWeightMaps: 4 copies per K slice instead of 7). Load time only
+   * (a copy on the device, then the old arrays freed), before any recorded step can hold their addresses. Off with
+   * rsPaired.
+   */
+  pairLinears(a: LinearWeight, b: LinearWeight): readonly [LinearWeight, LinearWeight] {
+    const g = a as CudaLinear, u = b as CudaLinear;
+    if (!this.rsPaired || g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4 ||
+      g.inFeatures !== u.inFeatures || g.outFeatures !== u.outFeatures || g.groupSize !== u.groupSize) return [a, b];
+    this.batch.flush();
+    const K = g.inFeatures, N = g.outFeatures, groups = K / g.groupSize;
+    const pack = (x: DevicePtr, y: DevicePtr, bytes: number): [DevicePtr, DevicePtr] => {
+      const half = Math.ceil(bytes / 256) * 256; // (a TMA stride is a multiple of 16 bytes)
+      const base = this.mem.alloc(2 * half);
+      this.cu.copyDtoD(base, x, bytes, this.stream);
+      this.cu.copyDtoD((base + BigInt(half)) as DevicePtr, y, bytes, this.stream);
+      return [base, (base + BigInt(half)) as DevicePtr];
+    };
+    const q = pack(g.qweight, u.qweight, (K / 8) * N * 4), s = pack(g.scales, u.scales, groups * N * 2);
+    const z = pack(g.qzeros, u.qzeros, groups * (N / 8) * 4);
+    this.cu.streamSynchronize(this.stream);
+    for (const old of [g.qweight, g.scales, g.qzeros, u.qweight, u.scales, u.qzeros]) this.mem.free(old);
+    const pg: CudaGptq = { ...g, qweight: q[0], scales: s[0], qzeros: z[0] }, pu: CudaGptq = { ...u, qweight: q[1], scales: s[1], qzeros: z[1] };
+    return [pg, pu];
   }
 
   uploadVector(data: Float32Array): VectorWeight {
