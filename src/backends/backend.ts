@@ -197,6 +197,13 @@ export interface Backend {
   ropeKv?(q: Activation, k: Activation, v: Activation, cache: KvCache, layer: number, startPos: number,
     shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean;
   /**
+   * A prompt chunk's q, k and v linears (as `linears`) with ropeKv's work in the same pass: q = rope(x wqᵀ), and
+   * rope(x wkᵀ) and x wvᵀ written into `layer`'s cache at positions startPos..; the k and v activations are not
+   * written. True where the backend took the call; false (or absent): the caller runs the linears and ropeKv.
+   */
+  qkvRopeKv?(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], cache: KvCache, layer: number, startPos: number,
+    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean;
+  /**
    * Run the ops that `record` issues as one captured graph, keyed by `key` (e.g. 'decode').
    * Backends that support it capture on the first call and replay afterwards; inside `record`,
    * the `startPos` and `ids` that ops receive must be read from device memory that this call

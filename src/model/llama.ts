@@ -314,14 +314,16 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       const w = this.weights.layers[l];
       // attention block: x += o(attn(rope(q(norm x)), rope(k(norm x)), v(norm x)))
       b.rmsNorm(s.xb, s.x, w.attnNorm, c.rmsNormEps, rows);
-      if (!b.linears?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], rows)) {
+      const ropeShape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim, theta: c.ropeTheta };
+      const fused = kv.kind === 'chunk' && b.qkvRopeKv?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], kv.cache, l, kv.startPos, ropeShape, rows);
+      if (!fused && !b.linears?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], rows)) {
         b.linear(s.q, s.xb, w.q, rows);
         b.linear(s.k, s.xb, w.k, rows);
         b.linear(s.v, s.xb, w.v, rows);
       }
       if (kv.kind === 'chunk') {
         const { cache, startPos } = kv;
-        if (!b.ropeKv?.(s.q, s.k, s.v, cache, l, startPos, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim, theta: c.ropeTheta }, rows)) {
+        if (!fused && !b.ropeKv?.(s.q, s.k, s.v, cache, l, startPos, ropeShape, rows)) {
           b.rope(s.q, c.numHeads, headDim, startPos, c.ropeTheta, rows);
           b.rope(s.k, c.numKvHeads, headDim, startPos, c.ropeTheta, rows);
           b.writeKv(cache, l, startPos, s.k, s.v, rows);
@@ -331,7 +333,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
         // one sequence per row: its own position and cache
         const { caches, positions } = kv;
         if (b.ropeKvRows) {
-          b.ropeKvRows(s.q, s.k, s.v, caches, l, positions, { heads: c.numHeads, kvHeads: c.numKvHeads, headDim, theta: c.ropeTheta }, rows);
+          b.ropeKvRows(s.q, s.k, s.v, caches, l, positions, ropeShape, rows);
         } else {
           b.ropeRows(s.q, c.numHeads, headDim, positions, c.ropeTheta, rows);
           b.ropeRows(s.k, c.numKvHeads, headDim, positions, c.ropeTheta, rows);

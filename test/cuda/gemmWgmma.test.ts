@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
-import type { Backend, LinearHost } from '../../src/backends/backend.js';
+import type { Backend, KvCache, LinearHost } from '../../src/backends/backend.js';
 import type { PrefillKernels } from '../../src/backends/cuda/cudaBackend.js';
 import { WGMMA_MIN_ROWS } from '../../src/backends/cuda/linearLaunch.js';
 import { WG_SLICE_BYTES, wgmmaSlicePlan, wgmmaStreamK, wgmmaTileCols, type WgTileCols } from '../../src/backends/cuda/wgmmaLinear.js';
@@ -338,6 +338,63 @@ test('q, k and v in one register-A launch (gemm_rs_256_qkv): bit-equal to three 
       g.rsSplitFill = beforeSplit;
     }
   }
+});
+
+test('q/k/v with rope and the KV write in the epilogue (gemm_rs_256_qkv_rope): q and attention over its cache bit-equal to linears + ropeKv, near the CPU', { skip }, () => {
+  const g = gpu();
+  // [K, N (heads of 128), group size, act-order, rows, first position]: partial token tiles, the register-A GEMM forced
+  const cases: [number, number, number, boolean, number, number][] = [[1024, 768, 128, true, 1100, 0], [512, 1280, 32, false, 900, 37], [5120, 5120, 128, false, 500, 3]];
+  for (const [k, n, gs, ao, rows, start] of cases) {
+    const name = `q/k/v rope ${k}x${n} g${gs}${ao ? ' act-order' : ''} rows=${rows} at ${start}`;
+    const heads = n / 128, shape = { heads, kvHeads: heads, headDim: 128, theta: 10000 };
+    const q = randomGptq(k, n, 4, gs, ao);
+    const hosts = [q, ...[1, 2].map(() => ({ ...randomGptq(k, n, 4, gs, ao), gIdx: q.gIdx }))];
+    const x = randn(rows * k), past = randn(Math.max(start, 1) * n), pastV = randn(Math.max(start, 1) * n);
+    // q and attention's output over the cache the q/k/v step wrote, by `run` on backend b
+    const attend = (b: Backend, run: (ys: ReturnType<typeof input>[], xa: ReturnType<typeof input>, cache: KvCache) => void): [Float32Array, Float32Array] => {
+      const cache = b.allocKvCache(1, start + rows + 8, heads, 128);
+      if (start > 0) b.writeKv(cache, 0, 0, input(b, start, n, past), input(b, start, n, pastV), start);
+      const xa = input(b, rows, k, x), ys = [0, 1, 2].map(() => poisoned(b, rows, n));
+      run(ys, xa, cache);
+      const out = poisoned(b, rows, n);
+      b.attention(out, ys[0], cache, { layer: 0, startPos: start, heads, kvHeads: heads, headDim: 128 }, rows);
+      return [b.readActivation(ys[0]), b.readActivation(out)];
+    };
+    const beforeFill = g.rsMinFill, launch = g.kernels.launch.bind(g.kernels), launched: string[] = [];
+    g.rsMinFill = 0; // the register-A GEMM at every row count
+    try {
+      const ws = hosts.map((h) => g.uploadLinear(h));
+      g.kernels.launch = (kernel, grid, block, args, shared, pdl, cluster): void => {
+        launched.push(kernel);
+        launch(kernel, grid, block, args, shared, pdl, cluster);
+      };
+      const [fq, fo] = attend(g, (ys, xa, cache) => assert.equal(g.qkvRopeKv(ys, xa, ws, cache, 0, start, shape, rows), true, `${name}: fused`));
+      g.kernels.launch = launch;
+      assert.ok(launched.includes('gemm_rs_256_qkv_rope') && !launched.includes('rope_kv_f32'), `${name}: ${launched.join(' ')}`);
+      const [sq, so] = attend(g, (ys, xa, cache) => {
+        assert.equal(g.linears(ys, xa, ws, rows), true, `${name}: one q/k/v launch`);
+        assert.equal(g.ropeKv(ys[0], ys[1], ys[2], cache, 0, start, shape, rows), true, `${name}: ropeKv`);
+      });
+      assert.equal(fq.findIndex((v, i) => !Object.is(v, sq[i])), -1, `${name}: q differs from linears + ropeKv`);
+      assert.equal(fo.findIndex((v, i) => !Object.is(v, so[i])), -1, `${name}: attention over the fused cache differs`);
+      if (k * n * rows <= 1024 * 1280 * 1100) {
+        const cws = hosts.map((h) => cpu.uploadLinear(h));
+        const [, co] = attend(cpu, (ys, xa, cache) => {
+          cws.forEach((w, i) => cpu.linear(ys[i], xa, w, rows));
+          cpu.rope(ys[0], heads, 128, start, shape.theta, rows);
+          cpu.rope(ys[1], heads, 128, start, shape.theta, rows);
+          cpu.writeKv(cache, 0, start, ys[1], ys[2], rows);
+        });
+        assert.ok(normErr(fo, co) < HALF_TOL, `${name}: attention vs CPU, err ${normErr(fo, co)}`);
+      }
+    } finally {
+      g.rsMinFill = beforeFill;
+      g.kernels.launch = launch;
+    }
+  }
+  const cache = g.allocKvCache(1, 8, 2, 128), ws = [0, 1, 2].map(() => g.uploadLinear(randomGptq(256, 256, 4, 128, false)));
+  const one = (): ReturnType<typeof input> => input(g, 1, 256, randn(256));
+  assert.equal(g.qkvRopeKv([one(), one(), one()], one(), ws, cache, 0, 0, { heads: 2, kvHeads: 2, headDim: 128, theta: 10000 }, 1), false, 'one row declines');
 });
 
 test('wgmma slice planner: 13B at 2048 rows on 132 SMs keeps the unsliced wave count within the cap', () => {

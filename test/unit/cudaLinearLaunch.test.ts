@@ -41,7 +41,7 @@ const gemm = (wgmma: boolean, rsMaxRows = 1024, rsMinRows = 512): GemmOptions =>
   half: () => 0x60000n as DevicePtr,
   wgmma: wgmma ? {
     weightScratch: () => 0x70000n as DevicePtr, smCount: 132, sliceBytes: () => 80 << 20, tileFlags: () => null, tileCols: () => 0,
-    takesRs: (rows) => rows >= rsMinRows && rows <= rsMaxRows, rsSplitFill: () => RS_SPLIT_MIN_FILL, rsPaired: () => false,
+    takesRs: (rows) => rows >= rsMinRows && rows <= rsMaxRows, rsSplitFill: () => RS_SPLIT_MIN_FILL, rsPaired: () => false, rsPdl: () => false,
     rsBuild: (rows) => rsBuildFor(rows, RS_SMALL_ROWS),
   } : null,
   smallBatch: null,

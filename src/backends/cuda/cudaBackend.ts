@@ -16,7 +16,7 @@ import {
   CLUSTER_SHARED_X_K, clusterDefault, FOLD_ATTENTION_MAX_HEADS, FOLD_ATTENTION_MAX_POSITIONS, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS,
 } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsTakes } from './rsLinear.js';
+import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_QKV_ROPE_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsTakes } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -140,6 +140,9 @@ export class CudaBackend implements Backend {
   private readonly attnTickets: Scratch = { ptr: null, bytes: 0 };
   /** fp16 copies of GEMMs' x (rows > 1), two slots (halfCopies.ts) */
   private readonly xHalf: Scratch[] = [{ ptr: null, bytes: 0 }, { ptr: null, bytes: 0 }];
+  /** a prompt chunk's rope_table_f64 (qkvRopeKv), and the chunk it was computed for */
+  private readonly ropeTab: Scratch = { ptr: null, bytes: 0 };
+  private ropeTabKey = '';
   /** the prompt-row ops around the tensor-core GEMMs (promptOps.ts), with what xHalf holds */
   private readonly promptOps: PromptOps;
   /** fp16 [Ns, K] weights of the wgmma GEMM: one slice of a matrix at a time (≤ wgmmaSliceBytes; 84 MB for 13B), kept */
@@ -188,6 +191,11 @@ export class CudaBackend implements Backend {
    */
   fusedQkv = process.env.QLLAMA_CUDA_QKV !== '0';
   /**
+   * qkvRopeKv runs a prompt chunk's q/k/v launch with rope and the KV write in its epilogue (PromptOps.qkvRope) where
+   * the q/k/v launch and ropeKv would both run; $QLLAMA_CUDA_QKV_ROPE=0 (or false here): it declines, and they run apart.
+   */
+  fusedQkvRope = process.env.QLLAMA_CUDA_QKV_ROPE !== '0';
+  /**
    * act-order prompts: a norm whose readers share one permutation writes their fp16 copy gathered (declareInputNorm, read
    * at upload); $QLLAMA_CUDA_NORM_HALF_PERM=0: it writes x's own order, and the GEMMs convert it again (x_to_half).
    */
@@ -231,6 +239,11 @@ export class CudaBackend implements Backend {
   rsSplitFill = intFromEnv('QLLAMA_CUDA_RS_SPLIT_FILL', 0, RS_SPLIT_MIN_FILL * 100) / 100;
   /** the register-A gate/up launch with gate and up in one 3-D tensor map per array ($QLLAMA_CUDA_RS_PAIRED=0: two 2-D maps) */
   rsPaired = process.env.QLLAMA_CUDA_RS_PAIRED !== '0';
+  /**
+   * register-A launches with programmatic dependent launch: a block starts while the kernel before ends and loads its
+   * first weights meanwhile (gemm_wgmma_rs.cuh); $QLLAMA_CUDA_RS_PDL=0: launched after it
+   */
+  rsPdl = process.env.QLLAMA_CUDA_RS_PDL !== '0';
   private readonly mmaGemmFits: boolean;
   /** sm_90 with tensor maps and the wgmma GEMM's shared memory: 'wgmma' takes effect */
   readonly wgmmaFits: boolean;
@@ -292,7 +305,7 @@ export class CudaBackend implements Backend {
     const rsFitsDevice = this.wgmmaFits && optin >= GEMM_RS_SHARED;
     if (rsFitsDevice) {
       for (const b of RS_BUILDS) for (const k of [b.kernel, `${b.kernel}_swiglu`, `${b.kernel}_swiglu_paired`]) this.kernels.allowDynamicShared(k, b.shared);
-      this.kernels.allowDynamicShared(RS_QKV_KERNEL, RS_BUILDS[0].shared);
+      for (const k of [RS_QKV_KERNEL, RS_QKV_ROPE_KERNEL]) this.kernels.allowDynamicShared(k, RS_BUILDS[0].shared);
     }
     // the stream-K tail's per-tile turns (gemm_wgmma.cuh WgWork), zeroed once: the kernel leaves them at zero
     const tileFlags = this.mem.alloc(this.smCount * 4);
@@ -305,6 +318,7 @@ export class CudaBackend implements Backend {
         { minRows: this.rsMinRows, maxRows: this.rsMaxRows, minFill: this.rsMinFill, smCount: this.smCount, splitFill: this.rsSplitFill }, nk),
       rsSplitFill: () => this.rsSplitFill,
       rsPaired: () => this.rsPaired,
+      rsPdl: () => this.rsPdl,
       rsBuild: (rows) => rsBuildFor(rows, this.rsSmallRows),
     };
     for (const d of [64, 128]) if (optin >= flashShared(d)) this.kernels.allowDynamicShared(`attn_flash_${d}`, flashShared(d));
@@ -568,6 +582,34 @@ export class CudaBackend implements Backend {
   }
 
   /**
+   * Prompt rows: q, k and v in one register-A launch whose epilogue rotates q and k and writes k and v into the cache
+   * (PromptOps.qkvRope: gemm_rs_256_qkv_rope), the same bits as linears + ropeKv. Heads of 128, k and v of q's width
+   * (no grouped KV heads), where both of those would fuse.
+   */
+  qkvRopeKv(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], cache: KvCache, layer: number, startPos: number,
+    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean {
+    const c = cache as CudaKvCache, d = shape.headDim, width = c.kvHeads * c.headDim;
+    if (!this.fusedQkvRope || !this.fusedRopeKv || rows < 2 || this.capturing || d !== 128 || c.headDim !== d || c.kvHeads !== shape.kvHeads ||
+      shape.kvHeads !== shape.heads || outs.length !== 3 || outs.some((o) => o.cols !== width)) return false;
+    checkKvRange(c, startPos, rows);
+    const at = (base: bigint): DevicePtr => (base + BigInt(layer * c.layerBytes()) + BigInt(startPos * width * 2)) as DevicePtr;
+    const table = (): DevicePtr => this.ropeTable(startPos, rows, shape.theta, d);
+    if (!this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, rows)) return false;
+    this.promptOps.copies.forget();
+    return true;
+  }
+
+  /** rope_table_f64 for positions startPos .. startPos + rows − 1 (computed once per chunk: every layer reads it) */
+  private ropeTable(startPos: number, rows: number, theta: number, d: number): DevicePtr {
+    const key = `${startPos},${rows},${theta},${d}`, bytes = rows * (d / 2) * 16, before = this.ropeTab.ptr;
+    const p = this.grow(this.ropeTab, bytes);
+    if (p === before && key === this.ropeTabKey) return p;
+    this.kernels.launch('rope_table_f64', { x: Math.ceil((rows * d) / 2 / 256) }, { x: 256 }, [ptr(p), i32(d), f32(theta), i32(startPos), i32(rows)]);
+    this.ropeTabKey = key;
+    return p;
+  }
+
+  /**
    * The causal prompt-attention kernel for `rows` > 1 query rows of head size d, or null (the split kernel then):
    * attn_flash_wg_128 (wgmma, a block per head and 128 rows) on sm_90 under the 'wgmma' prefill kernels, else
    * attn_flash_<d> (mma.sync, a block per head and 64 rows) for d 64 / 128 unless the prefill kernels are 'old'.
@@ -731,7 +773,7 @@ export class CudaBackend implements Backend {
    * part of a recorded step's key, so a change records anew instead of replaying the old choice.
    */
   private linearChoices(): string {
-    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.fusedQkv, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows, this.rsSplitFill, this.rsPaired].join(',');
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.fusedQkv, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows, this.rsSplitFill, this.rsPaired, this.rsPdl, this.fusedQkvRope].join(',');
   }
 
   /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */

@@ -100,7 +100,7 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
     const plan = wg !== null ? planWgmma(wg, c.rows, N, K) : null; // before launching: growing the weight scratch synchronizes
     const xh = gemm.half(c.x, c.rows, K, w.perm);
     if (rs !== null) {
-      launchRs(cu, kernels, stream, rs.smCount, rs.rsSplitFill(), rs.rsBuild(c.rows), w, c.y, xh, c.rows, c.accumulate);
+      launchRs(cu, kernels, stream, rs.smCount, rs.rsSplitFill(), rs.rsBuild(c.rows), w, c.y, xh, c.rows, c.accumulate, rs.rsPdl());
     } else if (plan !== null) {
       launchWgmmaSlices(cu, kernels, plan, w, c.y, xh, c.rows, c.accumulate);
     } else {

@@ -8,10 +8,10 @@ import type { DevicePtr, Driver } from './driver.js';
 import { f32, i32, ptr } from './kernelArgs.js';
 import type { DeviceRows } from './batchOps.js';
 import { HalfCopies } from './halfCopies.js';
-import type { CudaLinear } from './linearUpload.js';
+import type { CudaGptq, CudaLinear } from './linearUpload.js';
 import { WGMMA_MIN_ROWS } from './linearLaunch.js';
 import type { KernelModule } from './module.js';
-import { launchRsGateUp, launchRsQkv, RS_GATE_UP_OUTPUTS, rsFits, rsPlainTiles, rsQkvFits } from './rsLinear.js';
+import { launchRsGateUp, launchRsQkv, launchRsQkvRope, RS_GATE_UP_OUTPUTS, rsFits, rsPlainTiles, rsQkvFits } from './rsLinear.js';
 import { GATE_UP_PAIR, launchWgmmaGateUp, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
 
 /** rmsnorm_rows_f32's widest row (rmsnorm.cu: RN_THREADS · RN_VEC float4) */
@@ -88,7 +88,7 @@ export class PromptOps {
     const plan = rs ? null : planWgmma(wg, rows, 2 * N, K, true); // before launching: growing the scratch synchronizes
     const xh = this.copies.of(x.ptr, rows, K, g.perm);
     const yh = this.copies.reserve(out.ptr, rows, N);
-    if (plan === null) launchRsGateUp(this.host.cu, this.host.kernels, wg.smCount, wg.rsBuild(rows), g, u, out.ptr, yh, xh, rows, wg.rsPaired());
+    if (plan === null) launchRsGateUp(this.host.cu, this.host.kernels, wg.smCount, wg.rsBuild(rows), g, u, out.ptr, yh, xh, rows, wg.rsPaired(), wg.rsPdl());
     else launchWgmmaGateUp(this.host.cu, this.host.kernels, plan, g, u, out.ptr, yh, xh, rows);
     return true;
   }
@@ -98,16 +98,40 @@ export class PromptOps {
    * three weights' tiles together and rsQkvFits holds; false: not taken (the model runs three linears).
    */
   qkv(outs: readonly DeviceRows[], x: DeviceRows, ws: readonly CudaLinear[], rows: number): boolean {
-    const wg = this.host.fusedQkv();
-    if (wg === null || outs.length !== 3 || ws.length !== 3) return false;
-    const gptq = ws.flatMap((w) => (w.kind === 'gptq' ? [w] : []));
-    if (gptq.length !== 3 || !rsQkvFits(gptq, rows, wg.rsBuild(rows), wg.smCount)) return false;
-    if (!wg.takesRs(rows, 3 * rsPlainTiles(gptq[0].outFeatures))) return false;
+    const fused = this.qkvFused(ws, rows);
+    if (fused === null || outs.length !== 3) return false;
     this.host.flush();
     for (const o of outs) this.copies.wrote(o.ptr);
-    const xh = this.copies.of(x.ptr, rows, gptq[0].inFeatures, gptq[0].perm);
-    launchRsQkv(this.host.cu, this.host.kernels, wg.smCount, gptq, outs.map((o) => o.ptr), xh, rows);
+    const xh = this.copies.of(x.ptr, rows, fused.ws[0].inFeatures, fused.ws[0].perm);
+    launchRsQkv(this.host.cu, this.host.kernels, fused.smCount, fused.ws, outs.map((o) => o.ptr), xh, rows, fused.pdl);
     return true;
+  }
+
+  /**
+   * q = rope(x wqᵀ) and the cache rows kc / vc (fp16, from the chunk's first position) = rope(x wkᵀ), x wvᵀ in one
+   * register-A launch (launchRsQkvRope) where qkv would fuse them and the heads are 128 wide (the caller checks that
+   * head size and that k and v are q's width); false: not taken. ropeTable gives the chunk's rope_table_f64, issued
+   * only when taken. k's and v's activations are not written.
+   */
+  qkvRope(q: DeviceRows, x: DeviceRows, ws: readonly CudaLinear[], kc: DevicePtr, vc: DevicePtr, ropeTable: () => DevicePtr, rows: number): boolean {
+    const fused = this.qkvFused(ws, rows);
+    if (fused === null || fused.ws[0].outFeatures % 128 !== 0) return false;
+    this.host.flush();
+    this.copies.wrote(q.ptr);
+    const rope = ropeTable();
+    const xh = this.copies.of(x.ptr, rows, fused.ws[0].inFeatures, fused.ws[0].perm);
+    launchRsQkvRope(this.host.cu, this.host.kernels, fused.smCount, fused.ws, q.ptr, kc, vc, rope, xh, rows, fused.pdl);
+    return true;
+  }
+
+  /** q, k and v's GPTQ weights where one register-A launch takes them for `rows` rows (rsQkvFits, the wave rule), else null */
+  private qkvFused(ws: readonly CudaLinear[], rows: number): { ws: CudaGptq[]; smCount: number; pdl: boolean } | null {
+    const wg = this.host.fusedQkv();
+    if (wg === null || ws.length !== 3) return null;
+    const gptq = ws.flatMap((w) => (w.kind === 'gptq' ? [w] : []));
+    if (gptq.length !== 3 || !rsQkvFits(gptq, rows, wg.rsBuild(rows), wg.smCount)) return null;
+    if (!wg.takesRs(rows, 3 * rsPlainTiles(gptq[0].outFeatures))) return null;
+    return { ws: gptq, smCount: wg.smCount, pdl: wg.rsPdl() };
   }
 
   /**

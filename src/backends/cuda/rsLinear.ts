@@ -205,13 +205,13 @@ function xMap(cu: Driver, xh: DevicePtr, rows: number, K: number, bt: number): B
  * A split launch adds into y, so a plain one zeroes y first (a memset on the stream).
  */
 export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, smCount: number, splitFill: number, build: RsBuild, w: CudaGptq,
-  y: DevicePtr, xh: DevicePtr, rows: number, accumulate: boolean): void {
+  y: DevicePtr, xh: DevicePtr, rows: number, accumulate: boolean, pdl = false): void {
   const K = w.inFeatures, N = w.outFeatures, m = weightMaps(cu, w, 128);
   const tiles = rsTiles(rows, rsPlainTiles(N), build), splits = rsSplits(tiles, K / 64, smCount, splitFill);
   if (splits > 1 && !accumulate) cu.memsetD32(y, 0, rows * N, stream);
   kernels.launch(build.kernel, { x: Math.min(tiles * splits, smCount) }, { x: RS_THREADS },
     [ptr(y), i32(rows), i32(N), i32(N), i32(K), i32(accumulate ? 1 : 0), i32(w.groupSize), i32(splits), xMap(cu, xh, rows, K, build.bt), m.q, m.s, m.z],
-    build.shared);
+    build.shared, pdl);
 }
 
 /**
@@ -219,18 +219,18 @@ export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, sm
  * group size and permutation, N % 64 == 0.
  */
 export function launchRsGateUp(cu: Driver, kernels: KernelModule, smCount: number, build: RsBuild, gate: CudaGptq, up: CudaGptq,
-  y: DevicePtr, yh: DevicePtr, xh: DevicePtr, rows: number, paired: boolean): void {
+  y: DevicePtr, yh: DevicePtr, xh: DevicePtr, rows: number, paired: boolean, pdl = false): void {
   const K = gate.inFeatures, N = gate.outFeatures, tiles = rsTiles(rows, N / RS_GATE_UP_OUTPUTS, build);
   const p = paired ? pairedWeightMaps(cu, gate, up) : null;
   if (p !== null) {
     kernels.launch(`${build.kernel}_swiglu_paired`, { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
-      [ptr(y), ptr(yh), i32(rows), i32(N), i32(N), i32(K), i32(gate.groupSize), xMap(cu, xh, rows, K, build.bt), p.q, p.s, p.z], build.shared);
+      [ptr(y), ptr(yh), i32(rows), i32(N), i32(N), i32(K), i32(gate.groupSize), xMap(cu, xh, rows, K, build.bt), p.q, p.s, p.z], build.shared, pdl);
     return;
   }
   const g = weightMaps(cu, gate, 64), u = weightMaps(cu, up, 64);
   kernels.launch(`${build.kernel}_swiglu`, { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
     [ptr(y), ptr(yh), i32(rows), i32(N), i32(N), i32(K), i32(gate.groupSize), xMap(cu, xh, rows, K, build.bt), g.q, g.s, g.z, u.q, u.s, u.z],
-    build.shared);
+    build.shared, pdl);
 }
 
 /**
@@ -261,19 +261,41 @@ export const RS_QKV_MIN_FILL_GAIN = 0.02;
 /** the q/k/v entry (256-token tiles only: rsQkvFits) */
 export const RS_QKV_KERNEL = `${RS_BUILDS[0].kernel}_qkv`;
 
+/** the q/k/v entry with rotary embedding and the KV-cache write in its epilogue (launchRsQkvRope) */
+export const RS_QKV_ROPE_KERNEL = `${RS_QKV_KERNEL}_rope`;
+
+/** the three weights' maps of a q/k/v launch, in the entries' order (q's q, s, z, then k's, then v's) */
+function qkvMaps(cu: Driver, ws: readonly CudaGptq[]): ReturnType<typeof ptr>[] {
+  return ws.flatMap((w) => {
+    const m = weightMaps(cu, w, 128);
+    return [m.q, m.s, m.z];
+  });
+}
+
+/**
+ * q [rows, N] f32 = rope(xh · wqᵀ), and the KV cache rows kc / vc [rows, N] fp16 (from the chunk's first position) =
+ * rope(xh · wkᵀ) and xh · wvᵀ, in one launch (gemm_rs_256_qkv_rope): rsQkvFits holds, heads of 128 (N % 128 == 0),
+ * k and v of q's width. rope: the chunk's rope_table_f64. Saves rope_kv_f32's pass (0.076 ms per 13B layer at 2048
+ * rows on an H200) and the f32 k and v.
+ */
+export function launchRsQkvRope(cu: Driver, kernels: KernelModule, smCount: number, ws: readonly CudaGptq[], q: DevicePtr, kc: DevicePtr,
+  vc: DevicePtr, rope: DevicePtr, xh: DevicePtr, rows: number, pdl = false): void {
+  const K = ws[0].inFeatures, N = ws[0].outFeatures, build = RS_BUILDS[0];
+  const tiles = rsTiles(rows, 3 * rsPlainTiles(N), build);
+  kernels.launch(RS_QKV_ROPE_KERNEL, { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
+    [ptr(q), ptr(kc), ptr(vc), ptr(rope), i32(rows), i32(N), i32(K), i32(ws[0].groupSize), xMap(cu, xh, rows, K, build.bt), ...qkvMaps(cu, ws)],
+    build.shared, pdl);
+}
+
 /**
  * ys[i] [rows, N] f32 = xh [rows, K] fp16 · ws[i]ᵀ for q, k and v in one launch (rsQkvFits holds): their tiles as
  * one GEMM of 3N outputs, so 13B's 2048-token prompt fills 91% of the SMs' turns where three launches fill 81%.
  */
 export function launchRsQkv(cu: Driver, kernels: KernelModule, smCount: number, ws: readonly CudaGptq[], ys: readonly DevicePtr[],
-  xh: DevicePtr, rows: number): void {
+  xh: DevicePtr, rows: number, pdl = false): void {
   const K = ws[0].inFeatures, N = ws[0].outFeatures, build = RS_BUILDS[0];
   const tiles = rsTiles(rows, 3 * rsPlainTiles(N), build);
-  const maps = ws.flatMap((w) => {
-    const m = weightMaps(cu, w, 128);
-    return [m.q, m.s, m.z];
-  });
   kernels.launch(RS_QKV_KERNEL, { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
-    [ptr(ys[0]), ptr(ys[1]), ptr(ys[2]), i32(rows), i32(N), i32(K), i32(ws[0].groupSize), i32(1), xMap(cu, xh, rows, K, build.bt), ...maps],
-    build.shared);
+    [ptr(ys[0]), ptr(ys[1]), ptr(ys[2]), i32(rows), i32(N), i32(K), i32(ws[0].groupSize), i32(1), xMap(cu, xh, rows, K, build.bt), ...qkvMaps(cu, ws)],
+    build.shared, pdl);
 }

@@ -37,6 +37,8 @@ export interface WgmmaOptions {
   readonly rsSplitFill: () => number;
   /** whether the register-A gate/up launch loads gate and up through one 3-D map each (CudaBackend.rsPaired) */
   readonly rsPaired: () => boolean;
+  /** whether register-A launches go out with programmatic dependent launch (CudaBackend.rsPdl) */
+  readonly rsPdl: () => boolean;
   /** which build of it (rsBuildFor with CudaBackend.rsSmallRows) */
   readonly rsBuild: (rows: number) => RsBuild;
 }

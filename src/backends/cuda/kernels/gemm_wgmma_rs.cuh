@@ -30,6 +30,10 @@
 // SWIGLU: a tile holds 64 outputs, A row g of a warp's 16 is gate column o and row g + 8 is up column o of the
 // same output o (two TMA boxes of 64 columns from gate's and up's own maps), so a thread holds both factors of
 // silu(g) · u and writes y[token][o] and its fp16 copy yh (rows ldy apart), as swiglu_f32 computes it.
+// ROPE (with MATS = 3; q, k, v of 128-wide heads, one head per tile): A rows g and g + 8 are the tile's columns o and
+// o + 64 (o < 64), each head's rotary pair, as SWIGLU lays gate and up; the epilogue rotates q's and k's pairs by the
+// (cos, sin) table rope (f64 [M][64], rope_table_f64: rope.cuh's values) and writes q rotated into y, k rotated and v
+// as fp16 into the KV cache rows kc / vc (M rows of N, the chunk's first position's), as rope_kv_f32 does.
 // Persistent grid over work units: whole tiles (tile t = (token tile t % mtiles, W tile t / mtiles): concurrent tiles
 // share W), or with splits > 1 each tile's K in that many ranges added atomically (wg_gemm_rs_body says more).
 // The consumers' wait for a stage is a plain spin, without gemm_wgmma.cuh's watchdog trap (a divergent exit in the
@@ -37,6 +41,7 @@
 // Needs K % 64 == 0, N % 32 == 0 (the qzeros rows must be 16-byte multiples for the TMA; SWIGLU: N % 64 == 0), ldy even,
 // gs == 32 or gs % 64 == 0, 16-byte aligned buffers; M and N need not be tile multiples (TMA zero-fills).
 #pragma once
+#include "common.cuh"  // pdl_wait, pdl_launch_dependents
 #include "gemm_wgmma.cuh"
 
 namespace wg {
@@ -146,6 +151,60 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
   wgmma_rs_m64n128k16(d, a, b, scale_d);
 }
 
+// The ROPE epilogue of one tile (the header says what): acc[4j + e] is column n (pair i = col of its head) and
+// acc[4j + 2 + e] column n + 64, for token m0 + 8j + t2 + e. The (cos, sin) of 4 token groups are loaded before
+// the previous groups' stores, as the plain epilogue's old values are.
+template <int BT>
+__device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0, int n, int col, int t2, int M, int N, int mat,
+                                              float* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc,
+                                              const double2* __restrict__ rope) {
+  constexpr int CH = 4, NCH = BT / 8 / CH;
+  auto row = [&](int jt, int e) { return m0 + 8 * jt + t2 + e; };
+  if (mat == 2) {  // v: into the cache as it is
+#pragma unroll
+    for (int jt = 0; jt < BT / 8; ++jt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        if (row(jt, e) < M) {
+          __half* p = vc + (size_t)row(jt, e) * N + n;
+          p[0] = __float2half_rn(acc[4 * jt + e]);
+          p[64] = __float2half_rn(acc[4 * jt + 2 + e]);
+        }
+    return;
+  }
+  double2 cs[2][CH][2];
+  auto loadCs = [&](int j0, double2 (&o)[CH][2]) {
+#pragma unroll
+    for (int qd = 0; qd < CH; ++qd)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) o[qd][e] = row(j0 + qd, e) < M ? rope[(size_t)row(j0 + qd, e) * 64 + col] : make_double2(1.0, 0.0);
+  };
+  loadCs(0, cs[0]);
+#pragma unroll
+  for (int ch = 0; ch < NCH; ++ch) {
+    if (ch + 1 < NCH) loadCs((ch + 1) * CH, cs[(ch + 1) & 1]);
+#pragma unroll
+    for (int qd = 0; qd < CH; ++qd)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int jt = ch * CH + qd, m = row(jt, e);
+        if (m >= M) continue;
+        const double c = cs[ch & 1][qd][e].x, s = cs[ch & 1][qd][e].y;
+        const float a = acc[4 * jt + e], b = acc[4 * jt + 2 + e];
+        const float ra = (float)(a * c - b * s), rb = (float)(b * c + a * s);  // rope.cuh's rounding
+        if (mat == 0) {
+          float* p = q + (size_t)m * N + n;
+          p[0] = ra;
+          p[64] = rb;
+        } else {
+          __half* p = kc + (size_t)m * N + n;
+          p[0] = __float2half_rn(ra);
+          p[64] = __float2half_rn(rb);
+        }
+      }
+  }
+}
+
 // y (+)= xh · Wᵀ as the header says. Maps (the calling kernel's own __grid_constant__ parameters):
 //   tmX: xh fp16 [M][K], box {64, BT}, 128-byte swizzle
 //   tmQ: qweight u32 [K/8][N], box {128, 8}; tmS: scales fp16 [K/gs][N], box {128, sg}; tmZ: qzeros u32 [K/gs][N/8], box {16, sg}
@@ -159,15 +218,19 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
 // Block b runs units b, b + G, ...; their K slices form one sequence j = 0, 1, ... through the R-stage ring, and
 // thread 0 keeps the ring R slices ahead (first R at the start, then slice j + R once all 8 warps have waited for
 // slice j's wgmmas, met at a named barrier).
-template <int BT, int R, bool SWIGLU, int MATS = 1, bool PAIRED = false>
+template <int BT, int R, bool SWIGLU, int MATS = 1, bool PAIRED = false, bool ROPE = false>
 __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, int splits,
                                                 const CUtensorMap& tmX, const CUtensorMap& tmQ, const CUtensorMap& tmS,
                                                 const CUtensorMap& tmZ, const CUtensorMap& tmQ2, const CUtensorMap& tmS2,
                                                 const CUtensorMap& tmZ2, __half* __restrict__ yh, float* __restrict__ y1 = nullptr,
                                                 float* __restrict__ y2 = nullptr, const CUtensorMap* tmQ3 = nullptr,
-                                                const CUtensorMap* tmS3 = nullptr, const CUtensorMap* tmZ3 = nullptr) {
+                                                const CUtensorMap* tmS3 = nullptr, const CUtensorMap* tmZ3 = nullptr,
+                                                __half* __restrict__ kc = nullptr, __half* __restrict__ vc = nullptr,
+                                                const double2* __restrict__ rope = nullptr) {
   static_assert(MATS == 1 || (MATS == 3 && !SWIGLU), "MATS");
   static_assert(!PAIRED || SWIGLU, "PAIRED");
+  static_assert(!ROPE || MATS == 3, "ROPE");
+  constexpr bool PAIR64 = SWIGLU || ROPE;  // A rows g and g + 8: columns o and o + 64 (ROPE) or gate's and up's o
   using C = RsCfg<BT, R>;
   constexpr int TW = SWIGLU ? RS_BW / 2 : RS_BW;  // outputs per tile
   constexpr int KS = BK / 16;                      // k16 steps per slice
@@ -216,12 +279,13 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
     pSub = spg == 0 ? 0 : pKb % spg;
   };
   if (pLeft > 0) cursorAt(pUnit);
-  auto issueNext = [&](bool go) {
+  // go: this thread issues the slice's weight copies (and arms its barrier for all its bytes); goX: its xh copy
+  auto issueNext = [&](bool go, bool goX) {
     const uint32_t full = full0 + 8 * pStage, grow = pGrow;
     const uint32_t q = sbase + C::OFF_Q + pStage * C::Q_BYTES, sc = sbase + C::OFF_S + pStage * C::S_BYTES;
     const uint32_t z = sbase + C::OFF_Z + pStage * C::Z_BYTES;
     mbar_expect_tx_if(go, full, tx);
-    tma_2d_if(go, sbase + C::OFF_X + pStage * C::X_BYTES, &tmX, pKb * BK, pM0, full);
+    tma_2d_if(goX, sbase + C::OFF_X + pStage * C::X_BYTES, &tmX, pKb * BK, pM0, full);
     // (MATS = 3: the slice's matrix; selects between kernel parameters, no branch)
     const CUtensorMap* mq = MATS == 1 ? &tmQ : pMat == 0 ? &tmQ : pMat == 1 ? &tmQ2 : tmQ3;
     const CUtensorMap* ms = MATS == 1 ? &tmS : pMat == 0 ? &tmS : pMat == 1 ? &tmS2 : tmS3;
@@ -262,7 +326,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   auto release = [&]() {
     if (pLeft == 0) return;  // (uniform)
     consumers_sync();
-    issueNext(tid == 0);
+    issueNext(tid == 0, tid == 0);
   };
 
   if (tid == 0) {
@@ -293,18 +357,30 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   // same call: 2048 tokens 20,464 / 20,442 → 21,074 / 21,059 tok/s, 512 tokens 17,249 → 18,048.
   __shared__ uint4 threadOffsets[RS_THREADS];
   {
-    const int col = SWIGLU ? c * 32 + warp * 8 + g : c * 64 + warp * 16 + 2 * g;
+    const int col = PAIR64 ? c * 32 + warp * 8 + g : c * 64 + warp * 16 + 2 * g;
     threadOffsets[tid] = make_uint4(col * 4, col * 2, (col >> 3) * 4, rs_byte_sel(lane & 3));
   }
   __syncthreads();
-  for (int i = 0; i < R && pLeft > 0; ++i) issueNext(tid == 0);  // the first R slices (every thread keeps the cursor)
+  // The first R slices (every thread keeps the cursor): their weights at once, their xh once the kernel before this
+  // one has finished (launched with programmatic dependent launch, this block may start while that kernel's last
+  // blocks run, and fetch its first weights meanwhile; the cursor is wound back for the xh copies). Every thread
+  // waits, since the epilogue reads and writes y. Without the launch attribute pdl_wait returns at once.
+  {
+    const int l = pLeft, un = pUnit, kb = pKb, kb1 = pKb1, st = pStage, m0 = pM0, n0 = pN0, gr = pGrow, sb = pSub, mt = pMat;
+    for (int i = 0; i < R && pLeft > 0; ++i) issueNext(tid == 0, false);
+    pLeft = l, pUnit = un, pKb = kb, pKb1 = kb1, pStage = st, pM0 = m0, pN0 = n0, pGrow = gr, pSub = sb, pMat = mt;
+    pdl_wait();
+    pdl_launch_dependents();
+    for (int i = 0; i < R && pLeft > 0; ++i) issueNext(false, tid == 0);
+  }
 
   const uint4 offs = threadOffsets[tid];
   const uint32_t qLo = offs.x, sLo = offs.y, zLo = offs.z, sh = offs.w, k64 = rs_exp64();
   const int col = (int)(qLo >> 2);
   // (PAIRED: up's scales and zeros follow gate's sg rows of 64)
-  constexpr uint32_t hiQ = SWIGLU ? C::Q_BYTES / 2 : 4;
-  const uint32_t hiS = PAIRED ? sg * 128 : SWIGLU ? 256 : 2, hiZ = PAIRED ? sg * 32 : SWIGLU ? 128 : 0;
+  // (ROPE: column o + 64 of the same rows, its zero 8 words on)
+  constexpr uint32_t hiQ = SWIGLU ? C::Q_BYTES / 2 : ROPE ? 256 : 4;
+  const uint32_t hiS = PAIRED ? sg * 128 : SWIGLU ? 256 : ROPE ? 128 : 2, hiZ = PAIRED ? sg * 32 : SWIGLU ? 128 : ROPE ? 32 : 0;
   constexpr uint32_t qRow = (SWIGLU ? RS_BW / 2 : RS_BW) * 4, sRow = (SWIGLU ? RS_BW / 2 : RS_BW) * 2;
   constexpr uint32_t zRow = (SWIGLU ? RS_BW / 16 : RS_BW / 8) * 4;
   const uint32_t qHi = qLo + hiQ, sHi = sLo + hiS, zHi = zLo + hiZ;
@@ -335,7 +411,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
 #pragma unroll
       for (int kk = 0; kk < KS; ++kk) {
         const unsigned char* r0 = q + (2 * kk) * qRow;  // k 16kk .. 16kk+7; packed row 2kk + 1: k 16kk+8 ..
-        if (SWIGLU) {
+        if (PAIR64) {
           w[kk][0] = *reinterpret_cast<const uint32_t*>(r0 + qLo);
           w[kk][1] = *reinterpret_cast<const uint32_t*>(r0 + qHi);
           w[kk][2] = *reinterpret_cast<const uint32_t*>(r0 + qRow + qLo);
@@ -350,11 +426,11 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
       for (int kk = 0; kk < KS; ++kk) {
         if (kk == 0 || (kk == 2 && sg == 2)) {  // gs = 32: k16 steps 2, 3 are the slice's second group row
           const int gl = kk >> 1;
-          if (SWIGLU) {
+          if (PAIR64) {
             sLo2 = __half2half2(*reinterpret_cast<const __half*>(sc + gl * sRow + sLo));
             sHi2 = __half2half2(*reinterpret_cast<const __half*>(sc + gl * sRow + sHi));
             zLo2 = rs_zero(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zLo), qLo);
-            zHi2 = rs_zero(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zHi), qLo);  // the same column of up
+            zHi2 = rs_zero(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zHi), qLo);  // up's o, or o + 64: the same nibble
           } else {  // columns col and col + 1: their scales in one word, their zeros in the same one (col is even)
             const half2 s01 = *reinterpret_cast<const half2*>(sc + gl * sRow + sLo);
             const uint32_t zw = *reinterpret_cast<const uint32_t*>(z + gl * zRow + zLo);
@@ -396,6 +472,10 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
           y[(size_t)m * ldy + o] = v;
           yh[(size_t)m * ldy + o] = __float2half_rn(v);
         }
+      continue;
+    }
+    if (ROPE) {
+      rope_epilogue<BT>(acc, m0, n0 + col, col, t2, M, N, mat, y, kc, vc, rope);
       continue;
     }
     const int nLo = n0 + col;

@@ -91,3 +91,14 @@ extern "C" __global__ void rope_kv_f32(float* q, const float* k, const float* v,
       dst[h * headDim + i + half_d] = __float2half_rn((float)(b[h] * c + a[h] * s));
     }
 }
+
+// The (cos, sin) of pair i at positions pos0 + m, m < rows: tab[m · headDim/2 + i] (f64, rope_cos_sin's values), which
+// gemm_rs_256_qkv_rope's epilogue reads for every layer of a prompt chunk. Grid: x covers rows · headDim/2 threads.
+extern "C" __global__ void rope_table_f64(double2* __restrict__ tab, int headDim, float theta, int pos0, int rows) {
+  const int half_d = headDim >> 1, idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= rows * half_d) return;
+  const int m = idx / half_d, i = idx - m * half_d;
+  double c, s;
+  rope_cos_sin(i, headDim, theta, pos0 + m, c, s);
+  tab[idx] = make_double2(c, s);
+}
