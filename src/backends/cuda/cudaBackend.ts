@@ -192,9 +192,13 @@ export class CudaBackend implements Backend {
   fusedQkv = process.env.QLLAMA_CUDA_QKV !== '0';
   /**
    * qkvRopeKv runs a prompt chunk's q/k/v launch with rope and the KV write in its epilogue (PromptOps.qkvRope) where
-   * the q/k/v launch and ropeKv would both run; $QLLAMA_CUDA_QKV_ROPE=0 (or false here): it declines, and they run apart.
+   * the q/k/v launch and ropeKv would both run: 32 (the default), rotated in f32 with an f32 (cos, sin) table, within
+   * an ulp of rope_kv_f32; 64, in f64 as rope_kv_f32 does (the same bits). $QLLAMA_CUDA_QKV_ROPE=0 (or 0 here): it
+   * declines, and they run apart. H200, 13B prompt, same call, 32 / 64 / apart: 2048 tokens 23,095 / 22,936 / 22,828
+   * and 23,057 / 22,946 / 22,743 tok/s; 512 tokens 21,310 / 21,378 / 21,386 (f64's conversions and f64 math sit in
+   * the epilogue, where the tensor cores wait; in rope_kv_f32 they hid under its memory traffic).
    */
-  fusedQkvRope = process.env.QLLAMA_CUDA_QKV_ROPE !== '0';
+  qkvRopeBits: 0 | 32 | 64 = process.env.QLLAMA_CUDA_QKV_ROPE === '0' ? 0 : process.env.QLLAMA_CUDA_QKV_ROPE === '64' ? 64 : 32;
   /**
    * act-order prompts: a norm whose readers share one permutation writes their fp16 copy gathered (declareInputNorm, read
    * at upload); $QLLAMA_CUDA_NORM_HALF_PERM=0: it writes x's own order, and the GEMMs convert it again (x_to_half).
@@ -241,7 +245,9 @@ export class CudaBackend implements Backend {
   rsPaired = process.env.QLLAMA_CUDA_RS_PAIRED !== '0';
   /**
    * register-A launches with programmatic dependent launch: a block starts while the kernel before ends and loads its
-   * first weights meanwhile (gemm_wgmma_rs.cuh); $QLLAMA_CUDA_RS_PDL=0: launched after it
+   * first weights meanwhile (gemm_wgmma_rs.cuh); $QLLAMA_CUDA_RS_PDL=0: launched after it. H200, 13B prompt, same
+   * call, with / without: 2048 tokens 22,877 / 22,905 (f64 rope in the q/k/v epilogue), 22,841 / 22,816 and 22,836
+   * / 22,755 (rope apart); 512 tokens 21,173 / 20,976 and 21,209 / 21,024 tok/s.
    */
   rsPdl = process.env.QLLAMA_CUDA_RS_PDL !== '0';
   private readonly mmaGemmFits: boolean;
@@ -305,7 +311,7 @@ export class CudaBackend implements Backend {
     const rsFitsDevice = this.wgmmaFits && optin >= GEMM_RS_SHARED;
     if (rsFitsDevice) {
       for (const b of RS_BUILDS) for (const k of [b.kernel, `${b.kernel}_swiglu`, `${b.kernel}_swiglu_paired`]) this.kernels.allowDynamicShared(k, b.shared);
-      for (const k of [RS_QKV_KERNEL, RS_QKV_ROPE_KERNEL]) this.kernels.allowDynamicShared(k, RS_BUILDS[0].shared);
+      for (const k of [RS_QKV_KERNEL, RS_QKV_ROPE_KERNEL, `${RS_QKV_ROPE_KERNEL}32`]) this.kernels.allowDynamicShared(k, RS_BUILDS[0].shared);
     }
     // the stream-K tail's per-tile turns (gemm_wgmma.cuh WgWork), zeroed once: the kernel leaves them at zero
     const tileFlags = this.mem.alloc(this.smCount * 4);
@@ -583,28 +589,29 @@ export class CudaBackend implements Backend {
 
   /**
    * Prompt rows: q, k and v in one register-A launch whose epilogue rotates q and k and writes k and v into the cache
-   * (PromptOps.qkvRope: gemm_rs_256_qkv_rope), the same bits as linears + ropeKv. Heads of 128, k and v of q's width
-   * (no grouped KV heads), where both of those would fuse.
+   * (PromptOps.qkvRope: gemm_rs_256_qkv_rope32, within an ulp of linears + ropeKv; gemm_rs_256_qkv_rope with
+   * qkvRopeBits 64, their bits). Heads of 128, k and v of q's width (no grouped KV heads), where both would fuse.
    */
   qkvRopeKv(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], cache: KvCache, layer: number, startPos: number,
     shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean {
     const c = cache as CudaKvCache, d = shape.headDim, width = c.kvHeads * c.headDim;
-    if (!this.fusedQkvRope || !this.fusedRopeKv || rows < 2 || this.capturing || d !== 128 || c.headDim !== d || c.kvHeads !== shape.kvHeads ||
+    const bits = this.qkvRopeBits;
+    if (bits === 0 || !this.fusedRopeKv || rows < 2 || this.capturing || d !== 128 || c.headDim !== d || c.kvHeads !== shape.kvHeads ||
       shape.kvHeads !== shape.heads || outs.length !== 3 || outs.some((o) => o.cols !== width)) return false;
     checkKvRange(c, startPos, rows);
     const at = (base: bigint): DevicePtr => (base + BigInt(layer * c.layerBytes()) + BigInt(startPos * width * 2)) as DevicePtr;
-    const table = (): DevicePtr => this.ropeTable(startPos, rows, shape.theta, d);
-    if (!this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, rows)) return false;
+    const table = (): DevicePtr => this.ropeTable(startPos, rows, shape.theta, d, bits);
+    if (!this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, bits, rows)) return false;
     this.promptOps.copies.forget();
     return true;
   }
 
-  /** rope_table_f64 for positions startPos .. startPos + rows − 1 (computed once per chunk: every layer reads it) */
-  private ropeTable(startPos: number, rows: number, theta: number, d: number): DevicePtr {
-    const key = `${startPos},${rows},${theta},${d}`, bytes = rows * (d / 2) * 16, before = this.ropeTab.ptr;
+  /** rope_table_f64 (or _f32) for positions startPos .. startPos + rows − 1 (computed once per chunk: every layer reads it) */
+  private ropeTable(startPos: number, rows: number, theta: number, d: number, bits: 32 | 64): DevicePtr {
+    const key = `${startPos},${rows},${theta},${d},${bits}`, bytes = rows * (d / 2) * (bits / 4), before = this.ropeTab.ptr;
     const p = this.grow(this.ropeTab, bytes);
     if (p === before && key === this.ropeTabKey) return p;
-    this.kernels.launch('rope_table_f64', { x: Math.ceil((rows * d) / 2 / 256) }, { x: 256 }, [ptr(p), i32(d), f32(theta), i32(startPos), i32(rows)]);
+    this.kernels.launch(`rope_table_f${bits}`, { x: Math.ceil((rows * d) / 2 / 256) }, { x: 256 }, [ptr(p), i32(d), f32(theta), i32(startPos), i32(rows)]);
     this.ropeTabKey = key;
     return p;
   }
@@ -773,7 +780,7 @@ export class CudaBackend implements Backend {
    * part of a recorded step's key, so a change records anew instead of replaying the old choice.
    */
   private linearChoices(): string {
-    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.fusedQkv, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows, this.rsSplitFill, this.rsPaired, this.rsPdl, this.fusedQkvRope].join(',');
+    return [this.smallBatchMaxRows, this.multiMaxRows, this.fuseSmallBatch, this.prefillKernels, this.wgmmaStreamK, this.fusedGateUp, this.fusedQkv, this.wgmmaTileCols, this.wgmmaSliceBytes, this.rsMinRows, this.rsMaxRows, this.rsMinFill, this.rsSmallRows, this.rsSplitFill, this.rsPaired, this.rsPdl, this.qkvRopeBits].join(',');
   }
 
   /** [startPos, ids...] into the step buffer, which recorded steps read their ids (and one-row steps their position) from. */

@@ -111,16 +111,17 @@ export class PromptOps {
    * q = rope(x wqᵀ) and the cache rows kc / vc (fp16, from the chunk's first position) = rope(x wkᵀ), x wvᵀ in one
    * register-A launch (launchRsQkvRope) where qkv would fuse them and the heads are 128 wide (the caller checks that
    * head size and that k and v are q's width); false: not taken. ropeTable gives the chunk's rope_table_f64, issued
-   * only when taken. k's and v's activations are not written.
+   * only when taken (bits: its precision, and the rotation's). k's and v's activations are not written.
    */
-  qkvRope(q: DeviceRows, x: DeviceRows, ws: readonly CudaLinear[], kc: DevicePtr, vc: DevicePtr, ropeTable: () => DevicePtr, rows: number): boolean {
+  qkvRope(q: DeviceRows, x: DeviceRows, ws: readonly CudaLinear[], kc: DevicePtr, vc: DevicePtr, ropeTable: () => DevicePtr, bits: 32 | 64,
+    rows: number): boolean {
     const fused = this.qkvFused(ws, rows);
     if (fused === null || fused.ws[0].outFeatures % 128 !== 0) return false;
     this.host.flush();
     this.copies.wrote(q.ptr);
     const rope = ropeTable();
     const xh = this.copies.of(x.ptr, rows, fused.ws[0].inFeatures, fused.ws[0].perm);
-    launchRsQkvRope(this.host.cu, this.host.kernels, fused.smCount, fused.ws, q.ptr, kc, vc, rope, xh, rows, fused.pdl);
+    launchRsQkvRope(this.host.cu, this.host.kernels, fused.smCount, fused.ws, q.ptr, kc, vc, rope, bits, xh, rows, fused.pdl);
     return true;
   }
 

@@ -132,19 +132,24 @@ extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)
 
 // The same with rotary embedding and the KV-cache write in the epilogue (ROPE in wg_gemm_rs_body): q's heads rotated
 // into q [M][N] f32, k's rotated and v's into the cache rows kc / vc ([M][N] fp16 from the chunk's first position),
-// rope: the chunk's (cos, sin) table [M][64] f64 (rope_table_f64). Head size 128 (one head per tile), k and v of
-// q's width. The f32 k and v are not written.
-extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)
-    gemm_rs_256_qkv_rope(float* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc, const double2* __restrict__ rope, int M,
-                         int N, int K, int gs, const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmQ0,
-                         const __grid_constant__ CUtensorMap tmS0, const __grid_constant__ CUtensorMap tmZ0,
-                         const __grid_constant__ CUtensorMap tmQ1, const __grid_constant__ CUtensorMap tmS1,
-                         const __grid_constant__ CUtensorMap tmZ1, const __grid_constant__ CUtensorMap tmQ2,
-                         const __grid_constant__ CUtensorMap tmS2, const __grid_constant__ CUtensorMap tmZ2) {
+// rope: the chunk's (cos, sin) table [M][64] (rope_table_f64: double2, rope.cuh's bits; _rope32: rope_table_f32, float2
+// and an f32 rotation). Head size 128 (one head per tile), k and v of q's width. The f32 k and v are not written.
+#define RS_QKV_ROPE_ENTRY(NAME, BITS)                                                                                              \
+  extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)                                                                  \
+      NAME(float* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc, const void* __restrict__ rope, int M, int N,   \
+           int K, int gs, const __grid_constant__ CUtensorMap tmX, const __grid_constant__ CUtensorMap tmQ0,                       \
+           const __grid_constant__ CUtensorMap tmS0, const __grid_constant__ CUtensorMap tmZ0,                                     \
+           const __grid_constant__ CUtensorMap tmQ1, const __grid_constant__ CUtensorMap tmS1,                                     \
+           const __grid_constant__ CUtensorMap tmZ1, const __grid_constant__ CUtensorMap tmQ2,                                     \
+           const __grid_constant__ CUtensorMap tmS2, const __grid_constant__ CUtensorMap tmZ2) {                                   \
+    RS_QKV_ROPE_BODY(BITS)                                                                                                         \
+  }
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  wg::wg_gemm_rs_body<256, 6, false, 3, false, true>(q, M, N, N, K, 0, gs, 1, tmX, tmQ0, tmS0, tmZ0, tmQ1, tmS1, tmZ1, nullptr, nullptr, nullptr,
-                                                     &tmQ2, &tmS2, &tmZ2, kc, vc, rope);
+#define RS_QKV_ROPE_BODY(BITS)                                                                                                       \
+  wg::wg_gemm_rs_body<256, 6, false, 3, false, BITS>(q, M, N, N, K, 0, gs, 1, tmX, tmQ0, tmS0, tmZ0, tmQ1, tmS1, tmZ1, nullptr, nullptr, \
+                                                     nullptr, &tmQ2, &tmS2, &tmZ2, kc, vc, rope);
 #else
-  __trap();
+#define RS_QKV_ROPE_BODY(BITS) __trap();
 #endif
-}
+RS_QKV_ROPE_ENTRY(gemm_rs_256_qkv_rope, 64)
+RS_QKV_ROPE_ENTRY(gemm_rs_256_qkv_rope32, 32)

@@ -41,6 +41,7 @@
 // Needs K % 64 == 0, N % 32 == 0 (the qzeros rows must be 16-byte multiples for the TMA; SWIGLU: N % 64 == 0), ldy even,
 // gs == 32 or gs % 64 == 0, 16-byte aligned buffers; M and N need not be tile multiples (TMA zero-fills).
 #pragma once
+#include <type_traits>
 #include "common.cuh"  // pdl_wait, pdl_launch_dependents
 #include "gemm_wgmma.cuh"
 
@@ -154,10 +155,13 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
 // The ROPE epilogue of one tile (the header says what): acc[4j + e] is column n (pair i = col of its head) and
 // acc[4j + 2 + e] column n + 64, for token m0 + 8j + t2 + e. The (cos, sin) of 4 token groups are loaded before
 // the previous groups' stores, as the plain epilogue's old values are.
-template <int BT>
+// F64: the table is double2 and the rotation f64 (rope.cuh's rounding, bit for bit); else float2 and an f32 rotation.
+template <int BT, int F64>
 __device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0, int n, int col, int t2, int M, int N, int mat,
                                               float* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc,
-                                              const double2* __restrict__ rope) {
+                                              const void* __restrict__ ropeTable) {
+  using CS = typename std::conditional<F64 != 0, double2, float2>::type;
+  const CS* __restrict__ rope = static_cast<const CS*>(ropeTable);
   constexpr int CH = 4, NCH = BT / 8 / CH;
   auto row = [&](int jt, int e) { return m0 + 8 * jt + t2 + e; };
   if (mat == 2) {  // v: into the cache as it is
@@ -172,12 +176,12 @@ __device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0
         }
     return;
   }
-  double2 cs[2][CH][2];
-  auto loadCs = [&](int j0, double2 (&o)[CH][2]) {
+  CS cs[2][CH][2];
+  auto loadCs = [&](int j0, CS (&o)[CH][2]) {
 #pragma unroll
     for (int qd = 0; qd < CH; ++qd)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) o[qd][e] = row(j0 + qd, e) < M ? rope[(size_t)row(j0 + qd, e) * 64 + col] : make_double2(1.0, 0.0);
+      for (int e = 0; e < 2; ++e) o[qd][e] = row(j0 + qd, e) < M ? rope[(size_t)row(j0 + qd, e) * 64 + col] : CS{1, 0};
   };
   loadCs(0, cs[0]);
 #pragma unroll
@@ -189,9 +193,16 @@ __device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0
       for (int e = 0; e < 2; ++e) {
         const int jt = ch * CH + qd, m = row(jt, e);
         if (m >= M) continue;
-        const double c = cs[ch & 1][qd][e].x, s = cs[ch & 1][qd][e].y;
+        const CS cse = cs[ch & 1][qd][e];
         const float a = acc[4 * jt + e], b = acc[4 * jt + 2 + e];
-        const float ra = (float)(a * c - b * s), rb = (float)(b * c + a * s);  // rope.cuh's rounding
+        float ra, rb;
+        if (F64) {  // rope.cuh's rounding
+          ra = (float)(a * (double)cse.x - b * (double)cse.y);
+          rb = (float)(b * (double)cse.x + a * (double)cse.y);
+        } else {
+          ra = __fmaf_rn(a, (float)cse.x, -(b * (float)cse.y));
+          rb = __fmaf_rn(b, (float)cse.x, a * (float)cse.y);
+        }
         if (mat == 0) {
           float* p = q + (size_t)m * N + n;
           p[0] = ra;
@@ -218,7 +229,7 @@ __device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0
 // Block b runs units b, b + G, ...; their K slices form one sequence j = 0, 1, ... through the R-stage ring, and
 // thread 0 keeps the ring R slices ahead (first R at the start, then slice j + R once all 8 warps have waited for
 // slice j's wgmmas, met at a named barrier).
-template <int BT, int R, bool SWIGLU, int MATS = 1, bool PAIRED = false, bool ROPE = false>
+template <int BT, int R, bool SWIGLU, int MATS = 1, bool PAIRED = false, int ROPE = 0>
 __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, int N, int ldy, int K, int accumulate, int gs, int splits,
                                                 const CUtensorMap& tmX, const CUtensorMap& tmQ, const CUtensorMap& tmS,
                                                 const CUtensorMap& tmZ, const CUtensorMap& tmQ2, const CUtensorMap& tmS2,
@@ -226,11 +237,11 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
                                                 float* __restrict__ y2 = nullptr, const CUtensorMap* tmQ3 = nullptr,
                                                 const CUtensorMap* tmS3 = nullptr, const CUtensorMap* tmZ3 = nullptr,
                                                 __half* __restrict__ kc = nullptr, __half* __restrict__ vc = nullptr,
-                                                const double2* __restrict__ rope = nullptr) {
+                                                const void* __restrict__ rope = nullptr) {
   static_assert(MATS == 1 || (MATS == 3 && !SWIGLU), "MATS");
   static_assert(!PAIRED || SWIGLU, "PAIRED");
-  static_assert(!ROPE || MATS == 3, "ROPE");
-  constexpr bool PAIR64 = SWIGLU || ROPE;  // A rows g and g + 8: columns o and o + 64 (ROPE) or gate's and up's o
+  static_assert(ROPE == 0 || (MATS == 3 && (ROPE == 32 || ROPE == 64)), "ROPE");
+  constexpr bool PAIR64 = SWIGLU || ROPE != 0;  // A rows g and g + 8: columns o and o + 64 (ROPE) or gate's and up's o
   using C = RsCfg<BT, R>;
   constexpr int TW = SWIGLU ? RS_BW / 2 : RS_BW;  // outputs per tile
   constexpr int KS = BK / 16;                      // k16 steps per slice
@@ -379,8 +390,8 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   const int col = (int)(qLo >> 2);
   // (PAIRED: up's scales and zeros follow gate's sg rows of 64)
   // (ROPE: column o + 64 of the same rows, its zero 8 words on)
-  constexpr uint32_t hiQ = SWIGLU ? C::Q_BYTES / 2 : ROPE ? 256 : 4;
-  const uint32_t hiS = PAIRED ? sg * 128 : SWIGLU ? 256 : ROPE ? 128 : 2, hiZ = PAIRED ? sg * 32 : SWIGLU ? 128 : ROPE ? 32 : 0;
+  constexpr uint32_t hiQ = SWIGLU ? C::Q_BYTES / 2 : ROPE != 0 ? 256 : 4;
+  const uint32_t hiS = PAIRED ? sg * 128 : SWIGLU ? 256 : ROPE != 0 ? 128 : 2, hiZ = PAIRED ? sg * 32 : SWIGLU ? 128 : ROPE != 0 ? 32 : 0;
   constexpr uint32_t qRow = (SWIGLU ? RS_BW / 2 : RS_BW) * 4, sRow = (SWIGLU ? RS_BW / 2 : RS_BW) * 2;
   constexpr uint32_t zRow = (SWIGLU ? RS_BW / 16 : RS_BW / 8) * 4;
   const uint32_t qHi = qLo + hiQ, sHi = sLo + hiS, zHi = zLo + hiZ;
@@ -474,8 +485,8 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
         }
       continue;
     }
-    if (ROPE) {
-      rope_epilogue<BT>(acc, m0, n0 + col, col, t2, M, N, mat, y, kc, vc, rope);
+    if (ROPE != 0) {
+      rope_epilogue<BT, ROPE == 64 ? 1 : 0>(acc, m0, n0 + col, col, t2, M, N, mat, y, kc, vc, rope);
       continue;
     }
     const int nLo = n0 + col;

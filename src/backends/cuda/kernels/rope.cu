@@ -102,3 +102,12 @@ extern "C" __global__ void rope_table_f64(double2* __restrict__ tab, int headDim
   rope_cos_sin(i, headDim, theta, pos0 + m, c, s);
   tab[idx] = make_double2(c, s);
 }
+// The same rounded to f32 (gemm_rs_256_qkv_rope32's f32 rotation)
+extern "C" __global__ void rope_table_f32(float2* __restrict__ tab, int headDim, float theta, int pos0, int rows) {
+  const int half_d = headDim >> 1, idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= rows * half_d) return;
+  const int m = idx / half_d, i = idx - m * half_d;
+  double c, s;
+  rope_cos_sin(i, headDim, theta, pos0 + m, c, s);
+  tab[idx] = make_float2((float)c, (float)s);
+}
