@@ -140,7 +140,7 @@ export class CudaBackend implements Backend {
   private readonly attnTickets: Scratch = { ptr: null, bytes: 0 };
   /** fp16 copies of GEMMs' x (rows > 1), two slots (halfCopies.ts) */
   private readonly xHalf: Scratch[] = [{ ptr: null, bytes: 0 }, { ptr: null, bytes: 0 }];
-  /** a prompt chunk's rope_table_f64 (qkvRopeKv), and the chunk it was computed for */
+  /** a prompt chunk's rope_table_f32 / _f64 (qkvRopeKv), and the chunk and precision it was computed for */
   private readonly ropeTab: Scratch = { ptr: null, bytes: 0 };
   private ropeTabKey = '';
   /** the prompt-row ops around the tensor-core GEMMs (promptOps.ts), with what xHalf holds */

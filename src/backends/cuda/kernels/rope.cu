@@ -92,22 +92,21 @@ extern "C" __global__ void rope_kv_f32(float* q, const float* k, const float* v,
     }
 }
 
-// The (cos, sin) of pair i at positions pos0 + m, m < rows: tab[m · headDim/2 + i] (f64, rope_cos_sin's values), which
-// gemm_rs_256_qkv_rope's epilogue reads for every layer of a prompt chunk. Grid: x covers rows · headDim/2 threads.
-extern "C" __global__ void rope_table_f64(double2* __restrict__ tab, int headDim, float theta, int pos0, int rows) {
+// The (cos, sin) of pair i at positions pos0 + m, m < rows: tab[m · headDim/2 + i] (rope_cos_sin's values), which
+// gemm_rs_256_qkv_rope's epilogue (f64) or _rope32's (rounded to f32) reads for every layer of a prompt chunk.
+// Grid: x covers rows · headDim/2 threads.
+template <typename CS>
+__device__ __forceinline__ void rope_table(CS* __restrict__ tab, int headDim, float theta, int pos0, int rows) {
   const int half_d = headDim >> 1, idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= rows * half_d) return;
   const int m = idx / half_d, i = idx - m * half_d;
   double c, s;
   rope_cos_sin(i, headDim, theta, pos0 + m, c, s);
-  tab[idx] = make_double2(c, s);
+  tab[idx] = CS{static_cast<decltype(CS::x)>(c), static_cast<decltype(CS::x)>(s)};
 }
-// The same rounded to f32 (gemm_rs_256_qkv_rope32's f32 rotation)
+extern "C" __global__ void rope_table_f64(double2* __restrict__ tab, int headDim, float theta, int pos0, int rows) {
+  rope_table(tab, headDim, theta, pos0, rows);
+}
 extern "C" __global__ void rope_table_f32(float2* __restrict__ tab, int headDim, float theta, int pos0, int rows) {
-  const int half_d = headDim >> 1, idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= rows * half_d) return;
-  const int m = idx / half_d, i = idx - m * half_d;
-  double c, s;
-  rope_cos_sin(i, headDim, theta, pos0 + m, c, s);
-  tab[idx] = make_float2((float)c, (float)s);
+  rope_table(tab, headDim, theta, pos0, rows);
 }
