@@ -150,8 +150,12 @@ export interface Backend {
   // --- ops (all act on the first `rows` rows of their operands) --------------------------
   /** out[t, :] = table[ids[t], :] */
   embed(out: Activation, table: EmbeddingWeight, ids: Int32Array): void;
-  /** out[t, :] = x[t, :] / sqrt(mean(x[t, :]²) + eps) * weight */
-  rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void;
+  /**
+   * out[t, :] = x[t, :] / sqrt(mean(x[t, :]²) + eps) * weight. readers 'declared': nothing but the linears that
+   * declareInputNorm named for `weight` reads out (until it is written again), so a backend may keep out only in the
+   * form those read.
+   */
+  rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number, readers?: 'declared'): void;
   /** out[t, :] = x[t, :] Wᵀ + b */
   linear(out: Activation, x: Activation, weight: LinearWeight, rows: number): void;
   /**

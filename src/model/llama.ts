@@ -313,7 +313,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l];
       // attention block: x += o(attn(rope(q(norm x)), rope(k(norm x)), v(norm x)))
-      b.rmsNorm(s.xb, s.x, w.attnNorm, c.rmsNormEps, rows);
+      b.rmsNorm(s.xb, s.x, w.attnNorm, c.rmsNormEps, rows, 'declared'); // (read by q, k and v only)
       const ropeShape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim, theta: c.ropeTheta };
       const fused = kv.kind === 'chunk' && b.qkvRopeKv?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], kv.cache, l, kv.startPos, ropeShape, rows);
       if (!fused && !b.linears?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], rows)) {
@@ -343,7 +343,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       }
       this.residualLinear(s, s.attn, w.o, rows);
       // MLP block: x += down(silu(gate(norm x)) · up(norm x))
-      b.rmsNorm(s.xb, s.x, w.mlpNorm, c.rmsNormEps, rows);
+      b.rmsNorm(s.xb, s.x, w.mlpNorm, c.rmsNormEps, rows, 'declared'); // (read by gate and up only)
       if (!b.gateUp?.(s.hidden, s.xb, w.gate, w.up, rows)) {
         b.linear(s.gate, s.xb, w.gate, rows);
         b.linear(s.up, s.xb, w.up, rows);

@@ -146,3 +146,48 @@ test('a norm whose declared readers share an act-order permutation writes their 
     assert.equal(differ, -1, `rows ${rows}, output ${differ}: ${a[differ]} with the norm's gathered copy vs ${b[differ]} converted`);
   }
 });
+
+test('a norm read only by its declared readers (readers \'declared\'), all on fp16 copies, writes that copy alone: f32 rows unwritten, the readers\' bits unchanged; a reader of the f32 rows throws', { skip: skipNoGpu }, () => {
+  const g = gpu();
+  const before = g.normHalfOnly;
+  try {
+    for (const [rows, ao] of [[40, false], [WGMMA_MIN_ROWS + 88, true]] as const) {
+      const k = 1024, host = randomGptq(k, 256, 4, 128, ao);
+      const A = g.uploadLinear(host), B = g.uploadLinear({ ...randomGptq(k, 384, 4, 128, ao), gIdx: host.gIdx });
+      const norm = g.uploadVector(randn(k));
+      g.declareInputNorm(norm, [A, B]);
+      const xa = input(g, rows, k, randn(rows * k, 2));
+      const run = (halfOnly: boolean): Float32Array[] => {
+        g.normHalfOnly = halfOnly;
+        const xb = poisoned(g, rows, k), y1 = poisoned(g, rows, 256), y2 = poisoned(g, rows, 384);
+        g.rmsNorm(xb, xa, norm, 1e-6, rows, 'declared');
+        g.linear(y1, xb, A, rows);
+        g.linear(y2, xb, B, rows);
+        return [g.readActivation(xb), g.readActivation(y1), g.readActivation(y2)];
+      };
+      const [xbOnly, y1Only, y2Only] = run(true), [xbBoth, y1Both, y2Both] = run(false);
+      const name = `rows ${rows}${ao ? ' act-order' : ''}`;
+      assert.ok(xbOnly.every((v) => Number.isNaN(v)), `${name}: the f32 rows were written`);
+      assert.ok(xbBoth.every((v) => !Number.isNaN(v)), `${name}: the f32 rows were not written with it off`);
+      assert.equal(firstBitDifference(y1Only, y1Both), -1, `${name}: reader A's output`);
+      assert.equal(firstBitDifference(y2Only, y2Both), -1, `${name}: reader B's output`);
+      // a reader that would read the f32 rows after all (here the prompt GEMMs switched off between the two) throws
+      g.normHalfOnly = true;
+      const xb = poisoned(g, rows, k), y = poisoned(g, rows, 256), kernels = g.prefillKernels;
+      g.rmsNorm(xb, xa, norm, 1e-6, rows, 'declared');
+      g.prefillKernels = 'old';
+      try {
+        assert.throws(() => g.linear(y, xb, A, rows), /f32 rows were not written/, name);
+      } finally {
+        g.prefillKernels = kernels;
+      }
+      // and a norm without the hint writes its f32 rows
+      g.rmsNorm(xb, xa, norm, 1e-6, rows);
+      assert.ok(g.readActivation(xb).every((v) => !Number.isNaN(v)), `${name}: no hint, no f32 rows`);
+      g.linear(y, xb, A, rows);
+      assert.equal(firstBitDifference(g.readActivation(y), y1Both), -1, `${name}: after a plain norm`);
+    }
+  } finally {
+    g.normHalfOnly = before;
+  }
+});

@@ -205,6 +205,11 @@ export class CudaBackend implements Backend {
    */
   normGathersHalf = process.env.QLLAMA_CUDA_NORM_HALF_PERM !== '0';
   /**
+   * prompt rows: a norm whose only readers (rmsNorm readers 'declared') all read its fp16 copy writes that copy alone
+   * (PromptOps.rmsNorm); $QLLAMA_CUDA_NORM_HALF_ONLY=0: it writes its f32 rows too
+   */
+  normHalfOnly = process.env.QLLAMA_CUDA_NORM_HALF_ONLY !== '0';
+  /**
    * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
    */
@@ -407,6 +412,7 @@ export class CudaBackend implements Backend {
     }));
     const [perm] = perms;
     if (this.normGathersHalf && perms.size === 1 && perm && linears.every((l) => l.inFeatures === n.length)) this.promptOps.normConsumerPerm.set(n.ptr, perm);
+    this.promptOps.normReaders.set(n.ptr, linears as CudaLinear[]);
     for (const l of linears) {
       const w = l as CudaLinear;
       if (w.kind !== 'gptq' || w.perm === null || w.inFeatures !== n.length || this.batch.hasPermutedNorm(n.ptr, w.perm)) continue;
@@ -485,10 +491,10 @@ export class CudaBackend implements Backend {
       [ptr(act(out).ptr), ptr(e.ptr), ptr(idsPtr), i32(e.dim), i32(e.vocab)]);
   }
 
-  rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number): void {
+  rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number, readers?: 'declared'): void {
     this.promptOps.copies.forget();
-    // prompt rows: also the fp16 copy that the GEMMs of q/k/v or gate/up read
-    if (this.promptOps.rmsNorm(act(out), act(x), (weight as CudaVector).ptr, eps, rows)) return;
+    // prompt rows: also the fp16 copy that the GEMMs of q/k/v or gate/up read (only that copy where they alone read it)
+    if (this.promptOps.rmsNorm(act(out), act(x), (weight as CudaVector).ptr, eps, rows, readers === 'declared' && this.normHalfOnly)) return;
     // one row: the epilogue of the GEMV that produced x, else held for the next GEMV (gemvBatch.ts)
     this.batch.rmsNorm(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, rows, x.cols);
   }
@@ -869,6 +875,7 @@ export class CudaBackend implements Backend {
     return {
       mma: this.prefillKernels !== 'old' && this.mmaGemmFits,
       half: (x, rows, cols, perm) => this.promptOps.copies.of(x, rows, cols, perm),
+      readsF32: (x) => this.promptOps.copies.checkWritten(x),
       wgmma: this.prefillKernels === 'wgmma' && this.wgmmaFits ? this.wgmma : null,
       smallBatch: this.smallBatchMaxRows >= 2
         ? { maxRows: this.smallBatchMaxRows, multiMaxRows: this.multiMaxRows, smCount: this.smCount, ...this.splitK, wsTiles: MULTI_WS_TILES }

@@ -38,6 +38,8 @@ const GATHER_ROWS_MAX_BYTES = 48 * 1024;
 export class HalfCopies {
   private readonly slots: Slot[] = [{ held: null, lastUse: 0 }, { held: null, lastUse: 0 }];
   private uses = 0;
+  /** an activation whose f32 rows a producer left unwritten, writing only its fp16 copy (PromptOps.rmsNorm) */
+  private f32Unwritten: DevicePtr | null = null;
 
   /** @param scratch slot `index`'s fp16 buffer, grown to at least `bytes` (it may move, which the key notices) */
   constructor(private readonly kernels: KernelModule, private readonly scratch: (index: number, bytes: number) => DevicePtr) {}
@@ -52,6 +54,7 @@ export class HalfCopies {
         return h.at;
       }
     }
+    this.checkWritten(x);
     const at = this.take({ src: x, rows, cols, perm: p });
     const args = [ptr(at), ptr(x), ptr(perm), i32(rows), i32(cols)];
     if (perm !== null && cols % 4 === 0 && cols * 4 <= GATHER_ROWS_MAX_BYTES) {
@@ -68,14 +71,34 @@ export class HalfCopies {
     return this.take({ src, rows, cols, perm: perm ?? (0n as DevicePtr) });
   }
 
+  /**
+   * src's f32 rows were left unwritten (only its copy was: true) or written (false) by the op being issued. The mark
+   * lasts until src is written or the copies are forgotten (any other op that writes an activation): it catches a
+   * declared reader that does not read the copy, which would come right after the producer.
+   */
+  unwritten(src: DevicePtr, unwritten: boolean): void {
+    if (unwritten) this.f32Unwritten = src;
+    else if (this.f32Unwritten === src) this.f32Unwritten = null;
+  }
+
+  /** throws where a kernel is about to read x's f32 rows and they were left unwritten (unwritten) */
+  checkWritten(x: DevicePtr): void {
+    if (x === this.f32Unwritten) {
+      throw new Error('qllama internal error: a kernel would read an activation whose f32 rows were not written (a norm wrote only the fp16 ' +
+        'copy its declared readers read); QLLAMA_CUDA_NORM_HALF_ONLY=0 works around it');
+    }
+  }
+
   /** An activation may have changed: no copy held is trusted. */
   forget(): void {
     for (const s of this.slots) s.held = null;
+    this.f32Unwritten = null;
   }
 
   /** `y` was written (a linear's output): forget the copies of y. */
   wrote(y: DevicePtr): void {
     for (const s of this.slots) if (s.held?.src === y) s.held = null;
+    if (this.f32Unwritten === y) this.f32Unwritten = null;
   }
 
   /** The least recently used slot, sized and recorded as holding `what`. */

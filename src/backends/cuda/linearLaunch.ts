@@ -46,6 +46,8 @@ export interface GemmOptions {
   readonly mma: boolean;
   /** the fp16 copy of x (gathered through perm), converted unless already held (halfCopies.ts) */
   readonly half: (x: DevicePtr, rows: number, cols: number, perm: DevicePtr | null) => DevicePtr;
+  /** called before a kernel reads x's f32 rows: throws where they were left unwritten (HalfCopies.checkWritten) */
+  readonly readsF32?: (x: DevicePtr) => void;
   /** the Hopper GEMM for rows ≥ WGMMA_MIN_ROWS (sm_90 with tensor maps), else null */
   readonly wgmma: WgmmaOptions | null;
   /** batched decode: 2..maxRows rows on q4 weights take gemv_q4_rows (smallBatchLinear.ts); absent or null: never */
@@ -67,7 +69,9 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
   gemm?: GemmOptions): void {
   const K = w.inFeatures, N = w.outFeatures;
   if (!(c.rows === 1 && w.kind === 'gptq' && GemvBatch.fits(w))) batch.flush(); // keep the model's order
+  const f32 = (): void => gemm?.readsF32?.(c.x); // (each branch that reads x's f32 rows says so first)
   if (w.kind === 'dense') {
+    f32();
     if (c.rows === 1 && K % 8 === 0) {
       kernels.launch('gemv_f16', { x: Math.ceil(N / 8) }, { x: 256 }, [ptr(c.y), ptr(c.x), ptr(w.w), i32(K), i32(N), i32(c.accumulate ? 1 : 0)], 0, true);
     } else {
@@ -75,6 +79,7 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
         [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0), ptr(w.w)], 0, true);
     }
   } else if (c.rows === 1) {
+    f32();
     if (GemvBatch.fits(w)) {
       batch.add(c.y, c.x, w, c.accumulate);
       if (!w.bias) return; // launched with the batch it joins
@@ -88,10 +93,12 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
         [ptr(c.y), ptr(c.x), ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), i32(K), i32(N), i32(w.bits), i32(kPerSplit)]);
     }
   } else if (w.layout === 'q8' && c.rows <= Q8_GEMV_MAX_ROWS) {
+    f32();
     // a few rows (batched decode, short prompts): gemv_q8_r4, each weight read once per 4 rows (whatever the
     // small-batch switch says: it chooses among the 4-bit kernels, and the 8-bit path has nothing else for so few)
     launchQ8Gemv(cu, kernels, stream, w, c, batch.smCount);
   } else if (gemm?.smallBatch && smallBatchFits(w, c.rows, gemm.smallBatch)) {
+    f32();
     launchSmallBatch(cu, kernels, stream, w, c, gemm.smallBatch);
   } else if (gemm?.mma && w.layout === 'q4' && w.bits === 4 && K % 64 === 0 && N % 8 === 0 && w.groupSize % 32 === 0) {
     // (K % 64 and N % 8, which this branch already requires, are also all the wgmma path needs)
@@ -116,6 +123,7 @@ export function launchLinear(cu: Driver, kernels: KernelModule, stream: CuStream
     const plan = planWgmma(gemm.wgmma, c.rows, N, K);
     launchWgmmaSlices(cu, kernels, plan, w, c.y, gemm.half(c.x, c.rows, K, w.perm), c.rows, c.accumulate);
   } else {
+    f32();
     kernels.launch('gemm_gptq', { x: Math.ceil(N / 64), y: Math.ceil(c.rows / 64) }, { x: 128 },
       [ptr(c.y), ptr(c.x), i32(c.rows), i32(N), i32(K), i32(c.accumulate ? 1 : 0),
         ptr(w.qweight), ptr(w.scales), ptr(w.qzeros), ptr(w.gIdx), ptr(w.perm), i32(w.groupSize), i32(w.bits)]);

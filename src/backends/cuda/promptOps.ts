@@ -33,6 +33,16 @@ export interface PromptOpsHost {
   flush(): void;
 }
 
+/**
+ * Whether every one of a norm's readers takes, at prompt rows where the GEMMs read fp16 copies (PromptOpsHost.gemmReadsHalf),
+ * a GEMM that reads the copy the norm writes (launchLinear's tensor-core branch, and the fused q/k/v and gate/up launches:
+ * 4-bit q4 GPTQ with K % 64, N % 8, group size % 32), in that copy's column order (perm: the norm's gathered order).
+ */
+export function halfCopyReaders(readers: readonly CudaLinear[], dim: number, perm: DevicePtr | null): boolean {
+  return readers.length > 0 && readers.every((r) => r.kind === 'gptq' && r.layout === 'q4' && r.bits === 4 && r.inFeatures === dim &&
+    dim % 64 === 0 && r.outFeatures % 8 === 0 && r.groupSize % 32 === 0 && (r.perm ?? null) === perm);
+}
+
 export class PromptOps {
   /** the fp16 copies the GEMMs read; the backend forgets them in every op that writes an activation otherwise */
   readonly copies: HalfCopies;
@@ -47,16 +57,26 @@ export class PromptOps {
    */
   readonly normConsumerPerm = new Map<DevicePtr, DevicePtr>();
 
-  /** out = rmsnorm(x) · w for prompt rows (rmsnorm_rows_f32) where its shape fits; false: not taken */
-  rmsNorm(out: DeviceRows, x: DeviceRows, w: DevicePtr, eps: number, rows: number): boolean {
+  /** the linears that read each norm weight's output (CudaBackend.declareInputNorm) */
+  readonly normReaders = new Map<DevicePtr, readonly CudaLinear[]>();
+
+  /**
+   * out = rmsnorm(x) · w for prompt rows (rmsnorm_rows_f32) where its shape fits; false: not taken. declaredOnly: only
+   * w's declared readers read out; where each of them reads the fp16 copy this writes (halfCopyReaders), the f32 rows
+   * are not written, and a reader about to read them throws instead (HalfCopies.unwritten).
+   */
+  rmsNorm(out: DeviceRows, x: DeviceRows, w: DevicePtr, eps: number, rows: number, declaredOnly = false): boolean {
     const dim = x.cols;
     if (rows < 2 || dim % 4 !== 0 || dim > RMSNORM_ROWS_MAX_DIM) return false;
     this.host.flush();
     const perm = this.normConsumerPerm.get(w) ?? null;
     const half = this.halfFor(out, rows, perm);
     const gathers = half !== null && perm !== null;
+    const readers = this.normReaders.get(w);
+    const halfOnly = declaredOnly && half !== null && out.ptr !== x.ptr && readers !== undefined && halfCopyReaders(readers, dim, perm);
+    this.copies.unwritten(out.ptr, halfOnly);
     this.host.kernels.launch('rmsnorm_rows_f32', { x: rows }, { x: 256 },
-      [ptr(out.ptr), ptr(half), ptr(x.ptr), ptr(w), f32(eps), i32(dim), ptr(gathers ? perm : null)], gathers ? dim * 4 : 0, true);
+      [ptr(halfOnly ? null : out.ptr), ptr(half), ptr(x.ptr), ptr(w), f32(eps), i32(dim), ptr(gathers ? perm : null)], gathers ? dim * 4 : 0, true);
     return true;
   }
 
