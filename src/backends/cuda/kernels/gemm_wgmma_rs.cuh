@@ -32,8 +32,9 @@
 // silu(g) · u and writes y[token][o] and its fp16 copy yh (rows ldy apart), as swiglu_f32 computes it.
 // ROPE (with MATS = 3; q, k, v of 128-wide heads, one head per tile): A rows g and g + 8 are the tile's columns o and
 // o + 64 (o < 64), each head's rotary pair, as SWIGLU lays gate and up; the epilogue rotates q's and k's pairs by the
-// (cos, sin) table rope (f64 [M][64], rope_table_f64: rope.cuh's values) and writes q rotated into y, k rotated and v
-// as fp16 into the KV cache rows kc / vc (M rows of N, the chunk's first position's), as rope_kv_f32 does.
+// (cos, sin) table rope ([M][64]: ROPE = 64, rope_table_f64's doubles and an f64 rotation, rope_kv_f32's bits; 32,
+// rope_table_f32's floats and an f32 one) and writes q rotated into y, k rotated and v as fp16 into the KV cache rows
+// kc / vc (M rows of N, the chunk's first position's), as rope_kv_f32 does.
 // Persistent grid over work units: whole tiles (tile t = (token tile t % mtiles, W tile t / mtiles): concurrent tiles
 // share W), or with splits > 1 each tile's K in that many ranges added atomically (wg_gemm_rs_body says more).
 // The consumers' wait for a stage is a plain spin, without gemm_wgmma.cuh's watchdog trap (a divergent exit in the
@@ -196,7 +197,7 @@ __device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0
         const CS cse = cs[ch & 1][qd][e];
         const float a = acc[4 * jt + e], b = acc[4 * jt + 2 + e];
         float ra, rb;
-        if (F64) {  // rope.cuh's rounding
+        if constexpr (F64 != 0) {  // rope.cuh's rounding
           ra = (float)(a * (double)cse.x - b * (double)cse.y);
           rb = (float)(b * (double)cse.x + a * (double)cse.y);
         } else {
