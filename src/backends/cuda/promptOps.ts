@@ -130,7 +130,7 @@ export class PromptOps {
   /**
    * q = rope(x wqᵀ) and the cache rows kc / vc (fp16, from the chunk's first position) = rope(x wkᵀ), x wvᵀ in one
    * register-A launch (launchRsQkvRope) where qkv would fuse them and the heads are 128 wide (the caller checks that
-   * head size and that k and v are q's width); false: not taken. ropeTable gives the chunk's rope_table_f64, issued
+   * head size and that k and v are q's width); false: not taken. ropeTable gives the chunk's rope_table_f32 / _f64, issued
    * only when taken (bits: its precision, and the rotation's). k's and v's activations are not written.
    */
   qkvRope(q: DeviceRows, x: DeviceRows, ws: readonly CudaLinear[], kc: DevicePtr, vc: DevicePtr, ropeTable: () => DevicePtr, bits: 32 | 64,
