@@ -78,6 +78,14 @@ export interface AttentionShape {
   readonly headDim: number;
 }
 
+/** Geometry of a rotary embedding with its KV-cache write (Backend.ropeKv, ropeKvRows, qkvRopeKv). */
+export interface RopeShape {
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly theta: number;
+}
+
 /** The rows of one batched decode step (Backend.decodeStep): row t feeds ids[t] at positions[t] of caches[t]. */
 export interface BatchStep {
   readonly ids: Int32Array;
@@ -188,7 +196,7 @@ export interface Backend {
    * backend fuses them; optional (callers fall back to the three).
    */
   ropeKvRows?(q: Activation, k: Activation, v: Activation, caches: readonly KvCache[], layer: number, positions: Int32Array,
-    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): void;
+    shape: RopeShape, rows: number): void;
   /** Row t of q attends over positions 0..positions[t] (inclusive) of caches[t], layer `shape.layer`. */
   attentionRows(out: Activation, q: Activation, caches: readonly KvCache[], shape: BatchAttentionShape, positions: Int32Array, rows: number): void;
 
@@ -199,14 +207,14 @@ export interface Backend {
    * (or absent): the caller runs rope, rope and writeKv.
    */
   ropeKv?(q: Activation, k: Activation, v: Activation, cache: KvCache, layer: number, startPos: number,
-    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean;
+    shape: RopeShape, rows: number): boolean;
   /**
    * A prompt chunk's q, k and v linears (as `linears`) with ropeKv's work in the same pass: q = rope(x wqᵀ), and
    * rope(x wkᵀ) and x wvᵀ written into `layer`'s cache at positions startPos..; the k and v activations are not
    * written. True where the backend took the call; false (or absent): the caller runs the linears and ropeKv.
    */
   qkvRopeKv?(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], cache: KvCache, layer: number, startPos: number,
-    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean;
+    shape: RopeShape, rows: number): boolean;
   /**
    * Run the ops that `record` issues as one captured graph, keyed by `key` (e.g. 'decode').
    * Backends that support it capture on the first call and replay afterwards; inside `record`,

@@ -310,11 +310,11 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
   private layers(s: RunState, ids: Int32Array, rows: number, kv: KvTarget): void {
     const { backend: b, config: c, headDim } = this;
     b.embed(s.x, this.weights.embed, ids);
+    const ropeShape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim, theta: c.ropeTheta };
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l];
       // attention block: x += o(attn(rope(q(norm x)), rope(k(norm x)), v(norm x)))
       b.rmsNorm(s.xb, s.x, w.attnNorm, c.rmsNormEps, rows, 'declared'); // (read by q, k and v only)
-      const ropeShape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim, theta: c.ropeTheta };
       const fused = kv.kind === 'chunk' && b.qkvRopeKv?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], kv.cache, l, kv.startPos, ropeShape, rows);
       if (!fused && !b.linears?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], rows)) {
         b.linear(s.q, s.xb, w.q, rows);

@@ -6,7 +6,7 @@
  * recorded: `prepare` writes each step's rows there before the replay (a table that has to move drops
  * the recorded steps), and attention is planned for the step's position bucket, not its longest row.
  */
-import type { BatchAttentionShape } from '../backend.js';
+import type { BatchAttentionShape, RopeShape } from '../backend.js';
 import { planAttention } from './attentionLaunch.js';
 import { checkCaches, checkRows } from './batchChecks.js';
 import { BatchTables, type BatchKv } from './batchTables.js';
@@ -78,7 +78,7 @@ export class BatchOps {
    * rounding. H200, 13B batched decode: bench/cudaNotes.md, sixteenth pass.
    */
   ropeKvRows(q: DeviceRows, k: DeviceRows, v: DeviceRows, kvs: readonly BatchKv[], layer: number, positions: Int32Array,
-    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): void {
+    shape: RopeShape, rows: number): void {
     const { heads, kvHeads, headDim, theta } = shape;
     this.begin();
     if (headDim % 2 !== 0) throw new RangeError(`ropeKvRows: head size ${headDim} is odd`);

@@ -5,7 +5,7 @@
  * device buffer that each replay refreshes, so one graph serves every position.
  */
 import type {
-  Activation, AttentionShape, Backend, BatchAttentionShape, BatchStep, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearUploadOptions, LinearWeight, VectorWeight,
+  Activation, AttentionShape, Backend, BatchAttentionShape, BatchStep, DeviceSampling, EmbeddingWeight, KvCache, LinearHost, LinearUploadOptions, LinearWeight, RopeShape, VectorWeight,
 } from '../backend.js';
 import { flashGrid, flashShared, flashWgGrid, flashWgShared, planAttention, positionBucket } from './attentionLaunch.js';
 import {
@@ -16,7 +16,7 @@ import {
   CLUSTER_SHARED_X_K, clusterDefault, FOLD_ATTENTION_MAX_HEADS, FOLD_ATTENTION_MAX_POSITIONS, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS,
 } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_QKV_ROPE_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsTakes } from './rsLinear.js';
+import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsQkvRopeKernel, rsTakes } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -317,7 +317,7 @@ export class CudaBackend implements Backend {
     const rsFitsDevice = this.wgmmaFits && optin >= GEMM_RS_SHARED;
     if (rsFitsDevice) {
       for (const b of RS_BUILDS) for (const k of [b.kernel, `${b.kernel}_swiglu`, `${b.kernel}_swiglu_paired`]) this.kernels.allowDynamicShared(k, b.shared);
-      for (const k of [RS_QKV_KERNEL, RS_QKV_ROPE_KERNEL, `${RS_QKV_ROPE_KERNEL}32`]) this.kernels.allowDynamicShared(k, RS_BUILDS[0].shared);
+      for (const k of [RS_QKV_KERNEL, rsQkvRopeKernel(32), rsQkvRopeKernel(64)]) this.kernels.allowDynamicShared(k, RS_BUILDS[0].shared);
     }
     // the stream-K tail's per-tile turns (gemm_wgmma.cuh WgWork), zeroed once: the kernel leaves them at zero
     const tileFlags = this.mem.alloc(this.smCount * 4);
@@ -580,7 +580,7 @@ export class CudaBackend implements Backend {
    * and the KV write into the q/k/v launch's epilogue; so do shapes off the cache's.
    */
   ropeKv(q: Activation, k: Activation, v: Activation, cache: KvCache, layer: number, startPos: number,
-    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean {
+    shape: RopeShape, rows: number): boolean {
     const c = cache as CudaKvCache, d = shape.headDim, width = c.kvHeads * c.headDim;
     if (!this.fusedRopeKv || rows < 2 || this.capturing || d % 2 !== 0 || c.headDim !== d || c.kvHeads !== shape.kvHeads ||
       q.cols !== shape.heads * d || k.cols !== width || v.cols !== width) return false;
@@ -600,7 +600,7 @@ export class CudaBackend implements Backend {
    * qkvRopeBits 64, their bits). Heads of 128, k and v of q's width (no grouped KV heads), where both would fuse.
    */
   qkvRopeKv(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], cache: KvCache, layer: number, startPos: number,
-    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): boolean {
+    shape: RopeShape, rows: number): boolean {
     const c = cache as CudaKvCache, d = shape.headDim, width = c.kvHeads * c.headDim;
     const bits = this.qkvRopeBits;
     if (bits === 0 || !this.fusedRopeKv || rows < 2 || this.capturing || d !== 128 || c.headDim !== d || c.kvHeads !== shape.kvHeads ||
@@ -684,7 +684,7 @@ export class CudaBackend implements Backend {
   }
 
   ropeKvRows(q: Activation, k: Activation, v: Activation, caches: readonly KvCache[], layer: number, positions: Int32Array,
-    shape: { readonly heads: number; readonly kvHeads: number; readonly headDim: number; readonly theta: number }, rows: number): void {
+    shape: RopeShape, rows: number): void {
     this.promptOps.copies.forget();
     this.batchOps.ropeKvRows(act(q), act(k), act(v), caches.map(kvCache), layer, positions, shape, rows);
   }

@@ -261,8 +261,8 @@ export const RS_QKV_MIN_FILL_GAIN = 0.02;
 /** the q/k/v entry (256-token tiles only: rsQkvFits) */
 export const RS_QKV_KERNEL = `${RS_BUILDS[0].kernel}_qkv`;
 
-/** the q/k/v entry with rotary embedding and the KV-cache write in its epilogue (launchRsQkvRope) */
-export const RS_QKV_ROPE_KERNEL = `${RS_QKV_KERNEL}_rope`;
+/** the q/k/v entry with rotary embedding and the KV-cache write in its epilogue (launchRsQkvRope), by its precision */
+export const rsQkvRopeKernel = (bits: 32 | 64): string => `${RS_QKV_KERNEL}_rope${bits === 64 ? '' : '32'}`;
 
 /** the three weights' maps of a q/k/v launch, in the entries' order (q's q, s, z, then k's, then v's) */
 function qkvMaps(cu: Driver, ws: readonly CudaGptq[]): ReturnType<typeof ptr>[] {
@@ -274,15 +274,15 @@ function qkvMaps(cu: Driver, ws: readonly CudaGptq[]): ReturnType<typeof ptr>[] 
 
 /**
  * q [rows, N] f32 = rope(xh · wqᵀ), and the KV cache rows kc / vc [rows, N] fp16 (from the chunk's first position) =
- * rope(xh · wkᵀ) and xh · wvᵀ, in one launch (gemm_rs_256_qkv_rope): rsQkvFits holds, heads of 128 (N % 128 == 0),
- * k and v of q's width. rope: the chunk's rope_table_f64 (bits 64: rope_kv_f32's bits), or rope_table_f32 (32: f32 math). Saves rope_kv_f32's pass (0.076 ms per 13B layer at 2048
- * rows on an H200) and the f32 k and v.
+ * rope(xh · wkᵀ) and xh · wvᵀ, in one launch (gemm_rs_256_qkv_rope32, or _rope with bits 64): rsQkvFits holds, heads
+ * of 128 (N % 128 == 0), k and v of q's width. rope: the chunk's rope_table_f32 (f32 math), or rope_table_f64 (bits
+ * 64: rope_kv_f32's bits). Saves rope_kv_f32's pass (0.076 ms per 13B layer at 2048 rows on an H200) and the f32 k, v.
  */
 export function launchRsQkvRope(cu: Driver, kernels: KernelModule, smCount: number, ws: readonly CudaGptq[], q: DevicePtr, kc: DevicePtr,
   vc: DevicePtr, rope: DevicePtr, bits: 32 | 64, xh: DevicePtr, rows: number, pdl = false): void {
   const K = ws[0].inFeatures, N = ws[0].outFeatures, build = RS_BUILDS[0];
   const tiles = rsTiles(rows, 3 * rsPlainTiles(N), build);
-  kernels.launch(bits === 64 ? RS_QKV_ROPE_KERNEL : `${RS_QKV_ROPE_KERNEL}32`, { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
+  kernels.launch(rsQkvRopeKernel(bits), { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
     [ptr(q), ptr(kc), ptr(vc), ptr(rope), i32(rows), i32(N), i32(K), i32(ws[0].groupSize), xMap(cu, xh, rows, K, build.bt), ...qkvMaps(cu, ws)],
     build.shared, pdl);
 }
