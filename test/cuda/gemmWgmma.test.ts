@@ -15,7 +15,7 @@ import { WGMMA_MIN_ROWS } from '../../src/backends/cuda/linearLaunch.js';
 import { WG_SLICE_BYTES, wgmmaSlicePlan, wgmmaStreamK, wgmmaTileCols, type WgTileCols } from '../../src/backends/cuda/wgmmaLinear.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { EMBEDDED_MODEL } from '../support/paths.js';
-import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
+import { gpu, input, launchesOf, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
 
 const skip: false | string = skipNoGpu ||
   (gpu().wgmmaFits ? false : `${gpu().deviceName} is not a compute capability 9.0 GPU (or lacks cuTensorMapEncodeTiled): no wgmma GEMM to test`);
@@ -271,17 +271,8 @@ test('gate/up laid side by side (pairLinears): the SwiGLU launch through one 3-D
     const G = g.uploadLinear(gate), U = g.uploadLinear(up);
     const xa = input(g, rows, k, x);
     const swiglu = (gw: typeof G, uw: typeof U): [Float32Array, string[]] => {
-      const hidden = poisoned(g, rows, n), launched: string[] = [];
-      const launch = g.kernels.launch.bind(g.kernels);
-      g.kernels.launch = (kernel, grid, block, args, shared, pdl, cluster): void => {
-        launched.push(kernel);
-        launch(kernel, grid, block, args, shared, pdl, cluster);
-      };
-      try {
-        assert.equal(g.gateUp(hidden, xa, gw, uw, rows), true, `${name}: fused`);
-      } finally {
-        g.kernels.launch = launch;
-      }
+      const hidden = poisoned(g, rows, n);
+      const launched = launchesOf(g, () => assert.equal(g.gateUp(hidden, xa, gw, uw, rows), true, `${name}: fused`));
       return [g.readActivation(hidden), launched];
     };
     const [apart, apartKernels] = swiglu(G, U);
@@ -361,17 +352,16 @@ test('q/k/v with rope and the KV write in the epilogue (gemm_rs_256_qkv_rope): q
       b.attention(out, ys[0], cache, { layer: 0, startPos: start, heads, kvHeads: heads, headDim: 128 }, rows);
       return [b.readActivation(ys[0]), b.readActivation(out)];
     };
-    const beforeFill = g.rsMinFill, launch = g.kernels.launch.bind(g.kernels), launched: string[] = [];
+    const beforeFill = g.rsMinFill;
     g.rsMinFill = 0; // the register-A GEMM at every row count
     g.qkvRopeBits = bits;
     try {
       const ws = hosts.map((h) => g.uploadLinear(h));
-      g.kernels.launch = (kernel, grid, block, args, shared, pdl, cluster): void => {
-        launched.push(kernel);
-        launch(kernel, grid, block, args, shared, pdl, cluster);
-      };
-      const [fq, fo] = attend(g, (ys, xa, cache) => assert.equal(g.qkvRopeKv(ys, xa, ws, cache, 0, start, shape, rows), true, `${name}: fused`));
-      g.kernels.launch = launch;
+      const fused: Float32Array[] = [];
+      const launched = launchesOf(g, () => {
+        fused.push(...attend(g, (ys, xa, cache) => assert.equal(g.qkvRopeKv(ys, xa, ws, cache, 0, start, shape, rows), true, `${name}: fused`)));
+      });
+      const [fq, fo] = fused;
       const kernel = bits === 64 ? 'gemm_rs_256_qkv_rope' : 'gemm_rs_256_qkv_rope32';
       assert.ok(launched.includes(kernel) && !launched.includes('rope_kv_f32'), `${name}: ${launched.join(' ')}`);
       const [sq, so] = attend(g, (ys, xa, cache) => {
@@ -397,7 +387,6 @@ test('q/k/v with rope and the KV write in the epilogue (gemm_rs_256_qkv_rope): q
       }
     } finally {
       g.rsMinFill = beforeFill;
-      g.kernels.launch = launch;
       g.qkvRopeBits = beforeBits;
     }
   }

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.js';
 import type { Backend } from '../../src/backends/backend.js';
 import { WGMMA_MIN_ROWS } from '../../src/backends/cuda/linearLaunch.js';
-import { gpu, input, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
+import { gpu, input, launchesOf, normErr, poisoned, randn, randomGptq, skipNoGpu } from './support.js';
 
 const cpu = new CpuBackend({ int8Gemv: false });
 /** fp16 x and fp16-rounded weights against the CPU's f32 (as gemmWgmma.test.ts) */
@@ -23,22 +23,6 @@ function both(f: (b: Backend) => Float32Array[]): [Float32Array[], Float32Array[
 
 function check(name: string, g: Float32Array[], c: Float32Array[]): void {
   g.forEach((v, i) => assert.ok(normErr(v, c[i]) < HALF_TOL, `${name} output ${i}: err ${normErr(v, c[i])}`));
-}
-
-/** the kernels `f` launches on the GPU backend, by name (they run as usual) */
-function launchesOf(g: ReturnType<typeof gpu>, f: () => void): string[] {
-  const launched: string[] = [];
-  const launch = g.kernels.launch.bind(g.kernels);
-  g.kernels.launch = (name, grid, block, args, shared, pdl, cluster): void => {
-    launched.push(name);
-    launch(name, grid, block, args, shared, pdl, cluster);
-  };
-  try {
-    f();
-  } finally {
-    g.kernels.launch = launch;
-  }
-  return launched;
 }
 
 /** the first index where two outputs differ in their bits, or −1 */

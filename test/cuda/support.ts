@@ -104,3 +104,19 @@ export function int8RoundTrip(x: Float32Array, order: Int32Array | null): Float3
   }
   return out;
 }
+
+/** the kernels `f` launches on the GPU backend, by name (they run as usual) */
+export function launchesOf(g: ReturnType<typeof gpu>, f: () => void): string[] {
+  const launched: string[] = [];
+  const launch = g.kernels.launch.bind(g.kernels);
+  g.kernels.launch = (name, grid, block, args, shared, pdl, cluster): void => {
+    launched.push(name);
+    launch(name, grid, block, args, shared, pdl, cluster);
+  };
+  try {
+    f();
+  } finally {
+    g.kernels.launch = launch;
+  }
+  return launched;
+}
