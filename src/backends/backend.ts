@@ -175,9 +175,11 @@ export interface Backend {
   writeKv(cache: KvCache, layer: number, startPos: number, k: Activation, v: Activation, rows: number): void;
   /**
    * Causal attention of `rows` query rows (q: [rows, heads*headDim]) over cache positions
-   * 0..startPos+t for row t; grouped KV heads (head h reads kv head h / (heads/kvHeads)).
+   * 0..startPos+t for row t; grouped KV heads (head h reads kv head h / (heads/kvHeads)). reader, where given: nothing
+   * but linear or linearAdd with that weight reads out (until it is written again), so a backend may keep out only in
+   * the form that linear reads.
    */
-  attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void;
+  attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number, reader?: LinearWeight): void;
   /** out = silu(gate) * up, elementwise */
   swiglu(out: Activation, gate: Activation, up: Activation, rows: number): void;
   /** dst[0..rows) = src[srcRow..srcRow+rows) (e.g. the last position before the lm_head) */
@@ -212,9 +214,11 @@ export interface Backend {
    * A prompt chunk's q, k and v linears (as `linears`) with ropeKv's work in the same pass: q = rope(x wqᵀ), and
    * rope(x wkᵀ) and x wvᵀ written into `layer`'s cache at positions startPos..; the k and v activations are not
    * written. True where the backend took the call; false (or absent): the caller runs the linears and ropeKv.
+   * qReader 'attention': nothing but the attention call that follows reads q (outs[0]), so a backend may keep q only
+   * in the form its attention reads.
    */
   qkvRopeKv?(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], cache: KvCache, layer: number, startPos: number,
-    shape: RopeShape, rows: number): boolean;
+    shape: RopeShape, rows: number, qReader?: 'attention'): boolean;
   /**
    * Run the ops that `record` issues as one captured graph, keyed by `key` (e.g. 'decode').
    * Backends that support it capture on the first call and replay afterwards; inside `record`,
@@ -242,9 +246,10 @@ export interface Backend {
   /**
    * out = silu(x Gᵀ) ⊙ (x Uᵀ), a LLaMA MLP's gate and up projections and SwiGLU, in one pass where the
    * backend fuses them for these rows and weights: returns true. Returns false having done nothing where
-   * it does not, and the caller runs linear, linear and swiglu (which any backend has).
+   * it does not, and the caller runs linear, linear and swiglu (which any backend has). reader, where given: as for
+   * attention (nothing but that weight's linear reads out).
    */
-  gateUp?(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number): boolean;
+  gateUp?(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number, reader?: LinearWeight): boolean;
   /**
    * outs[i] = x weights[i]ᵀ (+ b) for linears that read the same x (LLaMA: q, k, v), in one pass where the backend
    * fuses them for these rows and weights: returns true. Returns false having done nothing where it does not, and

@@ -315,7 +315,8 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       const w = this.weights.layers[l];
       // attention block: x += o(attn(rope(q(norm x)), rope(k(norm x)), v(norm x)))
       b.rmsNorm(s.xb, s.x, w.attnNorm, c.rmsNormEps, rows, 'declared'); // (read by q, k and v only)
-      const fused = kv.kind === 'chunk' && b.qkvRopeKv?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], kv.cache, l, kv.startPos, ropeShape, rows);
+      // (q is read by attention only, and attention's output by o only; gate/up's by down only)
+      const fused = kv.kind === 'chunk' && b.qkvRopeKv?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], kv.cache, l, kv.startPos, ropeShape, rows, 'attention');
       if (!fused && !b.linears?.([s.q, s.k, s.v], s.xb, [w.q, w.k, w.v], rows)) {
         b.linear(s.q, s.xb, w.q, rows);
         b.linear(s.k, s.xb, w.k, rows);
@@ -328,7 +329,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
           b.rope(s.k, c.numKvHeads, headDim, startPos, c.ropeTheta, rows);
           b.writeKv(cache, l, startPos, s.k, s.v, rows);
         }
-        b.attention(s.attn, s.q, cache, { layer: l, startPos, heads: c.numHeads, kvHeads: c.numKvHeads, headDim }, rows);
+        b.attention(s.attn, s.q, cache, { layer: l, startPos, heads: c.numHeads, kvHeads: c.numKvHeads, headDim }, rows, w.o);
       } else {
         // one sequence per row: its own position and cache
         const { caches, positions } = kv;
@@ -344,7 +345,7 @@ export class LlamaModel implements CausalLm, BatchedLm, AsyncDisposable {
       this.residualLinear(s, s.attn, w.o, rows);
       // MLP block: x += down(silu(gate(norm x)) · up(norm x))
       b.rmsNorm(s.xb, s.x, w.mlpNorm, c.rmsNormEps, rows, 'declared'); // (read by gate and up only)
-      if (!b.gateUp?.(s.hidden, s.xb, w.gate, w.up, rows)) {
+      if (!b.gateUp?.(s.hidden, s.xb, w.gate, w.up, rows, w.down)) {
         b.linear(s.gate, s.xb, w.gate, rows);
         b.linear(s.up, s.xb, w.up, rows);
         b.swiglu(s.hidden, s.gate, s.up, rows);

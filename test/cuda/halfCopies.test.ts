@@ -133,7 +133,7 @@ test('a norm whose declared readers share an act-order permutation writes their 
 
 test('a norm read only by its declared readers (readers \'declared\'), all on fp16 copies, writes that copy alone: f32 rows unwritten, the readers\' bits unchanged; a reader of the f32 rows throws', { skip: skipNoGpu }, () => {
   const g = gpu();
-  const before = g.normHalfOnly;
+  const before = new Set(g.halfOnly);
   try {
     for (const [rows, ao] of [[40, false], [WGMMA_MIN_ROWS + 88, true]] as const) {
       const k = 1024, host = randomGptq(k, 256, 4, 128, ao);
@@ -142,7 +142,8 @@ test('a norm read only by its declared readers (readers \'declared\'), all on fp
       g.declareInputNorm(norm, [A, B]);
       const xa = input(g, rows, k, randn(rows * k, 2));
       const run = (halfOnly: boolean): Float32Array[] => {
-        g.normHalfOnly = halfOnly;
+        if (halfOnly) g.halfOnly.add('norm');
+        else g.halfOnly.delete('norm');
         const xb = poisoned(g, rows, k), y1 = poisoned(g, rows, 256), y2 = poisoned(g, rows, 384);
         g.rmsNorm(xb, xa, norm, 1e-6, rows, 'declared');
         g.linear(y1, xb, A, rows);
@@ -156,7 +157,7 @@ test('a norm read only by its declared readers (readers \'declared\'), all on fp
       assert.equal(firstBitDifference(y1Only, y1Both), -1, `${name}: reader A's output`);
       assert.equal(firstBitDifference(y2Only, y2Both), -1, `${name}: reader B's output`);
       // a reader that would read the f32 rows after all (here the prompt GEMMs switched off between the two) throws
-      g.normHalfOnly = true;
+      g.halfOnly.add('norm');
       const xb = poisoned(g, rows, k), y = poisoned(g, rows, 256), kernels = g.prefillKernels;
       g.rmsNorm(xb, xa, norm, 1e-6, rows, 'declared');
       g.prefillKernels = 'old';
@@ -172,6 +173,6 @@ test('a norm read only by its declared readers (readers \'declared\'), all on fp
       assert.equal(firstBitDifference(g.readActivation(y), y1Both), -1, `${name}: after a plain norm`);
     }
   } finally {
-    g.normHalfOnly = before;
+    g.halfOnly = before;
   }
 });

@@ -20,7 +20,8 @@ import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QK
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
-import { PromptOps } from './promptOps.js';
+import { halfCopyReaders, PromptOps } from './promptOps.js';
+import { halfOnlyFromEnv, type HalfOnlyProducer } from './halfCopies.js';
 import { openDevice } from './openDevice.js';
 import { KernelModule } from './module.js';
 import { launchSample } from './sampleLaunch.js';
@@ -104,6 +105,9 @@ const MULTI_WS_TILES = MAX_TILES / MULTI_ROWS_PER_LAUNCH;
  * or 'mma' (attn_flash_128 everywhere); $QLLAMA_CUDA_FLASH.
  */
 export type FlashKernel = 'wgmma' | 'mma';
+/** the flash kernels' softmax scale: log2(e) / sqrt(d), so exp2 of the scaled scores is exp of the scaled ones */
+const flashScaleLog2 = (d: number): number => Math.LOG2E / Math.sqrt(d);
+
 function flashFromEnv(): FlashKernel {
   return process.env.QLLAMA_CUDA_FLASH === 'mma' ? 'mma' : 'wgmma';
 }
@@ -205,11 +209,19 @@ export class CudaBackend implements Backend {
    */
   normGathersHalf = process.env.QLLAMA_CUDA_NORM_HALF_PERM !== '0';
   /**
-   * prompt rows: a norm whose only readers (rmsNorm readers 'declared') all read its fp16 copy writes that copy alone
-   * (PromptOps.rmsNorm); $QLLAMA_CUDA_NORM_HALF_ONLY=0: it writes its f32 rows too. H200, 13B prompt, same call, on /
-   * off: 2048 tokens 23,105 / 22,974 and 23,077 / 22,993 tok/s, 512 tokens 21,656 / 21,407.
+   * prompt rows: producers whose declared reader reads only their fp16 copy write that copy alone, and the q/k/v rope
+   * launch writes q as attention's fp16 Q tile (halfCopies.ts HalfOnlyProducer; $QLLAMA_CUDA_HALF_ONLY, default all):
+   * - 'norm': a norm whose only readers (rmsNorm readers 'declared') all read its copy (PromptOps.rmsNorm). H200, 13B
+   *   prompt, same call, on / off: 2048 tokens 23,105 / 22,974 and 23,077 / 22,993 tok/s, 512 tokens 21,656 / 21,407.
+   * - 'swiglu': the fused gate/up's SwiGLU where down_proj (gateUp's reader) reads the copy (PromptOps.gateUp).
+   * - 'attention': attn_flash_wg_128 where o_proj (attention's reader) reads the copy.
+   * - 'q': qkvRopeKv with qReader 'attention' where attn_flash_wg_128 will read it: half(q · scale) (qHalf below).
    */
-  normHalfOnly = process.env.QLLAMA_CUDA_NORM_HALF_ONLY !== '0';
+  halfOnly: Set<HalfOnlyProducer> = halfOnlyFromEnv();
+  /** the q that the last qkvRopeKv wrote only as attn_flash_wg_128's fp16 Q tile, and where; the next attention takes it */
+  private qHalf: { readonly q: DevicePtr; readonly at: DevicePtr } | null = null;
+  /** that Q tile's buffer [rows, heads·128] fp16 */
+  private readonly qHalfBuf: Scratch = { ptr: null, bytes: 0 };
   /**
    * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
@@ -495,7 +507,7 @@ export class CudaBackend implements Backend {
   rmsNorm(out: Activation, x: Activation, weight: VectorWeight, eps: number, rows: number, readers?: 'declared'): void {
     this.promptOps.copies.forget();
     // prompt rows: also the fp16 copy that the GEMMs of q/k/v or gate/up read (only that copy where they alone read it)
-    if (this.promptOps.rmsNorm(act(out), act(x), (weight as CudaVector).ptr, eps, rows, readers === 'declared' && this.normHalfOnly)) return;
+    if (this.promptOps.rmsNorm(act(out), act(x), (weight as CudaVector).ptr, eps, rows, readers === 'declared' && this.halfOnly.has('norm'))) return;
     // one row: the epilogue of the GEMV that produced x, else held for the next GEMV (gemvBatch.ts)
     this.batch.rmsNorm(act(out).ptr, act(x).ptr, (weight as CudaVector).ptr, eps, rows, x.cols);
   }
@@ -511,9 +523,10 @@ export class CudaBackend implements Backend {
    * writes the fp16 copy that down_proj reads (promptOps.ts). Neither writes gate and up themselves, nor runs a SwiGLU
    * pass. Other rows, kernels or weights: false, and the caller runs linear, linear, swiglu.
    */
-  gateUp(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number): boolean {
+  gateUp(out: Activation, x: Activation, gate: LinearWeight, up: LinearWeight, rows: number, reader?: LinearWeight): boolean {
     if (this.smallBatchGroup([{ w: gate as CudaLinear, y: null }, { w: up as CudaLinear, y: null }], act(x), rows, act(out))) return true;
-    return this.promptOps.gateUp(act(out), act(x), gate as CudaLinear, up as CudaLinear, rows);
+    const halfReader = this.halfOnly.has('swiglu') && reader !== undefined ? (reader as CudaLinear) : null;
+    return this.promptOps.gateUp(act(out), act(x), gate as CudaLinear, up as CudaLinear, rows, halfReader);
   }
 
   /**
@@ -600,7 +613,7 @@ export class CudaBackend implements Backend {
    * qkvRopeBits 64, their bits). Heads of 128, k and v of q's width (no grouped KV heads), where both would fuse.
    */
   qkvRopeKv(outs: readonly Activation[], x: Activation, weights: readonly LinearWeight[], cache: KvCache, layer: number, startPos: number,
-    shape: RopeShape, rows: number): boolean {
+    shape: RopeShape, rows: number, qReader?: 'attention'): boolean {
     const c = cache as CudaKvCache, d = shape.headDim, width = c.kvHeads * c.headDim;
     const bits = this.qkvRopeBits;
     if (bits === 0 || !this.fusedRopeKv || rows < 2 || this.capturing || d !== 128 || c.headDim !== d || c.kvHeads !== shape.kvHeads ||
@@ -608,7 +621,13 @@ export class CudaBackend implements Backend {
     checkKvRange(c, startPos, rows);
     const at = (base: bigint): DevicePtr => (base + BigInt(layer * c.layerBytes()) + BigInt(startPos * width * 2)) as DevicePtr;
     const table = (): DevicePtr => this.ropeTable(startPos, rows, shape.theta, d, bits);
-    if (!this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, bits, rows)) return false;
+    this.qHalf = null;
+    // q only as the Q tile attn_flash_wg_128 makes of it, where that kernel is the attention that reads q next
+    const qh = qReader === 'attention' && this.halfOnly.has('q') && this.flashFor(d, rows, shape.heads)?.name === 'attn_flash_wg_128'
+      ? this.grow(this.qHalfBuf, rows * outs[0].cols * 2) : null;
+    const qTile = qh === null ? null : { at: qh, scale: flashScaleLog2(d) };
+    if (!this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, bits, rows, qTile)) return false;
+    if (qh !== null) this.qHalf = { q: act(outs[0]).ptr, at: qh };
     this.promptOps.copies.forget();
     return true;
   }
@@ -638,7 +657,10 @@ export class CudaBackend implements Backend {
     return null;
   }
 
-  attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number): void {
+  attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number, reader?: LinearWeight): void {
+    // q written only as attn_flash_wg_128's Q tile (qkvRopeKv): that kernel must be the one to run
+    const qh = this.qHalf !== null && this.qHalf.q === act(q).ptr ? this.qHalf.at : null;
+    this.qHalf = null;
     this.promptOps.copies.forget();
     const c = cache as CudaKvCache;
     const d = shape.headDim;
@@ -646,14 +668,20 @@ export class CudaBackend implements Backend {
     const off = BigInt(shape.layer * c.layerBytes());
     const pos = this.posPtr();
     const flash = rows > 1 && shape.heads % shape.kvHeads === 0 ? this.flashFor(d, rows, shape.heads) : null;
+    const wg = flash?.name === 'attn_flash_wg_128';
+    if (qh !== null && !wg) throw new Error('qllama internal error: q was written only as attn_flash_wg_128\'s Q tile, and another attention kernel would read q');
     if (flash) {
       this.batch.flush();
-      const args = [ptr(act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos), i32(shape.startPos),
-        i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(Math.LOG2E / Math.sqrt(d))];
-      // attn_flash_wg_128 also writes out's fp16 copy where o_proj's GEMM reads one (halfCopies.ts): no conversion pass
-      if (flash.name === 'attn_flash_wg_128') {
+      // attn_flash_wg_128 also writes out's fp16 copy where o_proj's GEMM reads one (halfCopies.ts): no conversion pass;
+      // and only that copy where its reader (o_proj) reads it
+      const half = wg && out.cols === shape.heads * d ? this.promptOps.halfFor(act(out), rows) : null;
+      const halfOnly = half !== null && reader !== undefined && this.halfOnly.has('attention') && halfCopyReaders([reader as CudaLinear], out.cols, null);
+      this.promptOps.copies.unwritten(act(out).ptr, halfOnly);
+      const args = [ptr(halfOnly ? null : act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos),
+        i32(shape.startPos), i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(flashScaleLog2(d))];
+      if (wg) {
         this.flashWgLaunches++;
-        args.push(ptr(out.cols === shape.heads * d ? this.promptOps.halfFor(act(out), rows) : null));
+        args.push(ptr(half), ptr(qh));
       }
       this.kernels.launch(flash.name, flash.grid, { x: flash.threads }, args, flash.shared);
       return;

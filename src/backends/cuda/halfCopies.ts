@@ -18,6 +18,31 @@ import type { DevicePtr } from './driver.js';
 import { i32, ptr } from './kernelArgs.js';
 import type { KernelModule } from './module.js';
 
+/**
+ * Prompt producers that may write only the fp16 form their declared reader reads (CudaBackend.halfOnly): the RMSNorms
+ * ('norm'), the fused gate/up's SwiGLU ('swiglu'), prompt attention ('attention'), and the q/k/v rope launch, whose q
+ * goes out as attention's fp16 Q tile ('q').
+ */
+export type HalfOnlyProducer = 'norm' | 'swiglu' | 'attention' | 'q';
+const HALF_ONLY_PRODUCERS: readonly HalfOnlyProducer[] = ['norm', 'swiglu', 'attention', 'q'];
+
+/**
+ * $QLLAMA_CUDA_HALF_ONLY: a comma list of HalfOnlyProducer, or 'none'; unset: all of them. $QLLAMA_CUDA_NORM_HALF_ONLY=0
+ * (the older switch) drops 'norm'. An unknown name throws, naming the ones there are.
+ */
+export function halfOnlyFromEnv(env: NodeJS.ProcessEnv = process.env): Set<HalfOnlyProducer> {
+  const v = env.QLLAMA_CUDA_HALF_ONLY;
+  const names = v === undefined ? [...HALF_ONLY_PRODUCERS] : v === 'none' || v === '' ? [] : v.split(',').map((n) => n.trim());
+  const set = new Set<HalfOnlyProducer>();
+  for (const n of names) {
+    const known = HALF_ONLY_PRODUCERS.find((p) => p === n);
+    if (known === undefined) throw new Error(`QLLAMA_CUDA_HALF_ONLY: unknown producer '${n}'; use a comma list of ${HALF_ONLY_PRODUCERS.join(', ')}, or none`);
+    set.add(known);
+  }
+  if (env.QLLAMA_CUDA_NORM_HALF_ONLY === '0') set.delete('norm');
+  return set;
+}
+
 /** a slot's copy: source activation, rows, width, the column gather applied (0n: none), and where it is */
 interface Held {
   readonly src: DevicePtr;
@@ -38,7 +63,7 @@ const GATHER_ROWS_MAX_BYTES = 48 * 1024;
 export class HalfCopies {
   private readonly slots: Slot[] = [{ held: null, lastUse: 0 }, { held: null, lastUse: 0 }];
   private uses = 0;
-  /** an activation whose f32 rows a producer left unwritten, writing only its fp16 copy (PromptOps.rmsNorm) */
+  /** an activation whose f32 rows a producer left unwritten, writing only its fp16 copy (PromptOps.rmsNorm, gateUp, attention) */
   private f32Unwritten: DevicePtr | null = null;
 
   /** @param scratch slot `index`'s fp16 buffer, grown to at least `bytes` (it may move, which the key notices) */
@@ -85,7 +110,7 @@ export class HalfCopies {
   checkWritten(x: DevicePtr): void {
     if (x === this.f32Unwritten) {
       throw new Error('qllama internal error: a kernel would read an activation whose f32 rows were not written (a norm wrote only the fp16 ' +
-        'copy its declared readers read); QLLAMA_CUDA_NORM_HALF_ONLY=0 works around it');
+        'copy its declared reader reads); QLLAMA_CUDA_HALF_ONLY=none works around it');
     }
   }
 

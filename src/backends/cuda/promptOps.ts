@@ -43,6 +43,12 @@ export function halfCopyReaders(readers: readonly CudaLinear[], dim: number, per
     dim % 64 === 0 && r.outFeatures % 8 === 0 && r.groupSize % 32 === 0 && (r.perm ?? null) === perm);
 }
 
+/** q written as attention's fp16 Q tile instead (PromptOps.qkvRope): where, and the softmax scale folded in */
+export interface QTile {
+  readonly at: DevicePtr;
+  readonly scale: number;
+}
+
 export class PromptOps {
   /** the fp16 copies the GEMMs read; the backend forgets them in every op that writes an activation otherwise */
   readonly copies: HalfCopies;
@@ -94,7 +100,7 @@ export class PromptOps {
    * out = silu(x Gᵀ) ⊙ (x Uᵀ) in one wgmma GEMM (and out's fp16 copy for down_proj) where the rows, kernels
    * and weights allow: both q4 4-bit without bias, one shape, group size and permutation; false: not taken.
    */
-  gateUp(out: DeviceRows, x: DeviceRows, g: CudaLinear, u: CudaLinear, rows: number): boolean {
+  gateUp(out: DeviceRows, x: DeviceRows, g: CudaLinear, u: CudaLinear, rows: number, halfReader: CudaLinear | null = null): boolean {
     const wg = this.host.fusedGateUp();
     if (wg === null) return false;
     if (g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4 || g.bias || u.bias) return false;
@@ -108,8 +114,15 @@ export class PromptOps {
     const plan = rs ? null : planWgmma(wg, rows, 2 * N, K, true); // before launching: growing the scratch synchronizes
     const xh = this.copies.of(x.ptr, rows, K, g.perm);
     const yh = this.copies.reserve(out.ptr, rows, N);
-    if (plan === null) launchRsGateUp(this.host.cu, this.host.kernels, wg.smCount, wg.rsBuild(rows), g, u, out.ptr, yh, xh, rows, wg.rsPaired(), wg.rsPdl());
-    else launchWgmmaGateUp(this.host.cu, this.host.kernels, plan, g, u, out.ptr, yh, xh, rows);
+    // the register-A launch writes only the copy where out's one reader (down_proj) reads it
+    const halfOnly = plan === null && halfReader !== null && halfCopyReaders([halfReader], N, null);
+    this.copies.unwritten(out.ptr, halfOnly);
+    if (plan === null) {
+      launchRsGateUp(this.host.cu, this.host.kernels, wg.smCount, wg.rsBuild(rows), g, u, halfOnly ? null : out.ptr, yh, xh, rows, wg.rsPaired(),
+        wg.rsPdl());
+    } else {
+      launchWgmmaGateUp(this.host.cu, this.host.kernels, plan, g, u, out.ptr, yh, xh, rows);
+    }
     return true;
   }
 
@@ -131,17 +144,18 @@ export class PromptOps {
    * q = rope(x wqᵀ) and the cache rows kc / vc (fp16, from the chunk's first position) = rope(x wkᵀ), x wvᵀ in one
    * register-A launch (launchRsQkvRope) where qkv would fuse them and the heads are 128 wide (the caller checks that
    * head size and that k and v are q's width); false: not taken. ropeTable gives the chunk's rope_table_f32 / _f64, issued
-   * only when taken (bits: its precision, and the rotation's). k's and v's activations are not written.
+   * only when taken (bits: its precision, and the rotation's). k's and v's activations are not written; with qTile, nor
+   * is q: it goes to qTile.at as half(q · qTile.scale), the Q tile attn_flash_wg_128 would make of it.
    */
   qkvRope(q: DeviceRows, x: DeviceRows, ws: readonly CudaLinear[], kc: DevicePtr, vc: DevicePtr, ropeTable: () => DevicePtr, bits: 32 | 64,
-    rows: number): boolean {
+    rows: number, qTile: QTile | null = null): boolean {
     const fused = this.qkvFused(ws, rows);
     if (fused === null || fused.ws[0].outFeatures % 128 !== 0) return false;
     this.host.flush();
     this.copies.wrote(q.ptr);
     const rope = ropeTable();
     const xh = this.copies.of(x.ptr, rows, fused.ws[0].inFeatures, fused.ws[0].perm);
-    launchRsQkvRope(this.host.cu, this.host.kernels, fused.smCount, fused.ws, q.ptr, kc, vc, rope, bits, xh, rows, fused.pdl);
+    launchRsQkvRope(this.host.cu, this.host.kernels, fused.smCount, fused.ws, q.ptr, kc, vc, rope, bits, xh, rows, fused.pdl, qTile);
     return true;
   }
 

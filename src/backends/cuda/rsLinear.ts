@@ -20,7 +20,7 @@
  * SMs), each streaming its 80 K slices in turn; so launches of at most half the SMs' tiles split K (rsSplits).
  */
 import { TensorMapDtype, TensorMapSwizzle, type CuStream, type DevicePtr, type Driver } from './driver.js';
-import { i32, ptr } from './kernelArgs.js';
+import { f32, i32, ptr } from './kernelArgs.js';
 import type { CudaGptq } from './linearUpload.js';
 import type { KernelModule } from './module.js';
 import { SMALL_BATCH_MAX_ROWS } from './smallBatchLinear.js';
@@ -215,11 +215,11 @@ export function launchRs(cu: Driver, kernels: KernelModule, stream: CuStream, sm
 }
 
 /**
- * y [rows, N] f32 = silu(xh Gᵀ) ⊙ (xh Uᵀ) and yh its fp16 copy, in one launch. rsFits for both, one shape,
- * group size and permutation, N % 64 == 0.
+ * y [rows, N] f32 = silu(xh Gᵀ) ⊙ (xh Uᵀ) and yh its fp16 copy (y null: the copy only), in one launch. rsFits for
+ * both, one shape, group size and permutation, N % 64 == 0.
  */
 export function launchRsGateUp(cu: Driver, kernels: KernelModule, smCount: number, build: RsBuild, gate: CudaGptq, up: CudaGptq,
-  y: DevicePtr, yh: DevicePtr, xh: DevicePtr, rows: number, paired: boolean, pdl = false): void {
+  y: DevicePtr | null, yh: DevicePtr, xh: DevicePtr, rows: number, paired: boolean, pdl = false): void {
   const K = gate.inFeatures, N = gate.outFeatures, tiles = rsTiles(rows, N / RS_GATE_UP_OUTPUTS, build);
   const p = paired ? pairedWeightMaps(cu, gate, up) : null;
   if (p !== null) {
@@ -277,13 +277,15 @@ function qkvMaps(cu: Driver, ws: readonly CudaGptq[]): ReturnType<typeof ptr>[] 
  * rope(xh · wkᵀ) and xh · wvᵀ, in one launch (gemm_rs_256_qkv_rope32, or _rope with bits 64): rsQkvFits holds, heads
  * of 128 (N % 128 == 0), k and v of q's width. rope: the chunk's rope_table_f32 (f32 math), or rope_table_f64 (bits
  * 64: rope_kv_f32's bits). Saves rope_kv_f32's pass (0.076 ms per 13B layer at 2048 rows on an H200) and the f32 k, v.
+ * qTile: q goes to qTile.at [rows, N] as half(q · qTile.scale) instead (attn_flash_wg_128's Q tile, its qh).
  */
 export function launchRsQkvRope(cu: Driver, kernels: KernelModule, smCount: number, ws: readonly CudaGptq[], q: DevicePtr, kc: DevicePtr,
-  vc: DevicePtr, rope: DevicePtr, bits: 32 | 64, xh: DevicePtr, rows: number, pdl = false): void {
+  vc: DevicePtr, rope: DevicePtr, bits: 32 | 64, xh: DevicePtr, rows: number, pdl = false, qTile: { readonly at: DevicePtr; readonly scale: number } | null = null): void {
   const K = ws[0].inFeatures, N = ws[0].outFeatures, build = RS_BUILDS[0];
   const tiles = rsTiles(rows, 3 * rsPlainTiles(N), build);
   kernels.launch(rsQkvRopeKernel(bits), { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
-    [ptr(q), ptr(kc), ptr(vc), ptr(rope), i32(rows), i32(N), i32(K), i32(ws[0].groupSize), xMap(cu, xh, rows, K, build.bt), ...qkvMaps(cu, ws)],
+    [ptr(q), ptr(kc), ptr(vc), ptr(rope), i32(rows), i32(N), i32(K), i32(ws[0].groupSize), xMap(cu, xh, rows, K, build.bt), ...qkvMaps(cu, ws),
+      ptr(qTile?.at ?? null), f32(qTile?.scale ?? 1)],
     build.shared, pdl);
 }
 

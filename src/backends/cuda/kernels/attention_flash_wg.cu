@@ -12,7 +12,9 @@
 // multiplied; each tile folds into the running max / sum per row (online softmax, exp2 with q pre-scaled by
 // log2(e)/sqrt(d), as attn_flash) and masks positions past a row's own (row t sees 0..start+t).
 // q, out: [rows, heads*128] f32 · kc, vc: one layer's cache [maxSeq, kvHeads*128] fp16 · outh: null, or out's fp16 copy
-// (the one o_proj's prompt GEMM reads: halfCopies.ts), which saves that GEMM's conversion pass.
+// (the one o_proj's prompt GEMM reads: halfCopies.ts), which saves that GEMM's conversion pass; out may then be null
+// (nothing else reads it) · qh: null, or q as the Q tile takes it, half(q · scale_log2), which the q/k/v launch wrote
+// instead of q (gemm_rs_256_qkv_rope32's qh), so q is not read.
 // Grid (head, query tile of 128 rows), the longest tiles first (flash_block.cuh); 256 threads; dynamic shared
 // memory flashWgShared() (attentionLaunch.ts: 1 KB of alignment + Q + two K/V stages). sm_90a only: on the fatbin's other targets it traps.
 #include "gemm_wgmma_rs.cuh"  // wgmma, descriptors, fence_proxy_async (and gemm_wgmma.cuh)
@@ -87,7 +89,8 @@ __device__ __forceinline__ void issue_pv(float (&o)[64], const uint32_t (&pf)[BK
 template <int BKV, int NWG_, bool PIPE>
 __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const float* __restrict__ q, const __half* __restrict__ kc,
                                               const __half* __restrict__ vc, const int* pos_ptr, int pos_imm, int rows, int heads,
-                                              int kvHeads, float scale_log2, __half* __restrict__ outh = nullptr) {
+                                              int kvHeads, float scale_log2, __half* __restrict__ outh = nullptr,
+                                              const __half* __restrict__ qh = nullptr) {
   constexpr int BQ = 64 * NWG_, THREADS = 128 * NWG_, Q_BYTES = BQ * D * 2, KV_BYTES = BKV * D * 2, STAGES = PIPE ? 3 : 2;
   extern __shared__ unsigned char fwg_smem[];
   const uint32_t sbase = (saddr(fwg_smem) + 1023u) & ~1023u;
@@ -118,11 +121,13 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
   load(0);
   if (PIPE && ntiles > 1) load(1);
 
-  // Q tile: f32 → fp16 × scale_log2, swizzled (rows past `rows` are zeros)
+  // Q tile: f32 → fp16 × scale_log2 (or qh's, which is that already), swizzled (rows past `rows` are zeros)
   for (int u = tid; u < BQ * 16; u += THREADS) {
     const int r = u >> 4, c = u & 15;
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    if (t0 + r < rows) {
+    if (t0 + r < rows && qh != nullptr) {
+      v = *reinterpret_cast<const uint4*>(qh + ((size_t)(t0 + r) * heads + h) * D + c * 8);
+    } else if (t0 + r < rows) {
       const float4* src = reinterpret_cast<const float4*>(q + ((size_t)(t0 + r) * heads + h) * D + c * 8);
       const float4 a = src[0], b = src[1];
       v = make_uint4(pack_half2(a.x * scale_log2, a.y * scale_log2), pack_half2(a.z * scale_log2, a.w * scale_log2),
@@ -206,17 +211,18 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
   float inv0, inv1;
   sm.inverses(inv0, inv1);
   const int r0 = t0 + rw, r1 = r0 + 8;
-  float* out0 = out + ((size_t)r0 * heads + h) * D;
-  float* out1 = out + ((size_t)r1 * heads + h) * D;
+  const size_t at0 = ((size_t)r0 * heads + h) * D, at1 = ((size_t)r1 * heads + h) * D;
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
     const int d = i * 8 + 2 * t;
     const float2 v0 = make_float2(o[4 * i] * inv0, o[4 * i + 1] * inv0), v1 = make_float2(o[4 * i + 2] * inv1, o[4 * i + 3] * inv1);
-    if (r0 < rows) *reinterpret_cast<float2*>(out0 + d) = v0;
-    if (r1 < rows) *reinterpret_cast<float2*>(out1 + d) = v1;
+    if (out != nullptr) {  // (null: o_proj reads only the copy)
+      if (r0 < rows) *reinterpret_cast<float2*>(out + at0 + d) = v0;
+      if (r1 < rows) *reinterpret_cast<float2*>(out + at1 + d) = v1;
+    }
     if (outh != nullptr) {  // the fp16 copy o_proj's GEMM reads (x_to_half's rounding of the same values)
-      if (r0 < rows) *reinterpret_cast<half2*>(outh + (out0 - out) + d) = __floats2half2_rn(v0.x, v0.y);
-      if (r1 < rows) *reinterpret_cast<half2*>(outh + (out1 - out) + d) = __floats2half2_rn(v1.x, v1.y);
+      if (r0 < rows) *reinterpret_cast<half2*>(outh + at0 + d) = __floats2half2_rn(v0.x, v0.y);
+      if (r1 < rows) *reinterpret_cast<half2*>(outh + at1 + d) = __floats2half2_rn(v1.x, v1.y);
     }
   }
 }
@@ -228,9 +234,9 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
 // 192 query rows (3 warpgroups) 0.163, two blocks per SM 0.138, PIPE 0.175 (128-key tiles 0.159).
 extern "C" __global__ void __launch_bounds__(128 * fwg::NWG, 1)
     attn_flash_wg_128(float* out, const float* q, const __half* kc, const __half* vc, const int* pos_ptr, int pos_imm, int rows,
-                      int heads, int kvHeads, float scale_log2, __half* outh) {
+                      int heads, int kvHeads, float scale_log2, __half* outh, const __half* qh) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  fwg::attn_flash_wg<fwg::BKV, fwg::NWG, false>(out, q, kc, vc, pos_ptr, pos_imm, rows, heads, kvHeads, scale_log2, outh);
+  fwg::attn_flash_wg<fwg::BKV, fwg::NWG, false>(out, q, kc, vc, pos_ptr, pos_imm, rows, heads, kvHeads, scale_log2, outh, qh);
 #else
   __trap();
 #endif

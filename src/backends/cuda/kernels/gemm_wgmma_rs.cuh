@@ -29,12 +29,13 @@
 // consecutive floats of a row).
 // SWIGLU: a tile holds 64 outputs, A row g of a warp's 16 is gate column o and row g + 8 is up column o of the
 // same output o (two TMA boxes of 64 columns from gate's and up's own maps), so a thread holds both factors of
-// silu(g) · u and writes y[token][o] and its fp16 copy yh (rows ldy apart), as swiglu_f32 computes it.
+// silu(g) · u and writes y[token][o] (unless y is null) and its fp16 copy yh (rows ldy apart), as swiglu_f32 computes it.
 // ROPE (with MATS = 3; q, k, v of 128-wide heads, one head per tile): A rows g and g + 8 are the tile's columns o and
 // o + 64 (o < 64), each head's rotary pair, as SWIGLU lays gate and up; the epilogue rotates q's and k's pairs by the
 // (cos, sin) table rope ([M][64]: ROPE = 64, rope_table_f64's doubles and an f64 rotation, rope_kv_f32's bits; 32,
 // rope_table_f32's floats and an f32 one) and writes q rotated into y, k rotated and v as fp16 into the KV cache rows
-// kc / vc (M rows of N, the chunk's first position's), as rope_kv_f32 does.
+// kc / vc (M rows of N, the chunk's first position's), as rope_kv_f32 does. With yh not null, q goes there instead as
+// half(q · qScale): what attn_flash_wg_128 makes of the f32 q when it loads its Q tile (its qh).
 // Persistent grid over work units: whole tiles (tile t = (token tile t % mtiles, W tile t / mtiles): concurrent tiles
 // share W), or with splits > 1 each tile's K in that many ranges added atomically (wg_gemm_rs_body says more).
 // The consumers' wait for a stage is a plain spin, without gemm_wgmma.cuh's watchdog trap (a divergent exit in the
@@ -160,7 +161,7 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
 template <int BT, int F64>
 __device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0, int n, int col, int t2, int M, int N, int mat,
                                               float* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc,
-                                              const void* __restrict__ ropeTable) {
+                                              const void* __restrict__ ropeTable, __half* __restrict__ qh, float qScale) {
   using CS = typename std::conditional<F64 != 0, double2, float2>::type;
   const CS* __restrict__ rope = static_cast<const CS*>(ropeTable);
   constexpr int CH = 4, NCH = BT / 8 / CH;
@@ -204,7 +205,11 @@ __device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0
           ra = __fmaf_rn(a, (float)cse.x, -(b * (float)cse.y));
           rb = __fmaf_rn(b, (float)cse.x, a * (float)cse.y);
         }
-        if (mat == 0) {
+        if (mat == 0 && qh != nullptr) {  // q as attention's Q tile takes it: half(q · qScale)
+          __half* p = qh + (size_t)m * N + n;
+          p[0] = __float2half_rn(ra * qScale);
+          p[64] = __float2half_rn(rb * qScale);
+        } else if (mat == 0) {
           float* p = q + (size_t)m * N + n;
           p[0] = ra;
           p[64] = rb;
@@ -238,7 +243,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
                                                 float* __restrict__ y2 = nullptr, const CUtensorMap* tmQ3 = nullptr,
                                                 const CUtensorMap* tmS3 = nullptr, const CUtensorMap* tmZ3 = nullptr,
                                                 __half* __restrict__ kc = nullptr, __half* __restrict__ vc = nullptr,
-                                                const void* __restrict__ rope = nullptr) {
+                                                const void* __restrict__ rope = nullptr, float qScale = 1.f) {
   static_assert(MATS == 1 || (MATS == 3 && !SWIGLU), "MATS");
   static_assert(!PAIRED || SWIGLU, "PAIRED");
   static_assert(ROPE == 0 || (MATS == 3 && (ROPE == 32 || ROPE == 64)), "ROPE");
@@ -481,13 +486,13 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
           const int m = m0 + 8 * jt + t2 + e;
           if (m >= M) continue;
           const float gv = acc[4 * jt + e], v = gv / (1.f + expf(-gv)) * acc[4 * jt + 2 + e];
-          y[(size_t)m * ldy + o] = v;
+          if (y != nullptr) y[(size_t)m * ldy + o] = v;  // (null: down_proj reads only the copy)
           yh[(size_t)m * ldy + o] = __float2half_rn(v);
         }
       continue;
     }
     if (ROPE != 0) {
-      rope_epilogue<BT, ROPE == 64 ? 1 : 0>(acc, m0, n0 + col, col, t2, M, N, mat, y, kc, vc, rope);
+      rope_epilogue<BT, ROPE == 64 ? 1 : 0>(acc, m0, n0 + col, col, t2, M, N, mat, y, kc, vc, rope, yh, qScale);
       continue;
     }
     const int nLo = n0 + col;
