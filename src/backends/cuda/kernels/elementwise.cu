@@ -14,8 +14,8 @@ extern "C" __global__ void swiglu_f32(float* __restrict__ out, const float* __re
   }
 }
 
-// SwiGLU of prompt rows, float4 at a time (n % 4 == 0), the same arithmetic as swiglu_f32; where outHalf is
-// not null also the fp16 copy that down_proj's tensor-core GEMM reads (as rmsnorm_rows_f32 does).
+// SwiGLU of prompt rows, float4 at a time (n % 4 == 0), with the fused gate/up GEMMs' arithmetic (silu_mul); where
+// outHalf is not null also the fp16 copy that down_proj's tensor-core GEMM reads (as rmsnorm_rows_f32 does).
 extern "C" __global__ void swiglu_rows_f32(float* __restrict__ out, __half* __restrict__ outHalf, const float* __restrict__ gate,
                                            const float* __restrict__ up, int n) {
   pdl_wait();
@@ -23,8 +23,7 @@ extern "C" __global__ void swiglu_rows_f32(float* __restrict__ out, __half* __re
   const int n4 = n >> 2;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += gridDim.x * blockDim.x) {
     const float4 g = reinterpret_cast<const float4*>(gate)[i], u = reinterpret_cast<const float4*>(up)[i];
-    const float4 o = make_float4(g.x / (1.f + expf(-g.x)) * u.x, g.y / (1.f + expf(-g.y)) * u.y,
-                                 g.z / (1.f + expf(-g.z)) * u.z, g.w / (1.f + expf(-g.w)) * u.w);
+    const float4 o = make_float4(silu_mul(g.x, u.x), silu_mul(g.y, u.y), silu_mul(g.z, u.z), silu_mul(g.w, u.w));
     reinterpret_cast<float4*>(out)[i] = o;
     if (outHalf) store_half4(outHalf + 4 * (size_t)i, o);
   }

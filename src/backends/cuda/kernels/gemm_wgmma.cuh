@@ -38,6 +38,7 @@
 #include <cuda.h>  // CUtensorMap (types only: the host gets cuTensorMapEncodeTiled from the driver)
 #include <cuda_fp16.h>
 #include <stdint.h>
+#include "common.cuh"  // silu_mul
 
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define WG_SM90A 1
@@ -601,7 +602,7 @@ __device__ __forceinline__ void wg_gemm_body(float* __restrict__ y, int M, int N
             const int r = row + 8 * h;
             if (r >= M) continue;
             const float g0 = acc[4 * jn + 2 * h], g1 = acc[4 * jn + 2 * h + 1];
-            const float2 v = make_float2(g0 / (1.f + expf(-g0)) * acc[4 * (jn + 16) + 2 * h], g1 / (1.f + expf(-g1)) * acc[4 * (jn + 16) + 2 * h + 1]);
+            const float2 v = make_float2(silu_mul(g0, acc[4 * (jn + 16) + 2 * h]), silu_mul(g1, acc[4 * (jn + 16) + 2 * h + 1]));
             *reinterpret_cast<float2*>(y + (size_t)r * ldy + col) = v;
             *reinterpret_cast<half2*>(yh + (size_t)r * ldy + col) = __floats2half2_rn(v.x, v.y);
           }

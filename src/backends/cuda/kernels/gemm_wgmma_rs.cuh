@@ -27,15 +27,20 @@
 // Accumulator (per warpgroup, m64nBT): d[4j + 0, 1] = (A row g, tokens 8j + 2t, +1), d[4j + 2, 3] = (A row g + 8,
 // the same tokens); the epilogue stores y[token][n, n + 1] as one float2 per token (8 lanes of one t write 16
 // consecutive floats of a row).
-// SWIGLU: a tile holds 64 outputs, A row g of a warp's 16 is gate column o and row g + 8 is up column o of the
-// same output o (two TMA boxes of 64 columns from gate's and up's own maps), so a thread holds both factors of
-// silu(g) · u and writes y[token][o] (unless y is null) and its fp16 copy yh (rows ldy apart), as swiglu_f32 computes it.
-// ROPE (with MATS = 3; q, k, v of 128-wide heads, one head per tile): A rows g and g + 8 are the tile's columns o and
-// o + 64 (o < 64), each head's rotary pair, as SWIGLU lays gate and up; the epilogue rotates q's and k's pairs by the
-// (cos, sin) table rope ([M][64]: ROPE = 64, rope_table_f64's doubles and an f64 rotation, rope_kv_f32's bits; 32,
-// rope_table_f32's floats and an f32 one) and writes q rotated into y, k rotated and v as fp16 into the KV cache rows
-// kc / vc (M rows of N, the chunk's first position's), as rope_kv_f32 does. With yh not null, q goes there instead as
-// half(q · qScale): what attn_flash_wg_128 makes of the f32 q when it loads its Q tile (its qh).
+// SWIGLU and ROPE split a warp's lanes: lanes g < 4 and g ≥ 4 (partners, lane ^ 16) hold the same two adjacent
+// columns of gate and of up (SWIGLU), or columns o, o + 1 and o + 64, o + 65 of a head (ROPE), so every thread still
+// reads its two W rows with one 8-byte load per packed row, as the plain layout does, and one shuffle per token and
+// pair in the epilogue brings each thread both factors it needs. (Laying the pair on A rows g and g + 8 of one thread
+// took two 4-byte loads per packed row and two of each scale and zero: H200, 13B, 2048 rows, ~8% of the q/k/v launch.)
+// SWIGLU: a tile holds 64 outputs (two TMA boxes of 64 columns, gate's and up's); after the exchange the gate lane
+// holds output o's factors and the up lane output o + 1's; each writes silu(g) · u (silu_mul) into y[token][o] (unless
+// y is null) and its fp16 copy yh (rows ldy apart).
+// ROPE (with MATS = 3; q, k, v of 128-wide heads, one head per tile): after the exchange the lower lane holds the
+// rotary pair (o, o + 64) and its partner (o + 1, o + 65); each rotates its pair by the (cos, sin) table rope ([M][64]:
+// ROPE = 64, rope_table_f64's doubles and an f64 rotation, rope_kv_f32's bits; 32, rope_table_f32's floats and an f32
+// one) and writes q rotated into y, k rotated and v as fp16 into the KV cache rows kc / vc (M rows of N, the chunk's
+// first position's), as rope_kv_f32 does. With yh not null, q goes there instead as half(q · qScale): what
+// attn_flash_wg_128 makes of the f32 q when it loads its Q tile (its qh).
 // Persistent grid over work units: whole tiles (tile t = (token tile t % mtiles, W tile t / mtiles): concurrent tiles
 // share W), or with splits > 1 each tile's K in that many ranges added atomically (wg_gemm_rs_body says more).
 // The consumers' wait for a stage is a plain spin, without gemm_wgmma.cuh's watchdog trap (a divergent exit in the
@@ -154,49 +159,57 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
   wgmma_rs_m64n128k16(d, a, b, scale_d);
 }
 
-// The ROPE epilogue of one tile (the header says what): acc[4j + e] is column n (pair i = col of its head) and
-// acc[4j + 2 + e] column n + 64, for token m0 + 8j + t2 + e. The (cos, sin) of 4 token groups are loaded before
-// the previous groups' stores, as the plain epilogue's old values are.
+// The ROPE epilogue of one tile (the header says what): acc[4j + e] is the head's column col and acc[4j + 2 + e]
+// column col + 1 (col even; the head starts at column n0), for token m0 + 8j + t2 + e. Lanes with col < 64 rotate
+// pair col, their partners (col − 64 + 1 ≥ 0) pair col − 63. The (cos, sin) of 4 token groups are loaded DEPTH − 1
+// groups of 4 ahead of their rotations, as the plain epilogue's old values are.
 // F64: the table is double2 and the rotation f64 (rope.cuh's rounding, bit for bit); else float2 and an f32 rotation.
+#ifndef ROPE_CS_DEPTH
+#define ROPE_CS_DEPTH 3
+#endif
 template <int BT, int F64>
-__device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0, int n, int col, int t2, int M, int N, int mat,
+__device__ __forceinline__ void rope_epilogue(const float (&acc)[BT / 2], int m0, int n0, int col, int t2, int M, int N, int mat,
                                               float* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc,
                                               const void* __restrict__ ropeTable, __half* __restrict__ qh, float qScale) {
   using CS = typename std::conditional<F64 != 0, double2, float2>::type;
   const CS* __restrict__ rope = static_cast<const CS*>(ropeTable);
-  constexpr int CH = 4, NCH = BT / 8 / CH;
+  // DEPTH chunks of (cos, sin) in flight: the table is read from L2 (a tile's rows are 128 KB), whose latency one
+  // chunk of rotations does not cover
+  constexpr int CH = 4, NCH = BT / 8 / CH, DEPTH = F64 != 0 ? 2 : ROPE_CS_DEPTH;
   auto row = [&](int jt, int e) { return m0 + 8 * jt + t2 + e; };
-  if (mat == 2) {  // v: into the cache as it is
+  if (mat == 2) {  // v: into the cache as it is, both columns in one store
 #pragma unroll
     for (int jt = 0; jt < BT / 8; ++jt)
 #pragma unroll
       for (int e = 0; e < 2; ++e)
-        if (row(jt, e) < M) {
-          __half* p = vc + (size_t)row(jt, e) * N + n;
-          p[0] = __float2half_rn(acc[4 * jt + e]);
-          p[64] = __float2half_rn(acc[4 * jt + 2 + e]);
-        }
+        if (row(jt, e) < M) *reinterpret_cast<half2*>(vc + (size_t)row(jt, e) * N + n0 + col) = __floats2half2_rn(acc[4 * jt + e], acc[4 * jt + 2 + e]);
     return;
   }
-  CS cs[2][CH][2];
+  const bool hi = col >= 64;             // this lane holds o + 64, o + 65 (its partner o, o + 1)
+  const int pr = hi ? col - 63 : col;    // the pair it rotates: columns pr and pr + 64 of the head
+  const int n = n0 + pr;
+  CS cs[DEPTH][CH][2];
   auto loadCs = [&](int j0, CS (&o)[CH][2]) {
 #pragma unroll
     for (int qd = 0; qd < CH; ++qd)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) o[qd][e] = row(j0 + qd, e) < M ? rope[(size_t)row(j0 + qd, e) * 64 + col] : CS{1, 0};
+      for (int e = 0; e < 2; ++e) o[qd][e] = row(j0 + qd, e) < M ? rope[(size_t)row(j0 + qd, e) * 64 + pr] : CS{1, 0};
   };
-  loadCs(0, cs[0]);
+#pragma unroll
+  for (int ch = 0; ch + 1 < DEPTH; ++ch) loadCs(ch * CH, cs[ch]);
 #pragma unroll
   for (int ch = 0; ch < NCH; ++ch) {
-    if (ch + 1 < NCH) loadCs((ch + 1) * CH, cs[(ch + 1) & 1]);
+    if (ch + DEPTH - 1 < NCH) loadCs((ch + DEPTH - 1) * CH, cs[(ch + DEPTH - 1) % DEPTH]);
 #pragma unroll
     for (int qd = 0; qd < CH; ++qd)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int jt = ch * CH + qd, m = row(jt, e);
+        // the lower lane sends col + 1 and keeps col, the upper one sends o + 64 and keeps o + 65 (every lane shuffles)
+        const float other = __shfl_xor_sync(0xffffffffu, hi ? acc[4 * jt + e] : acc[4 * jt + 2 + e], 16);
         if (m >= M) continue;
-        const CS cse = cs[ch & 1][qd][e];
-        const float a = acc[4 * jt + e], b = acc[4 * jt + 2 + e];
+        const CS cse = cs[ch % DEPTH][qd][e];
+        const float a = hi ? other : acc[4 * jt + e], b = hi ? acc[4 * jt + 2 + e] : other;
         float ra, rb;
         if constexpr (F64 != 0) {  // rope.cuh's rounding
           ra = (float)(a * (double)cse.x - b * (double)cse.y);
@@ -247,7 +260,6 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
   static_assert(MATS == 1 || (MATS == 3 && !SWIGLU), "MATS");
   static_assert(!PAIRED || SWIGLU, "PAIRED");
   static_assert(ROPE == 0 || (MATS == 3 && (ROPE == 32 || ROPE == 64)), "ROPE");
-  constexpr bool PAIR64 = SWIGLU || ROPE != 0;  // A rows g and g + 8: columns o and o + 64 (ROPE) or gate's and up's o
   using C = RsCfg<BT, R>;
   constexpr int TW = SWIGLU ? RS_BW / 2 : RS_BW;  // outputs per tile
   constexpr int KS = BK / 16;                      // k16 steps per slice
@@ -365,17 +377,21 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
       prefetch_map(tmZ3);
     }
   }
-  // this thread's two W rows of the tile (A rows g and g + 8 of its warp): byte offsets of the lower row into a
-  // stage's packed words, scales and zeros (the upper row's are constants away: hiQ, hiS, hiZ), and the prmt
-  // selector of its byte. They go through shared memory and back, because ptxas recomputed them from threadIdx in
-  // every K slice (~25 of the slice's ~290 instructions per warp); values loaded from shared memory cannot be
-  // recomputed, so they stay in registers. col: plain, the lower row's tile column (the other is col + 1); SWIGLU,
-  // the output (gate and up column). With the 4-instruction dequantization (rs_dequant_pair), H200, 13B prompt,
-  // same call: 2048 tokens 20,464 / 20,442 → 21,074 / 21,059 tok/s, 512 tokens 17,249 → 18,048.
+  // this thread's two W rows of the tile (A rows g and g + 8 of its warp: columns col and col + 1 of one matrix):
+  // byte offsets of the lower row into a stage's packed words, scales and zeros (the upper row's are 4, 2 and 0
+  // bytes on), and the prmt selector of its byte. They go through shared memory and back, because ptxas recomputed
+  // them from threadIdx in every K slice (~25 of the slice's ~290 instructions per warp); values loaded from shared
+  // memory cannot be recomputed, so they stay in registers. col: the tile column (plain), gate's or up's (SWIGLU:
+  // lanes g ≥ 4 read up's boxes, which follow gate's), the head's (ROPE: lanes g ≥ 4 the head's upper half). With the
+  // 4-instruction dequantization (rs_dequant_pair), H200, 13B prompt, same call: 2048 tokens 20,464 / 20,442 → 21,074
+  // / 21,059 tok/s, 512 tokens 17,249 → 18,048.
   __shared__ uint4 threadOffsets[RS_THREADS];
   {
-    const int col = PAIR64 ? c * 32 + warp * 8 + g : c * 64 + warp * 16 + 2 * g;
-    threadOffsets[tid] = make_uint4(col * 4, col * 2, (col >> 3) * 4, rs_byte_sel(lane & 3));
+    const int pairCol = c * 32 + warp * 8 + 2 * (g & 3), upper = g >> 2;  // (SWIGLU, ROPE: the lane split)
+    const int col = SWIGLU ? pairCol : ROPE != 0 ? pairCol + 64 * upper : c * 64 + warp * 16 + 2 * g;
+    const int mat = SWIGLU ? upper : 0;  // up's packed words, scales and zeros follow gate's
+    const uint32_t upS = PAIRED ? sg * 128 : 256, upZ = PAIRED ? sg * 32 : 128;
+    threadOffsets[tid] = make_uint4(mat * (C::Q_BYTES / 2) + col * 4, mat * upS + col * 2, mat * upZ + (col >> 3) * 4, rs_byte_sel(lane & 3));
   }
   __syncthreads();
   // The first R slices (every thread keeps the cursor): their weights at once, their xh once the kernel before this
@@ -393,14 +409,9 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
 
   const uint4 offs = threadOffsets[tid];
   const uint32_t qLo = offs.x, sLo = offs.y, zLo = offs.z, sh = offs.w, k64 = rs_exp64();
-  const int col = (int)(qLo >> 2);
-  // (PAIRED: up's scales and zeros follow gate's sg rows of 64)
-  // (ROPE: column o + 64 of the same rows, its zero 8 words on)
-  constexpr uint32_t hiQ = SWIGLU ? C::Q_BYTES / 2 : ROPE != 0 ? 256 : 4;
-  const uint32_t hiS = PAIRED ? sg * 128 : SWIGLU ? 256 : ROPE != 0 ? 128 : 2, hiZ = PAIRED ? sg * 32 : SWIGLU ? 128 : ROPE != 0 ? 32 : 0;
+  const int col = (int)((SWIGLU ? qLo % (C::Q_BYTES / 2) : qLo) >> 2);
   constexpr uint32_t qRow = (SWIGLU ? RS_BW / 2 : RS_BW) * 4, sRow = (SWIGLU ? RS_BW / 2 : RS_BW) * 2;
   constexpr uint32_t zRow = (SWIGLU ? RS_BW / 16 : RS_BW / 8) * 4;
-  const uint32_t qHi = qLo + hiQ, sHi = sLo + hiS, zHi = zLo + hiZ;
   float acc[BT / 2];
   uint32_t a[KS][4];  // the A fragments of a slice's k16 steps
   int cStage = 0;
@@ -428,34 +439,23 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
 #pragma unroll
       for (int kk = 0; kk < KS; ++kk) {
         const unsigned char* r0 = q + (2 * kk) * qRow;  // k 16kk .. 16kk+7; packed row 2kk + 1: k 16kk+8 ..
-        if (PAIR64) {
-          w[kk][0] = *reinterpret_cast<const uint32_t*>(r0 + qLo);
-          w[kk][1] = *reinterpret_cast<const uint32_t*>(r0 + qHi);
-          w[kk][2] = *reinterpret_cast<const uint32_t*>(r0 + qRow + qLo);
-          w[kk][3] = *reinterpret_cast<const uint32_t*>(r0 + qRow + qHi);
-        } else {  // columns col and col + 1: one 8-byte load per packed row
-          const uint2 p0 = *reinterpret_cast<const uint2*>(r0 + qLo), p1 = *reinterpret_cast<const uint2*>(r0 + qRow + qLo);
-          w[kk][0] = p0.x, w[kk][1] = p0.y, w[kk][2] = p1.x, w[kk][3] = p1.y;
-        }
+        // columns col and col + 1: one 8-byte load per packed row
+        const uint2 p0 = *reinterpret_cast<const uint2*>(r0 + qLo), p1 = *reinterpret_cast<const uint2*>(r0 + qRow + qLo);
+        w[kk][0] = p0.x, w[kk][1] = p0.y, w[kk][2] = p1.x, w[kk][3] = p1.y;
       }
       half2 sLo2, sHi2, zLo2, zHi2;  // the group's scale and rs_zero offsets of the two W rows
 #pragma unroll
       for (int kk = 0; kk < KS; ++kk) {
         if (kk == 0 || (kk == 2 && sg == 2)) {  // gs = 32: k16 steps 2, 3 are the slice's second group row
           const int gl = kk >> 1;
-          if (PAIR64) {
-            sLo2 = __half2half2(*reinterpret_cast<const __half*>(sc + gl * sRow + sLo));
-            sHi2 = __half2half2(*reinterpret_cast<const __half*>(sc + gl * sRow + sHi));
-            zLo2 = rs_zero(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zLo), qLo);
-            zHi2 = rs_zero(*reinterpret_cast<const uint32_t*>(z + gl * zRow + zHi), qLo);  // up's o, or o + 64: the same nibble
-          } else {  // columns col and col + 1: their scales in one word, their zeros in the same one (col is even)
-            const half2 s01 = *reinterpret_cast<const half2*>(sc + gl * sRow + sLo);
-            const uint32_t zw = *reinterpret_cast<const uint32_t*>(z + gl * zRow + zLo);
-            sLo2 = __low2half2(s01);
-            sHi2 = __high2half2(s01);
-            zLo2 = rs_zero(zw, qLo);
-            zHi2 = rs_zero(zw, qLo + 4);
-          }
+          // columns col and col + 1: their scales in one word, their zeros in the same one (col is even; qLo's low
+          // 5 bits are 4 · (col % 8), up's offset being a multiple of 32)
+          const half2 s01 = *reinterpret_cast<const half2*>(sc + gl * sRow + sLo);
+          const uint32_t zw = *reinterpret_cast<const uint32_t*>(z + gl * zRow + zLo);
+          sLo2 = __low2half2(s01);
+          sHi2 = __high2half2(s01);
+          zLo2 = rs_zero(zw, qLo);
+          zHi2 = rs_zero(zw, qLo + 4);
         }
         if (kb > kb0) {
           // a[kk] was read by the previous slice's step kk: wait for it (KS − 1 later steps may still run);
@@ -477,22 +477,25 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
     release();
     const int t2 = 2 * (lane & 3);  // the thread's first token of each group of 8
     if (SWIGLU) {
-      const int o = n0 + col;
-      if (o >= N) continue;
+      const bool upLane = (lane & 16) != 0;  // holds up's col, col + 1; its partner gate's
+      const int o = n0 + col + (upLane ? 1 : 0);
 #pragma unroll
       for (int jt = 0; jt < BT / 8; ++jt)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
+          // the gate lane sends gate's col + 1 and keeps col, the up lane sends up's col and keeps col + 1
+          const float lo = acc[4 * jt + e], hi = acc[4 * jt + 2 + e];  // (selected, not indexed: acc stays in registers)
+          const float mine = upLane ? hi : lo, other = __shfl_xor_sync(0xffffffffu, upLane ? lo : hi, 16);
           const int m = m0 + 8 * jt + t2 + e;
-          if (m >= M) continue;
-          const float gv = acc[4 * jt + e], v = gv / (1.f + expf(-gv)) * acc[4 * jt + 2 + e];
+          if (m >= M || o >= N) continue;
+          const float v = upLane ? silu_mul(other, mine) : silu_mul(mine, other);
           if (y != nullptr) y[(size_t)m * ldy + o] = v;  // (null: down_proj reads only the copy)
           yh[(size_t)m * ldy + o] = __float2half_rn(v);
         }
       continue;
     }
     if (ROPE != 0) {
-      rope_epilogue<BT, ROPE == 64 ? 1 : 0>(acc, m0, n0 + col, col, t2, M, N, mat, y, kc, vc, rope, yh, qScale);
+      rope_epilogue<BT, ROPE == 64 ? 1 : 0>(acc, m0, n0, col, t2, M, N, mat, y, kc, vc, rope, yh, qScale);
       continue;
     }
     const int nLo = n0 + col;
