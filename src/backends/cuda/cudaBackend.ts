@@ -215,13 +215,11 @@ export class CudaBackend implements Backend {
    *   prompt, same call, on / off: 2048 tokens 23,105 / 22,974 and 23,077 / 22,993 tok/s, 512 tokens 21,656 / 21,407.
    * - 'swiglu': the fused gate/up's SwiGLU where down_proj (gateUp's reader) reads the copy (PromptOps.gateUp).
    * - 'attention': attn_flash_wg_128 where o_proj (attention's reader) reads the copy.
-   * - 'q': qkvRopeKv with qReader 'attention' where attn_flash_wg_128 will read it: half(q · scale) (qHalf below).
+   * - 'q': qkvRopeKv with qReader 'attention' where attn_flash_wg_128 will read it: half(q · scale), held by HalfCopies.holdQTile.
    */
   halfOnly: Set<HalfOnlyProducer> = halfOnlyFromEnv();
-  /** the q that the last qkvRopeKv wrote only as attn_flash_wg_128's fp16 Q tile, and where; the next attention takes it */
-  private qHalf: { readonly q: DevicePtr; readonly at: DevicePtr } | null = null;
-  /** that Q tile's buffer [rows, heads·128] fp16 */
-  private readonly qHalfBuf: Scratch = { ptr: null, bytes: 0 };
+  /** the fp16 Q tile qkvRopeKv writes instead of q ('q' above; HalfCopies.holdQTile): [rows, heads·128] */
+  private readonly qTileBuf: Scratch = { ptr: null, bytes: 0 };
   /**
    * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
@@ -621,14 +619,13 @@ export class CudaBackend implements Backend {
     checkKvRange(c, startPos, rows);
     const at = (base: bigint): DevicePtr => (base + BigInt(layer * c.layerBytes()) + BigInt(startPos * width * 2)) as DevicePtr;
     const table = (): DevicePtr => this.ropeTable(startPos, rows, shape.theta, d, bits);
-    this.qHalf = null;
     // q only as the Q tile attn_flash_wg_128 makes of it, where that kernel is the attention that reads q next
     const qh = qReader === 'attention' && this.halfOnly.has('q') && this.flashFor(d, rows, shape.heads)?.name === 'attn_flash_wg_128'
-      ? this.grow(this.qHalfBuf, rows * outs[0].cols * 2) : null;
+      ? this.grow(this.qTileBuf, rows * outs[0].cols * 2) : null;
     const qTile = qh === null ? null : { at: qh, scale: flashScaleLog2(d) };
     if (!this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, bits, rows, qTile)) return false;
-    if (qh !== null) this.qHalf = { q: act(outs[0]).ptr, at: qh };
     this.promptOps.copies.forget();
+    if (qh !== null) this.promptOps.copies.holdQTile(act(outs[0]).ptr, qh);
     return true;
   }
 
@@ -659,8 +656,7 @@ export class CudaBackend implements Backend {
 
   attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number, reader?: LinearWeight): void {
     // q written only as attn_flash_wg_128's Q tile (qkvRopeKv): that kernel must be the one to run
-    const qh = this.qHalf !== null && this.qHalf.q === act(q).ptr ? this.qHalf.at : null;
-    this.qHalf = null;
+    const qh = this.promptOps.copies.takeQTile(act(q).ptr);
     this.promptOps.copies.forget();
     const c = cache as CudaKvCache;
     const d = shape.headDim;

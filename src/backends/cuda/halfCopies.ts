@@ -65,6 +65,8 @@ export class HalfCopies {
   private uses = 0;
   /** an activation whose f32 rows a producer left unwritten, writing only its fp16 copy (PromptOps.rmsNorm, gateUp, attention) */
   private f32Unwritten: DevicePtr | null = null;
+  /** q, written only as attn_flash_wg_128's fp16 Q tile (CudaBackend.qkvRopeKv), and where that tile is */
+  private qTile: { readonly q: DevicePtr; readonly at: DevicePtr } | null = null;
 
   /** @param scratch slot `index`'s fp16 buffer, grown to at least `bytes` (it may move, which the key notices) */
   constructor(private readonly kernels: KernelModule, private readonly scratch: (index: number, bytes: number) => DevicePtr) {}
@@ -114,16 +116,34 @@ export class HalfCopies {
     }
   }
 
+  /**
+   * q's rows were written only as attention's Q tile at `at` (its f32 rows are not): the next attention over q takes it
+   * (takeQTile); anything that writes an activation first drops it, as it drops the copies.
+   */
+  holdQTile(q: DevicePtr, at: DevicePtr): void {
+    this.qTile = { q, at };
+    this.f32Unwritten = q;
+  }
+
+  /** the Q tile held for q (and no longer held), or null */
+  takeQTile(q: DevicePtr): DevicePtr | null {
+    const t = this.qTile;
+    this.qTile = null;
+    return t !== null && t.q === q ? t.at : null;
+  }
+
   /** An activation may have changed: no copy held is trusted. */
   forget(): void {
     for (const s of this.slots) s.held = null;
     this.f32Unwritten = null;
+    this.qTile = null;
   }
 
   /** `y` was written (a linear's output): forget the copies of y. */
   wrote(y: DevicePtr): void {
     for (const s of this.slots) if (s.held?.src === y) s.held = null;
     if (this.f32Unwritten === y) this.f32Unwritten = null;
+    if (this.qTile?.q === y) this.qTile = null;
   }
 
   /** The least recently used slot, sized and recorded as holding `what`. */
