@@ -215,7 +215,8 @@ export class CudaBackend implements Backend {
    *   prompt, same call, on / off: 2048 tokens 23,105 / 22,974 and 23,077 / 22,993 tok/s, 512 tokens 21,656 / 21,407.
    * - 'swiglu': the fused gate/up's SwiGLU where down_proj (gateUp's reader) reads the copy (PromptOps.gateUp).
    * - 'attention': attn_flash_wg_128 where o_proj (attention's reader) reads the copy.
-   * - 'q': qkvRopeKv with qReader 'attention' where attn_flash_wg_128 will read it: half(q · scale), held by HalfCopies.holdQTile.
+   * - 'q': qkvRopeKv with qReader 'attention' where attn_flash_wg_128 will read it: half(q · scale), held by
+   *   HalfCopies.holdQTile.
    */
   halfOnly: Set<HalfOnlyProducer> = halfOnlyFromEnv();
   /** the fp16 Q tile qkvRopeKv writes instead of q ('q' above; HalfCopies.holdQTile): [rows, heads·128] */
@@ -665,13 +666,17 @@ export class CudaBackend implements Backend {
     const pos = this.posPtr();
     const flash = rows > 1 && shape.heads % shape.kvHeads === 0 ? this.flashFor(d, rows, shape.heads) : null;
     const wg = flash?.name === 'attn_flash_wg_128';
-    if (qh !== null && !wg) throw new Error('qllama internal error: q was written only as attn_flash_wg_128\'s Q tile, and another attention kernel would read q');
+    if (qh !== null && !wg) {
+      throw new Error('qllama internal error: q was written only as attn_flash_wg_128\'s Q tile, and another attention kernel would read q; ' +
+        'QLLAMA_CUDA_HALF_ONLY=none works around it');
+    }
     if (flash) {
       this.batch.flush();
       // attn_flash_wg_128 also writes out's fp16 copy where o_proj's GEMM reads one (halfCopies.ts): no conversion pass;
       // and only that copy where its reader (o_proj) reads it
       const half = wg && out.cols === shape.heads * d ? this.promptOps.halfFor(act(out), rows) : null;
-      const halfOnly = half !== null && reader !== undefined && this.halfOnly.has('attention') && halfCopyReaders([reader as CudaLinear], out.cols, null);
+      const halfOnly = half !== null && reader !== undefined && this.halfOnly.has('attention') &&
+        halfCopyReaders([reader as CudaLinear], out.cols, null);
       this.promptOps.copies.unwritten(act(out).ptr, halfOnly);
       const args = [ptr(halfOnly ? null : act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos),
         i32(shape.startPos), i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(flashScaleLog2(d))];

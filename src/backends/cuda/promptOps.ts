@@ -11,7 +11,7 @@ import { HalfCopies } from './halfCopies.js';
 import type { CudaGptq, CudaLinear } from './linearUpload.js';
 import { WGMMA_MIN_ROWS } from './linearLaunch.js';
 import type { KernelModule } from './module.js';
-import { launchRsGateUp, launchRsQkv, launchRsQkvRope, RS_GATE_UP_OUTPUTS, rsFits, rsPlainTiles, rsQkvFits } from './rsLinear.js';
+import { launchRsGateUp, launchRsQkv, launchRsQkvRope, RS_GATE_UP_OUTPUTS, rsFits, rsPlainTiles, rsQkvFits, type QTile } from './rsLinear.js';
 import { GATE_UP_PAIR, launchWgmmaGateUp, planWgmma, type WgmmaOptions } from './wgmmaLinear.js';
 
 /** rmsnorm_rows_f32's widest row (rmsnorm.cu: RN_THREADS · RN_VEC float4) */
@@ -41,12 +41,6 @@ export interface PromptOpsHost {
 export function halfCopyReaders(readers: readonly CudaLinear[], dim: number, perm: DevicePtr | null): boolean {
   return readers.length > 0 && readers.every((r) => r.kind === 'gptq' && r.layout === 'q4' && r.bits === 4 && r.inFeatures === dim &&
     dim % 64 === 0 && r.outFeatures % 8 === 0 && r.groupSize % 32 === 0 && (r.perm ?? null) === perm);
-}
-
-/** q written as attention's fp16 Q tile instead (PromptOps.qkvRope): where, and the softmax scale folded in */
-export interface QTile {
-  readonly at: DevicePtr;
-  readonly scale: number;
 }
 
 export class PromptOps {

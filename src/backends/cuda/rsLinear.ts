@@ -261,6 +261,12 @@ export const RS_QKV_MIN_FILL_GAIN = 0.02;
 /** the q/k/v entry (256-token tiles only: rsQkvFits) */
 export const RS_QKV_KERNEL = `${RS_BUILDS[0].kernel}_qkv`;
 
+/** q written as attention's fp16 Q tile instead (launchRsQkvRope): where, and the softmax scale folded in */
+export interface QTile {
+  readonly at: DevicePtr;
+  readonly scale: number;
+}
+
 /** the q/k/v entry with rotary embedding and the KV-cache write in its epilogue (launchRsQkvRope), by its precision */
 export const rsQkvRopeKernel = (bits: 32 | 64): string => `${RS_QKV_KERNEL}_rope${bits === 64 ? '' : '32'}`;
 
@@ -280,7 +286,7 @@ function qkvMaps(cu: Driver, ws: readonly CudaGptq[]): ReturnType<typeof ptr>[] 
  * qTile: q goes to qTile.at [rows, N] as half(q · qTile.scale) instead (attn_flash_wg_128's Q tile, its qh).
  */
 export function launchRsQkvRope(cu: Driver, kernels: KernelModule, smCount: number, ws: readonly CudaGptq[], q: DevicePtr, kc: DevicePtr,
-  vc: DevicePtr, rope: DevicePtr, bits: 32 | 64, xh: DevicePtr, rows: number, pdl = false, qTile: { readonly at: DevicePtr; readonly scale: number } | null = null): void {
+  vc: DevicePtr, rope: DevicePtr, bits: 32 | 64, xh: DevicePtr, rows: number, pdl = false, qTile: QTile | null = null): void {
   const K = ws[0].inFeatures, N = ws[0].outFeatures, build = RS_BUILDS[0];
   const tiles = rsTiles(rows, 3 * rsPlainTiles(N), build);
   kernels.launch(rsQkvRopeKernel(bits), { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
