@@ -111,8 +111,8 @@ export class HalfCopies {
   /** throws where a kernel is about to read x's f32 rows and they were left unwritten (unwritten) */
   checkWritten(x: DevicePtr): void {
     if (x === this.f32Unwritten) {
-      throw new Error('qllama internal error: a kernel would read an activation whose f32 rows were not written (a norm wrote only the fp16 ' +
-        'copy its declared reader reads); QLLAMA_CUDA_HALF_ONLY=none works around it');
+      throw new Error('qllama internal error: a kernel would read an activation whose f32 rows were not written (its producer wrote only ' +
+        'the fp16 form its declared reader reads); QLLAMA_CUDA_HALF_ONLY=none works around it');
     }
   }
 
