@@ -20,7 +20,7 @@ import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QK
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
-import { halfCopyReaders, PromptOps } from './promptOps.js';
+import { halfCopyReaders, PromptOps, q4Pair } from './promptOps.js';
 import { halfOnlyFromEnv, type HalfOnlyProducer } from './halfCopies.js';
 import { openDevice } from './openDevice.js';
 import { KernelModule } from './module.js';
@@ -442,9 +442,9 @@ export class CudaBackend implements Backend {
    * rsPaired.
    */
   pairLinears(a: LinearWeight, b: LinearWeight): readonly [LinearWeight, LinearWeight] {
-    const g = a as CudaLinear, u = b as CudaLinear;
-    if (!this.rsPaired || g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4 ||
-      g.inFeatures !== u.inFeatures || g.outFeatures !== u.outFeatures || g.groupSize !== u.groupSize) return [a, b];
+    const pair = this.rsPaired ? q4Pair(a as CudaLinear, b as CudaLinear) : null;
+    if (pair === null) return [a, b];
+    const [g, u] = pair;
     this.batch.flush();
     const K = g.inFeatures, N = g.outFeatures, groups = K / g.groupSize;
     const pack = (x: DevicePtr, y: DevicePtr, bytes: number): [DevicePtr, DevicePtr] => {

@@ -43,6 +43,15 @@ export function halfCopyReaders(readers: readonly CudaLinear[], dim: number, per
     dim % 64 === 0 && r.outFeatures % 8 === 0 && r.groupSize % 32 === 0 && (r.perm ?? null) === perm);
 }
 
+/**
+ * gate and up as 4-bit q4 GPTQ of one shape and group size (what the fused gate/up launches and the side-by-side
+ * layout of CudaBackend.pairLinears need of both), or null
+ */
+export function q4Pair(g: CudaLinear, u: CudaLinear): readonly [CudaGptq, CudaGptq] | null {
+  if (g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4) return null;
+  return g.inFeatures === u.inFeatures && g.outFeatures === u.outFeatures && g.groupSize === u.groupSize ? [g, u] : null;
+}
+
 export class PromptOps {
   /** the fp16 copies the GEMMs read; the backend forgets them in every op that writes an activation otherwise */
   readonly copies: HalfCopies;
@@ -94,12 +103,13 @@ export class PromptOps {
    * out = silu(x Gᵀ) ⊙ (x Uᵀ) in one wgmma GEMM (and out's fp16 copy for down_proj) where the rows, kernels
    * and weights allow: both q4 4-bit without bias, one shape, group size and permutation; false: not taken.
    */
-  gateUp(out: DeviceRows, x: DeviceRows, g: CudaLinear, u: CudaLinear, rows: number, halfReader: CudaLinear | null = null): boolean {
+  gateUp(out: DeviceRows, x: DeviceRows, gate: CudaLinear, up: CudaLinear, rows: number, halfReader: CudaLinear | null = null): boolean {
     const wg = this.host.fusedGateUp();
     if (wg === null) return false;
-    if (g.kind !== 'gptq' || u.kind !== 'gptq' || g.layout !== 'q4' || u.layout !== 'q4' || g.bits !== 4 || u.bits !== 4 || g.bias || u.bias) return false;
-    const K = g.inFeatures, N = g.outFeatures;
-    if (u.inFeatures !== K || u.outFeatures !== N || u.groupSize !== g.groupSize || u.perm !== g.perm) return false;
+    const pair = q4Pair(gate, up);
+    if (pair === null) return false;
+    const [g, u] = pair, K = g.inFeatures, N = g.outFeatures;
+    if (g.bias || u.bias || u.perm !== g.perm) return false;
     if (K % 64 !== 0 || N % GATE_UP_PAIR !== 0 || g.groupSize % 32 !== 0 || out.cols !== N) return false;
     const rs = N % RS_GATE_UP_OUTPUTS === 0 && wg.takesRs(rows, N / RS_GATE_UP_OUTPUTS) && rsFits(g) && rsFits(u);
     if (!rs && rows < WGMMA_MIN_ROWS) return false;

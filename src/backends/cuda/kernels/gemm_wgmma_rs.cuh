@@ -165,7 +165,7 @@ __device__ __forceinline__ void wgmma_rs_bt<128>(float (&d)[64], const uint32_t 
 // groups of 4 ahead of their rotations, as the plain epilogue's old values are.
 // F64: the table is double2 and the rotation f64 (rope.cuh's rounding, bit for bit); else float2 and an f32 rotation.
 // (cos, sin) chunks in flight in the f32 epilogue: 3 against 2, H200, 13B, 2048 rows, same call: 24,234 / 24,215 /
-// 24,194 vs 24,173 / 24,145 / 24,146 tok/s (250 registers; 4 spill). A macro so that a lab build can set it (-D).
+// 24,194 vs 24,173 / 24,145 / 24,146 tok/s (250 registers; a depth of 4 spills). A macro so a lab build can set it.
 #ifndef ROPE_CS_DEPTH
 #define ROPE_CS_DEPTH 3
 #endif
