@@ -92,6 +92,42 @@ test('q as the Q tile, attention and SwiGLU as fp16 copies only: o_proj and down
   }
 });
 
+test('attention behind the q/k/v rope launch (attnOverlap: it waits on per-head tile counts, not for the launch): the same bits as after it, over several layers and chunks', { skip }, () => {
+  const g = gpu();
+  // 16 heads of 128 at 2048 rows: 384 tiles, ~2.9 waves on 132 SMs, so attention blocks start during the last one
+  const n = 2048, heads = 16, rows = 2048, layers = 3, shape = { heads, kvHeads: heads, headDim: 128, theta: 10000 };
+  const before = { overlap: g.attnOverlap, halfOnly: new Set(g.halfOnly), fill: g.rsMinFill };
+  g.rsMinFill = 0;
+  g.halfOnly = new Set(ALL);
+  try {
+    const ws = Array.from({ length: layers }, () => [0, 1, 2].map(() => g.uploadLinear(randomGptq(n, n, 4, 128, false))));
+    const x = randn(rows * n);
+    const run = (overlap: boolean): Float32Array[] => {
+      g.attnOverlap = overlap;
+      const cache = g.allocKvCache(layers, 2 * rows, heads, 128), xa = input(g, rows, n, x);
+      const ys = [0, 1, 2].map(() => poisoned(g, rows, n)), outs = [0, 1].flatMap(() => ws.map(() => poisoned(g, rows, n)));
+      // two chunks (the second after the first's cache), each through every layer's q/k/v and attention
+      for (let chunk = 0; chunk < 2; chunk++) {
+        for (let l = 0; l < layers; l++) {
+          assert.equal(g.qkvRopeKv(ys, xa, ws[l], cache, l, chunk * rows, shape, rows, 'attention'), true);
+          g.attention(outs[chunk * layers + l], ys[0], cache, { layer: l, startPos: chunk * rows, heads, kvHeads: heads, headDim: 128 }, rows);
+        }
+      }
+      return outs.map((o) => g.readActivation(o));
+    };
+    const on = run(true), off = run(false);
+    on.forEach((o, i) => {
+      assert.ok(o.every((v) => Number.isFinite(v)), `output ${i}: not finite with the overlap`);
+      const d = o.findIndex((v, j) => !Object.is(v, off[i][j]));
+      assert.equal(d, -1, `output ${i} differs at ${d}: ${o[d]} with the overlap, ${off[i][d]} without`);
+    });
+  } finally {
+    g.attnOverlap = before.overlap;
+    g.halfOnly = before.halfOnly;
+    g.rsMinFill = before.fill;
+  }
+});
+
 test('QLLAMA_CUDA_HALF_ONLY: a comma list of producers, none, or all by default; an unknown name throws', async () => {
   const { halfOnlyFromEnv } = await import('../../src/backends/cuda/halfCopies.js');
   assert.deepEqual([...halfOnlyFromEnv({})].sort(), [...ALL].sort());

@@ -126,13 +126,13 @@ test('act-order: a producer reserving the copy in its readers\' permutation serv
 
 test('the Q tile written instead of q: the next attention takes it once; any write of an activation drops it; q\'s f32 rows count as unwritten', () => {
   const h = new HalfCopies(new FakeKernels() as unknown as KernelModule, slots().scratch);
-  const q = p(0x70), tile = p(0x80);
+  const q = p(0x70), tile = { at: p(0x80), ready: { counters: p(0x90), target: 12 } };
   h.holdQTile(q, tile);
   assert.throws(() => h.checkWritten(q), /f32 rows were not written/, 'a kernel reading q\'s f32 rows');
   assert.equal(h.takeQTile(attn), null, 'another activation has no tile');
   assert.equal(h.takeQTile(q), null, 'taking (even a miss) lets it go');
   h.holdQTile(q, tile);
-  assert.equal(h.takeQTile(q), tile);
+  assert.deepEqual(h.takeQTile(q), tile);
   assert.equal(h.takeQTile(q), null, 'taken once');
   h.holdQTile(q, tile);
   h.forget(); // rope, a host write, any op that writes an activation otherwise
@@ -140,7 +140,7 @@ test('the Q tile written instead of q: the next attention takes it once; any wri
   h.checkWritten(q);
   h.holdQTile(q, tile);
   h.wrote(hidden);
-  assert.equal(h.takeQTile(q), tile, 'a linear writing another activation leaves it');
+  assert.deepEqual(h.takeQTile(q), tile, 'a linear writing another activation leaves it');
   h.holdQTile(q, tile);
   h.wrote(q); // a linear writing q itself
   assert.equal(h.takeQTile(q), null, 'dropped when q is written');

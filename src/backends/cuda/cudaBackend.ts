@@ -11,7 +11,7 @@ import { flashGrid, flashShared, flashWgGrid, flashWgShared, planAttention, posi
 import {
   DeviceAttribute, type CuGraph, type CuGraphExec, type CuStream, type DevicePtr, type Driver,
 } from './driver.js';
-import { f32, i32, ptr } from './kernelArgs.js';
+import { f32, i32, ptr, u32 } from './kernelArgs.js';
 import {
   CLUSTER_SHARED_X_K, clusterDefault, FOLD_ATTENTION_MAX_HEADS, FOLD_ATTENTION_MAX_POSITIONS, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS,
 } from './gemvBatch.js';
@@ -105,6 +105,9 @@ const MULTI_WS_TILES = MAX_TILES / MULTI_ROWS_PER_LAUNCH;
  * or 'mma' (attn_flash_128 everywhere); $QLLAMA_CUDA_FLASH.
  */
 export type FlashKernel = 'wgmma' | 'mma';
+/** most heads attnOverlap's counters serve (more: attention waits for the whole q/k/v launch, as without it) */
+const ATTN_READY_HEADS = 1024;
+
 /** the flash kernels' softmax scale: log2(e) / sqrt(d), so exp2 of the scaled scores is exp of the scaled ones */
 const flashScaleLog2 = (d: number): number => Math.LOG2E / Math.sqrt(d);
 
@@ -221,6 +224,16 @@ export class CudaBackend implements Backend {
   halfOnly: Set<HalfOnlyProducer> = halfOnlyFromEnv();
   /** the fp16 Q tile qkvRopeKv writes instead of q ('q' above; HalfCopies.holdQTile): [rows, heads·128] */
   private readonly qTileBuf: Scratch = { ptr: null, bytes: 0 };
+  /**
+   * Prompt attention behind the q/k/v rope launch that wrote its Q tile starts on the SMs that launch's last partial wave
+   * leaves idle: the launch counts its finished tiles per head, and attention, launched with programmatic dependent
+   * launch, waits per head on those counts instead of for the whole launch ($QLLAMA_CUDA_ATTN_OVERLAP=0: off).
+   * NOT YET MEASURED (wip/attn-overlap): the first GPU call decides.
+   */
+  attnOverlap = process.env.QLLAMA_CUDA_ATTN_OVERLAP !== '0';
+  /** the per-head tile counters (ATTN_READY_HEADS, zeroed once) and their running count, which wraps at 2³² */
+  private attnReady: DevicePtr | null = null;
+  private attnReadyCount = 0;
   /**
    * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
@@ -623,11 +636,27 @@ export class CudaBackend implements Backend {
     // q only as the Q tile attn_flash_wg_128 makes of it, where that kernel is the attention that reads q next
     const qh = qReader === 'attention' && this.halfOnly.has('q') && this.flashFor(d, rows, shape.heads)?.name === 'attn_flash_wg_128'
       ? this.grow(this.qTileBuf, rows * outs[0].cols * 2) : null;
-    const qTile = qh === null ? null : { at: qh, scale: flashScaleLog2(d) };
+    const counters = qh !== null && this.attnOverlap && shape.heads <= ATTN_READY_HEADS ? this.attnReadyCounters() : null;
+    const qTile = qh === null ? null : { at: qh, scale: flashScaleLog2(d), ready: counters };
     if (!this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, bits, rows, qTile)) return false;
     this.promptOps.copies.forget();
-    if (qh !== null) this.promptOps.copies.holdQTile(act(outs[0]).ptr, qh);
+    if (qh !== null) {
+      // every head gets one count per q, k and v tile of the chunk's 256-row tiles
+      if (counters !== null) this.attnReadyCount = (this.attnReadyCount + 3 * Math.ceil(rows / RS_BUILDS[0].bt)) >>> 0;
+      const ready = counters === null ? null : { counters, target: this.attnReadyCount };
+      this.promptOps.copies.holdQTile(act(outs[0]).ptr, { at: qh, ready });
+    }
     return true;
+  }
+
+  /** the per-head tile counters of attnOverlap, allocated and zeroed at first use */
+  private attnReadyCounters(): DevicePtr {
+    if (this.attnReady === null) {
+      this.attnReady = this.mem.alloc(ATTN_READY_HEADS * 4);
+      this.cu.memsetD32(this.attnReady, 0, ATTN_READY_HEADS, this.stream);
+      this.attnReadyCount = 0;
+    }
+    return this.attnReady;
   }
 
   /** rope_table_f64 (or _f32) for positions startPos .. startPos + rows − 1 (computed once per chunk: every layer reads it) */
@@ -657,7 +686,7 @@ export class CudaBackend implements Backend {
 
   attention(out: Activation, q: Activation, cache: KvCache, shape: AttentionShape, rows: number, reader?: LinearWeight): void {
     // q written only as attn_flash_wg_128's Q tile (qkvRopeKv): that kernel must be the one to run
-    const qh = this.promptOps.copies.takeQTile(act(q).ptr);
+    const qt = this.promptOps.copies.takeQTile(act(q).ptr), qh = qt?.at ?? null;
     this.promptOps.copies.forget();
     const c = cache as CudaKvCache;
     const d = shape.headDim;
@@ -680,11 +709,13 @@ export class CudaBackend implements Backend {
       this.promptOps.copies.unwritten(act(out).ptr, halfOnly);
       const args = [ptr(halfOnly ? null : act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos),
         i32(shape.startPos), i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(flashScaleLog2(d))];
+      const ready = qt?.ready ?? null;
       if (wg) {
         this.flashWgLaunches++;
-        args.push(ptr(half), ptr(qh));
+        args.push(ptr(half), ptr(qh), ptr(ready?.counters ?? null), u32(ready?.target ?? 0));
       }
-      this.kernels.launch(flash.name, flash.grid, { x: flash.threads }, args, flash.shared);
+      // behind the q/k/v launch that counts its tiles: may start before that launch ends (it waits on the counts)
+      this.kernels.launch(flash.name, flash.grid, { x: flash.threads }, args, flash.shared, ready !== null);
       return;
     }
     const maxPositions = this.capturing ? Math.min(c.maxSeq, this.captureBound) : shape.startPos + rows;

@@ -43,6 +43,15 @@ export function halfOnlyFromEnv(env: NodeJS.ProcessEnv = process.env): Set<HalfO
   return set;
 }
 
+/**
+ * A Q tile written instead of q (HalfCopies.holdQTile): where it is, and, where the launch that wrote it counts its
+ * finished tiles per head (gemm_rs_256_qkv_rope32's ready), the counters and the count at which every tile is written.
+ */
+export interface HeldQTile {
+  readonly at: DevicePtr;
+  readonly ready: { readonly counters: DevicePtr; readonly target: number } | null;
+}
+
 /** a slot's copy: source activation, rows, width, the column gather applied (0n: none), and where it is */
 interface Held {
   readonly src: DevicePtr;
@@ -66,7 +75,7 @@ export class HalfCopies {
   /** an activation whose f32 rows a producer left unwritten, writing only its fp16 copy (PromptOps.rmsNorm, gateUp, attention) */
   private f32Unwritten: DevicePtr | null = null;
   /** q, written only as attn_flash_wg_128's fp16 Q tile (CudaBackend.qkvRopeKv), and where that tile is */
-  private qTile: { readonly q: DevicePtr; readonly at: DevicePtr } | null = null;
+  private qTile: (HeldQTile & { readonly q: DevicePtr }) | null = null;
 
   /** @param scratch slot `index`'s fp16 buffer, grown to at least `bytes` (it may move, which the key notices) */
   constructor(private readonly kernels: KernelModule, private readonly scratch: (index: number, bytes: number) => DevicePtr) {}
@@ -120,16 +129,16 @@ export class HalfCopies {
    * q's rows were written only as attention's Q tile at `at` (its f32 rows are not): the next attention over q takes it
    * (takeQTile); anything that writes an activation first drops it, as it drops the copies.
    */
-  holdQTile(q: DevicePtr, at: DevicePtr): void {
-    this.qTile = { q, at };
+  holdQTile(q: DevicePtr, tile: HeldQTile): void {
+    this.qTile = { ...tile, q };
     this.f32Unwritten = q;
   }
 
   /** the Q tile held for q (and no longer held), or null */
-  takeQTile(q: DevicePtr): DevicePtr | null {
+  takeQTile(q: DevicePtr): HeldQTile | null {
     const t = this.qTile;
     this.qTile = null;
-    return t !== null && t.q === q ? t.at : null;
+    return t !== null && t.q === q ? { at: t.at, ready: t.ready } : null;
   }
 
   /** An activation may have changed: no copy held is trusted. */

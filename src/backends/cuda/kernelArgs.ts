@@ -17,6 +17,12 @@ export function i32(v: number): Buffer {
   return b;
 }
 
+export function u32(v: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
+}
+
 export function f32(v: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeFloatLE(v);

@@ -265,6 +265,8 @@ export const RS_QKV_KERNEL = `${RS_BUILDS[0].kernel}_qkv`;
 export interface QTile {
   readonly at: DevicePtr;
   readonly scale: number;
+  /** the per-head counters the launch adds its finished tiles to (attention waits on them), or null */
+  readonly ready?: DevicePtr | null;
 }
 
 /** the q/k/v entry with rotary embedding and the KV-cache write in its epilogue (launchRsQkvRope), by its precision */
@@ -291,7 +293,7 @@ export function launchRsQkvRope(cu: Driver, kernels: KernelModule, smCount: numb
   const tiles = rsTiles(rows, 3 * rsPlainTiles(N), build);
   kernels.launch(rsQkvRopeKernel(bits), { x: Math.min(tiles, smCount) }, { x: RS_THREADS },
     [ptr(q), ptr(kc), ptr(vc), ptr(rope), i32(rows), i32(N), i32(K), i32(ws[0].groupSize), xMap(cu, xh, rows, K, build.bt), ...qkvMaps(cu, ws),
-      ptr(qTile?.at ?? null), f32(qTile?.scale ?? 1)],
+      ptr(qTile?.at ?? null), f32(qTile?.scale ?? 1), ptr(qTile?.ready ?? null)],
     build.shared, pdl);
 }
 

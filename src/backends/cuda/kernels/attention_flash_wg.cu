@@ -14,7 +14,8 @@
 // q, out: [rows, heads*128] f32 · kc, vc: one layer's cache [maxSeq, kvHeads*128] fp16 · outh: null, or out's fp16 copy
 // (the one o_proj's prompt GEMM reads: halfCopies.ts), which saves that GEMM's conversion pass; out may then be null
 // (nothing else reads it) · qh: null, or q as the Q tile takes it, half(q · scale_log2), which the q/k/v launch wrote
-// instead of q (gemm_rs_256_qkv_rope32's qh), so q is not read.
+// instead of q (gemm_rs_256_qkv_rope32's qh), so q is not read · ready: null, or the q/k/v launch's per-head tile
+// counters (its ready): the block waits until its head's reaches readyTarget instead of for that launch to end.
 // Grid (head, query tile of 128 rows), the longest tiles first (flash_block.cuh); 256 threads; dynamic shared
 // memory flashWgShared() (attentionLaunch.ts: 1 KB of alignment + Q + two K/V stages). sm_90a only: on the fatbin's other targets it traps.
 #include "gemm_wgmma_rs.cuh"  // wgmma, descriptors, fence_proxy_async (and gemm_wgmma.cuh)
@@ -90,7 +91,8 @@ template <int BKV, int NWG_, bool PIPE>
 __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const float* __restrict__ q, const __half* __restrict__ kc,
                                               const __half* __restrict__ vc, const int* pos_ptr, int pos_imm, int rows, int heads,
                                               int kvHeads, float scale_log2, __half* __restrict__ outh = nullptr,
-                                              const __half* __restrict__ qh = nullptr) {
+                                              const __half* __restrict__ qh = nullptr, const unsigned* ready = nullptr,
+                                              unsigned readyTarget = 0) {
   constexpr int BQ = 64 * NWG_, THREADS = 128 * NWG_, Q_BYTES = BQ * D * 2, KV_BYTES = BKV * D * 2, STAGES = PIPE ? 3 : 2;
   extern __shared__ unsigned char fwg_smem[];
   const uint32_t sbase = (saddr(fwg_smem) + 1023u) & ~1023u;
@@ -101,6 +103,22 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
   const int h = fb.h, start = fb.start, t0 = fb.t0, nk = fb.nk, width = fb.width, ntiles = fb.ntiles;
   const __half* kbase = fb.kbase;
   const __half* vbase = fb.vbase;
+  // launched behind the q/k/v launch that writes this chunk's q, k and v (programmatic dependent launch, no
+  // griddepcontrol.wait): wait until every tile of this head is written (its counter reaches readyTarget; the
+  // difference, so the running count may wrap), then read them from L2 (cp.async.cg, and __ldcg for the Q tile)
+  // (a count that never comes, i.e. a host and kernel that disagree on it, traps after ~10 s rather than hang)
+  if (ready != nullptr) {
+    if (tid == 0) {
+      unsigned v, spins = 0;
+      for (;;) {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(ready + h) : "memory");
+        if ((int)(v - readyTarget) >= 0) break;
+        __nanosleep(128);
+        if (++spins == (1u << 26)) __trap();
+      }
+    }
+    __syncthreads();
+  }
 
   auto load = [&](int tile) {
     const int p0 = tile * BKV;
@@ -126,7 +144,7 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
     const int r = u >> 4, c = u & 15;
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
     if (t0 + r < rows && qh != nullptr) {
-      v = *reinterpret_cast<const uint4*>(qh + ((size_t)(t0 + r) * heads + h) * D + c * 8);
+      v = __ldcg(reinterpret_cast<const uint4*>(qh + ((size_t)(t0 + r) * heads + h) * D + c * 8));
     } else if (t0 + r < rows) {
       const float4* src = reinterpret_cast<const float4*>(q + ((size_t)(t0 + r) * heads + h) * D + c * 8);
       const float4 a = src[0], b = src[1];
@@ -234,9 +252,11 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
 // 192 query rows (3 warpgroups) 0.163, two blocks per SM 0.138, PIPE 0.175 (128-key tiles 0.159).
 extern "C" __global__ void __launch_bounds__(128 * fwg::NWG, 1)
     attn_flash_wg_128(float* out, const float* q, const __half* kc, const __half* vc, const int* pos_ptr, int pos_imm, int rows,
-                      int heads, int kvHeads, float scale_log2, __half* outh, const __half* qh) {
+                      int heads, int kvHeads, float scale_log2, __half* outh, const __half* qh, const unsigned* ready,
+                      unsigned readyTarget) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  fwg::attn_flash_wg<fwg::BKV, fwg::NWG, false>(out, q, kc, vc, pos_ptr, pos_imm, rows, heads, kvHeads, scale_log2, outh, qh);
+  fwg::attn_flash_wg<fwg::BKV, fwg::NWG, false>(out, q, kc, vc, pos_ptr, pos_imm, rows, heads, kvHeads, scale_log2, outh, qh, ready,
+                                                readyTarget);
 #else
   __trap();
 #endif

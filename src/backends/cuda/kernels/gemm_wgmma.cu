@@ -135,6 +135,7 @@ extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)
 // rope: the chunk's (cos, sin) table [M][64] (rope_table_f64: double2, rope.cuh's bits; _rope32: rope_table_f32, float2
 // and an f32 rotation). Head size 128 (one head per tile), k and v of q's width. The f32 k and v are not written.
 // qh not null: q goes there as half(q · qScale) instead, the Q tile attn_flash_wg_128 would make of it (its qh).
+// ready not null: [heads] counters, one added per finished tile of the head (q's, k's and v's; attn_flash_wg_128's ready).
 #define RS_QKV_ROPE_ENTRY(NAME, BITS)                                                                                              \
   extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)                                                                  \
       NAME(float* __restrict__ q, __half* __restrict__ kc, __half* __restrict__ vc, const void* __restrict__ rope, int M, int N,   \
@@ -143,13 +144,13 @@ extern "C" __global__ void __launch_bounds__(wg::RS_THREADS, 1)
            const __grid_constant__ CUtensorMap tmQ1, const __grid_constant__ CUtensorMap tmS1,                                     \
            const __grid_constant__ CUtensorMap tmZ1, const __grid_constant__ CUtensorMap tmQ2,                                     \
            const __grid_constant__ CUtensorMap tmS2, const __grid_constant__ CUtensorMap tmZ2, __half* __restrict__ qh,            \
-           float qScale) {                                                                                                         \
+           float qScale, unsigned* ready) {                                                                                        \
     RS_QKV_ROPE_BODY(BITS)                                                                                                         \
   }
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define RS_QKV_ROPE_BODY(BITS)                                                                                                       \
   wg::wg_gemm_rs_body<256, 6, false, 3, false, BITS>(q, M, N, N, K, 0, gs, 1, tmX, tmQ0, tmS0, tmZ0, tmQ1, tmS1, tmZ1, qh, nullptr, \
-                                                     nullptr, &tmQ2, &tmS2, &tmZ2, kc, vc, rope, qScale);
+                                                     nullptr, &tmQ2, &tmS2, &tmZ2, kc, vc, rope, qScale, ready);
 #else
 #define RS_QKV_ROPE_BODY(BITS) __trap();
 #endif

@@ -40,7 +40,9 @@
 // ROPE = 64, rope_table_f64's doubles and an f64 rotation, rope_kv_f32's bits; 32, rope_table_f32's floats and an f32
 // one) and writes q rotated into y, k rotated and v as fp16 into the KV cache rows kc / vc (M rows of N, the chunk's
 // first position's), as rope_kv_f32 does. With yh not null, q goes there instead as half(q · qScale): what
-// attn_flash_wg_128 makes of the f32 q when it loads its Q tile (its qh).
+// attn_flash_wg_128 makes of the f32 q when it loads its Q tile (its qh). With ready not null, each finished tile
+// adds 1 to ready[head] (after a fence): attention launched behind this kernel waits on those counters instead of
+// for the whole grid, so it runs on the SMs the last partial wave leaves idle.
 // Persistent grid over work units: whole tiles (tile t = (token tile t % mtiles, W tile t / mtiles): concurrent tiles
 // share W), or with splits > 1 each tile's K in that many ranges added atomically (wg_gemm_rs_body says more).
 // The consumers' wait for a stage is a plain spin, without gemm_wgmma.cuh's watchdog trap (a divergent exit in the
@@ -260,7 +262,7 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
                                                 float* __restrict__ y2 = nullptr, const CUtensorMap* tmQ3 = nullptr,
                                                 const CUtensorMap* tmS3 = nullptr, const CUtensorMap* tmZ3 = nullptr,
                                                 __half* __restrict__ kc = nullptr, __half* __restrict__ vc = nullptr,
-                                                const void* __restrict__ rope = nullptr, float qScale = 1.f) {
+                                                const void* __restrict__ rope = nullptr, float qScale = 1.f, unsigned* ready = nullptr) {
   static_assert(MATS == 1 || (MATS == 3 && !SWIGLU), "MATS");
   static_assert(!PAIRED || SWIGLU, "PAIRED");
   static_assert(ROPE == 0 || (MATS == 3 && (ROPE == 32 || ROPE == 64)), "ROPE");
@@ -500,6 +502,13 @@ __device__ __forceinline__ void wg_gemm_rs_body(float* __restrict__ y, int M, in
     }
     if (ROPE != 0) {
       rope_epilogue<BT, ROPE == 64 ? 1 : 0>(acc, m0, n0, col, t2, M, N, mat, y, kc, vc, rope, yh, qScale);
+      if (ready != nullptr) {  // (uniform) this tile of head n0 / 128 is written: one more on its counter
+        consumers_sync();      // every thread's stores of the tile are issued
+        if (tid == 0) {
+          __threadfence();
+          atomicAdd(ready + n0 / RS_BW, 1u);
+        }
+      }
       continue;
     }
     const int nLo = n0 + col;
