@@ -231,9 +231,13 @@ export class CudaBackend implements Backend {
    * NOT YET MEASURED (wip/attn-overlap): the first GPU call decides.
    */
   attnOverlap = process.env.QLLAMA_CUDA_ATTN_OVERLAP !== '0';
-  /** the per-head tile counters (ATTN_READY_HEADS, zeroed once) and their running count, which wraps at 2³² */
+  /**
+   * the per-head tile counters (ATTN_READY_HEADS), their running count, which wraps at 2³², and the head count of the
+   * launches that count on them (a launch adds only to its own heads' counters, so another head count zeroes them first)
+   */
   private attnReady: DevicePtr | null = null;
   private attnReadyCount = 0;
+  private attnReadyHeads = 0;
   /**
    * Batched decode steps of up to this many rows replay each row's captured one-sequence graph instead of
    * one eager batched pass (Backend.decodeRowsByGraph; $QLLAMA_CUDA_GRAPH_ROWS, default DECODE_ROWS_BY_GRAPH).
@@ -636,7 +640,7 @@ export class CudaBackend implements Backend {
     // q only as the Q tile attn_flash_wg_128 makes of it, where that kernel is the attention that reads q next
     const qh = qReader === 'attention' && this.halfOnly.has('q') && this.flashFor(d, rows, shape.heads)?.name === 'attn_flash_wg_128'
       ? this.grow(this.qTileBuf, rows * outs[0].cols * 2) : null;
-    const counters = qh !== null && this.attnOverlap && shape.heads <= ATTN_READY_HEADS ? this.attnReadyCounters() : null;
+    const counters = qh !== null && this.attnOverlap && shape.heads <= ATTN_READY_HEADS ? this.attnReadyCounters(shape.heads) : null;
     const qTile = qh === null ? null : { at: qh, scale: flashScaleLog2(d), ready: counters };
     if (!this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, bits, rows, qTile)) return false;
     this.promptOps.copies.forget();
@@ -649,12 +653,17 @@ export class CudaBackend implements Backend {
     return true;
   }
 
-  /** the per-head tile counters of attnOverlap, allocated and zeroed at first use */
-  private attnReadyCounters(): DevicePtr {
-    if (this.attnReady === null) {
-      this.attnReady = this.mem.alloc(ATTN_READY_HEADS * 4);
+  /**
+   * attnOverlap's per-head tile counters for a launch of `heads` heads: allocated at first use, and zeroed then and
+   * whenever the head count changes (one model's launches all have the same, so its prompts never zero them; without
+   * it, heads a narrower launch skipped would lag the running count and their attention would wait for ever)
+   */
+  private attnReadyCounters(heads: number): DevicePtr {
+    this.attnReady ??= this.mem.alloc(ATTN_READY_HEADS * 4);
+    if (heads !== this.attnReadyHeads) {
       this.cu.memsetD32(this.attnReady, 0, ATTN_READY_HEADS, this.stream);
       this.attnReadyCount = 0;
+      this.attnReadyHeads = heads;
     }
     return this.attnReady;
   }
