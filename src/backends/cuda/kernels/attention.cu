@@ -284,16 +284,8 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
     for (int w = 0; w < ATTN_WARPS; ++w) a = fmaf(wacc[w][i], f[w], a);
     dst[2 + i] = a;
   }
-  __threadfence();  // this block's partial is visible device-wide before its ticket
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const bool isLast = atomicAdd(tickets + row, 1u) == (unsigned)active - 1;
-    if (isLast) tickets[row] = 0u;  // every active block has arrived: ready for the next launch
-    last = isLast;
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
+  // this block's partial visible device-wide before its ticket; every active block arrived: the last merges
+  if (!block_ticket(tickets + row, (unsigned)active, &last)) return;
   attn_merge<D>(out + row * D, src, active, permOut, pinv);
 }
 

@@ -71,6 +71,26 @@ __device__ __forceinline__ uint32_t extract_bits(const uint32_t* __restrict__ ba
 // Programmatic dependent launch (sm_90+; no-ops elsewhere and when launched without the attribute).
 // pdl_wait: blocks until the previous kernel in the stream has finished and its writes are visible;
 // every kernel the host launches with the attribute calls it before touching what that kernel wrote.
+// A block's arrival at a ticket that `expected` blocks take (every thread calls it after its last write that the
+// group's last block reads): true in the last block to arrive, which then sees every arrived block's writes; the
+// counter goes back to zero for the next launch. flag: a shared int of the block's. The cooperative-groups grid
+// barrier's pattern: the barrier orders every thread's earlier writes before thread 0's fence, which is cumulative, so
+// one fence per block releases them all (and one acquires for the last block) instead of one per thread each way.
+__device__ __forceinline__ bool block_ticket(unsigned* counter, unsigned expected, int* flag) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const bool isLast = atomicAdd(counter, 1u) == expected - 1;
+    if (isLast) {
+      *counter = 0u;
+      __threadfence();
+    }
+    *flag = isLast;
+  }
+  __syncthreads();
+  return *flag != 0;
+}
+
 // pdl_launch_dependents: lets the next kernel's blocks start (they run up to their own pdl_wait).
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

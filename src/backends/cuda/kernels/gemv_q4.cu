@@ -312,7 +312,7 @@ __device__ __forceinline__ void q4_norm_rows(const Q4Args& a, float* scratch) {
 // Every block of the launch calls this after its last write to y; the last to arrive (ticket
 // normCounter, left at zero) normalizes the finished y.
 __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, int* last) {
-  if (!q4_last_arrival(a.normCounter, gridDim.x * gridDim.y, last)) return;
+  if (!block_ticket(a.normCounter, gridDim.x * gridDim.y, last)) return;
   // R = 16 covers rows up to 8192 in one trip; with the permuted copy's index registers that spills,
   // so rows up to 5120 (LLaMA 7B/13B) take R = 10 (none)
   if (!a.normInv) q4_norm_rows<16, false>(a, scratch);
@@ -326,17 +326,9 @@ __device__ __forceinline__ void q4_norm_tail(const Q4Args& a, float* scratch, in
 __device__ __forceinline__ void q4_fold_attention(const Q4Args& a, int mi, int tileHead, int* last) {
   const int group = a.attnHeads / a.attnKvHeads;
   const int h0 = mi == 0 ? tileHead : tileHead * group, hn = mi == 0 ? 1 : group;
-  __threadfence();  // this tile's q, or k / v and their cache rows, visible before its tickets
-  __syncthreads();
   for (int h = h0; h < h0 + hn; ++h) {
-    if (threadIdx.x == 0) {
-      const bool isLast = atomicAdd(a.attnCounters + h, 1u) == 2u;
-      if (isLast) a.attnCounters[h] = 0u;
-      *last = isLast;
-    }
-    __syncthreads();
-    if (*last) {
-      __threadfence();
+    // this tile's q, or k / v and their cache rows, visible before its tickets
+    if (block_ticket(a.attnCounters + h, 3u, last)) {
       const NextGemv nx = {a.attnInv, a.attnPermOut};
       attn_decode<128, AttnNI<128>::value, true>(a.attnOut, nullptr, nullptr, a.m[0].y, a.m[1].cache, a.m[2].cache, a.pos_ptr,
                                                   a.pos_imm, a.attnHeads, a.attnKvHeads, 1, a.attnScale, &nx, h);
@@ -522,7 +514,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
     atomicAdd(ws + t, sum);
     const int tilesPerMat = a.m[0].tileEnd;
     // a SwiGLU pair's gate and up tiles share one ticket
-    if (!q4_last_arrival(a.counters + (pair ? tile % tilesPerMat : tile), (pair ? 2u : 1u) * gridDim.y, &last)) return;
+    if (!block_ticket(a.counters + (pair ? tile % tilesPerMat : tile), (pair ? 2u : 1u) * gridDim.y, &last)) return;
     if (pair) {
       const int p = tile % tilesPerMat;
       const int np = p * 128 + t;

@@ -75,23 +75,6 @@ __device__ __forceinline__ void q4_mul_half(float (&acc)[4], const uint4 (&w)[8]
   }
 }
 
-// The split-K ticket: every block of a group calls it (all threads) after its last write to the workspace or y;
-// it returns true in the group's last block to arrive, whose reads then see every block's writes, and puts the
-// counter back to zero for the next launch. flag: a shared int of the block's.
-__device__ __forceinline__ bool q4_last_arrival(unsigned* counter, unsigned expected, int* flag) {
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const bool isLast = atomicAdd(counter, 1u) == expected - 1;
-    if (isLast) *counter = 0u;
-    *flag = isLast;
-  }
-  __syncthreads();
-  if (!*flag) return false;
-  __threadfence();
-  return true;
-}
-
 // A warp's weight stream over its units u, u + 4, u + 8, ... below `count` (gemv_q4_multi's half slices, gemv_q8's
 // 32-value units; gemv_q4.cu writes the same loop out, its PTX unchanged since measured), two held in registers:
 // the caller loaded units u and u + 4 into buffers a and b (before waiting for x's producer); each step multiplies

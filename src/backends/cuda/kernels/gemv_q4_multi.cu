@@ -134,7 +134,7 @@ __device__ __forceinline__ void gemv_q4_multi_body(const QMArgs& a) {
     if (j < rows) atomicAdd(wt + j * 128 + t, sum[j]);
   const int tilesPerMat = a.m[0].tileEnd;
   const int p = tile % tilesPerMat;
-  if (!q4_last_arrival(a.counters + (pair ? p : tile), (pair ? 2u : 1u) * gridDim.y, &last)) return;
+  if (!block_ticket(a.counters + (pair ? p : tile), (pair ? 2u : 1u) * gridDim.y, &last)) return;
   if (pair) {
     float* wg = a.ws + (size_t)p * R * 128;
     float* wu = a.ws + (size_t)(tilesPerMat + p) * R * 128;
