@@ -16,12 +16,14 @@
     }                                                                                             \
   } while (0)
 
-// launches k with programmatic stream serialization (its griddepcontrol.wait orders it after the previous kernel)
+// launches k with programmatic stream serialization (its griddepcontrol.wait orders it after the previous kernel),
+// with `smem` bytes of dynamic shared memory
 template <typename Kernel, typename... Args>
-static void launchPdl(Kernel k, dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+static void launchPdlShared(Kernel k, dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -29,6 +31,10 @@ static void launchPdl(Kernel k, dim3 grid, dim3 block, cudaStream_t s, Args... a
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   CK(cudaLaunchKernelEx(&cfg, k, args...));
+}
+template <typename Kernel, typename... Args>
+static void launchPdl(Kernel k, dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+  launchPdlShared(k, grid, block, 0, s, args...);
 }
 
 // µs per replay of what `record` issues on s, captured once into a graph: median of 5 timed replays after one untimed
