@@ -105,6 +105,7 @@ test('attention behind the q/k/v rope launch (attnOverlap: it waits on per-head 
     const x = randn(rows * n);
     const run = (overlap: boolean): Float32Array[] => {
       g.attnOverlap = overlap;
+      const overlapped = g.attnOverlapLaunches;
       const cache = g.allocKvCache(layers, 2 * rows, heads, 128), xa = input(g, rows, n, x);
       const ys = [0, 1, 2].map(() => poisoned(g, rows, n)), outs = [0, 1].flatMap(() => ws.map(() => poisoned(g, rows, n)));
       // two chunks (the second after the first's cache), each through every layer's q/k/v and attention
@@ -114,6 +115,7 @@ test('attention behind the q/k/v rope launch (attnOverlap: it waits on per-head 
           g.attention(outs[chunk * layers + l], ys[0], cache, { layer: l, startPos: chunk * rows, heads, kvHeads: heads, headDim: 128 }, rows);
         }
       }
+      assert.equal(g.attnOverlapLaunches - overlapped, overlap ? 2 * layers : 0, 'attention launches that overlapped q/k/v');
       return outs.map((o) => g.readActivation(o));
     };
     const on = run(true), off = run(false);

@@ -126,7 +126,7 @@ test('act-order: a producer reserving the copy in its readers\' permutation serv
 
 test('the Q tile written instead of q: the next attention takes it once; any write of an activation drops it; q\'s f32 rows count as unwritten', () => {
   const h = new HalfCopies(new FakeKernels() as unknown as KernelModule, slots().scratch);
-  const q = p(0x70), tile = { at: p(0x80), ready: { counters: p(0x90), target: 12 } };
+  const q = p(0x70), tile = { at: p(0x80), ready: { counters: p(0x90), target: 12, reads: p(0xa0) } };
   h.holdQTile(q, tile);
   assert.throws(() => h.checkWritten(q), /f32 rows were not written/, 'a kernel reading q\'s f32 rows');
   assert.equal(h.takeQTile(attn), null, 'another activation has no tile');
@@ -145,4 +145,21 @@ test('the Q tile written instead of q: the next attention takes it once; any wri
   h.wrote(q); // a linear writing q itself
   assert.equal(h.takeQTile(q), null, 'dropped when q is written');
   h.checkWritten(q);
+});
+
+test('attention overlapping the q/k/v launch (attnOverlap) gets the other slot than the x that launch still reads', () => {
+  const h = new HalfCopies(new FakeKernels() as unknown as KernelModule, slots().scratch);
+  for (let layer = 0; layer < 3; layer++) {
+    h.forget(); // the input RMSNorm
+    const xbCopy = h.reserve(xb, ROWS, DIM);
+    assert.equal(h.of(xb, ROWS, DIM, null), xbCopy, 'the q/k/v rope launch reads the norm\'s copy');
+    h.forget(); // after it (CudaBackend.qkvRopeKv), then attention's own forget
+    h.forget();
+    assert.notEqual(h.reserve(attn, ROWS, DIM), xbCopy, `layer ${layer}: attention's copy would overwrite the x q/k/v reads`);
+    h.wrote(x); // o_proj into the residual; then the MLP's norm and SwiGLU take the slots in turn
+    h.forget();
+    const mlpCopy = h.reserve(xb, ROWS, DIM);
+    assert.equal(h.of(xb, ROWS, DIM, null), mlpCopy);
+    h.reserve(hidden, ROWS, FFN);
+  }
 });

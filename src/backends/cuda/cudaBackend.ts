@@ -170,6 +170,8 @@ export class CudaBackend implements Backend {
   flashKernel: FlashKernel = flashFromEnv();
   /** attn_flash_wg_128 launches so far (tests assert the kernel they mean ran) */
   flashWgLaunches = 0;
+  /** prompt attention launches that overlapped the q/k/v rope launch before them (attnOverlap; for tests) */
+  attnOverlapLaunches = 0;
   /**
    * Most rows of a q4 linear that take the batched-decode kernel gemv_q4_rows (2..this; 0: none;
    * $QLLAMA_CUDA_SMALL_BATCH_ROWS, default SMALL_BATCH_MAX_ROWS). Benchmarks switch it to compare with the GEMM.
@@ -651,12 +653,13 @@ export class CudaBackend implements Backend {
       Math.ceil(rsTiles(rows, 3 * rsPlainTiles(outs[0].cols)) / this.smCount) >= ATTN_OVERLAP_MIN_ROUNDS;
     const counters = qh !== null && overlap ? this.attnReadyCounters(shape.heads) : null;
     const qTile = qh === null ? null : { at: qh, scale: flashScaleLog2(d), ready: counters };
-    if (!this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, bits, rows, qTile)) return false;
+    const xh = this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, bits, rows, qTile);
+    if (xh === null) return false;
     this.promptOps.copies.forget();
     if (qh !== null) {
       // every head gets one count per q, k and v tile of the chunk's 256-row tiles
       if (counters !== null) this.attnReadyCount = (this.attnReadyCount + 3 * Math.ceil(rows / RS_BUILDS[0].bt)) >>> 0;
-      const ready = counters === null ? null : { counters, target: this.attnReadyCount };
+      const ready = counters === null ? null : { counters, target: this.attnReadyCount, reads: xh };
       this.promptOps.copies.holdQTile(act(outs[0]).ptr, { at: qh, ready });
     }
     return true;
@@ -728,6 +731,14 @@ export class CudaBackend implements Backend {
       const args = [ptr(halfOnly ? null : act(out).ptr), ptr(act(q).ptr), ptr((c.k + off) as DevicePtr), ptr((c.v + off) as DevicePtr), ptr(pos),
         i32(shape.startPos), i32(rows), i32(shape.heads), i32(shape.kvHeads), f32(flashScaleLog2(d))];
       const ready = qt?.ready ?? null;
+      // attention overlapping the q/k/v launch must not write the fp16 x that launch still reads. It cannot by
+      // construction: HalfCopies hands out its least recently used of two slots, and the q/k/v launch's x is the most
+      // recent (nothing takes a slot between the two); this keeps a change there from racing silently.
+      if (ready !== null && half === ready.reads) {
+        throw new Error('qllama internal error: prompt attention would write its fp16 copy into the x the q/k/v launch it overlaps reads; ' +
+          'QLLAMA_CUDA_ATTN_OVERLAP=0 works around it');
+      }
+      if (ready !== null) this.attnOverlapLaunches++;
       if (wg) {
         this.flashWgLaunches++;
         args.push(ptr(half), ptr(qh), ptr(ready?.counters ?? null), u32(ready?.target ?? 0));

@@ -45,11 +45,12 @@ export function halfOnlyFromEnv(env: NodeJS.ProcessEnv = process.env): Set<HalfO
 
 /**
  * A Q tile written instead of q (HalfCopies.holdQTile): where it is, and, where the launch that wrote it counts its
- * finished tiles per head (gemm_rs_256_qkv_rope32's ready), the counters and the count at which every tile is written.
+ * finished tiles per head (gemm_rs_256_qkv_rope32's ready), the counters, the count at which every tile is written, and
+ * the fp16 x that launch reads, which attention, overlapping it, must not write.
  */
 export interface HeldQTile {
   readonly at: DevicePtr;
-  readonly ready: { readonly counters: DevicePtr; readonly target: number } | null;
+  readonly ready: { readonly counters: DevicePtr; readonly target: number; readonly reads: DevicePtr } | null;
 }
 
 /** a slot's copy: source activation, rows, width, the column gather applied (0n: none), and where it is */

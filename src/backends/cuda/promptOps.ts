@@ -149,18 +149,19 @@ export class PromptOps {
    * register-A launch (launchRsQkvRope) where qkv would fuse them and the heads are 128 wide (the caller checks that
    * head size and that k and v are q's width); false: not taken. ropeTable gives the chunk's rope_table_f32 / _f64, issued
    * only when taken (bits: its precision, and the rotation's). k's and v's activations are not written; with qTile, nor
-   * is q: it goes to qTile.at as half(q · qTile.scale), the Q tile attn_flash_wg_128 would make of it.
+   * is q: it goes to qTile.at as half(q · qTile.scale), the Q tile attn_flash_wg_128 would make of it. Returns the fp16
+   * x the launch reads (a HalfCopies slot), or null where not taken.
    */
   qkvRope(q: DeviceRows, x: DeviceRows, ws: readonly CudaLinear[], kc: DevicePtr, vc: DevicePtr, ropeTable: () => DevicePtr, bits: 32 | 64,
-    rows: number, qTile: QTile | null = null): boolean {
+    rows: number, qTile: QTile | null = null): DevicePtr | null {
     const fused = this.qkvFused(ws, rows);
-    if (fused === null || fused.ws[0].outFeatures % 128 !== 0) return false;
+    if (fused === null || fused.ws[0].outFeatures % 128 !== 0) return null;
     this.host.flush();
     this.copies.wrote(q.ptr);
     const rope = ropeTable();
     const xh = this.copies.of(x.ptr, rows, fused.ws[0].inFeatures, fused.ws[0].perm);
     launchRsQkvRope(this.host.cu, this.host.kernels, fused.smCount, fused.ws, q.ptr, kc, vc, rope, bits, xh, rows, fused.pdl, qTile);
-    return true;
+    return xh;
   }
 
   /** q, k and v's GPTQ weights where one register-A launch takes them for `rows` rows (rsQkvFits, the wave rule), else null */

@@ -106,7 +106,8 @@ __device__ __forceinline__ void attn_flash_wg(float* __restrict__ out, const flo
   // launched behind the q/k/v launch that writes this chunk's q, k and v (programmatic dependent launch, no
   // griddepcontrol.wait): wait until every tile of this head is written (its counter reaches readyTarget; the
   // difference, so the running count may wrap), then read them from L2 (cp.async.cg, and __ldcg for the Q tile)
-  // (a count that never comes, i.e. a host and kernel that disagree on it, traps after ~10 s rather than hang)
+  // (a count that never comes, i.e. a host and kernel that disagree on it, traps after 2^26 spins, 10-20 s, rather than
+  // hang: CUDA_ERROR_LAUNCH_FAILED at the next synchronize)
   if (ready != nullptr) {
     if (tid == 0) {
       unsigned v, spins = 0;

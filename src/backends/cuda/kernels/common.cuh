@@ -68,9 +68,6 @@ __device__ __forceinline__ uint32_t extract_bits(const uint32_t* __restrict__ ba
   return v & ((1u << bits) - 1u);
 }
 
-// Programmatic dependent launch (sm_90+; no-ops elsewhere and when launched without the attribute).
-// pdl_wait: blocks until the previous kernel in the stream has finished and its writes are visible;
-// every kernel the host launches with the attribute calls it before touching what that kernel wrote.
 // A block's arrival at a ticket that `expected` blocks take (every thread calls it after its last write that the
 // group's last block reads): true in the last block to arrive, which then sees every arrived block's writes; the
 // counter goes back to zero for the next launch. flag: a shared int of the block's. The cooperative-groups grid
@@ -91,6 +88,9 @@ __device__ __forceinline__ bool block_ticket(unsigned* counter, unsigned expecte
   return *flag != 0;
 }
 
+// Programmatic dependent launch (sm_90+; no-ops elsewhere and when launched without the attribute).
+// pdl_wait: blocks until the previous kernel in the stream has finished and its writes are visible;
+// every kernel the host launches with the attribute calls it before touching what that kernel wrote.
 // pdl_launch_dependents: lets the next kernel's blocks start (they run up to their own pdl_wait).
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
