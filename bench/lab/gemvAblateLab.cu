@@ -126,7 +126,7 @@ __device__ __forceinline__ void gemv_abl(const Q4Args& a) {
     float* ws = a.ws + (size_t)tile * 128;
     atomicAdd(ws + t, sum);
     const int tilesPerMat = a.m[0].tileEnd;
-    if (!q4_last_arrival(a.counters + (pair ? tile % tilesPerMat : tile), (pair ? 2u : 1u) * gridDim.y, &last)) return;
+    if (!block_ticket(a.counters + (pair ? tile % tilesPerMat : tile), (pair ? 2u : 1u) * gridDim.y, &last)) return;
     if (pair) {
       const int p = tile % tilesPerMat;
       const int np = p * 128 + t;

@@ -11,6 +11,7 @@
 //   bench/lab/persistLab.cu && /tmp/persist-lab
 #include <cuda_runtime.h>
 #include "labHarness.cuh"
+#include "labLoads.cuh"
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -21,15 +22,6 @@ constexpr int kThreads = 128;
 constexpr int kUnroll = 8;  // 16-byte loads in flight per thread: 16 KB per block, 64 KB per SM at 4 blocks
 constexpr unsigned long long kChunk = (unsigned long long)kThreads * kUnroll;  // uint4 per block chunk
 
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
-
-struct Phase { const uint4* a; unsigned long long n; };
 
 // loads chunk c of a phase into v (zeros past the end)
 __device__ __forceinline__ void loadChunk(const Phase& ph, unsigned long long c, uint4 (&v)[kUnroll]) {
@@ -164,18 +156,11 @@ int main() {
   unsigned* bar;
   CK(cudaMalloc(&bar, 64));
 
-  // 13B g128 layer: bytes of q/k/v, attention (context 1: a few KB), o, gate/up, down
-  const double mb[5] = {40.9, 0.06, 13.6, 73.5, 36.8};
-  const int layers = 40, perLayer = 5, count = layers * perLayer;
-  size_t total = 0;
-  std::vector<size_t> bytes(count);
-  for (int p = 0; p < count; ++p) { bytes[p] = (size_t(mb[p % perLayer] * 1e6) + 255) / 256 * 256; total += bytes[p]; }
-  char* pool;
-  CK(cudaMalloc(&pool, total));
-  CK(cudaMemset(pool, 0x5A, total));
-  std::vector<Phase> host(count);
-  size_t off = 0;
-  for (int p = 0; p < count; ++p) { host[p] = {(const uint4*)(pool + off), bytes[p] / 16}; off += bytes[p]; }
+  const DecodeStep step = decodeStep13B();
+  const std::vector<Phase>& host = step.phases;
+  const int count = (int)host.size(), layers = count / 5;  // (5 phases per layer)
+  const char* pool = step.pool;
+  const size_t total = step.total;
   Phase* dev;
   CK(cudaMalloc(&dev, sizeof(Phase) * count));
   CK(cudaMemcpy(dev, host.data(), sizeof(Phase) * count, cudaMemcpyHostToDevice));

@@ -25,6 +25,8 @@
 //   bench/lab/preloadLab.cu && /tmp/preload-lab
 #include <cuda_runtime.h>
 #include "labHarness.cuh"
+#include "labLoads.cuh"
+#include "readCeiling.cuh"  // read_linear
 #include <cstdint>
 
 constexpr int kRegThreads = 128, kRegUnroll = 8;
@@ -32,37 +34,32 @@ constexpr unsigned long long kRegChunk = (unsigned long long)kRegThreads * kRegU
 constexpr int kRingThreads = 256;
 constexpr int kXFloats = 5120;  // 13B's hidden size: the x an input-norm GEMV stages
 
-__device__ __forceinline__ uint4 ld_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
-struct Phase { const uint4* a; unsigned long long n; };
-
-// An input-norm GEMV's work after the wait: x (kXFloats f32, in L2) read by every thread, Σx² through shared memory
-// and a barrier; returns the sum so the compiler keeps it
-__device__ __forceinline__ float stage_x(const float* __restrict__ x) {
+// Σ of each thread's v over a block (warp shuffles, then the warps' sums through shared memory and a barrier)
+__device__ __forceinline__ float block_total(float v) {
   __shared__ float warpSums[32];
-  float ss = 0.f;
-  for (int i = threadIdx.x; i < kXFloats / 4; i += blockDim.x) {
-    const float4 v = __ldcg(reinterpret_cast<const float4*>(x) + i);
-    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-  }
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if ((threadIdx.x & 31) == 0) warpSums[threadIdx.x >> 5] = ss;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((threadIdx.x & 31) == 0) warpSums[threadIdx.x >> 5] = v;
   __syncthreads();
   float total = 0.f;
   for (int w = 0; w < (int)(blockDim.x >> 5); ++w) total += warpSums[w];
   return total;
 }
 
+// An input-norm GEMV's work after the wait: x (kXFloats f32, in L2) read by every thread, Σx² through shared memory
+// and a barrier; returns the sum so the compiler keeps it
+__device__ __forceinline__ float stage_x(const float* __restrict__ x) {
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < kXFloats / 4; i += blockDim.x) {
+    const float4 v = __ldcg(reinterpret_cast<const float4*>(x) + i);
+    ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  }
+  return block_total(ss);
+}
+
 // stage_x with its loads issued at once (128 threads: `floats` / 512 float4 each, in registers) before the sum; with
 // floats = kXFloats / 2, half the bytes (what an fp16 x would move)
 __device__ __forceinline__ float stage_x_batched(const float* __restrict__ x, int floats) {
-  __shared__ float warpSums[32];
   constexpr int N = kXFloats / 512;
   float4 v[N];
 #pragma unroll
@@ -73,18 +70,12 @@ __device__ __forceinline__ float stage_x_batched(const float* __restrict__ x, in
   float ss = 0.f;
 #pragma unroll
   for (int j = 0; j < N; ++j) ss += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if ((threadIdx.x & 31) == 0) warpSums[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  float total = 0.f;
-  for (int w = 0; w < (int)(blockDim.x >> 5); ++w) total += warpSums[w];
-  return total;
+  return block_total(ss);
 }
 
 // stage_x through cp.async (16 bytes per copy, L2 only) into shared memory, then the sum from there
 __device__ __forceinline__ float stage_x_async(const float* __restrict__ x) {
   __shared__ __align__(16) float xs[kXFloats];
-  __shared__ float warpSums[32];
   for (int i = threadIdx.x; i < kXFloats / 4; i += blockDim.x)
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(xs + 4 * i)), "l"(x + 4 * i) : "memory");
   asm volatile("cp.async.wait_all;" ::: "memory");
@@ -93,12 +84,7 @@ __device__ __forceinline__ float stage_x_async(const float* __restrict__ x) {
     const float4 v = reinterpret_cast<const float4*>(xs)[i];
     ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
   }
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if ((threadIdx.x & 31) == 0) warpSums[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  float total = 0.f;
-  for (int w = 0; w < (int)(blockDim.x >> 5); ++w) total += warpSums[w];
-  return total;
+  return block_total(ss);
 }
 
 __device__ __forceinline__ void reg_load(const Phase& ph, unsigned long long c, uint4 (&v)[kRegUnroll]) {
@@ -128,13 +114,8 @@ __global__ void __launch_bounds__(kRegThreads, 4) phase_reg(Phase ph, const floa
   if (STAGE == 4) ss = stage_x_batched(x, kXFloats / 2);
   if (STAGE == 5) ss = stage_x_async(x);
   if (STAGE == 2) {
-    __shared__ float warpSums[kRegThreads / 32];
     const float4 xv = __ldcg(reinterpret_cast<const float4*>(x) + (blockIdx.x * kRegThreads + threadIdx.x) % (kXFloats / 4));
-    float t = xv.x * xv.x + xv.y * xv.y + xv.z * xv.z + xv.w * xv.w;
-    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-    if ((threadIdx.x & 31) == 0) warpSums[threadIdx.x >> 5] = t;
-    __syncthreads();
-    for (int w = 0; w < kRegThreads / 32; ++w) ss += warpSums[w];
+    ss = block_total(xv.x * xv.x + xv.y * xv.y + xv.z * xv.z + xv.w * xv.w);
   }
   while (c < chunks) {
 #pragma unroll
@@ -203,37 +184,20 @@ extern "C" __global__ void __launch_bounds__(kRingThreads) phase_ring(Phase ph, 
   if ((acc.x ^ acc.y ^ acc.z ^ acc.w) == 0x9E3779B9u || ss == 1.2345f) sink[threadIdx.x] = 1u;
 }
 
-extern "C" __global__ void read_linear(const uint4* __restrict__ a, unsigned long long n, unsigned* sink) {
-  uint4 acc = make_uint4(0, 0, 0, 0);
-  const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x;
-  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n; i += stride) {
-    const uint4 v = ld_stream(a + i);
-    acc.x ^= v.x; acc.y ^= v.y; acc.z ^= v.z; acc.w ^= v.w;
-  }
-  if ((acc.x ^ acc.y ^ acc.z ^ acc.w) == 0x9E3779B9u) sink[threadIdx.x] = 1u;
-}
-
 int main() {
   const LabDevice lab = labDevice();
   const int sms = lab.sms;
   cudaStream_t s = lab.s;
   unsigned* sink = lab.sink;
 
-  // 13B g128 layer: bytes of q/k/v, attention (context 1: a few KB), o, gate/up, down (as persistLab.cu)
-  const double mb[5] = {40.9, 0.06, 13.6, 73.5, 36.8};
-  const int layers = 40, perLayer = 5, count = layers * perLayer;
-  size_t total = 0;
-  std::vector<size_t> bytes(count);
-  for (int p = 0; p < count; ++p) { bytes[p] = (size_t(mb[p % perLayer] * 1e6) + 255) / 256 * 256; total += bytes[p]; }
-  char* pool;
+  const DecodeStep step = decodeStep13B();
+  const std::vector<Phase>& ph = step.phases;
+  const int count = (int)ph.size();
+  const char* pool = step.pool;
+  const size_t total = step.total;
   float* x;
-  CK(cudaMalloc(&pool, total));
-  CK(cudaMemset(pool, 0x5A, total));
   CK(cudaMalloc(&x, kXFloats * 4));
   CK(cudaMemset(x, 0, kXFloats * 4));
-  std::vector<Phase> ph(count);
-  size_t off = 0;
-  for (int p = 0; p < count; ++p) { ph[p] = {(const uint4*)(pool + off), bytes[p] / 16}; off += bytes[p]; }
 
   const double linearUs = timeGraphUs(s, [&] { read_linear<<<sms * 8, 256, 0, s>>>((const uint4*)pool, total / 16, sink); });
   printf("preload-lab %s, %d SMs: step %.1f MB in %d PDL launches; one linear read %.1f us = %.0f GB/s\n", lab.prop.name, sms,

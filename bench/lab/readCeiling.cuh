@@ -1,5 +1,5 @@
 // The read ceiling the GEMV labs compare with: a grid-stride read of 2 GiB with 16-byte streaming loads, launched 4
-// times with PDL in one graph. Include after gemv_q4.cu (ld_stream, pdl_wait) and labHarness.cuh.
+// times with PDL in one graph. Include after gemv_q4.cu or labLoads.cuh (ld_stream, pdl_wait) and labHarness.cuh.
 #pragma once
 
 extern "C" __global__ void read_linear(const uint4* __restrict__ a, unsigned long long n, unsigned* sink) {
