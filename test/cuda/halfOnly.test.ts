@@ -95,7 +95,7 @@ test('q as the Q tile, attention and SwiGLU as fp16 copies only: o_proj and down
 test('attention behind the q/k/v rope launch (attnOverlap: it waits on per-head tile counts, not for the launch): the same bits as after it, over several layers and chunks', { skip }, () => {
   const g = gpu();
   // 20 heads of 128 at 2048 rows: 480 tiles, 4 rounds on 132 SMs (q/k/v as one launch: it fills them better than one
-  // weight's 160 tiles), whose last leaves 48 SMs to the attention of heads 0–8, done by then (ATTN_OVERLAP_MIN_ROUNDS)
+  // weight's 160 tiles), whose last leaves 48 SMs to the attention of heads 0–8, done by then (RS_QKV_OVERLAP_MIN_ROUNDS)
   const n = 2560, heads = 20, rows = 2048, layers = 3, shape = { heads, kvHeads: heads, headDim: 128, theta: 10000 };
   const before = { overlap: g.attnOverlap, halfOnly: new Set(g.halfOnly), fill: g.rsMinFill };
   g.rsMinFill = 0;

@@ -8,7 +8,7 @@ import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/
 import { GemvBatch } from '../../src/backends/cuda/gemvBatch.js';
 import { launchLinear, type GemmOptions } from '../../src/backends/cuda/linearLaunch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
-import { RS_MAX_ROWS, RS_MIN_FILL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsPlainTiles, rsQkvFits, rsSplits, rsTakes, rsWaveFill } from '../../src/backends/cuda/rsLinear.js';
+import { RS_MAX_ROWS, RS_MIN_FILL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsPlainTiles, rsQkvFits, rsQkvRopeOverlaps, rsSplits, rsTakes, rsWaveFill } from '../../src/backends/cuda/rsLinear.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
 interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
@@ -172,4 +172,13 @@ test('rsQkvFits: one launch for q, k and v of one shape, group size and permutat
   assert.equal(rsQkvFits([w, w, w], 512, rsBuildFor(512, RS_SMALL_ROWS), 132), true, '240 tiles fill 0.91, 80 apart 0.61');
   assert.equal(rsQkvFits([w, w, w], 1536, rsBuildFor(1536, RS_SMALL_ROWS), 132), false, '720 tiles fill 0.91, as 240 apart do');
   assert.equal(rsQkvFits([w, w, w], 768, rsBuildFor(768, RS_SMALL_ROWS), 132), false, '360 tiles fill 0.91, as 120 apart do');
+});
+
+test('rsQkvRopeOverlaps: attention overlaps the q/k/v rope launch only where its tiles take 4 rounds of SMs or more', () => {
+  assert.equal(rsQkvRopeOverlaps(2048, 5120, 132), true, '13B: 960 tiles, 8 rounds');
+  assert.equal(rsQkvRopeOverlaps(1024, 5120, 132), true, '480 tiles, 4 rounds');
+  assert.equal(rsQkvRopeOverlaps(512, 5120, 132), false, '240 tiles, 2 rounds: every head ends in the last');
+  assert.equal(rsQkvRopeOverlaps(2048, 2560, 132), true, 'the GPU test\'s 20 heads: 480 tiles, 4 rounds');
+  assert.equal(rsQkvRopeOverlaps(700, 1024, 132), false, 'small: 72 tiles, one round');
+  assert.equal(rsQkvRopeOverlaps(1024, 5120, 114), true, 'fewer SMs, more rounds');
 });

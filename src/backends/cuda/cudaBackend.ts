@@ -16,7 +16,7 @@ import {
   CLUSTER_SHARED_X_K, clusterDefault, FOLD_ATTENTION_MAX_HEADS, FOLD_ATTENTION_MAX_POSITIONS, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS,
 } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsPlainTiles, rsQkvRopeKernel, rsTakes, rsTiles } from './rsLinear.js';
+import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsQkvRopeKernel, rsQkvRopeOverlaps, rsTakes } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -107,13 +107,6 @@ const MULTI_WS_TILES = MAX_TILES / MULTI_ROWS_PER_LAUNCH;
 export type FlashKernel = 'wgmma' | 'mma';
 /** most heads attnOverlap's counters serve (more: attention waits for the whole q/k/v launch, as without it) */
 const ATTN_READY_HEADS = 1024;
-/**
- * Fewest rounds of tiles (over the SMs) of the q/k/v rope launch that attnOverlap takes. With fewer, every head's last
- * v tile falls in the last round, so no attention block can start early and the wait only costs. H200, 13B, whole
- * prompts, one call, overlap on / off: 2048 rows (8 rounds) 23,972 / 23,963 / 23,938 vs 23,777 / 23,774 / 23,782 tok/s
- * (act-order 23,619 vs 23,527); 512 rows (2 rounds) 22,177 / 22,377 vs 22,390 / 22,431.
- */
-const ATTN_OVERLAP_MIN_ROUNDS = 4;
 
 /** the flash kernels' softmax scale: log2(e) / sqrt(d), so exp2 of the scaled scores is exp of the scaled ones */
 const flashScaleLog2 = (d: number): number => Math.LOG2E / Math.sqrt(d);
@@ -237,7 +230,7 @@ export class CudaBackend implements Backend {
    * Prompt attention behind the q/k/v rope launch that wrote its Q tile starts on the SMs that launch's last partial wave
    * leaves idle: the launch counts its finished tiles per head, and attention, launched with programmatic dependent
    * launch, waits per head on those counts instead of for the whole launch ($QLLAMA_CUDA_ATTN_OVERLAP=0: off), where
-   * that launch takes ATTN_OVERLAP_MIN_ROUNDS rounds or more.
+   * that launch leaves attention room (rsQkvRopeOverlaps).
    */
   attnOverlap = process.env.QLLAMA_CUDA_ATTN_OVERLAP !== '0';
   /**
@@ -649,8 +642,7 @@ export class CudaBackend implements Backend {
     // q only as the Q tile attn_flash_wg_128 makes of it, where that kernel is the attention that reads q next
     const qh = qReader === 'attention' && this.halfOnly.has('q') && this.flashFor(d, rows, shape.heads)?.name === 'attn_flash_wg_128'
       ? this.grow(this.qTileBuf, rows * outs[0].cols * 2) : null;
-    const overlap = this.attnOverlap && shape.heads <= ATTN_READY_HEADS &&
-      Math.ceil(rsTiles(rows, 3 * rsPlainTiles(outs[0].cols)) / this.smCount) >= ATTN_OVERLAP_MIN_ROUNDS;
+    const overlap = this.attnOverlap && shape.heads <= ATTN_READY_HEADS && rsQkvRopeOverlaps(rows, outs[0].cols, this.smCount);
     const counters = qh !== null && overlap ? this.attnReadyCounters(shape.heads) : null;
     const qTile = qh === null ? null : { at: qh, scale: flashScaleLog2(d), ready: counters };
     const xh = this.promptOps.qkvRope(act(outs[0]), act(x), weights as CudaLinear[], at(c.k), at(c.v), table, bits, rows, qTile);

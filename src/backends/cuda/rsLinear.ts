@@ -269,6 +269,19 @@ export interface QTile {
   readonly ready?: DevicePtr | null;
 }
 
+/**
+ * Fewest rounds of tiles (over the SMs) of the q/k/v rope launch behind which prompt attention starts per head
+ * (CudaBackend.attnOverlap). With fewer, every head's last v tile falls in the last round, so no attention block can
+ * start early and the wait only costs. H200, 13B, whole prompts, one call, overlap on / off: 2048 rows (8 rounds)
+ * 23,972 / 23,963 / 23,938 vs 23,777 / 23,774 / 23,782 tok/s (act-order 23,619 vs 23,527); 512 rows (2 rounds)
+ * 22,177 / 22,377 vs 22,390 / 22,431.
+ */
+export const RS_QKV_OVERLAP_MIN_ROUNDS = 4;
+
+/** whether attention may overlap the q/k/v rope launch of `rows` rows of width n (RS_QKV_OVERLAP_MIN_ROUNDS) */
+export const rsQkvRopeOverlaps = (rows: number, n: number, smCount: number): boolean =>
+  Math.ceil(rsTiles(rows, 3 * rsPlainTiles(n)) / smCount) >= RS_QKV_OVERLAP_MIN_ROUNDS;
+
 /** the q/k/v entry with rotary embedding and the KV-cache write in its epilogue (launchRsQkvRope), by its precision */
 export const rsQkvRopeKernel = (bits: 32 | 64): string => `${RS_QKV_KERNEL}_rope${bits === 64 ? '' : '32'}`;
 
