@@ -8,7 +8,7 @@ import type { CuStream, DevicePtr, Dim3, Driver } from '../../src/backends/cuda/
 import { GemvBatch } from '../../src/backends/cuda/gemvBatch.js';
 import { launchLinear, type GemmOptions } from '../../src/backends/cuda/linearLaunch.js';
 import type { CudaGptq } from '../../src/backends/cuda/linearUpload.js';
-import { RS_MAX_ROWS, RS_MIN_FILL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsPlainTiles, rsQkvFits, rsQkvRopeOverlaps, rsSplits, rsTakes, rsWaveFill } from '../../src/backends/cuda/rsLinear.js';
+import { RS_MAX_ROWS, RS_MIN_FILL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsPlainTiles, rsQkvFits, rsQkvRopeHeadTiles, rsQkvRopeOverlaps, rsSplits, rsTakes, rsWaveFill } from '../../src/backends/cuda/rsLinear.js';
 import type { KernelModule } from '../../src/backends/cuda/module.js';
 
 interface Recorded { readonly op: string; readonly grid?: Dim3; readonly rows?: number }
@@ -181,4 +181,6 @@ test('rsQkvRopeOverlaps: attention overlaps the q/k/v rope launch only where its
   assert.equal(rsQkvRopeOverlaps(2048, 2560, 132), true, 'the GPU test\'s 20 heads: 480 tiles, 4 rounds');
   assert.equal(rsQkvRopeOverlaps(700, 1024, 132), false, 'small: 72 tiles, one round');
   assert.equal(rsQkvRopeOverlaps(1024, 5120, 114), true, 'fewer SMs, more rounds');
+  assert.equal(rsQkvRopeHeadTiles(2048), 24, 'a head\'s counter gains its q, k and v tiles of 8 token tiles');
+  assert.equal(rsQkvRopeHeadTiles(600), 9, 'a partial last token tile counts');
 });

@@ -16,7 +16,7 @@ import {
   CLUSTER_SHARED_X_K, clusterDefault, FOLD_ATTENTION_MAX_HEADS, FOLD_ATTENTION_MAX_POSITIONS, GemvBatch, MAX_PERM_K, MAX_TILES, NEXT_GEMV_BYTES, PERM_BUFFERS,
 } from './gemvBatch.js';
 import { GEMM_MMA_SHARED, GEMM_WGMMA_SHARED, launchLinear, type GemmOptions, type WgmmaOptions } from './linearLaunch.js';
-import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsQkvRopeKernel, rsQkvRopeOverlaps, rsTakes } from './rsLinear.js';
+import { GEMM_RS_SHARED, RS_BUILDS, RS_MAX_ROWS, RS_MIN_FILL, RS_MIN_ROWS, RS_QKV_KERNEL, RS_SMALL_ROWS, RS_SPLIT_MIN_FILL, rsBuildFor, rsQkvRopeHeadTiles, rsQkvRopeKernel, rsQkvRopeOverlaps, rsTakes } from './rsLinear.js';
 import { GEMM_WGMMA_160_SHARED, WG_SLICE_BYTES, type WgTileCols } from './wgmmaLinear.js';
 import { uploadArray, uploadDense, uploadGptq, type CudaGptq, type CudaLinear, type PermCache } from './linearUpload.js';
 import { DeviceMemory } from './memory.js';
@@ -649,8 +649,7 @@ export class CudaBackend implements Backend {
     if (xh === null) return false;
     this.promptOps.copies.forget();
     if (qh !== null) {
-      // every head gets one count per q, k and v tile of the chunk's 256-row tiles
-      if (counters !== null) this.attnReadyCount = (this.attnReadyCount + 3 * Math.ceil(rows / RS_BUILDS[0].bt)) >>> 0;
+      if (counters !== null) this.attnReadyCount = (this.attnReadyCount + rsQkvRopeHeadTiles(rows)) >>> 0;
       const ready = counters === null ? null : { counters, target: this.attnReadyCount, reads: xh };
       this.promptOps.copies.holdQTile(act(outs[0]).ptr, { at: qh, ready });
     }

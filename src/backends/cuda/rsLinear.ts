@@ -282,6 +282,9 @@ export const RS_QKV_OVERLAP_MIN_ROUNDS = 4;
 export const rsQkvRopeOverlaps = (rows: number, n: number, smCount: number): boolean =>
   Math.ceil(rsTiles(rows, 3 * rsPlainTiles(n)) / smCount) >= RS_QKV_OVERLAP_MIN_ROUNDS;
 
+/** a head's tiles in the q/k/v rope launch of `rows` rows (its q, k and v tiles of each 256-row token tile): what its counter gains */
+export const rsQkvRopeHeadTiles = (rows: number): number => rsTiles(rows, 3);
+
 /** the q/k/v entry with rotary embedding and the KV-cache write in its epilogue (launchRsQkvRope), by its precision */
 export const rsQkvRopeKernel = (bits: 32 | 64): string => `${RS_QKV_KERNEL}_rope${bits === 64 ? '' : '32'}`;
 
