@@ -120,7 +120,7 @@ test('a norm whose declared readers share an act-order permutation writes their 
       g.linear(y1, xb, A, rows);
       g.linear(y2, xb, B, rows);
     });
-    assert.ok(first.includes('rmsnorm_rows_f32'), first.join(' '));
+    assert.ok(first.some((n) => n.startsWith('rmsnorm_rows_f32')), first.join(' '));
     assert.ok(!first.some((n) => n.startsWith('x_to_half')), `rows ${rows}: a GEMM converted the norm's output again: ${first.join(' ')}`);
     g.writeActivation(poisoned(g, 1, 4), new Float32Array(4)); // any host write: copies forgotten
     const second = launchesOf(g, () => g.linear(y3, xb, A, rows));
@@ -174,5 +174,35 @@ test('a norm read only by its declared readers (readers \'declared\'), all on fp
     }
   } finally {
     g.halfOnly = before;
+  }
+});
+
+test('prompt RMSNorm: rmsnorm_rows_f32_narrow (rows up to 5120) gives rmsnorm_rows_f32\'s f32 bits and the GEMM the same input, with and without a gather', { skip: skipNoGpu }, () => {
+  const g = gpu(), before = g.rmsNormNarrow;
+  try {
+    for (const [k, ao] of [[5120, false], [4096, true], [1000, false]] as const) {
+      const host = randomGptq(k, 256, 4, 128, ao), A = g.uploadLinear(host);
+      const norm = g.uploadVector(randn(k));
+      g.declareInputNorm(norm, [A]);
+      const rows = WGMMA_MIN_ROWS + 40, xa = input(g, rows, k, randn(rows * k, 3));
+      const run = (narrow: boolean): { x: Float32Array; y: Float32Array; kernels: string[] } => {
+        g.rmsNormNarrow = narrow;
+        const xb = poisoned(g, rows, k), y = poisoned(g, rows, 256);
+        const kernels = launchesOf(g, () => {
+          g.rmsNorm(xb, xa, norm, 1e-6, rows);
+          g.linear(y, xb, A, rows); // reads the norm's fp16 copy (gathered where act-order)
+        });
+        return { x: g.readActivation(xb), y: g.readActivation(y), kernels };
+      };
+      const narrow = run(true), wide = run(false);
+      assert.ok(narrow.kernels.includes('rmsnorm_rows_f32_narrow'), `${k}: ${narrow.kernels.join(' ')}`);
+      assert.ok(wide.kernels.includes('rmsnorm_rows_f32'), `${k}: ${wide.kernels.join(' ')}`);
+      const d = firstBitDifference(narrow.x, wide.x);
+      assert.equal(d, -1, `${k}${ao ? ' act-order' : ''}, f32 rows differ at ${d}: ${narrow.x[d]} vs ${wide.x[d]}`);
+      // the same fp16 copy: equal up to the order of a split launch's atomic adds
+      assert.ok(normErr(narrow.y, wide.y) < 1e-6, `${k}${ao ? ' act-order' : ''}, the GEMM from the copy: err ${normErr(narrow.y, wide.y)}`);
+    }
+  } finally {
+    g.rmsNormNarrow = before;
   }
 });

@@ -826,6 +826,10 @@ export class CudaBackend implements Backend {
     this.dropGraphs();
   }
 
+  /** Whether prompt RMSNorms up to 5120 wide take rmsnorm_rows_f32_narrow (PromptOps.normNarrow). */
+  get rmsNormNarrow(): boolean { return this.promptOps.normNarrow; }
+  set rmsNormNarrow(on: boolean) { this.promptOps.normNarrow = on; }
+
   /** Whether attention (and, with the norm in the tail, the norm) writes act-order consumers' inputs permuted; drops captured graphs. */
   get gemvPermuteX(): boolean { return this.batch.permuteX; }
   set gemvPermuteX(on: boolean) {
