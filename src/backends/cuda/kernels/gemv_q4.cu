@@ -43,6 +43,7 @@
 // That is 5 instructions per 8 weights (the fp16 path needed ~17, and issue, not DRAM, was the limit).
 #include "gemv_q4.cuh"
 #include "attention.cu"  // attn_decode for the folded attention (attention.cu is #pragma once)
+#include "rope.cuh"       // rope_cos_sin, so the rope epilogue rounds as rope_f32 does
 
 struct Q4Mat {
   const uint4* qw;
@@ -353,6 +354,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   __shared__ float part[CL ? Q4_CLUSTER_MAX : 1][129];  // the cluster leader's: each rank's sums and Σx² (the other
                                                         // blocks store into it once every block has started)
   __shared__ float warpSs[4];                           // CL: the warps' Σx² over the staged range
+  __shared__ double2 ropeCs[64];                        // rope tiles: (cos, sin) of pair i at this step's position
   extern __shared__ float xall[];                       // CL, xInShared: all of x, for act-order gathers
   if (CL) cluster_arrive_relaxed();
   const bool pair = a.swiglu != nullptr;
@@ -398,6 +400,16 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   // trip for it after the wait, the weight stream having evicted it since the last token. H200, 13B act-order decode,
   // same call: 384.8 / 383.5 -> 393.5 / 389.2 tok/s at context 1, 342.0 / 343.1 -> 349.1 / 346.3 at 2000
   if (perm && rows8 > 256) prefetch_l2(perm + kb0 + 2048, (kb1 - kb0 - 2048) * 4);
+  // rope tiles: the f64 cos and sin of this step's position (rope_cos_sin: a pow and a sincos, a long chain of
+  // dependent f64 operations) while the weights above are in flight, not in the epilogue, where they delayed the
+  // tile's q or k, so the folded attention and the launch's end. The position is readable before the wait: a graph
+  // replay's step buffer is written by a copy before the graph, and no kernel writes it. Clusters: only the leader
+  // (rank 0) runs the epilogue; plain launches: any block may be the tile's last.
+  if ((m.flags & 2) && t < 64 && (!CL || cluster_rank() == 0)) {
+    double c, sn;
+    rope_cos_sin(t, 128, m.theta, read_pos(a.pos_ptr, a.pos_imm), c, sn);
+    ropeCs[t] = make_double2(c, sn);
+  }
   pdl_wait();
   pdl_launch_dependents();
   const float* normW = a.xNormW;
@@ -534,11 +546,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
     fin[t] = v;
     __syncthreads();
     const int i = t & 63;
-    const int pos = read_pos(a.pos_ptr, a.pos_imm);
-    const float inv_freq = (float)(1.0 / pow((double)m.theta, (2.0 * i) / 128.0));
-    const float angle = (float)pos * inv_freq;
-    double sn, cs;
-    sincos((double)angle, &sn, &cs);
+    const double cs = ropeCs[i].x, sn = ropeCs[i].y;  // (written before the staging's barrier)
     const float x0 = fin[i], x1 = fin[i + 64];
     v = t < 64 ? (float)(x0 * cs - x1 * sn) : (float)(x1 * cs + x0 * sn);
   }
