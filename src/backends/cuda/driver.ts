@@ -53,6 +53,8 @@ interface Koffi {
 const CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
 const CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION = 4;
 const LAUNCH_ATTR_WORDS = 18;
+/** cuModuleGetGlobal: the module has no variable of that name */
+const CUDA_ERROR_NOT_FOUND = 500;
 /** CUlaunchConfig: 7 u32 (grid, block, shared bytes), pad, stream, attrs pointer, numAttrs, pad */
 const LAUNCH_CONFIG_BYTES = 56;
 
@@ -75,6 +77,7 @@ const SIGNATURES = {
   cuModuleLoadData: 'int cuModuleLoadData(_Out_ void **mod, const void *image)',
   cuModuleUnload: 'int cuModuleUnload(void *mod)',
   cuModuleGetFunction: 'int cuModuleGetFunction(_Out_ void **fn, void *mod, const char *name)',
+  cuModuleGetGlobal: 'int cuModuleGetGlobal_v2(_Out_ uint64_t *dptr, _Out_ size_t *bytes, void *mod, const char *name)',
   cuFuncSetAttribute: 'int cuFuncSetAttribute(void *fn, int attrib, int value)',
   cuLaunchKernel: 'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void **params, void **extra)',
   cuStreamCreate: 'int cuStreamCreate(_Out_ void **s, unsigned int flags)',
@@ -334,6 +337,14 @@ export class Driver {
     const rc = this.f.cuModuleGetFunction(slot, mod, name) as number;
     if (rc !== 0) throw new CudaError('cuModuleGetFunction', rc, `kernel "${name}" (rebuild with npm run build:cuda)`);
     return BigInt(slot[0] as bigint) as CuFunction;
+  }
+  /** A __device__ variable of the module: its address and size, or null where the module has none of that name. */
+  getGlobal(mod: CuModule, name: string): { readonly ptr: DevicePtr; readonly bytes: number } | null {
+    const dptr: unknown[] = [0n], bytes: unknown[] = [0];
+    const rc = this.f.cuModuleGetGlobal(dptr, bytes, mod, name) as number;
+    if (rc === CUDA_ERROR_NOT_FOUND) return null;
+    if (rc !== 0) throw new CudaError('cuModuleGetGlobal', rc, `variable "${name}"`);
+    return { ptr: BigInt(dptr[0] as bigint) as DevicePtr, bytes: Number(bytes[0]) };
   }
   setFunctionAttribute(fn: CuFunction, attr: number, value: number): void {
     this.call('cuFuncSetAttribute', fn, attr, value);

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { brotliDecompressSync } from 'node:zlib';
 import { QllamaError } from '../../errors.js';
-import { FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, type CuFunction, type CuModule, type CuStream, type Dim3, type Driver } from './driver.js';
+import { FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, type CuFunction, type CuModule, type CuStream, type DevicePtr, type Dim3, type Driver } from './driver.js';
 
 export class CudaKernelsMissingError extends QllamaError {}
 
@@ -80,6 +80,11 @@ export class KernelModule {
     if (cluster) this.cu.launchCluster(this.fn(name), grid, block, cluster, pdl && this.pdl, sharedBytes, this.stream, args, name);
     else if (pdl && this.pdl) this.cu.launchPdl(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
     else this.cu.launch(this.fn(name), grid, block, sharedBytes, this.stream, args, name);
+  }
+
+  /** A __device__ variable of the loaded fatbin (lab builds' records, bench/cudaDecodeTrace.ts), or null where it has none. */
+  global(name: string): { readonly ptr: DevicePtr; readonly bytes: number } | null {
+    return this.cu.getGlobal(this.mod, name);
   }
 
   dispose(): void {

@@ -28,6 +28,7 @@
 // (included again by batch_decode.cu, whose batched attention wraps attn_decode)
 #pragma once
 #include "common.cuh"
+#include "trace.cuh"  // lab builds' block timelines (empty otherwise)
 
 #define ATTN_WARPS 4
 
@@ -296,6 +297,7 @@ __device__ __forceinline__ void attn_decode(float* __restrict__ out, float* __re
       float* out, float* part, unsigned* tickets, const float* q, const __half* kc, const __half* vc,          \
       const int* pos_ptr, int pos_imm, int heads, int kvHeads, int splits, float scale,                       \
       const __grid_constant__ NextGemv nx) {                                                                   \
+    TRACE_BEGIN(TRACE_ATTN_SPLIT);                                                                              \
     attn_decode<D, AttnNI<D>::value, false, true>(out, part, tickets, q, kc, vc, pos_ptr, pos_imm, heads, kvHeads, \
                                                   splits, scale, &nx);                                          \
   }

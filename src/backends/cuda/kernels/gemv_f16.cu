@@ -1,11 +1,14 @@
 // Dense fp16 GEMV for one token (lm_head):  y[n] = Σ_k W[n, k] · x[k]   (+ y[n] when accumulate)
 // W: [N, K] fp16 row-major, K % 8 == 0. One warp per row, 16-byte weight loads, x read through L1.
 #include "common.cuh"
+#include "trace.cuh"  // lab builds' block timelines (empty otherwise)
 
 extern "C" __global__ void __launch_bounds__(256) gemv_f16(float* y, const float* __restrict__ x,
                                                            const uint4* __restrict__ w, int K, int N, int accumulate) {
+  TRACE_BEGIN(TRACE_GEMV_F16);
   pdl_wait();
   pdl_launch_dependents();
+  TRACE_MARK(1);
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (row >= N) return;

@@ -44,6 +44,7 @@
 #include "gemv_q4.cuh"
 #include "attention.cu"  // attn_decode for the folded attention (attention.cu is #pragma once)
 #include "rope.cuh"       // rope_cos_sin, so the rope epilogue rounds as rope_f32 does
+#include "trace.cuh"      // lab builds' block timelines (empty otherwise)
 
 struct Q4Mat {
   const uint4* qw;
@@ -356,6 +357,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   __shared__ float warpSs[4];                           // CL: the warps' Σx² over the staged range
   __shared__ double2 ropeCs[64];                        // rope tiles: (cos, sin) of pair i at this step's position
   extern __shared__ float xall[];                       // CL, xInShared: all of x, for act-order gathers
+  TRACE_BEGIN(CL ? TRACE_GEMV_Q4_CL : TRACE_GEMV_Q4);
   if (CL) cluster_arrive_relaxed();
   const bool pair = a.swiglu != nullptr;
   const int tile = blockIdx.x;
@@ -412,6 +414,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
   }
   pdl_wait();
   pdl_launch_dependents();
+  TRACE_MARK(1);
   const float* normW = a.xNormW;
   float rstd = 1.f;
   // CL, xInShared (act-order): the loop over all of K below also copies x into shared memory, so the staging's
@@ -501,6 +504,7 @@ __device__ __forceinline__ void gemv_q4_fused(const Q4Args& a) {
     if (lane == 0) warpSs[warp] = rangeSs;
   }
   __syncthreads();
+  TRACE_MARK(2);
   const float sum = (red[0][t] + red[1][t] + red[2][t] + red[3][t]) * rstd;
   const int n = col0 + t;
   float v;
