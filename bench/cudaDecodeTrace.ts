@@ -7,12 +7,13 @@
  * (default 3). Prints, per kind of launch (kernel and grid), the mean of: its span of the step (previous launch's end
  * to its own), the release latency (previous end to its first griddepcontrol.wait returning), the body (release to
  * the median / last block's main loop done), the tail (last main loop done to last exit) and its head start (how long
- * its blocks were resident before the previous launch ended). --csv also writes every launch's stamps.
+ * its blocks were resident before the previous launch ended); then, per kind, how long its blocks took to their main
+ * loop's end by how many of the launch's blocks shared their SM. --csv also writes every launch's stamps.
  */
 import { writeFileSync } from 'node:fs';
 import { CudaBackend } from '../src/backends/cuda/cudaBackend.js';
 import { LlamaModel } from '../src/model/llama.js';
-import { accountByKind, groupLaunches, meanStepSpan, parseTrace, TRACE_RECORD_BYTES, type StepStart } from './traceAnalysis.js';
+import { accountByKind, bodyBySmLoad, groupLaunches, meanStepSpan, parseTrace, TRACE_RECORD_BYTES, type StepStart } from './traceAnalysis.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -72,6 +73,10 @@ for (const a of accountByKind(launches, afterLmHead)) {
 }
 process.stdout.write(`traced launches' spans: ${(total / steps / 1000).toFixed(3)} ms per step; on the GPU, first traced start to lm_head's end: ` +
   `${(meanStepSpan(launches, afterLmHead) / 1000).toFixed(3)} ms (the rest of the host-timed step: argmax, the host, the graph launch)\n`);
+for (const [kind, byLoad] of bodyBySmLoad(launches)) {
+  const parts = [...byLoad].map(([load, e]) => `${load} per SM: ${e.body.toFixed(2)} µs (${e.blocks} blocks)`);
+  process.stdout.write(`${kind}: main loop done after release, by the launch's blocks on the block's SM: ${parts.join('; ')}\n`);
+}
 if (csv) {
   const rows = launches.map((l) => [l.kind, l.blocks, l.start, l.released, l.mainDoneMedian, l.mainDone, l.end].join(','));
   writeFileSync(csv, `kind,blocks,start_ns,released_ns,main_done_median_ns,main_done_ns,end_ns\n${rows.join('\n')}\n`);

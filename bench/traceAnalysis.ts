@@ -58,6 +58,8 @@ export interface Launch {
   readonly mainDone: number;
   /** last block's exit */
   readonly end: number;
+  /** its blocks' records */
+  readonly records: readonly BlockRecord[];
 }
 
 const median = (v: number[]): number => {
@@ -92,7 +94,7 @@ export function groupLaunches(records: readonly BlockRecord[]): Launch[] {
       const t2 = l.map((r) => r.t2).filter((t) => !Number.isNaN(t));
       launches.push({
         kind, blocks: size, start: minOf(l.map((r) => r.t0)), released: orNaN(minOf(l.map((r) => r.t1))),
-        mainDoneMedian: median(t2), mainDone: orNaN(maxOf(t2)), end: maxOf(l.map((r) => r.t3)),
+        mainDoneMedian: median(t2), mainDone: orNaN(maxOf(t2)), end: maxOf(l.map((r) => r.t3)), records: l,
       });
     }
   }
@@ -155,4 +157,28 @@ export function meanStepSpan(launches: readonly Launch[], startsStep: StepStart 
     first = i;
   }
   return n === 0 ? Number.NaN : total / n / 1000;
+}
+
+/**
+ * Per kind of launch with main-loop marks, how long after the launch's release its blocks finished their main loops
+ * (mean µs), by how many blocks of the same launch shared their SM: whether blocks on busier SMs stream slower.
+ */
+export function bodyBySmLoad(launches: readonly Launch[]): Map<string, Map<number, { readonly blocks: number; readonly body: number }>> {
+  const sums = new Map<string, Map<number, { blocks: number; total: number }>>();
+  for (const l of launches) {
+    if (Number.isNaN(l.released)) continue;
+    const perSm = new Map<number, number>();
+    for (const r of l.records) perSm.set(r.smid, (perSm.get(r.smid) ?? 0) + 1);
+    const byLoad = sums.get(l.kind) ?? new Map<number, { blocks: number; total: number }>();
+    for (const r of l.records) {
+      if (Number.isNaN(r.t2)) continue;
+      const load = perSm.get(r.smid)!;
+      const e = byLoad.get(load) ?? { blocks: 0, total: 0 };
+      e.blocks++;
+      e.total += r.t2 - l.released;
+      byLoad.set(load, e);
+    }
+    sums.set(l.kind, byLoad);
+  }
+  return new Map([...sums].map(([kind, m]) => [kind, new Map([...m].sort((a, b) => a[0] - b[0]).map(([k, e]) => [k, { blocks: e.blocks, body: e.total / e.blocks / 1000 }]))]));
 }

@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { accountByKind, groupLaunches, meanStepSpan, parseTrace, TRACE_RECORD_BYTES } from '../../bench/traceAnalysis.js';
+import { accountByKind, bodyBySmLoad, groupLaunches, meanStepSpan, parseTrace, TRACE_RECORD_BYTES } from '../../bench/traceAnalysis.js';
 
 const BASE = 1_700_000_000_000_000_000n; // globaltimer values are ns since the epoch: beyond a double's exact range
 
-interface Block { t: [number, number, number, number]; kernel: number; gridX: number; gridY: number; block: number }
+interface Block { t: [number, number, number, number]; kernel: number; gridX: number; gridY: number; block: number; smid?: number }
 
 function encode(blocks: readonly Block[]): Buffer {
   const buf = Buffer.alloc(blocks.length * TRACE_RECORD_BYTES);
@@ -19,7 +19,7 @@ function encode(blocks: readonly Block[]): Buffer {
     buf.writeUInt32LE(b.gridX, o + 36);
     buf.writeUInt32LE(b.gridY, o + 40);
     buf.writeUInt32LE(b.block, o + 44);
-    buf.writeUInt32LE(7, o + 48);
+    buf.writeUInt32LE(b.smid ?? 7, o + 48);
   });
   return buf;
 }
@@ -83,4 +83,17 @@ test('trace records that are not whole launches (a full buffer) are refused, nam
   const blocks = launch(2, 4, 0, 10, [20, 20, 20, 20], [30, 30, 30, 30]).slice(0, 3);
   assert.throws(() => groupLaunches(parseTrace(encode(blocks), 3)), /3 blocks of gemv_q4_cl 2x2 are not whole launches of 4/);
   assert.throws(() => parseTrace(Buffer.alloc(64), 2), /2 records need 128 bytes/);
+});
+
+test('trace records: main-loop ends by how many blocks of the launch shared the SM', () => {
+  // one launch of 4 blocks released at 100: blocks 0-2 on SM 5 end their main loops at 1100, 1300, 1600; block 3
+  // alone on SM 9 at 600. A second launch of the same kind puts 2 blocks on each of two SMs (ends 1100 / 2100).
+  const a = launch(2, 4, 0, 100, [1100, 1300, 1600, 600], [1700, 1700, 1700, 1700]).map((b, i) => ({ ...b, t: [b.t[0], 100, b.t[2], b.t[3]] as Block['t'], smid: i < 3 ? 5 : 9 }));
+  const b = launch(2, 4, 5000, 5100, [6100, 6100, 7100, 7100], [7200, 7200, 7200, 7200]).map((x, i) => ({ ...x, t: [x.t[0], 5100, x.t[2], x.t[3]] as Block['t'], smid: i < 2 ? 1 : 2 }));
+  const blocks = [...a, ...b];
+  const byLoad = bodyBySmLoad(groupLaunches(parseTrace(encode(blocks), blocks.length))).get('gemv_q4_cl 2x2')!;
+  assert.deepEqual([...byLoad.keys()], [1, 2, 3]);
+  assert.deepEqual(byLoad.get(1), { blocks: 1, body: 0.5 });
+  assert.deepEqual(byLoad.get(2), { blocks: 4, body: 1.5 });
+  assert.deepEqual(byLoad.get(3), { blocks: 3, body: (1000 + 1200 + 1500) / 3 / 1000 });
 });
