@@ -178,7 +178,7 @@ export function bodyBySmLoad(launches: readonly Launch[]): Map<string, Map<numbe
       e.total += r.t2 - l.released;
       byLoad.set(load, e);
     }
-    sums.set(l.kind, byLoad);
+    if (byLoad.size > 0) sums.set(l.kind, byLoad);
   }
   return new Map([...sums].map(([kind, m]) => [kind, new Map([...m].sort((a, b) => a[0] - b[0]).map(([k, e]) => [k, { blocks: e.blocks, body: e.total / e.blocks / 1000 }]))]));
 }

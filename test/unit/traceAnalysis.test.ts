@@ -96,4 +96,7 @@ test('trace records: main-loop ends by how many blocks of the launch shared the 
   assert.deepEqual(byLoad.get(1), { blocks: 1, body: 0.5 });
   assert.deepEqual(byLoad.get(2), { blocks: 4, body: 1.5 });
   assert.deepEqual(byLoad.get(3), { blocks: 3, body: (1000 + 1200 + 1500) / 3 / 1000 });
+  // a kind without main-loop marks (lm_head's gemv_f16 sets only the wait's) has no entry
+  const f16 = launch(4, 2, 9000, 9100, [-1, -1], [9500, 9600]);
+  assert.equal(bodyBySmLoad(groupLaunches(parseTrace(encode(f16), 2))).size, 0);
 });
