@@ -18,6 +18,7 @@
 import { positionBucket } from '../src/backends/cuda/attentionLaunch.js';
 import { CudaBackend } from '../src/backends/cuda/cudaBackend.js';
 import { LlamaModel } from '../src/model/llama.js';
+import { warmDecode } from './decodeWarmup.js';
 
 const argv = process.argv.slice(2);
 const skipAttention = argv.includes('--skip-attention');
@@ -38,10 +39,9 @@ if (noAttention) backend.attention = (): void => {};
 const model = await LlamaModel.create(dir, { backend, contextLength: WINDOW });
 const knobs = `permuted x ${backend.gemvPermuteX ? 'on' : 'off'}, clusters ${backend.gemvClusters ? 'on' : 'off'}${process.env.QLLAMA_CUDA_PDL === '0' ? ', PDL off' : ''}`;
 for (const context of contexts) {
-  const start = Math.min(context - 1, WINDOW - WARM - steps - 1);
-  if (start > 0) await model.forward(Array.from({ length: start }, (_, i) => (i * 7919 + 13) % model.vocabSize), 0);
-  let id = 1;
-  for (let i = 0; i < WARM; i++) id = await model.forwardArgmax([id], start + i);
+  const warmed = await warmDecode(model, context, steps, WARM, WINDOW);
+  const start = warmed.start;
+  let id = warmed.id;
   const t = performance.now();
   for (let i = 0; i < steps; i++) id = await model.forwardArgmax([id], start + WARM + i);
   const s = (performance.now() - t) / 1000;

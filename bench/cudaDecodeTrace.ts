@@ -13,6 +13,7 @@
 import { writeFileSync } from 'node:fs';
 import { CudaBackend } from '../src/backends/cuda/cudaBackend.js';
 import { LlamaModel } from '../src/model/llama.js';
+import { warmDecode } from './decodeWarmup.js';
 import { accountByKind, bodyBySmLoad, groupLaunches, meanStepSpan, parseTrace, TRACE_RECORD_BYTES, type StepStart } from './traceAnalysis.js';
 
 const argv = process.argv.slice(2);
@@ -37,14 +38,12 @@ if (count === null || records === null) {
 }
 const model = await LlamaModel.create(dir, { backend, contextLength: WINDOW });
 const context = Math.max(1, Number(ctxArg ?? 1));
-const start = Math.min(context - 1, WINDOW - WARM - steps - 1);
-if (start > 0) await model.forward(Array.from({ length: start }, (_, i) => (i * 7919 + 13) % model.vocabSize), 0);
-let id = 1;
-for (let i = 0; i < WARM; i++) id = await model.forwardArgmax([id], start + i);
+const warmed = await warmDecode(model, context, steps, WARM, WINDOW);
+let id = warmed.id;
 backend.synchronize();
 backend.cu.memsetD32(count.ptr, 0, 1, backend.stream);
 const t = performance.now();
-for (let i = 0; i < steps; i++) id = await model.forwardArgmax([id], start + WARM + i);
+for (let i = 0; i < steps; i++) id = await model.forwardArgmax([id], warmed.pos + i);
 const ms = (performance.now() - t) / steps;
 backend.synchronize();
 const n = new Uint32Array(1);
